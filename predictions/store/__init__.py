@@ -1,0 +1,44 @@
+"""Stores: the `Store` protocol, the embedded SQLite default, Supabase, and `open_store()`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dotenv import find_dotenv, load_dotenv
+
+from predictions.errors import ConfigError, StoreError
+from predictions.store.base import Job, PredictionPage, PredictionRow, Store, Trends
+from predictions.store.sqlite import SQLiteStore
+
+DEFAULT_DB_PATH = ".predictions/predictions.db"
+
+__all__ = [
+    "DEFAULT_DB_PATH",
+    "Job",
+    "PredictionPage",
+    "PredictionRow",
+    "SQLiteStore",
+    "Store",
+    "Trends",
+    "open_store",
+]
+
+
+def open_store(*, env_file: str | os.PathLike[str] | None = None) -> Store:
+    """The store the environment (and a `.env` file) points at: Supabase if configured, else SQLite.
+
+    SUPABASE_URL with SUPABASE_KEY selects Supabase; otherwise the SQLite file at PREDICTIONS_DB
+    (default `.predictions/predictions.db`). Variables already set win over the `.env` file.
+    """
+    load_dotenv(env_file or find_dotenv(usecwd=True), override=False)
+    url, key = os.environ.get("SUPABASE_URL", ""), os.environ.get("SUPABASE_KEY", "")
+    if url or key:
+        if not (url and key):
+            missing = "SUPABASE_KEY" if url else "SUPABASE_URL"
+            raise ConfigError(
+                f"{missing} is not set but {'SUPABASE_URL' if url else 'SUPABASE_KEY'} is; set both to "
+                "use Supabase, or neither to use the embedded SQLite store"
+            )
+        raise StoreError("the Supabase backend is coming in its own issue; unset SUPABASE_URL to use SQLite")
+    return SQLiteStore(Path(os.environ.get("PREDICTIONS_DB") or DEFAULT_DB_PATH))

@@ -1,0 +1,220 @@
+"""The storage interface every backend implements, and the plain data it returns.
+
+Backends return dataclasses and pandas data frames with the columns named here, never cursors or
+client responses, so the dashboard and the tests treat SQLite and Supabase alike.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import pandas as pd
+
+from predictions.errors import ConfigError
+from predictions.scorer import METRICS
+
+LOCAL_USER_ID = "00000000-0000-0000-0000-000000000000"
+"""The owner written when no user is given: the embedded store has one local user."""
+
+JOB_STATUSES = ("running", "finished", "failed")
+
+TREND_COLUMNS = (
+    "epoch",
+    "step",
+    "sample_count",
+    "scored_count",
+    "avg_exact_match",
+    "avg_char_error_rate",
+    "avg_length_ratio",
+    "avg_word_overlap",
+    "min_char_error_rate",
+    "max_char_error_rate",
+)
+ROUND_COLUMNS = ("epoch", "step", "sample_count", "created_at")
+PREDICTION_COLUMNS = (
+    "job_id",
+    "epoch",
+    "step",
+    "sample_index",
+    "prompt",
+    "ground_truth",
+    "prediction",
+    *METRICS,
+    "created_at",
+)
+MATRIX_COLUMNS = ("sample_index", "epoch", "step", "value")
+SORTABLE_COLUMNS = ("sample_index", "step", "epoch", *METRICS)
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRow:
+    """One sample's prediction in one round: a row of `training_predictions`."""
+
+    job_id: str
+    epoch: int
+    step: int
+    sample_index: int
+    prompt: str
+    prediction: str
+    ground_truth: str | None = None
+    exact_match: float | None = None
+    char_error_rate: float | None = None
+    length_ratio: float | None = None
+    word_overlap: float | None = None
+    user_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A training run as the job picker shows it; jobs known only from prediction rows have no name."""
+
+    id: str
+    status: str = "unknown"
+    name: str | None = None
+    model: str | None = None
+    user_id: str | None = None
+    config: dict[str, Any] | None = None
+    started_at: str | None = None
+    updated_at: str | None = None
+    finished_at: str | None = None
+    latest_epoch: int | None = None
+    latest_step: int | None = None
+    round_count: int = 0
+
+    @property
+    def label(self) -> str:
+        """What the picker shows: the name (or id), and a marker while it runs."""
+        title = self.name or self.id
+        return f"● {title}" if self.status == "running" else title
+
+
+@dataclass(frozen=True)
+class Trends:
+    """Per-round aggregates (`TREND_COLUMNS`, ordered by step) and the overall CER improvement in %."""
+
+    job_id: str
+    rounds: pd.DataFrame
+    overall_improvement: float | None
+
+
+@dataclass(frozen=True)
+class PredictionPage:
+    """One page of predictions (`PREDICTION_COLUMNS`) and how many rows match the filter in all."""
+
+    rows: pd.DataFrame
+    total_count: int
+    offset: int = 0
+    limit: int = 50
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where prediction rounds are kept. Every read is aggregated or paged by the backend itself."""
+
+    description: str
+    """Which store this is, for people: 'SQLite at .predictions/predictions.db'."""
+
+    def write_predictions(self, rows: Sequence[PredictionRow]) -> None:
+        """Upsert rows on (job_id, step, sample_index): a replayed write never duplicates a row."""
+
+    def start_job(
+        self,
+        job_id: str,
+        *,
+        name: str | None = None,
+        model: str | None = None,
+        config: dict[str, Any] | None = None,
+        user_id: str | None = None,
+    ) -> None:
+        """Register a job as running (again, if it existed), keeping its first start time."""
+
+    def finish_job(self, job_id: str, *, status: str = "finished") -> None:
+        """Mark a job finished or failed."""
+
+    def list_jobs(self) -> list[Job]:
+        """Every visible job, most recently active first, including jobs with prediction rows only."""
+
+    def trends(self, job_id: str) -> Trends:
+        """Aggregates per round (`TREND_COLUMNS`), ordered by step, and the overall improvement."""
+
+    def rounds(self, job_id: str) -> pd.DataFrame:
+        """The prediction rounds of a job (`ROUND_COLUMNS`), ordered by step."""
+
+    def sample_history(self, job_id: str, sample_index: int) -> pd.DataFrame:
+        """One sample's rows (`PREDICTION_COLUMNS`) in every round, ordered by step."""
+
+    def sample_matrix(self, job_id: str, metric: str = "char_error_rate") -> pd.DataFrame:
+        """One metric for every sample and round (`MATRIX_COLUMNS`), in long form for a heatmap."""
+
+    def predictions_page(
+        self,
+        job_id: str,
+        *,
+        step: int | None = None,
+        wrong_only: bool = False,
+        sort_by: str = "sample_index",
+        descending: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> PredictionPage:
+        """A page of rows, optionally one round's and only wrong answers, sorted (nulls last)."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def overall_improvement(avg_cers: Sequence[float | None]) -> float | None:
+    """(first scored round's CER - last one's) / first * 100; None with < 2 scored rounds or first 0."""
+    scored = [value for value in avg_cers if value is not None and not math.isnan(value)]
+    if len(scored) < 2 or scored[0] == 0:
+        return None
+    return (scored[0] - scored[-1]) / scored[0] * 100.0
+
+
+INTEGER_COLUMNS = frozenset({"epoch", "step", "sample_index", "sample_count", "scored_count"})
+FLOAT_COLUMNS = frozenset(
+    {*METRICS, "value", *(c for c in TREND_COLUMNS if c.startswith(("avg_", "min_", "max_")))}
+)
+
+
+def to_frame(records: Sequence[Any], columns: Sequence[str]) -> pd.DataFrame:
+    """A data frame with the given columns from tuples or dicts; numbers typed the same on every backend.
+
+    Metric columns are float64 with NaN for null, so an unscored job charts and compares alike
+    whether it came from SQLite or from Postgres through JSON.
+    """
+    frame = pd.DataFrame.from_records(list(records), columns=list(columns))
+    for column in frame.columns:
+        if column in FLOAT_COLUMNS:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        elif column in INTEGER_COLUMNS:
+            frame[column] = frame[column].astype("int64")
+    return frame
+
+
+def check_metric(metric: str) -> str:
+    if metric not in METRICS:
+        raise ConfigError(f"metric={metric!r} is not a metric; valid: {', '.join(METRICS)}")
+    return metric
+
+
+def check_page_args(sort_by: str, limit: int, offset: int) -> None:
+    """Validate the arguments of `predictions_page` before they reach SQL."""
+    if sort_by not in SORTABLE_COLUMNS:
+        raise ConfigError(f"sort_by={sort_by!r} is not sortable; valid: {', '.join(SORTABLE_COLUMNS)}")
+    if not 1 <= limit <= 1000:
+        raise ConfigError(f"limit={limit!r} is out of range; valid: 1 to 1000 rows a page")
+    if offset < 0:
+        raise ConfigError(f"offset={offset!r} is negative; valid: 0 or more")
+
+
+def check_status(status: str) -> str:
+    if status not in JOB_STATUSES:
+        raise ConfigError(f"status={status!r} is not a job status; valid: {', '.join(JOB_STATUSES)}")
+    return status

@@ -1,0 +1,265 @@
+"""The embedded default store: one SQLite file, the same tables and columns as the Postgres schema.
+
+WAL mode and a busy timeout let a training process write while a dashboard process reads; every
+aggregate is computed by SQLite, so the dashboard never loads a job's rows to average them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from predictions.errors import StoreError, StoreUnavailableError
+from predictions.store.base import (
+    LOCAL_USER_ID,
+    MATRIX_COLUMNS,
+    PREDICTION_COLUMNS,
+    ROUND_COLUMNS,
+    TREND_COLUMNS,
+    Job,
+    PredictionPage,
+    PredictionRow,
+    Trends,
+    check_metric,
+    check_page_args,
+    check_status,
+    overall_improvement,
+    to_frame,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS training_jobs (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    name TEXT,
+    model TEXT,
+    status TEXT NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'finished', 'failed')),
+    config TEXT,
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE TABLE IF NOT EXISTS training_predictions (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    sample_index INTEGER NOT NULL,
+    prompt TEXT NOT NULL,
+    ground_truth TEXT,
+    prediction TEXT NOT NULL,
+    exact_match REAL,
+    char_error_rate REAL,
+    length_ratio REAL,
+    word_overlap REAL,
+    created_at TEXT NOT NULL,
+    UNIQUE (job_id, step, sample_index)
+);
+CREATE INDEX IF NOT EXISTS idx_training_predictions_job_epoch ON training_predictions (job_id, epoch);
+CREATE INDEX IF NOT EXISTS idx_training_predictions_job_step ON training_predictions (job_id, step);
+"""
+
+UPSERT_PREDICTION = """
+INSERT INTO training_predictions (
+    id, job_id, user_id, epoch, step, sample_index, prompt, ground_truth, prediction,
+    exact_match, char_error_rate, length_ratio, word_overlap, created_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (job_id, step, sample_index) DO UPDATE SET
+    epoch = excluded.epoch, prompt = excluded.prompt, ground_truth = excluded.ground_truth,
+    prediction = excluded.prediction, exact_match = excluded.exact_match,
+    char_error_rate = excluded.char_error_rate, length_ratio = excluded.length_ratio,
+    word_overlap = excluded.word_overlap
+"""
+
+UPSERT_JOB = """
+INSERT INTO training_jobs (id, user_id, name, model, status, config, started_at, updated_at)
+VALUES (?, ?, ?, ?, 'running', ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    name = COALESCE(excluded.name, name), model = COALESCE(excluded.model, model),
+    config = COALESCE(excluded.config, config), status = 'running',
+    updated_at = excluded.updated_at, finished_at = NULL
+"""
+
+TRENDS = """
+SELECT MAX(epoch), step, COUNT(*), COUNT(char_error_rate),
+       AVG(exact_match), AVG(char_error_rate), AVG(length_ratio), AVG(word_overlap),
+       MIN(char_error_rate), MAX(char_error_rate)
+FROM training_predictions WHERE job_id = ? GROUP BY step ORDER BY step
+"""
+
+ROUNDS = """
+SELECT MAX(epoch), step, COUNT(*), MIN(created_at)
+FROM training_predictions WHERE job_id = ? GROUP BY step ORDER BY step
+"""
+
+LIST_JOBS = """
+WITH activity AS (
+    SELECT job_id, MAX(epoch) AS latest_epoch, MAX(step) AS latest_step,
+           COUNT(DISTINCT step) AS round_count, MAX(created_at) AS last_write
+    FROM training_predictions GROUP BY job_id
+), ids AS (SELECT id FROM training_jobs UNION SELECT job_id FROM activity)
+SELECT ids.id, COALESCE(j.status, 'unknown'), j.name, j.model, j.user_id, j.config,
+       j.started_at, j.updated_at, j.finished_at, a.latest_epoch, a.latest_step,
+       COALESCE(a.round_count, 0)
+FROM ids
+LEFT JOIN training_jobs AS j ON j.id = ids.id
+LEFT JOIN activity AS a ON a.job_id = ids.id
+ORDER BY MAX(COALESCE(j.updated_at, ''), COALESCE(a.last_write, '')) DESC, ids.id
+"""
+
+SELECT_PREDICTIONS = f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM training_predictions"
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC text, the embedded store's timestamp format."""
+    return datetime.now(UTC).isoformat()
+
+
+class SQLiteStore:
+    """The embedded store, a single file; safe to share between threads of one process."""
+
+    def __init__(self, path: str | Path = ".predictions/predictions.db", *, timeout_s: float = 30.0):
+        self.path = Path(path)
+        self.description = f"SQLite at {self.path}"
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                self.path, timeout=timeout_s, check_same_thread=False, isolation_level=None
+            )
+            self._conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as error:
+            raise StoreUnavailableError(f"cannot open the SQLite store at {self.path}: {error}") from error
+
+    # writes
+
+    def write_predictions(self, rows: Sequence[PredictionRow]) -> None:
+        now = utc_now()
+        values = [
+            (
+                str(uuid.uuid4()), r.job_id, r.user_id or LOCAL_USER_ID, r.epoch, r.step,
+                r.sample_index, r.prompt, r.ground_truth, r.prediction, r.exact_match,
+                r.char_error_rate, r.length_ratio, r.word_overlap, now,
+            )
+            for r in rows
+        ]
+        self._write(lambda c: c.executemany(UPSERT_PREDICTION, values))
+
+    def start_job(
+        self,
+        job_id: str,
+        *,
+        name: str | None = None,
+        model: str | None = None,
+        config: dict[str, Any] | None = None,
+        user_id: str | None = None,
+    ) -> None:
+        now = utc_now()
+        config_text = json.dumps(config, default=str) if config is not None else None
+        values = (job_id, user_id or LOCAL_USER_ID, name, model, config_text, now, now)
+        self._write(lambda c: c.execute(UPSERT_JOB, values))
+
+    def finish_job(self, job_id: str, *, status: str = "finished") -> None:
+        check_status(status)
+        now = utc_now()
+        sql = "UPDATE training_jobs SET status = ?, updated_at = ?, finished_at = ? WHERE id = ?"
+        self._write(lambda c: c.execute(sql, (status, now, now, job_id)))
+
+    # reads
+
+    def list_jobs(self) -> list[Job]:
+        jobs = []
+        for row in self._query(LIST_JOBS, ()):
+            config = json.loads(row[5]) if row[5] else None
+            jobs.append(Job(*row[:5], config, *row[6:]))
+        return jobs
+
+    def trends(self, job_id: str) -> Trends:
+        rounds = self._frame(TRENDS, (job_id,), TREND_COLUMNS)
+        improvement = overall_improvement(rounds["avg_char_error_rate"].tolist())
+        return Trends(job_id, rounds, improvement)
+
+    def rounds(self, job_id: str) -> pd.DataFrame:
+        return self._frame(ROUNDS, (job_id,), ROUND_COLUMNS)
+
+    def sample_history(self, job_id: str, sample_index: int) -> pd.DataFrame:
+        sql = f"{SELECT_PREDICTIONS} WHERE job_id = ? AND sample_index = ? ORDER BY step"
+        return self._frame(sql, (job_id, sample_index), PREDICTION_COLUMNS)
+
+    def sample_matrix(self, job_id: str, metric: str = "char_error_rate") -> pd.DataFrame:
+        check_metric(metric)
+        sql = (
+            f"SELECT sample_index, epoch, step, {metric} FROM training_predictions "
+            "WHERE job_id = ? ORDER BY sample_index, step"
+        )
+        return self._frame(sql, (job_id,), MATRIX_COLUMNS)
+
+    def predictions_page(
+        self,
+        job_id: str,
+        *,
+        step: int | None = None,
+        wrong_only: bool = False,
+        sort_by: str = "sample_index",
+        descending: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> PredictionPage:
+        check_page_args(sort_by, limit, offset)
+        where, params = "job_id = ?", [job_id]
+        if step is not None:
+            where, params = where + " AND step = ?", [*params, step]
+        if wrong_only:
+            where += " AND exact_match < 1"
+        direction = "DESC" if descending else "ASC"
+        order = f"{sort_by} IS NULL, {sort_by} {direction}, step, sample_index"
+        sql = f"{SELECT_PREDICTIONS} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"
+        rows = self._frame(sql, (*params, limit, offset), PREDICTION_COLUMNS)
+        total = self._query(f"SELECT COUNT(*) FROM training_predictions WHERE {where}", params)[0][0]
+        return PredictionPage(rows, total, offset, limit)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # plumbing
+
+    def _write(self, statement) -> None:
+        """Run a write in one transaction, so a round lands whole or not at all."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    statement(self._conn)
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            except sqlite3.OperationalError as error:
+                raise StoreUnavailableError(f"{self.description}: {error}") from error
+            except sqlite3.Error as error:
+                raise StoreError(f"{self.description}: {error}") from error
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, tuple(params)).fetchall()
+            except sqlite3.OperationalError as error:
+                raise StoreUnavailableError(f"{self.description}: {error}") from error
+            except sqlite3.Error as error:
+                raise StoreError(f"{self.description}: {error}") from error
+
+    def _frame(self, sql: str, params: Sequence[Any], columns: Sequence[str]) -> pd.DataFrame:
+        return to_frame(self._query(sql, params), columns)

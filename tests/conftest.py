@@ -1,0 +1,33 @@
+"""Shared fixtures. `store` is parametrized over every backend: one contract suite runs on each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from predictions.store import SQLiteStore, Store
+
+BACKENDS = ["sqlite"]
+"""Backends the contract suite runs on; each name needs a branch in `make_store`."""
+
+
+def make_store(backend: str, request: pytest.FixtureRequest, tmp_path) -> Store:
+    """A fresh, empty store of the given backend."""
+    if backend == "sqlite":
+        return SQLiteStore(tmp_path / "predictions.db")
+    raise ValueError(f"unknown backend {backend!r}")
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:
+    backend_store = make_store(request.param, request, tmp_path)
+    yield backend_store
+    backend_store.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path) -> Iterator[SQLiteStore]:
+    backend_store = SQLiteStore(tmp_path / "predictions.db")
+    yield backend_store
+    backend_store.close()
