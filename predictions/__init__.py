@@ -37,7 +37,20 @@ _EXPORTS = {
     "AuthError": "predictions.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AuthError",
+    "ConfigError",
+    "DatasetError",
+    "PredictionsCallback",
+    "PredictionsConfig",
+    "PredictionsError",
+    "Scores",
+    "StoreError",
+    "StoreUnavailableError",
+    "open_store",
+    "score",
+    "score_batch",
+]
 
 
 def __getattr__(name: str) -> Any:

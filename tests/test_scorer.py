@@ -1,0 +1,129 @@
+"""The scorer against hand-computed values for every rule of shared/DESIGN.md, and its properties."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from predictions.scorer import METRICS, Scores, char_error_rate, score, score_batch, word_overlap
+
+
+def test_none_truth_scores_nothing():
+    assert score("anything", None) == Scores(None, None, None, None)
+
+
+def test_identical_answers_are_perfect():
+    assert score("Paris", "Paris") == Scores(1.0, 0.0, 1.0, 1.0)
+
+
+def test_whitespace_is_stripped_before_every_metric():
+    assert score("  Paris \n", "\tParis") == Scores(1.0, 0.0, 1.0, 1.0)
+
+
+def test_exact_match_is_case_sensitive_but_word_overlap_is_not():
+    scores = score("paris", "Paris")
+    assert scores.exact_match == 0.0
+    assert scores.char_error_rate == pytest.approx(1 / 5)
+    assert scores.word_overlap == 1.0
+
+
+def test_char_error_rate_is_edit_distance_over_truth_length():
+    # kitten -> sitting: 3 edits over 7 characters of truth
+    assert score("kitten", "sitting").char_error_rate == pytest.approx(3 / 7)
+
+
+def test_char_error_rate_is_clipped_to_one():
+    # 9 edits over 2 characters would be 4.5
+    scores = score("completely wrong", "ok")
+    assert scores.char_error_rate == 1.0
+    assert scores.length_ratio == pytest.approx(16 / 2)
+
+
+def test_empty_prediction():
+    assert score("   ", "abcd") == Scores(0.0, 1.0, 0.0, 0.0)
+
+
+def test_empty_truth_with_an_answer():
+    assert score("abc", "  ") == Scores(0.0, 1.0, None, 0.0)
+
+
+def test_both_empty():
+    assert score("", " ") == Scores(1.0, 0.0, None, 1.0)
+
+
+def test_unicode_counts_characters_not_bytes():
+    scores = score("naïve café", "naive café")
+    assert scores.char_error_rate == pytest.approx(1 / 10)
+    assert scores.length_ratio == 1.0
+    assert score("日本語", "日本").length_ratio == pytest.approx(3 / 2)
+
+
+def test_word_overlap_counts_repeated_words_as_a_multiset():
+    # prediction "the the the" vs truth "the cat": shared = min(3, 1) = 1 -> F1 = 2*1 / (3 + 2)
+    assert word_overlap("the the the", "the cat") == pytest.approx(2 / 5)
+
+
+def test_word_overlap_is_token_f1():
+    # shared {a, b}: precision 2/3, recall 2/4 -> F1 = 2 * 2 / (3 + 4)
+    assert word_overlap("a b c", "A B d e") == pytest.approx(4 / 7)
+
+
+def test_word_overlap_with_nothing_shared_is_zero():
+    assert word_overlap("x y", "a b") == 0.0
+
+
+def test_char_error_rate_of_empty_truth():
+    assert char_error_rate("", "") == 0.0
+    assert char_error_rate("x", "") == 1.0
+
+
+def test_score_batch_keeps_order_and_checks_lengths():
+    assert score_batch(["a", "b"], ["a", None]) == [score("a", "a"), score("b", None)]
+    with pytest.raises(ValueError, match="2 predictions but 1 ground truths"):
+        score_batch(["a", "b"], ["a"])
+
+
+def test_as_dict_uses_the_table_column_names():
+    assert tuple(score("a", "b").as_dict()) == METRICS
+
+
+texts = st.text(max_size=40)
+
+
+@given(texts, texts)
+def test_metrics_stay_in_their_bounds(prediction, truth):
+    scores = score(prediction, truth)
+    assert scores.exact_match in (0.0, 1.0)
+    assert 0.0 <= scores.char_error_rate <= 1.0
+    assert 0.0 <= scores.word_overlap <= 1.0
+    assert scores.length_ratio is None or scores.length_ratio >= 0.0
+
+
+@given(texts)
+def test_an_answer_equal_to_its_truth_is_perfect(text):
+    scores = score(text, text)
+    assert (scores.exact_match, scores.char_error_rate, scores.word_overlap) == (1.0, 0.0, 1.0)
+
+
+@given(texts, texts)
+def test_word_overlap_is_symmetric(a, b):
+    assert math.isclose(word_overlap(a, b), word_overlap(b, a))
+
+
+@given(texts, texts)
+def test_exact_match_means_zero_error(prediction, truth):
+    scores = score(prediction, truth)
+    assert (scores.exact_match == 1.0) == (scores.char_error_rate == 0.0)
+
+
+def test_scorer_and_store_do_not_import_torch():
+    code = (
+        "import predictions, predictions.store, predictions.scorer, sys; "
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,72 @@
+"""What only the embedded store promises: a file shared by a writing and a reading process."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+from predictions.store import SQLiteStore
+from predictions.store.base import PredictionRow
+
+MIN_ROUNDS, MAX_ROUNDS, SAMPLES, MIN_READS = 30, 3000, 50, 20
+
+
+def read_until_done(path: str, done, errors, reads) -> None:
+    """A dashboard-like reader in another process: aggregate queries in a loop while rows arrive."""
+    store = SQLiteStore(path)
+    try:
+        while not done.is_set():
+            for job in store.list_jobs():
+                store.trends(job.id)
+                store.predictions_page(job.id, sort_by="char_error_rate", limit=20)
+            with reads.get_lock():
+                reads.value += 1
+    except Exception as error:  # reported to the parent, which fails the test
+        errors.put(repr(error))
+    finally:
+        store.close()
+
+
+def test_a_second_process_reads_while_the_writer_writes(tmp_path):
+    path = str(tmp_path / "shared.db")
+    writer = SQLiteStore(path)
+    context = multiprocessing.get_context("spawn")
+    done, errors, reads = context.Event(), context.Queue(), context.Value("i", 0)
+    reader = context.Process(target=read_until_done, args=(path, done, errors, reads))
+    reader.start()
+    try:
+        while reads.value == 0 and reader.is_alive():  # the reader is up and reading
+            time.sleep(0.01)
+        reads_before, step = reads.value, 0
+        while step < MIN_ROUNDS or (reads.value - reads_before < MIN_READS and step < MAX_ROUNDS):
+            step += 1
+            writer.write_predictions(
+                [
+                    PredictionRow("job", step, step, i, "p", "x" * i, "x" * 10, char_error_rate=0.5)
+                    for i in range(SAMPLES)
+                ]
+            )
+        reads_during = reads.value - reads_before
+    finally:
+        done.set()
+        reader.join(timeout=60)
+    assert errors.empty(), errors.get()
+    assert reader.exitcode == 0
+    assert reads_during >= MIN_READS
+    assert writer.predictions_page("job").total_count == step * SAMPLES
+
+
+def test_the_file_uses_write_ahead_logging(tmp_path):
+    store = SQLiteStore(tmp_path / "wal.db")
+    assert store._query("PRAGMA journal_mode", ())[0][0] == "wal"
+
+
+def test_an_unopenable_path_is_a_store_error(tmp_path):
+    import pytest
+
+    from predictions.errors import StoreUnavailableError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreUnavailableError, match="cannot open the SQLite store"):
+        SQLiteStore(blocker / "predictions.db")

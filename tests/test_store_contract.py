@@ -1,0 +1,226 @@
+"""The Store contract: every backend in `conftest.BACKENDS` must pass each of these the same way."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from predictions.errors import ConfigError
+from predictions.scorer import score
+from predictions.store.base import MATRIX_COLUMNS, PREDICTION_COLUMNS, TREND_COLUMNS, PredictionRow
+
+
+def round_rows(job_id, step, pairs, *, epoch=1, start=0):
+    """Scored rows of one round: pairs of (prediction, ground truth or None), sample indices from start."""
+    return [
+        PredictionRow(
+            job_id=job_id,
+            epoch=epoch,
+            step=step,
+            sample_index=start + i,
+            prompt=f"prompt {start + i}",
+            prediction=prediction,
+            ground_truth=truth,
+            **score(prediction, truth).as_dict(),
+        )
+        for i, (prediction, truth) in enumerate(pairs)
+    ]
+
+
+def test_writing_the_same_rows_twice_keeps_one_copy(store):
+    rows = round_rows("job", 10, [("a", "a"), ("b", "x")])
+    store.write_predictions(rows)
+    store.write_predictions(rows)
+    page = store.predictions_page("job")
+    assert page.total_count == 2
+    assert page.rows["sample_index"].tolist() == [0, 1]
+
+
+def test_a_rewrite_updates_the_row_in_place(store):
+    store.write_predictions(round_rows("job", 10, [("wrong", "right")]))
+    store.write_predictions(round_rows("job", 10, [("right", "right")]))
+    rows = store.sample_history("job", 0)
+    assert len(rows) == 1
+    assert rows.loc[0, "prediction"] == "right"
+    assert rows.loc[0, "exact_match"] == 1.0
+
+
+def test_trends_average_each_round_in_step_order(store):
+    store.write_predictions(round_rows("job", 20, [("abcd", "abcd"), ("abcx", "abcd")], epoch=2))
+    store.write_predictions(round_rows("job", 10, [("xxxx", "abcd"), ("abxx", "abcd")], epoch=1))
+    trends = store.trends("job")
+    assert list(trends.rounds.columns) == list(TREND_COLUMNS)
+    first, second = trends.rounds.to_dict("records")
+    assert (first["epoch"], first["step"], first["sample_count"], first["scored_count"]) == (1, 10, 2, 2)
+    assert first["avg_char_error_rate"] == pytest.approx((1.0 + 0.5) / 2)
+    assert (first["min_char_error_rate"], first["max_char_error_rate"]) == (0.5, 1.0)
+    assert second["avg_exact_match"] == pytest.approx(0.5)
+    assert second["avg_char_error_rate"] == pytest.approx(0.125)
+    assert second["avg_word_overlap"] == pytest.approx(0.5)
+    assert second["avg_length_ratio"] == pytest.approx(1.0)
+    assert trends.overall_improvement == pytest.approx((0.75 - 0.125) / 0.75 * 100)
+
+
+def test_a_job_without_ground_truth_has_null_scores_and_averages(store):
+    store.write_predictions(round_rows("job", 1, [("a", None), ("b", None)]))
+    store.write_predictions(round_rows("job", 2, [("c", None), ("d", None)]))
+    trends = store.trends("job")
+    assert trends.rounds["sample_count"].tolist() == [2, 2]
+    assert trends.rounds["scored_count"].tolist() == [0, 0]
+    for column in TREND_COLUMNS[4:]:
+        assert trends.rounds[column].isna().all(), column
+    assert trends.overall_improvement is None
+    history = store.sample_history("job", 0)
+    assert history["ground_truth"].isna().all() and history["char_error_rate"].isna().all()
+
+
+def test_mixed_rows_average_only_the_scored_ones(store):
+    store.write_predictions(round_rows("job", 1, [("abcd", "abcd"), ("zz", None), ("abxx", "abcd")]))
+    (trend,) = store.trends("job").rounds.to_dict("records")
+    assert (trend["sample_count"], trend["scored_count"]) == (3, 2)
+    assert trend["avg_char_error_rate"] == pytest.approx(0.25)
+    assert trend["avg_exact_match"] == pytest.approx(0.5)
+
+
+def test_overall_improvement_skips_unscored_rounds_and_zero_start(store):
+    store.write_predictions(round_rows("perfect", 1, [("a", "a")]))
+    store.write_predictions(round_rows("perfect", 2, [("b", "a")]))
+    assert store.trends("perfect").overall_improvement is None
+    store.write_predictions(round_rows("one", 1, [("ab", "aa")]))
+    assert store.trends("one").overall_improvement is None
+    assert store.trends("missing").rounds.empty
+
+
+def test_more_than_1500_rows_read_back_in_full_through_pages(store):
+    for step in range(1, 5):
+        pairs = [(f"p{step}-{i}", f"t{i}") for i in range(400)]
+        store.write_predictions(round_rows("big", step, pairs, epoch=step))
+    seen, offset = [], 0
+    while True:
+        page = store.predictions_page("big", sort_by="step", limit=500, offset=offset)
+        assert page.total_count == 1600
+        if page.rows.empty:
+            break
+        seen.extend(zip(page.rows["step"], page.rows["sample_index"], strict=True))
+        offset += len(page.rows)
+    assert len(seen) == len(set(seen)) == 1600
+    assert store.trends("big").rounds["sample_count"].tolist() == [400] * 4
+    assert len(store.sample_matrix("big")) == 1600
+
+
+def test_two_jobs_are_never_mixed(store):
+    store.write_predictions(round_rows("a", 1, [("x", "x")] * 3))
+    store.write_predictions(round_rows("b", 1, [("y", "z")]))
+    assert store.trends("a").rounds["sample_count"].tolist() == [3]
+    assert store.trends("b").rounds["avg_exact_match"].tolist() == [0.0]
+    assert store.predictions_page("b").total_count == 1
+    assert set(store.predictions_page("a").rows["job_id"]) == {"a"}
+    assert store.sample_history("b", 0)["prediction"].tolist() == ["y"]
+    assert len(store.sample_matrix("a")) == 3
+
+
+def test_rounds_and_sample_history_are_ordered_by_step(store):
+    for step in (30, 10, 20):
+        store.write_predictions(round_rows("job", step, [(f"s{step}", "t")], epoch=step // 10))
+    rounds = store.rounds("job")
+    assert rounds["step"].tolist() == [10, 20, 30]
+    assert rounds["epoch"].tolist() == [1, 2, 3]
+    assert rounds["sample_count"].tolist() == [1, 1, 1]
+    history = store.sample_history("job", 0)
+    assert list(history.columns) == list(PREDICTION_COLUMNS)
+    assert history["prediction"].tolist() == ["s10", "s20", "s30"]
+
+
+def test_sample_matrix_holds_one_metric_per_sample_and_round(store):
+    store.write_predictions(round_rows("job", 1, [("ab", "ab"), ("xx", "ab")]))
+    store.write_predictions(round_rows("job", 2, [("ab", "ab"), ("ax", "ab")], epoch=2))
+    matrix = store.sample_matrix("job", "char_error_rate")
+    assert list(matrix.columns) == list(MATRIX_COLUMNS)
+    cells = {(r.sample_index, r.step): r.value for r in matrix.itertuples()}
+    assert cells == {(0, 1): 0.0, (1, 1): 1.0, (0, 2): 0.0, (1, 2): 0.5}
+    with pytest.raises(ConfigError, match="metric='prompt'"):
+        store.sample_matrix("job", "prompt")
+
+
+def test_page_filters_by_round_and_wrong_answers(store):
+    store.write_predictions(round_rows("job", 1, [("a", "a"), ("b", "a"), ("c", None)]))
+    store.write_predictions(round_rows("job", 2, [("a", "a"), ("a", "a"), ("c", None)], epoch=2))
+    assert store.predictions_page("job", step=2).total_count == 3
+    wrong = store.predictions_page("job", wrong_only=True)
+    assert wrong.total_count == 1
+    assert wrong.rows[["step", "sample_index"]].values.tolist() == [[1, 1]]
+    assert store.predictions_page("job", step=2, wrong_only=True).total_count == 0
+
+
+def test_page_sorts_by_a_metric_with_nulls_last(store):
+    store.write_predictions(
+        round_rows("job", 1, [("abxx", "abcd"), ("c", None), ("abcd", "abcd"), ("x", "abcd")])
+    )
+    ascending = store.predictions_page("job", sort_by="char_error_rate")
+    assert ascending.rows["sample_index"].tolist() == [2, 0, 3, 1]
+    descending = store.predictions_page("job", sort_by="char_error_rate", descending=True)
+    assert descending.rows["sample_index"].tolist() == [3, 0, 2, 1]
+    second_page = store.predictions_page("job", sort_by="char_error_rate", limit=2, offset=2)
+    assert second_page.rows["sample_index"].tolist() == [3, 1]
+    assert second_page.total_count == 4
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"sort_by": "prompt; DROP TABLE x"}, "sort_by="),
+        ({"limit": 0}, "limit=0"),
+        ({"limit": 5000}, "limit=5000"),
+        ({"offset": -1}, "offset=-1"),
+    ],
+)
+def test_page_rejects_invalid_arguments(store, options, message):
+    with pytest.raises(ConfigError, match=message):
+        store.predictions_page("job", **options)
+
+
+def test_jobs_are_listed_most_recent_first_with_their_latest_round(store):
+    store.start_job("old", name="Old run", model="gpt2", config={"num_samples": 2})
+    store.write_predictions(round_rows("old", 5, [("a", "a")], epoch=1))
+    store.finish_job("old")
+    time.sleep(0.01)
+    store.write_predictions(round_rows("orphan", 7, [("a", "a")], epoch=3))
+    time.sleep(0.01)
+    store.start_job("new", name="New run")
+    jobs = {job.id: job for job in store.list_jobs()}
+    assert [job.id for job in store.list_jobs()] == ["new", "orphan", "old"]
+    assert (jobs["old"].status, jobs["old"].name, jobs["old"].model) == ("finished", "Old run", "gpt2")
+    assert jobs["old"].config == {"num_samples": 2}
+    assert jobs["old"].finished_at is not None
+    assert (jobs["old"].latest_step, jobs["old"].round_count) == (5, 1)
+    assert (jobs["orphan"].status, jobs["orphan"].latest_epoch, jobs["orphan"].latest_step) == (
+        "unknown",
+        3,
+        7,
+    )
+    assert (jobs["new"].status, jobs["new"].round_count, jobs["new"].latest_step) == ("running", 0, None)
+    assert jobs["new"].label.startswith("●") and not jobs["old"].label.startswith("●")
+
+
+def test_restarting_a_job_keeps_its_first_start(store):
+    store.start_job("job", name="first")
+    started = store.list_jobs()[0].started_at
+    store.finish_job("job", status="failed")
+    assert store.list_jobs()[0].status == "failed"
+    store.start_job("job")
+    (job,) = store.list_jobs()
+    assert (job.status, job.name, job.started_at, job.finished_at) == ("running", "first", started, None)
+    with pytest.raises(ConfigError, match="status='done'"):
+        store.finish_job("job", status="done")
+
+
+def test_text_is_stored_verbatim(store):
+    job_id = 'run\'; DROP TABLE training_predictions; -- "quoted" %s ?'
+    odd = "<script>alert('x')</script>\n日本語 \\ \x01 emoji 🙂"
+    store.start_job(job_id, name=odd)
+    store.write_predictions(round_rows(job_id, 1, [(odd, odd)]))
+    (job,) = store.list_jobs()
+    assert (job.id, job.name) == (job_id, odd)
+    row = store.sample_history(job_id, 0).iloc[0]
+    assert (row["job_id"], row["prediction"], row["ground_truth"]) == (job_id, odd, odd)
