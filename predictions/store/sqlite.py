@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from predictions.errors import StoreError, StoreUnavailableError
+from predictions.scorer import METRICS
 from predictions.store.base import (
     LOCAL_USER_ID,
     MATRIX_COLUMNS,
@@ -68,11 +69,21 @@ CREATE INDEX IF NOT EXISTS idx_training_predictions_job_epoch ON training_predic
 CREATE INDEX IF NOT EXISTS idx_training_predictions_job_step ON training_predictions (job_id, step);
 """
 
-UPSERT_PREDICTION = """
-INSERT INTO training_predictions (
-    id, job_id, user_id, epoch, step, sample_index, prompt, ground_truth, prediction,
-    exact_match, char_error_rate, length_ratio, word_overlap, created_at
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+WRITE_COLUMNS = (
+    "job_id",
+    "user_id",
+    "epoch",
+    "step",
+    "sample_index",
+    "prompt",
+    "ground_truth",
+    "prediction",
+    *METRICS,
+)
+
+UPSERT_PREDICTION = f"""
+INSERT INTO training_predictions (id, {", ".join(WRITE_COLUMNS)}, created_at)
+VALUES ({", ".join("?" * (len(WRITE_COLUMNS) + 2))})
 ON CONFLICT (job_id, step, sample_index) DO UPDATE SET
     epoch = excluded.epoch, prompt = excluded.prompt, ground_truth = excluded.ground_truth,
     prediction = excluded.prediction, exact_match = excluded.exact_match,
@@ -119,6 +130,13 @@ ORDER BY MAX(COALESCE(j.updated_at, ''), COALESCE(a.last_write, '')) DESC, ids.i
 SELECT_PREDICTIONS = f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM training_predictions"
 
 
+def _write_values(row: PredictionRow) -> tuple:
+    """A row's values in WRITE_COLUMNS order, owned by the local user when nobody is named."""
+    data = row.as_dict()
+    data["user_id"] = data["user_id"] or LOCAL_USER_ID
+    return tuple(data[column] for column in WRITE_COLUMNS)
+
+
 def utc_now() -> str:
     """ISO-8601 UTC text, the embedded store's timestamp format."""
     return datetime.now(UTC).isoformat()
@@ -147,14 +165,7 @@ class SQLiteStore:
 
     def write_predictions(self, rows: Sequence[PredictionRow]) -> None:
         now = utc_now()
-        values = [
-            (
-                str(uuid.uuid4()), r.job_id, r.user_id or LOCAL_USER_ID, r.epoch, r.step,
-                r.sample_index, r.prompt, r.ground_truth, r.prediction, r.exact_match,
-                r.char_error_rate, r.length_ratio, r.word_overlap, now,
-            )
-            for r in rows
-        ]
+        values = [(str(uuid.uuid4()), *_write_values(row), now) for row in rows]
         self._write(lambda c: c.executemany(UPSERT_PREDICTION, values))
 
     def start_job(
