@@ -1,0 +1,254 @@
+"""`PredictionsCallback`: at each epoch end (and every N steps) the model answers the tracked samples.
+
+One round: every rank generates its equal shard of the samples, rank 0 gathers, scores and hands the
+rows to the writer, and training goes on. Configuration and dataset problems fail before the first
+step; after that a failing round is logged and skipped, never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import torch.distributed as dist
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from predictions.config import PredictionsConfig
+from predictions.errors import ConfigError, StoreError
+from predictions.generator import generate, unwrap, uses_chat_template
+from predictions.sampler import Sample, check_source, select_samples
+from predictions.scorer import score_batch
+from predictions.store.base import PredictionRow
+from predictions.writer import Writer
+
+logger = logging.getLogger(__name__)
+
+
+class PredictionsCallback(TrainerCallback):
+    """Generates, scores and stores the model's answers to a fixed set of samples, round by round.
+
+    `samples` is a `datasets.Dataset`, a list of dicts or a .jsonl/.json/.csv path; `tokenizer`
+    defaults to the Trainer's `processing_class`; every other keyword is a `PredictionsConfig` field.
+    """
+
+    def __init__(self, samples: Any, *, tokenizer: Any = None, **options: Any):
+        self.config = PredictionsConfig.from_options(**options)
+        check_source(samples)
+        self.source, self.tokenizer = samples, tokenizer
+        self.samples: list[Sample] = []
+        self.job_id: str | None = None
+        self.writer: Writer | None = None
+        self.watch = RegressionWatch(self.config.stop_after_regressions)
+        self._done_steps: set[int] = set()
+        self._active_tokenizer: Any = None
+
+    # hooks
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        """Check the tokenizer and the samples before the first step, and register the job."""
+        self._active_tokenizer = self._resolve_tokenizer(kwargs.get("processing_class"))
+        self.samples = select_samples(self.source, self.config)
+        self.job_id = self.config.job_id or args.run_name or generated_job_id()
+        self._done_steps.clear()
+        self.watch = RegressionWatch(self.config.stop_after_regressions)
+        if state.is_world_process_zero:
+            self.writer = Writer(self._open_store())
+            self.writer.start_job(
+                self.job_id,
+                name=self.config.job_name or self.job_id,
+                model=model_name(kwargs.get("model")),
+                config=self.config.as_dict(),
+                user_id=self.config.user_id,
+            )
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        every = self.config.every_n_steps
+        if every and state.global_step % every == 0:
+            return self._round(state, control, kwargs.get("model"))
+        return None
+
+    def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        return self._round(state, control, kwargs.get("model"))
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        """Mark the job finished and wait for the writer to store (or spool) every row."""
+        if self.writer is not None and self.job_id is not None:
+            self.writer.finish_job(self.job_id, status="finished")
+            self.writer.close()
+            self.writer = None
+
+    # a round
+
+    def _round(self, state: TrainerState, control: TrainerControl, model: Any) -> TrainerControl | None:
+        """Run one round unless this step already had one; returns `control` only when it changed."""
+        if state.global_step in self._done_steps or not self.samples or model is None:
+            return None
+        self._done_steps.add(state.global_step)
+        rank, world = rank_and_world()
+        answers = gather_to_main(self._generate_shard(model, rank, world), world)
+        stop = False
+        if state.is_world_process_zero and answers is not None:
+            stop = self._record(state, answers)
+        if self.config.stop_after_regressions and broadcast_from_main(stop, world):
+            logger.warning(
+                "stopping training: average CER rose %s rounds in a row", self.config.stop_after_regressions
+            )
+            control.should_training_stop = True
+            return control
+        return None
+
+    def _generate_shard(self, model: Any, rank: int, world: int) -> list[str] | None:
+        """This rank's answers, or None (logged) when generation failed, so the gather still happens."""
+        try:
+            shard = equal_shards(self.samples, world)[rank]
+            options = self.config
+            return generate(
+                model,
+                self._active_tokenizer,
+                shard,
+                batch_size=options.batch_size,
+                max_new_tokens=options.max_new_tokens,
+                max_prompt_tokens=options.max_prompt_tokens,
+                use_chat_template=options.use_chat_template,
+                generation_kwargs=options.generation_kwargs,
+            )
+        except Exception:
+            logger.exception("predictions round: generation failed on rank %s; the round is skipped", rank)
+            return None
+
+    def _record(self, state: TrainerState, shards: list[list[str] | None]) -> bool:
+        """Score and queue the gathered answers (rank 0); True when the run should stop."""
+        try:
+            if any(shard is None for shard in shards):
+                return False
+            answers = [answer for shard in shards for answer in shard][: len(self.samples)]
+            rows = build_rows(self.job_id, state, self.samples, answers, self.config.user_id)
+            self.writer.write(rows)
+            return self.watch.observe(mean([row.char_error_rate for row in rows]))
+        except Exception:
+            logger.exception("predictions round at step %s could not be recorded", state.global_step)
+            return False
+
+    # prerequisites
+
+    def _resolve_tokenizer(self, processing_class: Any) -> Any:
+        tokenizer = self.tokenizer or processing_class
+        tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a multimodal processor wraps one
+        if tokenizer is None or not callable(getattr(tokenizer, "batch_decode", None)):
+            raise ConfigError(
+                f"tokenizer={tokenizer!r} is invalid; valid: a tokenizer, passed to the Trainer as "
+                "processing_class= or to PredictionsCallback as tokenizer="
+            )
+        if self.config.use_chat_template == "on" and not uses_chat_template(tokenizer, "auto"):
+            raise ConfigError(
+                "use_chat_template='on' but the tokenizer has no chat_template; valid: 'auto' or 'off'"
+            )
+        return tokenizer
+
+    def _open_store(self) -> Any:
+        """The configured store, else `open_store()`; an unreachable store leaves the writer spooling."""
+        if self.config.store is not None:
+            return self.config.store
+        from predictions.store import open_store
+
+        try:
+            return open_store()
+        except ConfigError:
+            raise
+        except StoreError:
+            logger.exception("predictions store unavailable; rows go to the spool file until it answers")
+            return None
+
+
+@dataclass
+class RegressionWatch:
+    """Counts consecutive rounds whose average CER rose; `observe` says when the limit is reached."""
+
+    limit: int | None
+    last: float | None = None
+    rises: int = 0
+
+    def observe(self, cer: float | None) -> bool:
+        if cer is None:
+            return False
+        self.rises = self.rises + 1 if self.last is not None and cer > self.last else 0
+        self.last = cer
+        return self.limit is not None and self.rises >= self.limit
+
+
+def build_rows(
+    job_id: str, state: TrainerState, samples: list[Sample], answers: list[str], user_id: str | None
+) -> list[PredictionRow]:
+    """One scored row per sample; the epoch is the 1-based epoch the step belongs to."""
+    epoch = max(1, math.ceil(round(state.epoch or 0.0, 6)))
+    scores = score_batch(answers, [sample.ground_truth for sample in samples])
+    return [
+        PredictionRow(
+            job_id=job_id,
+            epoch=epoch,
+            step=state.global_step,
+            sample_index=sample.index,
+            prompt=sample.prompt,
+            prediction=answer,
+            ground_truth=sample.ground_truth,
+            user_id=user_id,
+            **score.as_dict(),
+        )
+        for sample, answer, score in zip(samples, answers, scores, strict=True)
+    ]
+
+
+def equal_shards(items: list[Any], world: int) -> list[list[Any]]:
+    """`world` shards of equal length, the last padded with the last item.
+
+    Under FSDP and ZeRO-3 every rank must run the same number of generate calls; a rank that runs
+    out early leaves the others waiting in a collective forever.
+    """
+    per_rank = math.ceil(len(items) / world)
+    padded = items + [items[-1]] * (per_rank * world - len(items))
+    return [padded[rank * per_rank : (rank + 1) * per_rank] for rank in range(world)]
+
+
+def rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def gather_to_main(local: Any, world: int) -> list[Any] | None:
+    """Every rank's object on rank 0, in rank order; None on the other ranks."""
+    if world == 1:
+        return [local]
+    gathered = [None] * world if dist.get_rank() == 0 else None
+    dist.gather_object(local, gathered, dst=0)
+    return gathered
+
+
+def broadcast_from_main(value: Any, world: int) -> Any:
+    """Rank 0's value on every rank, so all ranks stop together."""
+    if world == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def mean(values: list[float | None]) -> float | None:
+    scored = [value for value in values if value is not None]
+    return sum(scored) / len(scored) if scored else None
+
+
+def model_name(model: Any) -> str | None:
+    """The checkpoint name when the model was loaded from one, else its class name."""
+    if model is None:
+        return None
+    model = unwrap(model)
+    return getattr(getattr(model, "config", None), "name_or_path", "") or type(model).__name__
+
+
+def generated_job_id() -> str:
+    return f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"

@@ -1,0 +1,171 @@
+"""`PredictionsConfig`: every option of the callback, validated once, at construction.
+
+A typo or a bad value fails before training starts, with a message naming the option, the value and
+what would be valid; after that, monitoring never stops a run.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from predictions.errors import ConfigError
+
+CHAT_TEMPLATE_MODES = ("auto", "on", "off")
+RESERVED_GENERATION_KWARGS = ("max_new_tokens", "input_ids", "attention_mask")
+"""Set by their own options or by the generator; not allowed in `generation_kwargs`."""
+
+
+@dataclass
+class PredictionsConfig:
+    """What is tracked, how it is generated, and where it is written.
+
+    Attributes:
+        num_samples: how many samples are tracked (ignored when `sample_indices` is given).
+        seed: picks the tracked samples; the same seed picks the same samples in every run.
+        sample_indices: track exactly these rows of the source instead of a seeded pick.
+        prompt_field: the field holding the prompt (default: `prompt`).
+        response_field: the ground truth field (default: `response`, `completion` or `answer`).
+        messages_field: a chat field (a list of role/content turns); the last assistant turn is
+            the ground truth, the turns before it the prompt (default: `messages` when present).
+        use_chat_template: "auto" uses the tokenizer's chat template when it has one; "on" requires
+            one; "off" feeds the raw prompt text. True and False mean "on" and "off".
+        max_new_tokens: the longest answer generated.
+        max_prompt_tokens: prompts are cut to their last this-many tokens.
+        batch_size: prompts generated together.
+        generation_kwargs: extra `model.generate` arguments; greedy decoding when empty.
+        every_n_steps: also run a round every N optimizer steps; None runs one at each epoch end only.
+        job_id: the run's id in the store (default: the TrainingArguments run_name, else generated).
+        job_name: the name the dashboard shows (default: the job id).
+        user_id: the owner written with every row (default: the store's local user).
+        stop_after_regressions: stop training once the round's average CER has risen this many
+            rounds in a row; None never stops.
+        store: where rows go (default: `open_store()`, opened at train begin on the main process).
+    """
+
+    num_samples: int = 16
+    seed: int = 42
+    sample_indices: Sequence[int] | None = None
+    prompt_field: str | None = None
+    response_field: str | None = None
+    messages_field: str | None = None
+    use_chat_template: str | bool = "auto"
+    max_new_tokens: int = 64
+    max_prompt_tokens: int = 512
+    batch_size: int = 8
+    generation_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    every_n_steps: int | None = None
+    job_id: str | None = None
+    job_name: str | None = None
+    user_id: str | None = None
+    stop_after_regressions: int | None = None
+    store: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("num_samples", "max_new_tokens", "max_prompt_tokens", "batch_size"):
+            _check_positive_int(name, getattr(self, name), optional=False)
+        for name in ("every_n_steps", "stop_after_regressions"):
+            _check_positive_int(name, getattr(self, name), optional=True)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"seed={self.seed!r} is invalid; valid: an integer")
+        for name in ("prompt_field", "response_field", "messages_field", "job_id", "job_name", "user_id"):
+            _check_text(name, getattr(self, name))
+        self.sample_indices = _check_indices(self.sample_indices)
+        self.use_chat_template = _check_chat_mode(self.use_chat_template)
+        self.generation_kwargs = _check_generation_kwargs(self.generation_kwargs)
+        self._check_fields_agree()
+        _check_store(self.store)
+
+    def _check_fields_agree(self) -> None:
+        """A chat field and a prompt field describe two formats; asking for both is a mistake."""
+        if self.messages_field and (self.prompt_field or self.response_field):
+            raise ConfigError(
+                f"messages_field={self.messages_field!r} cannot be combined with prompt_field or "
+                "response_field; valid: a chat messages field, or prompt/response fields"
+            )
+
+    @classmethod
+    def from_options(cls, **options: Any) -> PredictionsConfig:
+        """Build from keyword options, rejecting unknown names with the closest valid ones."""
+        valid = [f.name for f in fields(cls)]
+        for name in options:
+            if name not in valid:
+                close = difflib.get_close_matches(name, valid, n=3)
+                hint = f"did you mean {', '.join(close)}? " if close else ""
+                raise ConfigError(f"{name!r} is not an option; {hint}valid: {', '.join(valid)}")
+        return cls(**options)
+
+    @property
+    def tracked_count(self) -> int:
+        """How many samples a round generates."""
+        return len(self.sample_indices) if self.sample_indices is not None else self.num_samples
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options as JSON-ready data for the job record; the store itself is left out."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "store"}
+        data["sample_indices"] = list(self.sample_indices) if self.sample_indices is not None else None
+        data["generation_kwargs"] = {k: _jsonable(v) for k, v in self.generation_kwargs.items()}
+        return data
+
+
+def _check_positive_int(name: str, value: Any, *, optional: bool) -> None:
+    if optional and value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        valid = "None or an integer >= 1" if optional else "an integer >= 1"
+        raise ConfigError(f"{name}={value!r} is invalid; valid: {valid}")
+
+
+def _check_text(name: str, value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ConfigError(f"{name}={value!r} is invalid; valid: None or a non-empty string")
+
+
+def _check_indices(value: Any) -> tuple[int, ...] | None:
+    """Unique non-negative integers, at least one, kept in the order given."""
+    if value is None:
+        return None
+    valid = "None or a non-empty list of distinct integers >= 0"
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence) or not value:
+        raise ConfigError(f"sample_indices={value!r} is invalid; valid: {valid}")
+    bad = [i for i in value if not isinstance(i, int) or isinstance(i, bool) or i < 0]
+    if bad or len(set(value)) != len(value):
+        raise ConfigError(f"sample_indices={list(value)!r} is invalid; valid: {valid}")
+    return tuple(value)
+
+
+def _check_chat_mode(value: Any) -> str:
+    if value is True or value is False:
+        return "on" if value else "off"
+    if value not in CHAT_TEMPLATE_MODES:
+        raise ConfigError(
+            f"use_chat_template={value!r} is invalid; valid: {', '.join(map(repr, CHAT_TEMPLATE_MODES))}, "
+            "True or False"
+        )
+    return value
+
+
+def _check_generation_kwargs(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"generation_kwargs={value!r} is invalid; valid: a dict of generate() arguments")
+    reserved = [key for key in value if key in RESERVED_GENERATION_KWARGS]
+    if reserved:
+        raise ConfigError(
+            f"generation_kwargs sets {', '.join(reserved)}; valid: any generate() argument except "
+            f"{', '.join(RESERVED_GENERATION_KWARGS)} (use the max_new_tokens option)"
+        )
+    return dict(value)
+
+
+def _check_store(store: Any) -> None:
+    needed = ("write_predictions", "start_job", "finish_job")
+    if store is not None and not all(callable(getattr(store, name, None)) for name in needed):
+        raise ConfigError(
+            f"store={store!r} is invalid; valid: None (open_store()) or a Store with {', '.join(needed)}"
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    return value if isinstance(value, str | int | float | bool | type(None)) else repr(value)

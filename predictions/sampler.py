@@ -1,0 +1,163 @@
+"""Which samples are tracked: picked once, seeded, so every round (and every rerun) shows the same ones.
+
+Sources: a `datasets.Dataset`, a list of dicts, or a JSONL, JSON or CSV path. Formats: prompt with a
+response, or chat `messages` whose last assistant turn is the ground truth.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from predictions.config import PredictionsConfig
+from predictions.errors import ConfigError, DatasetError
+
+RESPONSE_FIELDS = ("response", "completion", "answer")
+PATH_SUFFIXES = (".jsonl", ".json", ".csv")
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One tracked sample: its row index, the prompt as text (and as chat turns), its ground truth."""
+
+    index: int
+    prompt: str
+    ground_truth: str | None
+    messages: Messages | None = None
+
+
+def check_source(source: Any) -> None:
+    """Fail at construction on a source of the wrong kind; its contents are checked at train begin."""
+    if isinstance(source, str | os.PathLike):
+        if Path(source).suffix.lower() not in PATH_SUFFIXES:
+            raise ConfigError(
+                f"samples={str(source)!r} has an unknown suffix; valid: {', '.join(PATH_SUFFIXES)}"
+            )
+        return
+    if hasattr(source, "column_names") or (isinstance(source, Sequence) and not isinstance(source, bytes)):
+        return
+    raise ConfigError(
+        f"samples={type(source).__name__} is invalid; valid: a datasets.Dataset, a list of dicts, "
+        "or a .jsonl, .json or .csv path"
+    )
+
+
+def select_samples(source: Any, config: PredictionsConfig) -> list[Sample]:
+    """The tracked samples, in row order; raises DatasetError on a missing field or too few rows."""
+    records = load_records(source)
+    indices = pick_indices(len(records), config)
+    fields = field_names(records)
+    if config.messages_field or (not config.prompt_field and "messages" in fields):
+        name = config.messages_field or "messages"
+        _require(name, fields)
+        return [chat_sample(i, records[i][name], name) for i in indices]
+    prompt_name, response_name = prompt_fields(fields, config)
+    return [plain_sample(i, records[i], prompt_name, response_name) for i in indices]
+
+
+def load_records(source: Any) -> Sequence[Mapping[str, Any]]:
+    """Rows from a Dataset or list as they are, or read from a JSONL, JSON or CSV file."""
+    if not isinstance(source, str | os.PathLike):
+        return source
+    path = Path(source)
+    if not path.is_file():
+        raise DatasetError(f"samples path {str(path)!r} does not exist or is not a file")
+    try:
+        return _read_file(path)
+    except (OSError, ValueError, csv.Error) as error:
+        raise DatasetError(f"cannot read samples from {str(path)!r}: {error}") from error
+
+
+def _read_file(path: Path) -> list[dict[str, Any]]:
+    suffix = path.suffix.lower()
+    with path.open(encoding="utf-8", newline="") as handle:
+        if suffix == ".csv":
+            return list(csv.DictReader(handle))
+        if suffix == ".jsonl":
+            return [json.loads(line) for line in handle if line.strip()]
+        data = json.load(handle)
+    if not isinstance(data, list):
+        raise ValueError("a .json samples file must hold a list of objects")
+    return data
+
+
+def pick_indices(count: int, config: PredictionsConfig) -> list[int]:
+    """`sample_indices` as given, else `num_samples` rows drawn with `seed`, sorted."""
+    if config.sample_indices is not None:
+        out_of_range = [i for i in config.sample_indices if i >= count]
+        if out_of_range:
+            raise DatasetError(f"sample_indices {out_of_range} are out of range: the source has {count} rows")
+        return list(config.sample_indices)
+    if count < config.num_samples:
+        raise DatasetError(
+            f"num_samples={config.num_samples} but the source has only {count} rows; "
+            f"valid: num_samples <= {count}"
+        )
+    return sorted(random.Random(config.seed).sample(range(count), config.num_samples))
+
+
+def field_names(records: Any) -> list[str]:
+    """The fields of the source: a Dataset's columns, or the keys of its first row."""
+    if hasattr(records, "column_names"):
+        return list(records.column_names)
+    if not records or not isinstance(records[0], Mapping):
+        raise DatasetError("the samples must be a non-empty list of dicts (rows)")
+    return list(records[0].keys())
+
+
+def prompt_fields(fields: list[str], config: PredictionsConfig) -> tuple[str, str | None]:
+    """The prompt field and the ground truth field (None when the source has none)."""
+    prompt_name = config.prompt_field or "prompt"
+    _require(prompt_name, fields)
+    if config.response_field:
+        _require(config.response_field, fields)
+        return prompt_name, config.response_field
+    return prompt_name, next((name for name in RESPONSE_FIELDS if name in fields), None)
+
+
+def _require(name: str, fields: list[str]) -> None:
+    if name not in fields:
+        raise DatasetError(f"the samples have no field {name!r}; fields: {', '.join(map(repr, fields))}")
+
+
+def plain_sample(index: int, row: Mapping[str, Any], prompt_name: str, response_name: str | None) -> Sample:
+    prompt = row.get(prompt_name)
+    if not isinstance(prompt, str):
+        raise DatasetError(f"row {index}: {prompt_name!r} is {prompt!r}; valid: text")
+    truth = row.get(response_name) if response_name else None
+    return Sample(index, prompt, None if truth is None else str(truth))
+
+
+def chat_sample(index: int, messages: Any, name: str) -> Sample:
+    """The turns before the last assistant turn are the prompt; that turn is the ground truth."""
+    turns = _check_turns(index, messages, name)
+    last = max((i for i, turn in enumerate(turns) if turn["role"] == "assistant"), default=None)
+    prompt_turns = turns if last is None else turns[:last]
+    truth = None if last is None else turns[last]["content"]
+    if not prompt_turns:
+        raise DatasetError(f"row {index}: {name!r} has no turn before the assistant's answer")
+    return Sample(index, render_turns(prompt_turns), truth, prompt_turns)
+
+
+def _check_turns(index: int, messages: Any, name: str) -> Messages:
+    valid = "a list of {'role': ..., 'content': ...} dicts"
+    if not isinstance(messages, list) or not messages:
+        raise DatasetError(f"row {index}: {name!r} is {messages!r}; valid: {valid}")
+    for turn in messages:
+        if not isinstance(turn, Mapping) or not {"role", "content"} <= turn.keys():
+            raise DatasetError(f"row {index}: {name!r} has the turn {turn!r}; valid: {valid}")
+    return [{"role": str(t["role"]), "content": str(t["content"])} for t in messages]
+
+
+def render_turns(turns: Messages) -> str:
+    """Chat turns as readable text, for the store's prompt column and for template-less models."""
+    if len(turns) == 1 and turns[0]["role"] == "user":
+        return turns[0]["content"]
+    return "\n".join(f"{turn['role']}: {turn['content']}" for turn in turns)
