@@ -35,39 +35,7 @@ from predictions.store.base import (
     overall_improvement,
     to_frame,
 )
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS training_jobs (
-    id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL,
-    name TEXT,
-    model TEXT,
-    status TEXT NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'finished', 'failed')),
-    config TEXT,
-    started_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    finished_at TEXT
-);
-CREATE TABLE IF NOT EXISTS training_predictions (
-    id TEXT PRIMARY KEY,
-    job_id TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    epoch INTEGER NOT NULL,
-    step INTEGER NOT NULL,
-    sample_index INTEGER NOT NULL,
-    prompt TEXT NOT NULL,
-    ground_truth TEXT,
-    prediction TEXT NOT NULL,
-    exact_match REAL,
-    char_error_rate REAL,
-    length_ratio REAL,
-    word_overlap REAL,
-    created_at TEXT NOT NULL,
-    UNIQUE (job_id, step, sample_index)
-);
-CREATE INDEX IF NOT EXISTS idx_training_predictions_job_epoch ON training_predictions (job_id, epoch);
-CREATE INDEX IF NOT EXISTS idx_training_predictions_job_step ON training_predictions (job_id, step);
-"""
+from predictions.store.sqlite_schema import create_schema
 
 WRITE_COLUMNS = (
     "job_id",
@@ -100,23 +68,14 @@ ON CONFLICT (id) DO UPDATE SET
     updated_at = excluded.updated_at, finished_at = NULL
 """
 
-TRENDS = """
-SELECT MAX(epoch), step, COUNT(*), COUNT(char_error_rate),
-       AVG(exact_match), AVG(char_error_rate), AVG(length_ratio), AVG(word_overlap),
-       MIN(char_error_rate), MAX(char_error_rate)
-FROM training_predictions WHERE job_id = ? GROUP BY step ORDER BY step
-"""
-
-ROUNDS = """
-SELECT MAX(epoch), step, COUNT(*), MIN(created_at)
-FROM training_predictions WHERE job_id = ? GROUP BY step ORDER BY step
-"""
+TRENDS = f"SELECT {', '.join(TREND_COLUMNS)} FROM training_rounds WHERE job_id = ? ORDER BY step"
+ROUNDS = f"SELECT {', '.join(ROUND_COLUMNS)} FROM training_rounds WHERE job_id = ? ORDER BY step"
 
 LIST_JOBS = """
 WITH activity AS (
     SELECT job_id, MAX(epoch) AS latest_epoch, MAX(step) AS latest_step,
-           COUNT(DISTINCT step) AS round_count, MAX(created_at) AS last_write
-    FROM training_predictions GROUP BY job_id
+           COUNT(*) AS round_count, MAX(updated_at) AS last_write
+    FROM training_rounds GROUP BY job_id
 ), ids AS (SELECT id FROM training_jobs UNION SELECT job_id FROM activity)
 SELECT ids.id, COALESCE(j.status, 'unknown'), j.name, j.model, j.user_id, j.config,
        j.started_at, j.updated_at, j.finished_at, a.latest_epoch, a.latest_step,
@@ -157,7 +116,7 @@ class SQLiteStore:
             self._conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._conn.executescript(SCHEMA)
+            create_schema(self._conn)
         except (OSError, sqlite3.Error) as error:
             raise StoreUnavailableError(f"cannot open the SQLite store at {self.path}: {error}") from error
 

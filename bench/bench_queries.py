@@ -1,0 +1,130 @@
+"""Dashboard queries on a big table: the store's SQL aggregates against fetching all of a job's rows
+and averaging them in Python (what the seed's trends endpoint did), side by side.
+
+Goal: trends under 20 ms at the median on SQLite and PostgreSQL, at least 20x faster than fetch-all.
+Run: python bench/bench_queries.py [--jobs 100 --rounds 100 --samples 100] [--backend sqlite postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pandas as pd  # noqa: E402
+
+from bench.common import machine, median_time, print_table  # noqa: E402
+from predictions.store import SQLiteStore  # noqa: E402
+from predictions.store.base import PredictionRow, Store  # noqa: E402
+
+SCORE_COLUMNS = "epoch, step, exact_match, char_error_rate, length_ratio, word_overlap"
+
+
+def job_rows(job_id: str, rounds: int, samples: int, seed: int) -> Iterator[list[PredictionRow]]:
+    """One list of rows per round; CER falls as the rounds go on, like a run that learns."""
+    rng = random.Random(seed)
+    for step in range(1, rounds + 1):
+        level = 1.0 - step / (rounds + 1)
+        yield [
+            PredictionRow(
+                job_id, step, step * 10, i, f"prompt {i} " * 8, f"answer {rng.random():.4f} " * 6,
+                f"answer {i} " * 6, float(rng.random() < 0.2), min(1.0, level * rng.random() * 2),
+                rng.uniform(0.5, 1.5), 1.0 - level,
+            )
+            for i in range(samples)
+        ]  # fmt: skip
+
+
+def fill(store: Store, jobs: int, rounds: int, samples: int) -> float:
+    """Write the table, a round per call; returns seconds taken."""
+    start = time.perf_counter()
+    for j in range(jobs):
+        batch: list[PredictionRow] = []
+        for round_rows in job_rows(f"job-{j:03d}", rounds, samples, seed=j):
+            batch.extend(round_rows)
+            if len(batch) >= 10_000:
+                store.write_predictions(batch)
+                batch = []
+        if batch:
+            store.write_predictions(batch)
+    return time.perf_counter() - start
+
+
+def fetch_all_and_average(fetch: Callable[[], list[tuple]]) -> pd.DataFrame:
+    """The seed's way: download every scored row of the job, then group and average in the client."""
+    frame = pd.DataFrame(fetch(), columns=SCORE_COLUMNS.split(", "))
+    return frame.groupby("step").agg(
+        epoch=("epoch", "max"),
+        avg_exact_match=("exact_match", "mean"),
+        avg_char_error_rate=("char_error_rate", "mean"),
+        avg_length_ratio=("length_ratio", "mean"),
+        avg_word_overlap=("word_overlap", "mean"),
+        min_char_error_rate=("char_error_rate", "min"),
+        max_char_error_rate=("char_error_rate", "max"),
+    )
+
+
+def measure(store: Store, fetch_job: Callable[[str], list[tuple]], job_id: str, repeat: int) -> dict:
+    """Median milliseconds of each dashboard read for one job, and of the fetch-all baseline."""
+    reads = {
+        "trends": lambda: store.trends(job_id),
+        "sample matrix": lambda: store.sample_matrix(job_id),
+        "page (50, by CER)": lambda: store.predictions_page(job_id, sort_by="char_error_rate", descending=True),
+        "fetch all + average": lambda: fetch_all_and_average(lambda: fetch_job(job_id)),
+    }
+    return {name: median_time(read, repeat) * 1000 for name, read in reads.items()}
+
+
+def sqlite_backend(folder: Path) -> tuple[Store, Callable[[str], list[tuple]]]:
+    store = SQLiteStore(folder / "bench.db")
+
+    def fetch_job(job_id: str) -> list[tuple]:
+        sql = f"SELECT {SCORE_COLUMNS} FROM training_predictions WHERE job_id = ?"
+        return store._query(sql, (job_id,))
+
+    return store, fetch_job
+
+
+def postgres_backend(folder: Path) -> tuple[Store, Callable[[str], list[tuple]]]:
+    from bench.postgres import postgres_store
+
+    return postgres_store(folder)
+
+
+BACKENDS = {"sqlite": sqlite_backend, "postgres": postgres_backend}
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--backend", nargs="+", choices=sorted(BACKENDS), default=["sqlite", "postgres"])
+    args = parser.parse_args(argv)
+    total_rows = args.jobs * args.rounds * args.samples
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name in args.backend:
+            store, fetch_job = BACKENDS[name](Path(folder) / name)
+            seconds = fill(store, args.jobs, args.rounds, args.samples)
+            print(f"{name}: wrote {total_rows:,} rows in {seconds:.1f} s")
+            results[name] = measure(store, fetch_job, f"job-{args.jobs // 2:03d}", args.repeat)
+            store.close()
+    header = ("read (one job)", *(f"{name} ms" for name in results))
+    rows = [(read, *(results[name][read] for name in results)) for read in next(iter(results.values()))]
+    print_table(f"Dashboard reads, median ms, {total_rows:,} rows over {args.jobs} jobs ({machine()})", header, rows)
+    for name, timings in results.items():
+        speedup = timings["fetch all + average"] / timings["trends"]
+        print(f"{name}: trends {timings['trends']:.1f} ms (goal < 20), {speedup:.0f}x faster than fetch-all (goal >= 20x)")
+    return results
+
+
+if __name__ == "__main__":
+    main()
