@@ -70,3 +70,33 @@ def test_an_unopenable_path_is_a_store_error(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(StoreUnavailableError, match="cannot open the SQLite store"):
         SQLiteStore(blocker / "predictions.db")
+
+
+def test_a_file_from_before_the_round_summary_gets_it_filled(tmp_path):
+    path = tmp_path / "old.db"
+    store = SQLiteStore(path)
+    store.write_predictions(
+        [PredictionRow("job", 1, 5, i, "p", "a", "a", char_error_rate=0.25 * i) for i in range(3)]
+    )
+    store._write(lambda conn: conn.execute("DROP TABLE training_rounds"))
+    store.close()
+    reopened = SQLiteStore(path)
+    (round_,) = reopened.trends("job").rounds.to_dict("records")
+    assert (round_["step"], round_["sample_count"], round_["avg_char_error_rate"]) == (5, 3, 0.25)
+
+
+def test_rows_written_or_deleted_by_hand_keep_the_trends_right(sqlite_store):
+    sqlite_store.write_predictions(
+        [PredictionRow("job", 1, 5, i, "p", "a", "a", char_error_rate=0.5) for i in range(4)]
+    )
+    sqlite_store._write(
+        lambda conn: conn.execute(
+            "UPDATE training_predictions SET char_error_rate = 0.0 WHERE sample_index < 2"
+        )
+    )
+    assert sqlite_store.trends("job").rounds["avg_char_error_rate"].tolist() == [0.25]
+    sqlite_store._write(lambda conn: conn.execute("DELETE FROM training_predictions WHERE sample_index = 3"))
+    assert sqlite_store.trends("job").rounds["sample_count"].tolist() == [3]
+    sqlite_store._write(lambda conn: conn.execute("DELETE FROM training_predictions"))
+    assert sqlite_store.trends("job").rounds.empty
+    assert sqlite_store.list_jobs() == []
