@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from predictions.scorer import METRICS, Scores, char_error_rate, score, score_batch, word_overlap
+from predictions.scorer import METRICS, Scores, score, score_batch, word_overlap
+
+texts = st.text(max_size=40)
 
 
 def test_none_truth_scores_nothing():
@@ -78,8 +80,15 @@ def test_word_overlap_with_nothing_shared_is_zero():
 
 
 def test_char_error_rate_of_empty_truth():
-    assert char_error_rate("", "") == 0.0
-    assert char_error_rate("x", "") == 1.0
+    assert score("", "").char_error_rate == 0.0
+    assert score("x", "").char_error_rate == 1.0
+
+
+@given(st.lists(st.tuples(texts, st.none() | texts), max_size=20))
+def test_score_batch_agrees_with_score(pairs):
+    predictions = [p for p, _ in pairs]
+    truths = [t for _, t in pairs]
+    assert score_batch(predictions, truths) == [score(p, t) for p, t in pairs]
 
 
 def test_score_batch_keeps_order_and_checks_lengths():
@@ -90,9 +99,6 @@ def test_score_batch_keeps_order_and_checks_lengths():
 
 def test_as_dict_uses_the_table_column_names():
     assert tuple(score("a", "b").as_dict()) == METRICS
-
-
-texts = st.text(max_size=40)
 
 
 @given(texts, texts)
