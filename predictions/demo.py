@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ALPHABET = "abcdef"
+ALPHABET = "abcdefghij"
+MIN_LEN, MAX_LEN = 3, 10
+BATCH_SIZE = 32
 PROMPT_SUFFIX = "="
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +34,7 @@ class DemoResult:
     rounds: int
 
 
-def make_pairs(count: int, seed: int, min_len: int = 3, max_len: int = 6) -> list[dict[str, str]]:
+def make_pairs(count: int, seed: int, min_len: int = MIN_LEN, max_len: int = MAX_LEN) -> list[dict[str, str]]:
     """`count` distinct prompt/response pairs: a string, then `=`, answered by the string reversed."""
     rng, seen = random.Random(seed), set()
     while len(seen) < count:
@@ -61,69 +63,72 @@ def run_demo(
     *,
     db_path: str | os.PathLike[str] = ".predictions/predictions.db",
     job_id: str | None = None,
-    epochs: int = 6,
-    train_size: int = 3000,
+    epochs: int = 10,
+    steps_per_epoch: int = 200,
+    rounds_per_epoch: int = 4,
     num_samples: int = 16,
-    rounds_per_epoch: int = 3,
     seed: int = 0,
     progress: bool = True,
 ) -> DemoResult:
-    """Train the tiny model, with the callback writing to the SQLite store at `db_path`."""
-    import torch
-    from transformers import Trainer, TrainingArguments
+    """Train the tiny model from scratch, the callback writing to the SQLite store at `db_path`."""
+    from transformers import Trainer
 
-    from predictions.callback import PredictionsCallback
     from predictions.store import SQLiteStore
     from predictions.tiny import build_tiny_model, build_tokenizer
 
-    torch.manual_seed(seed)
     tokenizer = build_tokenizer(ALPHABET + PROMPT_SUFFIX)
-    pairs = make_pairs(train_size + num_samples, seed)
+    pairs = make_pairs(steps_per_epoch * BATCH_SIZE + num_samples, seed)
     random.Random(seed).shuffle(pairs)
     held_out, train = pairs[:num_samples], pairs[num_samples:]
-    batch_size = 32
-    steps_per_epoch = -(-len(train) // batch_size)
     store = SQLiteStore(db_path)
     job_id = job_id or f"demo-reverse-{random.Random().getrandbits(24):06x}"
-    callback = PredictionsCallback(
-        held_out,
-        num_samples=num_samples,
+    every = max(1, steps_per_epoch // rounds_per_epoch)
+    with tempfile.TemporaryDirectory() as output_dir:
+        trainer = Trainer(
+            model=build_tiny_model("gpt2", tokenizer, max_positions=2 * MAX_LEN + 4, seed=seed),
+            args=demo_arguments(output_dir, epochs, seed, progress),
+            train_dataset=encode_pairs(train, tokenizer, length=2 * MAX_LEN + 2),
+            processing_class=tokenizer,
+            callbacks=[demo_callback(held_out, store, job_id, every, seed)],
+        )
+        trainer.train()
+    return summarize(store, job_id, Path(db_path))
+
+
+def demo_callback(samples: list[dict[str, str]], store: Any, job_id: str, every: int, seed: int) -> Any:
+    from predictions.callback import PredictionsCallback
+
+    return PredictionsCallback(
+        samples,
+        num_samples=len(samples),
         seed=seed,
-        max_new_tokens=8,
-        every_n_steps=max(1, steps_per_epoch // rounds_per_epoch),
+        max_new_tokens=MAX_LEN + 1,
+        batch_size=16,
+        every_n_steps=every,
         job_id=job_id,
         job_name=f"Demo: reverse strings ({job_id})",
         store=store,
     )
-    with tempfile.TemporaryDirectory() as output_dir:
-        args = TrainingArguments(
-            output_dir=output_dir,
-            num_train_epochs=epochs,
-            per_device_train_batch_size=batch_size,
-            learning_rate=3e-3,
-            warmup_steps=20,
-            weight_decay=0.0,
-            lr_scheduler_type="cosine",
-            logging_strategy="no",
-            save_strategy="no",
-            report_to=[],
-            use_cpu=True,
-            seed=seed,
-            disable_tqdm=not progress,
-            dataloader_num_workers=0,
-        )
-        model = build_tiny_model(
-            "gpt2", tokenizer, hidden_size=64, layers=2, heads=4, max_positions=32, seed=seed
-        )
-        trainer = Trainer(
-            model=model,
-            args=args,
-            train_dataset=encode_pairs(train, tokenizer, length=16),
-            processing_class=tokenizer,
-            callbacks=[callback],
-        )
-        trainer.train()
-    return summarize(store, job_id, Path(db_path))
+
+
+def demo_arguments(output_dir: str, epochs: int, seed: int, progress: bool) -> Any:
+    """Settings a model of 100k parameters learns the task with in a few thousand steps."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=output_dir,
+        num_train_epochs=epochs,
+        per_device_train_batch_size=BATCH_SIZE,
+        learning_rate=2e-3,
+        warmup_steps=50,
+        lr_scheduler_type="cosine",
+        logging_strategy="no",
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        seed=seed,
+        disable_tqdm=not progress,
+    )
 
 
 def summarize(store: Any, job_id: str, db_path: Path) -> DemoResult:

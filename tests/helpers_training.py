@@ -1,0 +1,94 @@
+"""Shared pieces for the tests that train: tiny models, the reverse task, a Trainer factory."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from predictions.demo import ALPHABET, PROMPT_SUFFIX, encode_pairs, make_pairs
+from predictions.tiny import build_tiny_model, build_tokenizer
+
+torch.set_num_threads(1)
+SEQ_LEN = 24
+
+
+def tokenizer(chat: bool = False) -> Any:
+    return build_tokenizer(ALPHABET + PROMPT_SUFFIX + " ", chat_template=chat)
+
+
+def pairs(count: int = 48, seed: int = 0) -> list[dict[str, str]]:
+    return make_pairs(count, seed)
+
+
+def chat_rows(count: int = 6) -> list[dict[str, Any]]:
+    """Chat samples: a system turn, a user turn, and the assistant's answer (the ground truth)."""
+    return [
+        {
+            "messages": [
+                {"role": "system", "content": "reverse"},
+                {"role": "user", "content": pair["prompt"]},
+                {"role": "assistant", "content": pair["response"]},
+            ]
+        }
+        for pair in pairs(count, seed=1)
+    ]
+
+
+def model(kind: str = "gpt2", tok: Any = None, seed: int = 0) -> Any:
+    return build_tiny_model(
+        kind, tok or tokenizer(), hidden_size=32, layers=1, heads=2, max_positions=64, seed=seed
+    )
+
+
+def arguments(output_dir: Path, epochs: int = 2, **overrides: Any) -> TrainingArguments:
+    options = {
+        "output_dir": str(output_dir),
+        "num_train_epochs": epochs,
+        "per_device_train_batch_size": 8,
+        "learning_rate": 1e-3,
+        "logging_strategy": "no",
+        "save_strategy": "no",
+        "report_to": [],
+        "use_cpu": True,
+        "disable_tqdm": True,
+        "seed": 0,
+        **overrides,
+    }
+    return TrainingArguments(**options)
+
+
+def trainer(
+    tmp_path: Path, callbacks: list[TrainerCallback], kind: str = "gpt2", tok: Any = None, **args: Any
+) -> Trainer:
+    """A real Trainer on 32 reverse-task examples (4 steps an epoch)."""
+    tok = tok or tokenizer()
+    return Trainer(
+        model=model(kind, tok),
+        args=arguments(tmp_path / "out", **args),
+        train_dataset=encode_pairs(pairs(32, seed=2), tok, length=SEQ_LEN),
+        processing_class=tok,
+        callbacks=callbacks,
+    )
+
+
+@contextmanager
+def locked(db_path: Path):
+    """Hold SQLite's write lock from another connection: the store is really unavailable meanwhile."""
+    connection = sqlite3.connect(db_path, isolation_level=None)
+    connection.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        connection.execute("ROLLBACK")
+        connection.close()
+
+
+def count_rows(db_path: Path, job_id: str) -> int:
+    with sqlite3.connect(db_path) as connection:
+        query = "SELECT COUNT(*) FROM training_predictions WHERE job_id = ?"
+        return connection.execute(query, (job_id,)).fetchone()[0]
