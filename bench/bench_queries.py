@@ -17,11 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-from bench.common import machine, median_time, print_table  # noqa: E402
-from predictions.store import SQLiteStore  # noqa: E402
-from predictions.store.base import PredictionRow, Store  # noqa: E402
+from bench.common import machine, median_time, print_table
+from predictions.store import SQLiteStore
+from predictions.store.base import PredictionRow, Store
 
 SCORE_COLUMNS = "epoch, step, exact_match, char_error_rate, length_ratio, word_overlap"
 
@@ -75,7 +75,9 @@ def measure(store: Store, fetch_job: Callable[[str], list[tuple]], job_id: str, 
     reads = {
         "trends": lambda: store.trends(job_id),
         "sample matrix": lambda: store.sample_matrix(job_id),
-        "page (50, by CER)": lambda: store.predictions_page(job_id, sort_by="char_error_rate", descending=True),
+        "page (50, by CER)": lambda: store.predictions_page(
+            job_id, sort_by="char_error_rate", descending=True
+        ),
         "fetch all + average": lambda: fetch_all_and_average(lambda: fetch_job(job_id)),
     }
     return {name: median_time(read, repeat) * 1000 for name, read in reads.items()}
@@ -119,10 +121,15 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
             store.close()
     header = ("read (one job)", *(f"{name} ms" for name in results))
     rows = [(read, *(results[name][read] for name in results)) for read in next(iter(results.values()))]
-    print_table(f"Dashboard reads, median ms, {total_rows:,} rows over {args.jobs} jobs ({machine()})", header, rows)
+    print_table(
+        f"Dashboard reads, median ms, {total_rows:,} rows over {args.jobs} jobs ({machine()})", header, rows
+    )
     for name, timings in results.items():
         speedup = timings["fetch all + average"] / timings["trends"]
-        print(f"{name}: trends {timings['trends']:.1f} ms (goal < 20), {speedup:.0f}x faster than fetch-all (goal >= 20x)")
+        print(
+            f"{name}: trends {timings['trends']:.1f} ms (goal < 20), "
+            f"{speedup:.0f}x faster than fetch-all (goal >= 20x)"
+        )
     return results
 
 

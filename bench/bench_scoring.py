@@ -13,11 +13,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import jiwer  # noqa: E402
-from rapidfuzz.distance import Levenshtein  # noqa: E402
+import jiwer
+from rapidfuzz.distance import Levenshtein
 
-from bench.common import best_time, machine, pairs, print_table  # noqa: E402
-from predictions.scorer import score_batch  # noqa: E402
+from bench.common import best_time, machine, pairs, print_table
+from predictions.scorer import score_batch
 
 LENGTHS = (50, 500, 2000)
 
@@ -44,9 +44,15 @@ def measure(length: int, count: int, slow_count: int) -> dict[str, float]:
     kernel = Levenshtein.distance
     return {
         "scorer": per_pair_us(lambda: score_batch(predictions, truths), count),
-        "kernel": per_pair_us(lambda: [kernel(p, t) for p, t in zip(predictions, truths)], count),
-        "jiwer": per_pair_us(lambda: [jiwer.cer(t, p) for p, t in zip(slow_p, slow_t)], slow_count),
-        "python": per_pair_us(lambda: [python_cer(p, t) for p, t in zip(slow_p, slow_t)], slow_count, 1),
+        "kernel": per_pair_us(
+            lambda: [kernel(p, t) for p, t in zip(predictions, truths, strict=True)], count
+        ),
+        "jiwer": per_pair_us(
+            lambda: [jiwer.cer(t, p) for p, t in zip(slow_p, slow_t, strict=True)], slow_count
+        ),
+        "python": per_pair_us(
+            lambda: [python_cer(p, t) for p, t in zip(slow_p, slow_t, strict=True)], slow_count, 1
+        ),
     }
 
 
@@ -57,10 +63,26 @@ def main(argv: list[str] | None = None) -> dict[int, dict[str, float]]:
     args = parser.parse_args(argv)
     results = {length: measure(length, args.pairs, args.slow_pairs) for length in LENGTHS}
     rows = [
-        (length, r["scorer"], r["kernel"], r["jiwer"], r["python"], r["scorer"] / r["kernel"], r["jiwer"] / r["scorer"])
+        (
+            length,
+            r["scorer"],
+            r["kernel"],
+            r["jiwer"],
+            r["python"],
+            r["scorer"] / r["kernel"],
+            r["jiwer"] / r["scorer"],
+        )
         for length, r in results.items()
     ]
-    header = ("chars", "scorer us", "kernel us", "jiwer.cer us", "python DP us", "scorer/kernel", "jiwer/scorer")
+    header = (
+        "chars",
+        "scorer us",
+        "kernel us",
+        "jiwer.cer us",
+        "python DP us",
+        "scorer/kernel",
+        "jiwer/scorer",
+    )
     print_table(f"Scoring, us per pair ({machine()})", header, rows)
     at_500 = results[500]
     print(f"\nscorer/kernel at 500 chars: {at_500['scorer'] / at_500['kernel']:.2f}x (goal <= 2x)")
