@@ -1,0 +1,32 @@
+"""Each benchmark script runs end to end on tiny sizes, so the benchmarks keep working."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import bench_generation, bench_queries, bench_scoring, bench_write_stall
+
+
+def test_scoring_benchmark_runs(capsys):
+    results = bench_scoring.main(["--pairs", "30", "--slow-pairs", "2"])
+    assert set(results) == {50, 500, 2000}
+    assert all(value > 0 for timings in results.values() for value in timings.values())
+    assert "scorer/kernel at 500 chars" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_generation_benchmark_runs_and_matches_one_by_one_outputs():
+    results = bench_generation.main(["--samples", "8", "--new-tokens", "4", "--threads", "1"])
+    assert results["identical_8"] == results["identical_64"] == 8
+
+
+def test_write_stall_benchmark_runs():
+    results = bench_write_stall.main(["--rounds", "3", "--samples", "4", "--latency", "0.01"])
+    assert results["writer max"] < results["direct median"]
+
+
+def test_query_benchmark_runs_on_sqlite():
+    results = bench_queries.main(
+        ["--jobs", "3", "--rounds", "4", "--samples", "5", "--repeat", "2", "--backend", "sqlite"]
+    )
+    assert set(results["sqlite"]) == {"trends", "sample matrix", "page (50, by CER)", "fetch all + average"}
