@@ -8,7 +8,9 @@ import pytest
 
 from predictions.store import SQLiteStore, Store
 
-BACKENDS = ["sqlite"]
+pytest_plugins = ["tests.pg_fixtures"]
+
+BACKENDS = ["sqlite", "supabase"]
 """Backends the contract suite runs on; each name needs a branch in `make_store`."""
 
 
@@ -16,6 +18,10 @@ def make_store(backend: str, request: pytest.FixtureRequest, tmp_path) -> Store:
     """A fresh, empty store of the given backend."""
     if backend == "sqlite":
         return SQLiteStore(tmp_path / "predictions.db")
+    if backend == "supabase":
+        from tests.pg_fixtures import user_store
+
+        return user_store(request.getfixturevalue("postgrest"))
     raise ValueError(f"unknown backend {backend!r}")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dotenv import find_dotenv, load_dotenv
 
-from predictions.errors import ConfigError, StoreError
+from predictions.errors import ConfigError
 from predictions.store.base import Job, PredictionPage, PredictionRow, Store, Trends
 from predictions.store.sqlite import SQLiteStore
 
@@ -28,7 +28,8 @@ __all__ = [
 def open_store(*, env_file: str | os.PathLike[str] | None = None) -> Store:
     """The store the environment (and a `.env` file) points at: Supabase if configured, else SQLite.
 
-    SUPABASE_URL with SUPABASE_KEY selects Supabase; otherwise the SQLite file at PREDICTIONS_DB
+    SUPABASE_URL with SUPABASE_KEY selects Supabase (the service-role key writes for the user
+    PREDICTIONS_USER_ID; the anon key needs a sign-in); otherwise the SQLite file at PREDICTIONS_DB
     (default `.predictions/predictions.db`). Variables already set win over the `.env` file.
     """
     load_dotenv(env_file or find_dotenv(usecwd=True), override=False)
@@ -40,5 +41,7 @@ def open_store(*, env_file: str | os.PathLike[str] | None = None) -> Store:
                 f"{missing} is not set but {'SUPABASE_URL' if url else 'SUPABASE_KEY'} is; set both to "
                 "use Supabase, or neither to use the embedded SQLite store"
             )
-        raise StoreError("the Supabase backend is coming in its own issue; unset SUPABASE_URL to use SQLite")
+        from predictions.store.supabase import SupabaseStore
+
+        return SupabaseStore(url, key)
     return SQLiteStore(Path(os.environ.get("PREDICTIONS_DB") or DEFAULT_DB_PATH))

@@ -1,0 +1,345 @@
+"""The Supabase backend: bulk upserts through PostgREST, and every read one SQL function via `.rpc()`.
+
+Row-level security decides what a caller sees. The service-role key (training machines) sees and
+writes every row, owned by the user named in PREDICTIONS_USER_ID. The anon key (the dashboard) sees
+nothing until a user signs in with Supabase Auth, then that user's rows only. The SQL functions live
+in `supabase/migrations/`; they aggregate in Postgres and return one JSON value each, so PostgREST's
+row cap never truncates a read.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+import pandas as pd
+from postgrest import APIError, ReturnMethod
+from supabase_auth.errors import AuthError as SupabaseAuthError
+from supabase_auth.errors import AuthRetryableError
+
+from predictions.errors import AuthError, ConfigError, StoreError, StoreUnavailableError
+from predictions.scorer import METRICS
+from predictions.store.base import (
+    MATRIX_COLUMNS,
+    PREDICTION_COLUMNS,
+    ROUND_COLUMNS,
+    TREND_COLUMNS,
+    Job,
+    PredictionPage,
+    PredictionRow,
+    Trends,
+    check_metric,
+    check_page_args,
+    check_status,
+    to_frame,
+)
+from supabase import Client, ClientOptions, SupabaseException, create_client
+
+USER_ID_ENV = "PREDICTIONS_USER_ID"
+NATURAL_KEY = "job_id,step,sample_index"
+CHUNK_ROWS = 1000
+"""Rows per upsert request: one round is one request; a huge write is split to keep bodies small."""
+
+AUTH_CODES = frozenset({"42501", "PGRST300", "PGRST301", "PGRST302", "PGRST303", "401", "403"})
+"""PostgREST/Postgres codes meaning "not allowed": bad or expired JWT, missing privilege, RLS."""
+UNAVAILABLE_CODES = frozenset(
+    {"PGRST000", "PGRST001", "PGRST002", "PGRST003", "53300", "57P01", "57P03"}
+    | {"408", "429", "502", "503", "504", "520", "521", "522", "523", "524", "530"}
+)
+"""Codes of a database or gateway that is down or overloaded right now: worth retrying."""
+
+JOB_FIELDS = (
+    "id",
+    "status",
+    "name",
+    "model",
+    "user_id",
+    "config",
+    "started_at",
+    "updated_at",
+    "finished_at",
+    "latest_epoch",
+    "latest_step",
+    "round_count",
+)
+
+
+def jwt_claims(token: str) -> dict[str, Any] | None:
+    """The claims of a JWT, unverified (the server verifies it); None when it is not a JWT."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        claims = json.loads(payload)
+    except (binascii.Error, ValueError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def key_role(key: str) -> str:
+    """`anon` or `service_role` (or another role a custom JWT names), from a Supabase API key."""
+    if key.startswith("sb_publishable_"):
+        return "anon"
+    if key.startswith("sb_secret_"):
+        return "service_role"
+    role = (jwt_claims(key) or {}).get("role")
+    if not isinstance(role, str) or not role:
+        raise ConfigError(
+            "SUPABASE_KEY is not a Supabase API key: expected the project's anon or service_role key "
+            "(a JWT with a role claim) or an sb_publishable_/sb_secret_ key"
+        )
+    return role
+
+
+def check_user_id(user_id: str | None) -> str | None:
+    if user_id is None:
+        return None
+    try:
+        return str(uuid.UUID(str(user_id)))
+    except ValueError as error:
+        raise ConfigError(
+            f"{USER_ID_ENV}={user_id!r} is not a user id; valid: the UUID of a Supabase Auth user "
+            "(Authentication > Users in the Supabase dashboard)"
+        ) from error
+
+
+def json_number(value: Any) -> Any:
+    """A metric as JSON can carry it: NaN and infinities become null, numpy scalars plain floats."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def prediction_record(row: PredictionRow, owner: str) -> dict[str, Any]:
+    record = {
+        "job_id": row.job_id,
+        "user_id": owner,
+        "epoch": int(row.epoch),
+        "step": int(row.step),
+        "sample_index": int(row.sample_index),
+        "prompt": row.prompt,
+        "ground_truth": row.ground_truth,
+        "prediction": row.prediction,
+    }
+    record.update({metric: json_number(getattr(row, metric)) for metric in METRICS})
+    return record
+
+
+def api_error_text(error: APIError) -> str:
+    """PostgREST's message with its code, details and hint, the way people read them."""
+    text = f"{error.message or 'request failed'} (code {error.code})"
+    if error.details:
+        text += f"; details: {error.details}"
+    if error.hint:
+        text += f"; hint: {error.hint}"
+    return text
+
+
+class SupabaseStore:
+    """A Supabase project through supabase-py: the team store, shared by many machines and users.
+
+    `key` is the project's service-role key on training machines (rows are written for `user_id`,
+    default PREDICTIONS_USER_ID) or its anon key on the dashboard, where a user signs in with
+    `sign_in()` (or a session's `access_token` is given) and then sees only their own jobs.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        key: str,
+        *,
+        user_id: str | None = None,
+        access_token: str | None = None,
+        timeout_s: float = 30.0,
+        chunk_rows: int = CHUNK_ROWS,
+    ):
+        self.url = url.rstrip("/")
+        self.description = f"Supabase at {self.url}"
+        self.key_role = key_role(key)
+        self.chunk_rows = chunk_rows
+        self.signed_in_email: str | None = None
+        self._user_id = check_user_id(user_id or os.environ.get(USER_ID_ENV) or None)
+        self._session_user_id: str | None = None
+        headers = dict(ClientOptions().headers)
+        if access_token:
+            claims = jwt_claims(access_token) or {}
+            self._session_user_id = check_user_id(claims.get("sub"))
+            self.signed_in_email = claims.get("email")
+            headers["Authorization"] = f"Bearer {access_token}"
+        options = ClientOptions(headers=headers, postgrest_client_timeout=timeout_s)
+        try:
+            self._client: Client = create_client(self.url, key, options)
+        except SupabaseException as error:
+            raise ConfigError(f"SUPABASE_URL={url!r} is not usable: {error.message}") from error
+
+    # sign-in (dashboard, anon key)
+
+    @property
+    def requires_sign_in(self) -> bool:
+        """True with an anon key while nobody is signed in: row-level security then shows nothing."""
+        return self.key_role == "anon" and self._session_user_id is None
+
+    def sign_in(self, email: str, password: str) -> None:
+        """Sign in with Supabase Auth (email and password); later calls see that user's rows only.
+
+        Raises AuthError with a message fit to show when the credentials are refused or Supabase Auth
+        cannot be reached.
+        """
+        try:
+            response = self._client.auth.sign_in_with_password({"email": email, "password": password})
+        except AuthRetryableError as error:
+            raise AuthError(f"cannot reach Supabase Auth at {self.url}: {error.message}") from error
+        except SupabaseAuthError as error:
+            raise AuthError(f"sign-in as {email} failed: {error.message}") from error
+        except httpx.HTTPError as error:
+            raise AuthError(f"cannot reach Supabase Auth at {self.url}: {error}") from error
+        if response.session is None or response.user is None:
+            raise AuthError(f"sign-in as {email} gave no session; is the email address confirmed?")
+        self._session_user_id = response.user.id
+        self.signed_in_email = response.user.email or email
+
+    # writes
+
+    def write_predictions(self, rows: Sequence[PredictionRow]) -> None:
+        """One bulk upsert on the natural key (the last of duplicate keys wins, as in SQLite)."""
+        records = {
+            (row.job_id, row.step, row.sample_index): prediction_record(row, self._owner(row.user_id))
+            for row in rows
+        }
+        batch = list(records.values())
+        for start in range(0, len(batch), self.chunk_rows):
+            self._upsert("training_predictions", batch[start : start + self.chunk_rows], NATURAL_KEY)
+
+    def start_job(
+        self,
+        job_id: str,
+        *,
+        name: str | None = None,
+        model: str | None = None,
+        config: dict[str, Any] | None = None,
+        user_id: str | None = None,
+    ) -> None:
+        """Upsert the job as running; columns not given are left as they are (a trigger keeps the
+        first start time and sets updated_at/finished_at from the database clock)."""
+        record: dict[str, Any] = {"id": job_id, "user_id": self._owner(user_id), "status": "running"}
+        given = {"name": name, "model": model}
+        if config is not None:
+            given["config"] = json.loads(json.dumps(config, default=str))
+        record.update({column: value for column, value in given.items() if value is not None})
+        self._upsert("training_jobs", [record], "id")
+
+    def finish_job(self, job_id: str, *, status: str = "finished") -> None:
+        check_status(status)
+        request = self._client.table("training_jobs").update(
+            {"status": status}, returning=ReturnMethod.minimal
+        )
+        self._call(request.eq("id", job_id).execute)
+
+    # reads
+
+    def list_jobs(self) -> list[Job]:
+        return [Job(**{name: record.get(name) for name in JOB_FIELDS}) for record in self._rpc("list_jobs")]
+
+    def trends(self, job_id: str) -> Trends:
+        result = self._rpc("trends", p_job_id=job_id)
+        improvement = result["overall_improvement"]
+        rounds = to_frame(result["rounds"], TREND_COLUMNS)
+        return Trends(job_id, rounds, float(improvement) if improvement is not None else None)
+
+    def rounds(self, job_id: str) -> pd.DataFrame:
+        return to_frame(self._rpc("rounds", p_job_id=job_id), ROUND_COLUMNS)
+
+    def sample_history(self, job_id: str, sample_index: int) -> pd.DataFrame:
+        records = self._rpc("sample_history", p_job_id=job_id, p_sample_index=int(sample_index))
+        return to_frame(records, PREDICTION_COLUMNS)
+
+    def sample_matrix(self, job_id: str, metric: str = "char_error_rate") -> pd.DataFrame:
+        check_metric(metric)
+        columns = self._rpc("sample_matrix", p_job_id=job_id, p_metric=metric)
+        return to_frame(list(zip(*(columns[name] for name in MATRIX_COLUMNS), strict=True)), MATRIX_COLUMNS)
+
+    def predictions_page(
+        self,
+        job_id: str,
+        *,
+        step: int | None = None,
+        wrong_only: bool = False,
+        sort_by: str = "sample_index",
+        descending: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> PredictionPage:
+        check_page_args(sort_by, limit, offset)
+        result = self._rpc(
+            "page",
+            p_job_id=job_id,
+            p_step=None if step is None else int(step),
+            p_wrong_only=bool(wrong_only),
+            p_sort_by=sort_by,
+            p_descending=bool(descending),
+            p_limit=int(limit),
+            p_offset=int(offset),
+        )
+        rows = to_frame(result["rows"], PREDICTION_COLUMNS)
+        return PredictionPage(rows, int(result["total_count"]), offset, limit)
+
+    def close(self) -> None:
+        """Close the HTTP connections of the REST and Auth clients."""
+        self._client.postgrest.aclose()
+        self._client.auth.close()
+
+    # plumbing
+
+    def _owner(self, user_id: str | None) -> str:
+        """Whose rows these are: the row's own user, the signed-in user, or the configured one."""
+        owner = check_user_id(user_id) or self._session_user_id or self._user_id
+        if owner is not None:
+            return owner
+        if self.requires_sign_in:
+            raise AuthError(f"{self.description}: sign in first; with the anon key nothing can be written")
+        raise ConfigError(
+            f"{USER_ID_ENV} is not set: with the service-role key every row needs an owner; set "
+            f"{USER_ID_ENV} (or SupabaseStore(user_id=...)) to the Supabase user id whose dashboard "
+            "should show these runs"
+        )
+
+    def _upsert(self, table: str, records: list[dict[str, Any]], on_conflict: str) -> None:
+        request = self._client.table(table).upsert(
+            records, on_conflict=on_conflict, returning=ReturnMethod.minimal
+        )
+        self._call(request.execute)
+
+    def _rpc(self, name: str, **params: Any) -> Any:
+        """Call the SQL function `predictions_<name>` and return its JSON value."""
+        return self._call(self._client.rpc(f"predictions_{name}", params).execute).data
+
+    def _call(self, request: Callable[[], Any]) -> Any:
+        """Run a request, turning client errors into the package's named errors."""
+        try:
+            return request()
+        except APIError as error:
+            raise self._error(error) from error
+        except httpx.TransportError as error:
+            raise StoreUnavailableError(f"{self.description} cannot be reached: {error!r}") from error
+
+    def _error(self, error: APIError) -> StoreError:
+        code = str(error.code or "")
+        text = f"{self.description}: {api_error_text(error)}"
+        if code in AUTH_CODES:
+            prefix = "sign in first: " if self.requires_sign_in else ""
+            named: StoreError = AuthError(prefix + text)
+        elif code in UNAVAILABLE_CODES or code.startswith("08"):
+            named = StoreUnavailableError(text)
+        else:
+            named = StoreError(text)
+        named.code, named.hint, named.details = error.code, error.hint, error.details
+        return named

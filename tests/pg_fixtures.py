@@ -1,0 +1,174 @@
+"""Real PostgreSQL for the Supabase tests, and the fixtures built on it.
+
+One server per test session: pgserver in a temporary directory (about a second to start), or the
+server at PREDICTIONS_TEST_DATABASE_URL (a superuser URL, e.g. `supabase start`'s database). Each
+use gets its own database with Supabase's bootstrap and our migrations applied; tests of the API get
+a clean state by truncating the tables, never a new server. Registered in conftest.py as a plugin.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from tests.postgrest_server import PostgrestTestServer
+
+ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR = ROOT / "supabase" / "migrations"
+BOOTSTRAP_SQL = Path(__file__).with_name("supabase_bootstrap.sql")
+DATABASE_URL_ENV = "PREDICTIONS_TEST_DATABASE_URL"
+
+USER_A = "a0000000-0000-4000-8000-00000000000a"
+USER_B = "b0000000-0000-4000-8000-00000000000b"
+EMAIL_A, EMAIL_B = "ada@example.com", "bob@example.com"
+PASSWORD = "correct horse battery staple"
+
+_database_numbers = itertools.count(1)
+
+
+def migration_files() -> list[Path]:
+    """The migrations in the order `supabase db push` applies them: by their timestamp prefix."""
+    return sorted(MIGRATIONS_DIR.glob("[0-9]*_*.sql"))
+
+
+def run_sql_file(conninfo: str, path: Path) -> None:
+    """Run one file in one transaction, as the Supabase CLI applies a migration."""
+    with psycopg.connect(conninfo) as conn:
+        conn.execute(path.read_text())
+
+
+def bootstrap(conninfo: str) -> None:
+    """Create what a Supabase project has before our migrations: roles, auth.uid(), grants."""
+    run_sql_file(conninfo, BOOTSTRAP_SQL)
+
+
+def apply_migrations(conninfo: str) -> None:
+    for path in migration_files():
+        run_sql_file(conninfo, path)
+
+
+class Postgres:
+    """One PostgreSQL server: pgserver in `directory`, or the one at PREDICTIONS_TEST_DATABASE_URL."""
+
+    def __init__(self, directory: Path):
+        self._server = None
+        self.admin = os.environ.get(DATABASE_URL_ENV, "")
+        if not self.admin:
+            import pgserver
+
+            self._server = pgserver.get_server(directory, cleanup_mode="delete")
+            self.admin = self._server.get_uri()
+
+    def create_database(self, prefix: str = "predictions_test") -> str:
+        """A new, empty database; returns its conninfo (as the admin user)."""
+        name = f"{prefix}_{os.getpid()}_{next(_database_numbers)}"
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        return make_conninfo(self.admin, dbname=name)
+
+    def drop_database(self, conninfo: str) -> None:
+        name = conninfo_to_dict(conninfo)["dbname"]
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+    def migrated_database(self) -> str:
+        conninfo = self.create_database()
+        bootstrap(conninfo)
+        apply_migrations(conninfo)
+        return conninfo
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+
+def login_as(conninfo: str, role: str) -> str:
+    """The same database as another login role (PostgREST logs in as `authenticator`).
+
+    With pgserver every local login is trusted; an external server may refuse one that has no
+    password, and then the admin login is used: `set local role` still drops its privileges.
+    """
+    candidate = make_conninfo(conninfo, user=role)
+    try:
+        psycopg.connect(candidate).close()
+    except psycopg.OperationalError:
+        return conninfo
+    return candidate
+
+
+def truncate(conninfo: str) -> None:
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("truncate public.training_predictions, public.training_jobs")
+
+
+_shared: Postgres | None = None
+
+
+def migrated_database_uri() -> str:
+    """A fresh, migrated database for benchmarks and scripts: its psycopg conninfo, as a superuser.
+
+    Starts one pgserver for the process (or uses PREDICTIONS_TEST_DATABASE_URL), runs the Supabase
+    bootstrap and every migration in a new database, and stops the server at exit. Pass the result
+    to `psycopg.connect`, or to `PostgrestTestServer(login_as(uri, "authenticator"))` to reach it
+    through supabase-py.
+    """
+    global _shared
+    if _shared is None:
+        _shared = Postgres(Path(tempfile.mkdtemp(prefix="predictions-pg-")))
+        atexit.register(_shared.close)
+    return _shared.migrated_database()
+
+
+# fixtures
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    server = Postgres(tmp_path_factory.mktemp("pgdata"))
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def supabase_database(postgres: Postgres) -> str:
+    """The session's migrated database (admin conninfo), shared by the API tests."""
+    return postgres.migrated_database()
+
+
+@pytest.fixture(scope="session")
+def postgrest_server(supabase_database: str) -> Iterator[PostgrestTestServer]:
+    with PostgrestTestServer(login_as(supabase_database, "authenticator")) as server:
+        server.add_user(EMAIL_A, PASSWORD, USER_A)
+        server.add_user(EMAIL_B, PASSWORD, USER_B)
+        yield server
+
+
+@pytest.fixture
+def postgrest(postgrest_server: PostgrestTestServer, supabase_database: str) -> PostgrestTestServer:
+    """The session's API server over empty tables."""
+    truncate(supabase_database)
+    return postgrest_server
+
+
+def user_store(server: PostgrestTestServer, user_id: str = USER_A, **options):
+    """A SupabaseStore as a signed-in user: the anon key plus that user's session token."""
+    from predictions.store.supabase import SupabaseStore
+
+    return SupabaseStore(server.url, server.anon_key, access_token=server.access_token(user_id), **options)
+
+
+def service_store(server: PostgrestTestServer, user_id: str | None = USER_A, **options):
+    """A SupabaseStore as a training machine: the service-role key, writing for `user_id`."""
+    from predictions.store.supabase import SupabaseStore
+
+    return SupabaseStore(server.url, server.service_key, user_id=user_id, **options)
