@@ -1,0 +1,81 @@
+"""PostgreSQL for the query benchmark: a migrated throwaway database, filled with COPY, read through
+the same SQL functions the dashboard calls with `.rpc()`, as a signed-in user with row-level security
+on, each call in its own transaction the way PostgREST runs a request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from predictions.store.base import MATRIX_COLUMNS, PREDICTION_COLUMNS, TREND_COLUMNS, PredictionRow, to_frame
+from tests.pg_fixtures import migrated_database_uri
+
+USER_ID = "c0000000-0000-4000-8000-00000000000c"
+WRITE_COLUMNS = (
+    "job_id", "user_id", "epoch", "step", "sample_index", "prompt", "ground_truth", "prediction",
+    "exact_match", "char_error_rate", "length_ratio", "word_overlap",
+)  # fmt: skip
+
+
+class PostgresReads:
+    """Just what the benchmark measures: bulk writes, and the trends, matrix and page functions."""
+
+    def __init__(self, conninfo: str):
+        self.conn = psycopg.connect(conninfo)
+        self.claims = json.dumps({"role": "authenticated", "sub": USER_ID})
+
+    def write_predictions(self, rows: Sequence[PredictionRow]) -> None:
+        columns = ", ".join(WRITE_COLUMNS)
+        with self.conn.cursor().copy(f"COPY public.training_predictions ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                values = row.as_dict()
+                copy.write_row([USER_ID if c == "user_id" else values[c] for c in WRITE_COLUMNS])
+        self.conn.commit()
+
+    def trends(self, job_id: str):
+        result = self._rpc("predictions_trends(%s)", job_id)
+        return to_frame(result["rounds"], TREND_COLUMNS), result["overall_improvement"]
+
+    def sample_matrix(self, job_id: str, metric: str = "char_error_rate"):
+        columns = self._rpc("predictions_sample_matrix(%s, %s)", job_id, metric)
+        return to_frame(list(zip(*(columns[c] for c in MATRIX_COLUMNS), strict=True)), MATRIX_COLUMNS)
+
+    def predictions_page(self, job_id: str, *, sort_by: str, descending: bool, limit: int = 50):
+        result = self._rpc(
+            "predictions_page(p_job_id => %s, p_sort_by => %s, p_descending => %s, p_limit => %s)",
+            job_id, sort_by, descending, limit,
+        )  # fmt: skip
+        return to_frame(result["rows"], PREDICTION_COLUMNS), result["total_count"]
+
+    def fetch_job(self, job_id: str) -> list[tuple]:
+        """The fetch-all baseline: every scored row of the job, through the same role and RLS."""
+        sql = (
+            "SELECT epoch, step, exact_match, char_error_rate, length_ratio, word_overlap "
+            "FROM public.training_predictions WHERE job_id = %s"
+        )
+        with self.conn.transaction():
+            self._act_as_user()
+            return self.conn.execute(sql, (job_id,)).fetchall()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _rpc(self, call: str, *params: Any) -> Any:
+        with self.conn.transaction():
+            self._act_as_user()
+            return self.conn.execute(f"SELECT public.{call}", params).fetchone()[0]
+
+    def _act_as_user(self) -> None:
+        self.conn.execute("SET LOCAL ROLE authenticated")
+        self.conn.execute("SELECT set_config('request.jwt.claims', %s, true)", (self.claims,))
+
+
+def postgres_store(folder: Path) -> tuple[PostgresReads, Any]:
+    """A migrated database (pgserver, or PREDICTIONS_TEST_DATABASE_URL) and its fetch-all baseline."""
+    store = PostgresReads(migrated_database_uri())
+    return store, store.fetch_job
