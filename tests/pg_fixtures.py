@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import json
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -63,9 +66,11 @@ class Postgres:
         self._server = None
         self.admin = os.environ.get(DATABASE_URL_ENV, "")
         if not self.admin:
-            import pgserver
+            with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set"
+                warnings.simplefilter("ignore")
+                import pgserver
 
-            self._server = pgserver.get_server(directory, cleanup_mode="delete")
+                self._server = pgserver.get_server(directory, cleanup_mode="delete")
             self.admin = self._server.get_uri()
 
     def create_database(self, prefix: str = "predictions_test") -> str:
@@ -104,6 +109,22 @@ def login_as(conninfo: str, role: str) -> str:
     except psycopg.OperationalError:
         return conninfo
     return candidate
+
+
+@contextmanager
+def acting_as(conninfo: str, role: str, user_id: str | None = None) -> Iterator[psycopg.Connection]:
+    """A connection inside one transaction as `role` with a JWT's claims, as PostgREST runs a request.
+
+    The transaction is rolled back at the end, so a test may try writes without leaving them behind.
+    """
+    claims = {"role": role, **({"sub": user_id} if user_id else {})}
+    with psycopg.connect(conninfo) as conn:
+        conn.execute(sql.SQL("set local role {}").format(sql.Identifier(role)))
+        conn.execute("select set_config('request.jwt.claims', %s, true)", (json.dumps(claims),))
+        try:
+            yield conn
+        finally:
+            conn.rollback()
 
 
 def truncate(conninfo: str) -> None:
