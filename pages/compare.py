@@ -1,0 +1,134 @@
+"""Compare: several jobs' trends overlaid, a summary per job, and one sample's latest answer in each."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from predictions.dashboard import analysis, charts, columns, queries, widgets
+from predictions.store.base import Job
+
+DEFAULT_JOBS = 3
+
+
+def job_names(jobs: list[Job]) -> dict[str, str]:
+    """A legend name per job: its name, with the id added where two jobs share a name."""
+    titles = [job.name or job.id for job in jobs]
+    return {
+        job.id: title if titles.count(title) == 1 else f"{title} ({job.id})"
+        for job, title in zip(jobs, titles, strict=True)
+    }
+
+
+def pick_jobs(view: widgets.View) -> list[Job]:
+    """The jobs to compare: by default the picked job and the next most recent ones."""
+    by_id = {job.id: job for job in view.jobs}
+    default = [view.job.id, *[i for i in by_id if i != view.job.id]][:DEFAULT_JOBS]
+    chosen = st.multiselect(
+        "Jobs", list(by_id), default=default, key="compare_jobs", format_func=lambda i: by_id[i].label
+    )
+    return [by_id[i] for i in chosen]
+
+
+def long_trends(view: widgets.View, jobs: list[Job]) -> pd.DataFrame:
+    """Every chosen job's rounds in one frame, with the job's name and each round's number."""
+    names = job_names(jobs)
+    frames = []
+    for job in jobs:
+        rounds = queries.trends(view.store, view.ref(job)).rounds
+        frames.append(rounds.assign(job=names[job.id], round=range(1, len(rounds) + 1)))
+    return pd.concat(frames, ignore_index=True)
+
+
+def summary(jobs: list[Job], trends: pd.DataFrame) -> pd.DataFrame:
+    """One row per job: rounds, first, best and latest average CER, latest exact match."""
+    rows = []
+    for name in job_names(jobs).values():
+        rounds = analysis.scored(trends[trends["job"] == name])
+        cer = rounds["avg_char_error_rate"]
+        rows.append(
+            {
+                "job": name,
+                "rounds": int((trends["job"] == name).sum()),
+                "first_cer": cer.iloc[0] if len(cer) else None,
+                "best_cer": cer.min() if len(cer) else None,
+                "latest_cer": cer.iloc[-1] if len(cer) else None,
+                "latest_exact_match": rounds["avg_exact_match"].iloc[-1] if len(cer) else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+SUMMARY_COLUMNS = {
+    "job": st.column_config.TextColumn("Job"),
+    "rounds": st.column_config.NumberColumn("Rounds", width="small"),
+    "first_cer": columns.cer("First CER"),
+    "best_cer": columns.cer("Best CER"),
+    "latest_cer": columns.cer("Latest CER"),
+    "latest_exact_match": columns.score("Latest exact match"),
+}
+
+
+def same_sample(view: widgets.View, jobs: list[Job]) -> None:
+    """One sample's latest answer in every chosen job, side by side in a table (text, never HTML)."""
+    st.subheader("One sample across jobs")
+    sample = st.number_input("Sample", min_value=0, value=0, step=1, key="compare_sample", width=200)
+    names, rows = job_names(jobs), []
+    for job in jobs:
+        history = queries.sample_history(view.store, view.ref(job), int(sample))
+        if not history.empty:
+            rows.append(
+                history.iloc[-1][["prediction", "ground_truth", "char_error_rate", "step"]].to_dict()
+                | {"job": names[job.id]}
+            )
+    if not rows:
+        st.text(f"No chosen job has sample {sample}.")
+        return
+    frame = pd.DataFrame(rows)[["job", "step", "prediction", "ground_truth", "char_error_rate"]]
+    st.dataframe(
+        frame,
+        hide_index=True,
+        column_config={
+            "job": "Job",
+            "step": "Step",
+            "prediction": "Latest prediction",
+            "ground_truth": "Ground truth",
+            "char_error_rate": columns.cer(),
+        },
+    )
+
+
+def main() -> None:
+    view = widgets.require_job()
+    st.title("Compare jobs")
+    jobs = pick_jobs(view)
+    if not jobs:
+        st.info("Pick one or more jobs to compare.")
+        return
+    trends = long_trends(view, jobs)
+    left, right = st.columns(2)
+    metric = left.segmented_control(
+        "Metric",
+        list(charts.METRIC_TITLES),
+        default="char_error_rate",
+        key="compare_metric",
+        format_func=charts.METRIC_TITLES.get,
+    )
+    x = right.segmented_control(
+        "X axis", ["step", "epoch", "round"], default="step", key="compare_x", format_func=str.title
+    )
+    if analysis.scored(trends).empty:
+        st.info(
+            "None of these jobs has scored rounds (no ground truth), so there is nothing to overlay.",
+            icon="📝",
+        )
+    else:
+        drawn = trends.groupby(["job", "epoch"], sort=False).tail(1) if x == "epoch" else trends
+        st.altair_chart(
+            charts.compare_chart(drawn, metric or "char_error_rate", x or "step"), key="compare_chart"
+        )
+    st.dataframe(summary(jobs, trends), hide_index=True, column_config=SUMMARY_COLUMNS)
+    same_sample(view, jobs)
+
+
+main()

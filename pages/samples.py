@@ -1,0 +1,128 @@
+"""Samples: which samples improve, which stay bad, which regress; and one sample's answers, round by round."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+import streamlit as st
+
+from predictions.dashboard import analysis, charts, columns, diff, queries, widgets
+
+LISTS = (
+    ("Most improved", analysis.most_improved, "CER fell the most from the first round to the latest."),
+    ("Still failing", analysis.still_failing, "Never right in any round, and still far off."),
+    ("Regressed", analysis.regressed, "Right in an earlier round, wrong in the latest."),
+)
+
+
+def pick_sample(indices: list[int]) -> int:
+    """The sample picker, kept in the URL as `?sample=`; a heatmap click or a list row also sets it."""
+    if st.session_state.get("sample") not in indices:
+        wanted = st.query_params.get("sample", "")
+        st.session_state["sample"] = (
+            int(wanted) if wanted.isdigit() and int(wanted) in indices else indices[0]
+        )
+    sample = st.selectbox("Sample", indices, key="sample", format_func=lambda i: f"Sample {i}", width=240)
+    st.query_params["sample"] = str(sample)
+    return sample
+
+
+def choose_from_heatmap() -> None:
+    """A heatmap click picks the clicked sample (runs before the rerun, so the picker shows it)."""
+    index = analysis.selected_sample(st.session_state.get("heatmap"))
+    if index is not None:
+        st.session_state["sample"] = index
+
+
+def choose_from_list(key: str, frame: pd.DataFrame) -> Callable[[], None]:
+    """A callback picking the sample of the selected row of one of the lists."""
+
+    def choose() -> None:
+        rows = st.session_state[key]["selection"]["rows"]
+        if rows:
+            st.session_state["sample"] = int(frame["sample_index"].iloc[rows[0]])
+
+    return choose
+
+
+def heatmap(matrix: pd.DataFrame, sample: int) -> None:
+    frame, stride = analysis.heatmap_frame(matrix)
+    st.subheader("CER by sample and round")
+    st.altair_chart(charts.heatmap_chart(frame, sample), on_select=choose_from_heatmap, key="heatmap")
+    note = f" Showing every {stride}th round, counted back from the latest." if stride > 1 else ""
+    st.caption(f"Green is right, red is wrong. Click a cell to open that sample.{note}")
+
+
+def sample_lists(summary: pd.DataFrame) -> None:
+    """The three lists; selecting a row opens that sample."""
+    for tab, (title, pick, about) in zip(st.tabs([title for title, _, _ in LISTS]), LISTS, strict=True):
+        frame = pick(summary)[["sample_index", "first_cer", "latest_cer"]]
+        with tab:
+            st.caption(about)
+            if frame.empty:
+                st.text("No sample.")
+                continue
+            key = f"list_{title.lower().replace(' ', '_')}"
+            st.dataframe(
+                frame,
+                hide_index=True,
+                key=key,
+                on_select=choose_from_list(key, frame),
+                selection_mode="single-row",
+                column_config=LIST_COLUMNS,
+            )
+
+
+LIST_COLUMNS = {
+    "sample_index": st.column_config.NumberColumn("Sample", width="small"),
+    "first_cer": columns.cer("First CER"),
+    "latest_cer": columns.cer("Latest CER"),
+}
+
+
+def sample_detail(view: widgets.View, sample: int, rounds: pd.DataFrame) -> None:
+    """The prompt, the ground truth, the sample against the job average, and every round's answer."""
+    history = queries.sample_history(view.store, view.ref(), sample)
+    if history.empty:
+        st.info(f"Sample {sample} has no rows.")
+        return
+    truth = history["ground_truth"].dropna()
+    left, right = st.columns(2)
+    left.caption("Prompt")
+    left.code(history["prompt"].iloc[-1], language=None, wrap_lines=True)
+    right.caption("Ground truth")
+    right.code(
+        truth.iloc[-1] if not truth.empty else "(none: this sample is not scored)",
+        language=None,
+        wrap_lines=True,
+    )
+    if history["char_error_rate"].notna().any():
+        st.altair_chart(charts.sample_chart(history, rounds), key="sample_chart")
+    st.caption("Every round's answer: red struck text is missing or wrong, green is added.")
+    st.html(diff.DIFF_CSS + diff.HISTORY_CSS + diff.history_html(history))
+
+
+def main() -> None:
+    view = widgets.require_job()
+    st.title("Samples")
+    st.caption(widgets.plain(view.job.label))
+    matrix = queries.sample_matrix(view.store, view.ref())
+    if matrix.empty:
+        st.info("This job has no prediction rounds yet.")
+        return
+    sample = pick_sample(sorted(matrix["sample_index"].unique().tolist()))
+    if matrix["value"].notna().any():
+        chart, lists = st.columns([3, 2])
+        with chart:
+            heatmap(matrix, sample)
+        with lists:
+            st.subheader("Samples to look at")
+            sample_lists(analysis.sample_summary(matrix))
+    else:
+        st.info("No ground truth, so no scores: the answers are below, compared round to round.", icon="📝")
+    st.subheader(f"Sample {sample}")
+    sample_detail(view, sample, queries.trends(view.store, view.ref()).rounds)
+
+
+main()

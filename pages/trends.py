@@ -1,0 +1,125 @@
+"""Trends: is the model getting better? Headline numbers, the early warning, and a chart per metric."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from predictions.dashboard import analysis, charts, columns, queries, widgets
+from predictions.store.base import Trends
+
+# Metric, label and delta colour: a falling CER is good, a length ratio is best near 1, not high.
+HEADLINES = (
+    ("char_error_rate", "CER", "inverse"),
+    ("exact_match", "Exact match", "normal"),
+    ("word_overlap", "Word overlap", "normal"),
+    ("length_ratio", "Length ratio", "off"),
+)
+
+
+def headline_metrics(rounds: pd.DataFrame, trends: Trends) -> None:
+    """The latest round's averages with the change since the previous round, and the overall improvement."""
+    columns = st.columns(len(HEADLINES) + 2)
+    for column, (metric, label, colour) in zip(columns, HEADLINES, strict=False):
+        latest, delta = analysis.latest_and_delta(rounds, f"avg_{metric}")
+        history = rounds[f"avg_{metric}"].dropna().tail(30).round(4).tolist()
+        column.metric(
+            label,
+            "—" if latest is None else f"{latest:.3f}",
+            delta=None if delta is None else f"{delta:+.3f}",
+            delta_color=colour,
+            chart_data=history if len(history) > 1 else None,
+            border=True,
+            help=f"Average {charts.METRIC_TITLES[metric].lower()}, latest round; change since the previous.",
+        )
+    improvement = trends.overall_improvement
+    columns[-2].metric(
+        "Improvement",
+        "—" if improvement is None else f"{improvement:.1f}%",
+        border=True,
+        delta="CER since round 1",
+        delta_color="off",
+        delta_arrow="off",
+        help="How much the average CER fell from the first round to the latest, in percent of the first.",
+    )
+    velocity = analysis.learning_velocity(rounds)
+    columns[-1].metric(
+        "Velocity",
+        "—" if velocity is None else f"{velocity.change:+.3f}",
+        delta=None if velocity is None else f"CER per {velocity.unit}",
+        delta_color="off",
+        delta_arrow="off",
+        border=True,
+        help=f"Slope of the average CER over the last {analysis.VELOCITY_WINDOW} rounds.",
+    )
+
+
+def regression_banner(rounds: pd.DataFrame) -> None:
+    """The early warning: the latest round is clearly worse than the best one."""
+    found = analysis.regression_warning(rounds)
+    if found is None:
+        return
+    latest = widgets.round_label(found.latest_epoch, found.latest_step)
+    best = widgets.round_label(found.best_epoch, found.best_step)
+    st.warning(
+        f"The latest round ({latest}) has an average CER of {found.latest_cer:.3f}, "
+        f"{found.worse_by:.3f} worse than the best round ({best}, {found.best_cer:.3f}). "
+        f"Consider stopping the run or keeping the checkpoint from step {found.best_step}.",
+        icon="⚠️",
+    )
+
+
+def trend_charts(rounds: pd.DataFrame) -> None:
+    """The four metric charts in a 2 x 2 grid, against step or epoch."""
+    x = st.segmented_control(
+        "X axis", ["step", "epoch"], default="step", key="trends_x", format_func=str.title
+    )
+    data = analysis.last_round_per_epoch(rounds) if x == "epoch" else rounds
+    if x == "epoch" and len(data) < len(rounds):
+        st.caption("By epoch, each point is the epoch's last round.")
+    metrics = list(charts.METRIC_TITLES)
+    for row in (metrics[:2], metrics[2:]):
+        for column, metric in zip(st.columns(2), row, strict=True):
+            column.altair_chart(charts.trend_chart(data, metric, x or "step"), key=f"trend_{metric}")
+
+
+def latest_answers(view: widgets.View, rounds: pd.DataFrame, *, worst: bool = True) -> None:
+    """The latest round's worst (or, unscored, first) answers: what the numbers above mean in words."""
+    latest = rounds.iloc[-1]
+    sort_by = "char_error_rate" if worst else "sample_index"
+    page = queries.predictions_page(
+        view.store, view.ref(), step=int(latest["step"]), sort_by=sort_by, descending=worst, limit=5
+    )
+    st.subheader("Worst answers in the latest round" if worst else "Answers in the latest round")
+    shown = ["sample_index", "prompt", "prediction", "ground_truth", "char_error_rate"]
+    st.dataframe(
+        columns.prediction_rows(page.rows)[shown], hide_index=True, column_config=columns.PREDICTION_ROWS
+    )
+
+
+def main() -> None:
+    view = widgets.require_job()
+    st.title("Trends")
+    st.caption(widgets.plain(view.job.label))
+    trends = queries.trends(view.store, view.ref())
+    rounds = trends.rounds
+    if rounds.empty:
+        st.info("This job has no prediction rounds yet. They appear here as the callback writes them.")
+        return
+    if analysis.scored(rounds).empty:
+        st.info(
+            "This job's samples have no ground truth, so there are no scores to chart. "
+            "Its predictions are on the Samples and Predictions pages.",
+            icon="📝",
+        )
+        latest_answers(view, rounds, worst=False)
+        return
+    headline_metrics(rounds, trends)
+    regression_banner(rounds)
+    if len(analysis.scored(rounds)) == 1:
+        st.info("Only one round so far: trend lines appear after the next round.", icon="⏳")
+    trend_charts(rounds)
+    latest_answers(view, rounds)
+
+
+main()

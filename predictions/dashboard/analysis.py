@@ -1,0 +1,178 @@
+"""Pure pandas helpers: the numbers behind the dashboard's headlines, warnings and sample lists.
+
+They take the frames a store returns (`TREND_COLUMNS` rounds, `MATRIX_COLUMNS` long form) and work on
+whole columns, so a job of 100 rounds x 100 samples costs milliseconds, never a Python loop per row.
+No Streamlit here: every function is tested on plain data frames.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+CER = "avg_char_error_rate"
+
+REGRESSION_MIN_WORSE = 0.02
+"""The latest round must be at least this many CER points worse than the best one to warn..."""
+REGRESSION_RELATIVE = 0.25
+"""...and at least this fraction of the best CER worse, so noise around a good CER does not alarm."""
+VELOCITY_WINDOW = 5
+"""Learning velocity is the slope over this many of the latest scored rounds."""
+STILL_FAILING_CER = 0.3
+"""A sample never right whose latest CER is at least this is 'still failing'."""
+HEATMAP_MAX_ROUNDS = 50
+"""More rounds than this are thinned to every k-th round (the latest always kept) in the heatmap."""
+
+
+def scored(rounds: pd.DataFrame) -> pd.DataFrame:
+    """The rounds with at least one scored row: only those have metrics to chart or compare."""
+    return rounds[rounds[CER].notna()]
+
+
+def latest_and_delta(rounds: pd.DataFrame, column: str) -> tuple[float | None, float | None]:
+    """The latest scored value of a column and its change since the previous scored round."""
+    values = rounds[column].dropna()
+    if values.empty:
+        return None, None
+    latest = float(values.iloc[-1])
+    delta = latest - float(values.iloc[-2]) if len(values) > 1 else None
+    return latest, delta
+
+
+def last_round_per_epoch(rounds: pd.DataFrame) -> pd.DataFrame:
+    """With x by epoch, one point per epoch: its last round, the state the epoch ended in."""
+    return rounds.groupby("epoch", sort=False).tail(1)
+
+
+@dataclass(frozen=True)
+class Regression:
+    """The latest round is clearly worse than the best one: the early warning to stop a run."""
+
+    latest_cer: float
+    latest_epoch: int
+    latest_step: int
+    best_cer: float
+    best_epoch: int
+    best_step: int
+
+    @property
+    def worse_by(self) -> float:
+        return self.latest_cer - self.best_cer
+
+
+def regression_warning(rounds: pd.DataFrame) -> Regression | None:
+    """A `Regression` when the latest round's CER is clearly above the best round's, else None.
+
+    'Clearly' means worse by at least `REGRESSION_MIN_WORSE` points and `REGRESSION_RELATIVE` of the
+    best CER, so a run wobbling around 0.01 does not cry wolf while one drifting from 0.20 to 0.30 does.
+    """
+    rows = scored(rounds)
+    if len(rows) < 2:
+        return None
+    best, latest = rows.loc[rows[CER].idxmin()], rows.iloc[-1]
+    threshold = max(REGRESSION_MIN_WORSE, REGRESSION_RELATIVE * float(best[CER]))
+    if float(latest[CER]) - float(best[CER]) < threshold:
+        return None
+    return Regression(
+        float(latest[CER]),
+        int(latest["epoch"]),
+        int(latest["step"]),
+        float(best[CER]),
+        int(best["epoch"]),
+        int(best["step"]),
+    )
+
+
+@dataclass(frozen=True)
+class Velocity:
+    """How fast the average CER moves over the latest rounds: per epoch, or per 100 steps within one."""
+
+    change: float
+    unit: str
+    rounds: int
+
+
+def learning_velocity(rounds: pd.DataFrame, window: int = VELOCITY_WINDOW) -> Velocity | None:
+    """The least-squares slope of the average CER over the last `window` scored rounds.
+
+    Fitted against the step (always distinct) and scaled to an epoch by the job's steps per epoch, so
+    rounds taken every N steps count as well as rounds taken once an epoch. None with < 2 rounds.
+    """
+    rows = scored(rounds).tail(window)
+    if len(rows) < 2:
+        return None
+    slope = float(np.polyfit(rows["step"].to_numpy(float), rows[CER].to_numpy(float), 1)[0])
+    per_epoch = steps_per_epoch(rounds)
+    if per_epoch is None:
+        return Velocity(slope * 100, "100 steps", len(rows))
+    return Velocity(slope * per_epoch, "epoch", len(rows))
+
+
+def steps_per_epoch(rounds: pd.DataFrame) -> float | None:
+    """The median number of steps between the last rounds of consecutive epochs; None within one epoch."""
+    ends = last_round_per_epoch(rounds)
+    if len(ends) < 2:
+        return None
+    gaps = ends["step"].diff().dropna() / ends["epoch"].diff().dropna()
+    return float(gaps.median()) if gaps.median() > 0 else None
+
+
+def sample_summary(matrix: pd.DataFrame) -> pd.DataFrame:
+    """One row per scored sample: CER first, best, latest; improvement; the last step it was right.
+
+    `matrix` is the long form of `Store.sample_matrix` for CER. 'Right' is a CER of 0, the same as an
+    exact match after stripping (the edit distance is 0 only when the texts are equal).
+    """
+    rows = matrix.dropna(subset=["value"]).sort_values(["sample_index", "step"])
+    values = rows.groupby("sample_index", sort=True)["value"]
+    summary = pd.DataFrame(
+        {"first_cer": values.first(), "best_cer": values.min(), "latest_cer": values.last()}
+    )
+    summary["latest_step"] = rows.groupby("sample_index")["step"].max()
+    summary["last_right_step"] = rows[rows["value"] == 0].groupby("sample_index")["step"].max()
+    summary["improvement"] = summary["first_cer"] - summary["latest_cer"]
+    return summary.reset_index()
+
+
+def most_improved(summary: pd.DataFrame, n: int = 10) -> pd.DataFrame:
+    """The samples whose CER fell the most from their first round to their latest."""
+    return summary[summary["improvement"] > 0].nlargest(n, "improvement")
+
+
+def still_failing(summary: pd.DataFrame, n: int = 10) -> pd.DataFrame:
+    """Samples never right in any round whose latest CER is still high: what training does not fix."""
+    failing = summary[(summary["best_cer"] > 0) & (summary["latest_cer"] >= STILL_FAILING_CER)]
+    return failing.nlargest(n, "latest_cer")
+
+
+def regressed(summary: pd.DataFrame, n: int = 10) -> pd.DataFrame:
+    """Samples right in an earlier round and wrong in their latest: what training broke."""
+    broke = summary[summary["last_right_step"].notna() & (summary["latest_cer"] > 0)]
+    return broke.nlargest(n, "latest_cer")
+
+
+def heatmap_frame(matrix: pd.DataFrame, max_rounds: int = HEATMAP_MAX_ROUNDS) -> tuple[pd.DataFrame, int]:
+    """The matrix with a 1-based `round` column, thinned to at most `max_rounds` rounds; and the stride.
+
+    Thinning keeps every k-th round counted back from the latest (real values, not averages), so the
+    chart stays a few thousand cells however long the run.
+    """
+    steps = np.sort(matrix["step"].unique())
+    stride = max(1, math.ceil(len(steps) / max_rounds))
+    kept = steps[::-1][::stride]
+    frame = matrix[matrix["step"].isin(kept)].copy()
+    frame["round"] = np.searchsorted(steps, frame["step"].to_numpy()) + 1
+    return frame, stride
+
+
+def selected_sample(event: object, field: str = "sample_index") -> int | None:
+    """The sample index a chart click selected, from `st.altair_chart(..., on_select=...)`'s state."""
+    selection = (event or {}).get("selection", {}) if isinstance(event, dict) else {}
+    for points in selection.values():
+        for point in points or []:
+            if isinstance(point, dict) and point.get(field) is not None:
+                return int(point[field])
+    return None

@@ -1,0 +1,106 @@
+"""Cached reads. The store is passed as `_store` so Streamlit never hashes it; a `JobRef` names it.
+
+`JobRef.version` is what the job list says about the job's latest round (step, round count, status,
+last update): when the live poll sees a new round the version changes and every page reads fresh data
+at once, while unchanged jobs are served from the cache. The TTL equals the default refresh interval,
+so even a round that changed without a new step (rows upserted again) shows within one interval.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import NamedTuple
+
+import pandas as pd
+import streamlit as st
+
+from predictions.store.base import Job, PredictionPage, Store, Trends
+
+DEFAULT_REFRESH_S = 5
+"""The live view's default poll interval, and the TTL of every cached query."""
+CSV_PAGE_ROWS = 1000
+"""Rows per request when the CSV download pages through a job (the largest page a store serves)."""
+
+
+class JobRef(NamedTuple):
+    """What identifies a job's data in the cache: which store, which job, which state of it."""
+
+    store_key: str
+    job_id: str
+    version: tuple
+
+
+def store_key(store: Store) -> str:
+    """The store's identity in cache keys: its description, and the signed-in user where there is one."""
+    return f"{store.description}|{getattr(store, 'signed_in_email', None) or ''}"
+
+
+def job_version(job: Job) -> tuple:
+    """What changes when a job gets a new round or a new status."""
+    return (job.latest_step, job.round_count, job.status, job.updated_at)
+
+
+def job_ref(store: Store, job: Job) -> JobRef:
+    return JobRef(store_key(store), job.id, job_version(job))
+
+
+@st.cache_data(ttl=DEFAULT_REFRESH_S, show_spinner=False, max_entries=64)
+def list_jobs(_store: Store, key: str) -> list[Job]:
+    """Every job the store shows this user, most recently active first."""
+    return _store.list_jobs()
+
+
+@st.cache_data(ttl=DEFAULT_REFRESH_S, show_spinner=False, max_entries=256)
+def trends(_store: Store, ref: JobRef) -> Trends:
+    """Per-round aggregates, computed by the store."""
+    return _store.trends(ref.job_id)
+
+
+@st.cache_data(ttl=DEFAULT_REFRESH_S, show_spinner=False, max_entries=64)
+def sample_matrix(_store: Store, ref: JobRef, metric: str = "char_error_rate") -> pd.DataFrame:
+    """One metric for every sample and round, long form."""
+    return _store.sample_matrix(ref.job_id, metric)
+
+
+@st.cache_data(ttl=DEFAULT_REFRESH_S, show_spinner=False, max_entries=256)
+def sample_history(_store: Store, ref: JobRef, sample_index: int) -> pd.DataFrame:
+    """One sample's row in every round."""
+    return _store.sample_history(ref.job_id, sample_index)
+
+
+@st.cache_data(ttl=DEFAULT_REFRESH_S, show_spinner=False, max_entries=256)
+def predictions_page(
+    _store: Store,
+    ref: JobRef,
+    *,
+    step: int | None = None,
+    wrong_only: bool = False,
+    sort_by: str = "sample_index",
+    descending: bool = False,
+    limit: int = 50,
+    offset: int = 0,
+) -> PredictionPage:
+    """One filtered, sorted page of rows; the total count comes with it."""
+    return _store.predictions_page(
+        ref.job_id,
+        step=step,
+        wrong_only=wrong_only,
+        sort_by=sort_by,
+        descending=descending,
+        limit=limit,
+        offset=offset,
+    )
+
+
+def job_csv(store: Store, job_id: str) -> str:
+    """Every row of a job as CSV, read page by page so no single request hits a row cap.
+
+    Called only when the download button is clicked (Streamlit runs a callable `data` lazily).
+    """
+    buffer, offset = io.StringIO(), 0
+    while True:
+        page = store.predictions_page(job_id, sort_by="step", limit=CSV_PAGE_ROWS, offset=offset)
+        page.rows.to_csv(buffer, index=False, header=offset == 0)
+        offset += len(page.rows)
+        if page.rows.empty or offset >= page.total_count:
+            return buffer.getvalue()

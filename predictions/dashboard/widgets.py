@@ -1,0 +1,259 @@
+"""The sidebar and the shared states: store, sign-in, job picker, live polling, empty states.
+
+`app.py` calls these in order and leaves a `View` in `st.session_state`; each page reads it with
+`current_view()`, so pages never open stores or parse the URL themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+import streamlit as st
+
+from predictions import store as store_module
+from predictions.dashboard import queries
+from predictions.errors import AuthError, StoreError
+from predictions.store.base import Job, Store
+
+REFRESH_CHOICES_S = (2, 5, 10, 30, 60)
+VIEW_KEY = "_predictions_view"
+SESSION_STORE_KEY = "_predictions_session_store"
+
+PAGES = (
+    ("pages/trends.py", "Trends", ":material/monitoring:"),
+    ("pages/samples.py", "Samples", ":material/grid_on:"),
+    ("pages/predictions.py", "Predictions", ":material/table_rows:"),
+    ("pages/compare.py", "Compare", ":material/stacked_line_chart:"),
+)
+"""Path (relative to `app.py`), title and icon of every page; the first is the default."""
+
+CALLBACK_SNIPPET = """from predictions import PredictionsCallback
+
+trainer = Trainer(
+    model=model,
+    args=args,
+    train_dataset=train,
+    processing_class=tokenizer,
+    callbacks=[PredictionsCallback(eval_samples, num_samples=16)],
+)
+trainer.train()"""
+
+
+@dataclass(frozen=True)
+class View:
+    """What every page needs: the store, the visible jobs and the one picked in the sidebar."""
+
+    store: Store
+    jobs: tuple[Job, ...]
+    job: Job | None
+
+    def ref(self, job: Job | None = None) -> queries.JobRef:
+        """The cache key of a job's data (the picked job by default)."""
+        return queries.job_ref(self.store, job or self.job)
+
+
+# store
+
+
+@st.cache_resource(show_spinner=False)
+def _shared_store(env_key: tuple[str, ...]) -> Store:
+    """One store per configuration, shared by every session: SQLite, or Supabase with a service key.
+
+    `env_key` is the configuration it was opened with, so a changed environment opens a new one.
+    """
+    return store_module.open_store()
+
+
+def _env_key() -> tuple[str, ...]:
+    names = ("PREDICTIONS_DB", "SUPABASE_URL", "SUPABASE_KEY")
+    return tuple(os.environ.get(name, "") for name in names)
+
+
+def open_dashboard_store() -> Store:
+    """The store for this browser session; raises `StoreError` (or `ConfigError`) when it cannot open.
+
+    A store that needs a user's sign-in (Supabase with an anon key) is per session, kept in
+    `st.session_state`: one person's sign-in must never serve another person's session.
+    """
+    if SESSION_STORE_KEY in st.session_state:
+        return st.session_state[SESSION_STORE_KEY]
+    shared = _shared_store(_env_key())
+    if not getattr(shared, "requires_sign_in", False):
+        return shared
+    st.session_state[SESSION_STORE_KEY] = store_module.open_store()
+    return st.session_state[SESSION_STORE_KEY]
+
+
+def store_unreachable(error: Exception) -> None:
+    """The message for a store that cannot be reached; the app keeps running and can try again."""
+    st.error(f"The store cannot be reached, so there is nothing to show yet.\n\n{plain(error)}", icon="🔌")
+    st.caption(
+        "Check PREDICTIONS_DB (SQLite), or SUPABASE_URL and SUPABASE_KEY (Supabase), in the environment."
+    )
+    if st.button("Try again", key="retry_store"):
+        st.rerun()
+
+
+def sign_in_form(store: Store) -> bool:
+    """Email and password for a store that needs a user; True once signed in (or when none is needed).
+
+    Wrong credentials show the store's own message (an `AuthError`) and the form stays.
+    """
+    if not getattr(store, "requires_sign_in", False) or getattr(store, "signed_in_email", None):
+        return True
+    st.subheader("Sign in")
+    st.caption(f"{store.description} shows each user their own jobs only.")
+    with st.form("sign_in"):
+        email = st.text_input("Email", key="sign_in_email")
+        password = st.text_input("Password", type="password", key="sign_in_password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if submitted:
+        try:
+            store.sign_in(email, password)
+        except AuthError as error:
+            st.error(f"Sign-in failed: {error}")
+            return False
+        st.rerun()
+    return False
+
+
+def signed_in_badge(store: Store) -> None:
+    """Who is signed in, with a sign-out button, in the sidebar."""
+    email = getattr(store, "signed_in_email", None)
+    if not email:
+        return
+    st.sidebar.text(f"Signed in as {email}")
+    if st.sidebar.button("Sign out", key="sign_out"):
+        store.sign_out()
+        queries.list_jobs.clear()
+        st.rerun()
+
+
+# job picker and live polling
+
+
+def job_picker(jobs: tuple[Job, ...]) -> Job:
+    """The sidebar's job choice, most recent first, running jobs marked; kept in the URL as `?job=`.
+
+    A link with `?job=<id>` opens that job; an unknown id falls back to the most recent job.
+    """
+    by_id = {job.id: job for job in jobs}
+    if st.session_state.get("job") not in by_id:
+        wanted = st.query_params.get("job")
+        st.session_state["job"] = wanted if wanted in by_id else jobs[0].id
+    job_id = st.sidebar.selectbox("Job", list(by_id), key="job", format_func=lambda i: by_id[i].label)
+    st.query_params["job"] = job_id
+    job = by_id[job_id]
+    st.sidebar.caption(job_caption(job))
+    return job
+
+
+def job_caption(job: Job) -> str:
+    """Status and progress of a job in one line (numbers only: names are shown by widgets, as text)."""
+    where = (
+        f"epoch {job.latest_epoch} · step {job.latest_step}" if job.latest_step is not None else "no rounds"
+    )
+    rounds = f"{job.round_count} round{'s' if job.round_count != 1 else ''}"
+    return f"{job.status} · {rounds} · {where}"
+
+
+def live_controls() -> int | None:
+    """The live toggle and its interval; the interval in seconds while live, else None."""
+    live = st.sidebar.toggle("Live", value=True, key="live", help="Poll the store for new rounds")
+    interval = st.sidebar.select_slider(
+        "Refresh every",
+        REFRESH_CHOICES_S,
+        value=queries.DEFAULT_REFRESH_S,
+        key="refresh_s",
+        format_func=lambda s: f"{s} s",
+        disabled=not live,
+    )
+    return interval if live else None
+
+
+def live_watch(view: View, interval: int | None) -> None:
+    """Poll the job list every `interval` seconds in a fragment; rerun the app when something changed.
+
+    Only this fragment polls. A new round (or a new job) clears the cached job list and reruns the
+    page, which then reads the changed job under a new cache key; quiet polls redraw nothing else.
+    """
+    if interval is None:
+        return
+    seen = {job.id: queries.job_version(job) for job in view.jobs}
+
+    def poll() -> None:
+        try:
+            now = {job.id: queries.job_version(job) for job in view.store.list_jobs()}
+        except StoreError as error:
+            st.caption(f"⚠️ Last poll failed: {error}")
+            return
+        if now != seen:
+            queries.list_jobs.clear()
+            st.rerun()
+        st.caption(f"Live · checked at {datetime.now():%H:%M:%S}")
+
+    with st.sidebar:
+        st.fragment(poll, run_every=interval)()
+
+
+def store_badge(store: Store) -> None:
+    """Which store the dashboard reads, at the bottom of the sidebar."""
+    st.sidebar.caption("Store")
+    st.sidebar.text(store.description)
+
+
+# states the pages share
+
+
+def no_jobs(store: Store) -> None:
+    """The empty state: no job has written a round yet, and how to add the callback."""
+    st.info("No jobs yet. Add the callback to a Trainer and every prediction round shows up here.", icon="🌱")
+    st.code(CALLBACK_SNIPPET, language="python")
+    st.caption("The callback writes to the same store this dashboard reads:")
+    st.text(store.description)
+
+
+def navigation() -> st.navigation:
+    """Declare the pages; `app.py` runs the one the URL names."""
+    pages = [
+        st.Page(path, title=title, icon=icon, default=path == PAGES[0][0]) for path, title, icon in PAGES
+    ]
+    return st.navigation(pages, position="top")
+
+
+def current_view() -> View:
+    """The view `app.py` prepared for this run, taken so that a later run cannot see a stale one.
+
+    Streamlit runs a file in `pages/` on its own, without `app.py`, when a process's first run (or
+    every AppTest run) takes its legacy `pages/` directory path. Declaring the navigation and
+    rerunning switches to `st.navigation`, which runs `app.py` and then this page: same URL, full sidebar.
+    """
+    view = st.session_state.pop(VIEW_KEY, None)
+    if view is None:
+        navigation()
+        st.rerun()
+    return view
+
+
+def require_job() -> View:
+    """The view, or the empty state and a stop when there is no job to show."""
+    view = current_view()
+    if view.job is None:
+        no_jobs(view.store)
+        st.stop()
+    return view
+
+
+def round_label(epoch: int, step: int) -> str:
+    return f"epoch {epoch} · step {step}"
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&])")
+
+
+def plain(text: object) -> str:
+    """Untrusted text made literal for Streamlit markdown: every markdown character backslash-escaped."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
