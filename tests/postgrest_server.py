@@ -107,6 +107,8 @@ class PostgrestApi:
         self.max_rows = max_rows
         self.users: dict[str, User] = {}
         self.refresh_tokens: dict[str, str] = {}
+        self.calls: list[tuple[str, str]] = []
+        """(method, path) of every request, for tests that count requests."""
         self._lock = threading.Lock()
         self._idle: queue.LifoQueue[psycopg.Connection] = queue.LifoQueue()
 
@@ -115,6 +117,7 @@ class PostgrestApi:
     def handle(self, method: str, target: str, headers: Any, body: bytes) -> Reply:
         parts = urlsplit(target)
         query = parse_qsl(parts.query, keep_blank_values=True)
+        self.calls.append((method, parts.path))
         try:
             if not headers.get("apikey"):
                 raise HTTPFailure(401, "401", "No API key found in request")
@@ -428,7 +431,9 @@ class PostgrestTestServer:
         self.service_key = api_key("service_role", jwt_secret)
         self._http = _Server(self.api)
         self.url = f"http://127.0.0.1:{self._http.server_address[1]}"
-        self._thread = threading.Thread(target=self._http.serve_forever, name="postgrest-test", daemon=True)
+        self._thread = threading.Thread(
+            target=self._http.serve_forever, args=(0.05,), name="postgrest-test", daemon=True
+        )
 
     def __enter__(self) -> PostgrestTestServer:
         self._thread.start()
