@@ -121,14 +121,17 @@ def sign_in_form(store: Store) -> bool:
 
 
 def signed_in_badge(store: Store) -> None:
-    """Who is signed in, with a sign-out button, in the sidebar."""
+    """Who is signed in, with a sign-out button, in the sidebar.
+
+    Signing out drops this session's store, so the next run opens a fresh one that asks again.
+    """
     email = getattr(store, "signed_in_email", None)
-    if not email:
+    if not email or st.session_state.get(SESSION_STORE_KEY) is not store:
         return
     st.sidebar.text(f"Signed in as {email}")
     if st.sidebar.button("Sign out", key="sign_out"):
-        store.sign_out()
-        queries.list_jobs.clear()
+        st.session_state.pop(SESSION_STORE_KEY, None)
+        store.close()
         st.rerun()
 
 

@@ -1,0 +1,116 @@
+"""Chart builders are plain functions: a data frame in, a chart out, checked on its Vega-Lite spec.
+
+`to_dict()` validates every spec against Altair's Vega-Lite schema, so a chart that would not draw
+fails here, without Streamlit or a browser.
+"""
+
+from __future__ import annotations
+
+import json
+
+import altair as alt
+import pandas as pd
+import pytest
+
+from predictions.dashboard import analysis, charts
+from tests.seeding import BIG_JOB, seed_big
+from tests.test_dashboard_helpers import rounds_frame
+
+
+def layers(chart: alt.TopLevelMixin) -> list[dict]:
+    spec = chart.to_dict()
+    return spec.get("layer", [spec])
+
+
+def dataset(chart: alt.TopLevelMixin, index: int = 0) -> list[dict]:
+    """The rows of the `index`-th dataset the spec carries inline."""
+    return list(chart.to_dict()["datasets"].values())[index]
+
+
+def tooltip_fields(encoding: dict) -> list[str]:
+    return [item["field"] for item in encoding["tooltip"]]
+
+
+def test_cer_chart_has_a_min_max_band_under_a_line_with_tooltips():
+    rounds = rounds_frame([0.8, 0.5, None, 0.3]).assign(min_char_error_rate=0.1, max_char_error_rate=0.9)
+    band, line = layers(charts.trend_chart(rounds, "char_error_rate"))
+    assert band["mark"]["type"] == "area"
+    assert (band["encoding"]["y"]["field"], band["encoding"]["y2"]["field"]) == (
+        "min_char_error_rate",
+        "max_char_error_rate",
+    )
+    assert line["mark"]["type"] == "line" and line["mark"]["point"]
+    assert line["encoding"]["x"]["field"] == "step"
+    assert line["encoding"]["y"]["field"] == "value"
+    assert line["encoding"]["y"]["scale"]["domain"] == [0, 1]
+    assert tooltip_fields(line["encoding"])[:4] == ["epoch", "step", "value", "sample_count"]
+    rows = dataset(charts.trend_chart(rounds, "char_error_rate"))
+    assert [row["value"] for row in rows] == [0.8, 0.5, 0.3]  # the unscored round is left out, not 0
+
+
+@pytest.mark.parametrize("metric", ["exact_match", "word_overlap"])
+def test_bounded_metrics_are_single_lines_from_0_to_1(metric):
+    (line,) = layers(charts.trend_chart(rounds_frame([0.8, 0.4]), metric, x="epoch"))
+    assert line["encoding"]["x"]["field"] == "epoch"
+    assert line["encoding"]["y"]["scale"]["domain"] == [0, 1]
+    assert line["encoding"]["tooltip"][2]["title"] == charts.METRIC_TITLES[metric]
+
+
+def test_length_ratio_shows_the_ideal_of_one_and_fits_rambling():
+    rounds = rounds_frame([0.8, 0.4]).assign(avg_length_ratio=[3.0, 1.2])
+    chart = charts.trend_chart(rounds, "length_ratio")
+    rule, line = layers(chart)
+    assert rule["mark"]["type"] == "rule"
+    assert dataset(chart, 0) == [{"ideal": 1.0}]
+    assert line["encoding"]["y"]["scale"]["domain"][1] >= 3.0
+
+
+def test_heatmap_colours_cer_green_to_red_and_selects_a_sample_on_click():
+    matrix = pd.DataFrame(
+        {"sample_index": [0, 0, 1, 1], "epoch": 1, "step": [10, 20, 10, 20], "value": [0.9, 0.1, 0.0, 0.5]}
+    )
+    frame, _ = analysis.heatmap_frame(matrix)
+    spec = charts.heatmap_chart(frame, selected=1).to_dict()
+    assert spec["mark"]["type"] == "rect"
+    enc = spec["encoding"]
+    assert (enc["x"]["field"], enc["x"]["type"]) == ("round", "ordinal")
+    assert (enc["y"]["field"], enc["y"]["type"]) == ("sample_index", "ordinal")
+    assert enc["color"]["field"] == "value"
+    assert enc["color"]["scale"] == {"domain": [0, 1], "reverse": True, "scheme": "redyellowgreen"}
+    assert enc["stroke"]["condition"]["test"] == "(datum.sample_index === 1)"
+    (param,) = spec["params"]
+    assert param["name"] == "sample"
+    assert param["select"] == {"type": "point", "fields": ["sample_index"], "on": "click", "clear": False}
+    assert set(tooltip_fields(enc)) == {"sample_index", "round", "epoch", "step", "value"}
+
+
+def test_heatmap_of_100_rounds_by_100_samples_stays_small(sqlite_store):
+    seed_big(sqlite_store, rounds=100, samples=100)
+    frame, stride = analysis.heatmap_frame(sqlite_store.sample_matrix(BIG_JOB))
+    chart = charts.heatmap_chart(frame)
+    assert stride == 2 and len(dataset(chart)) == 50 * 100
+    assert len(json.dumps(chart.to_dict())) < 600_000
+    assert chart.to_dict()["height"] == 720  # capped, however many samples
+
+
+def test_sample_chart_compares_the_sample_with_the_job_average():
+    rounds = rounds_frame([0.8, 0.6, 0.4])
+    history = pd.DataFrame({"epoch": [1, 2, 3], "step": [10, 20, 30], "char_error_rate": [1.0, 0.0, 0.2]})
+    chart = charts.sample_chart(history, rounds)
+    spec = chart.to_dict()
+    assert spec["encoding"]["color"]["field"] == "series"
+    rows = dataset(chart)
+    assert {row["series"] for row in rows} == {"This sample", "Job average"}
+    assert len(rows) == 6
+
+
+def test_compare_chart_draws_one_coloured_line_per_job():
+    a = rounds_frame([0.9, 0.5]).assign(job="run a", round=[1, 2])
+    b = rounds_frame([0.8, 0.7, 0.6]).assign(job="run b", round=[1, 2, 3])
+    chart = charts.compare_chart(pd.concat([a, b]), "word_overlap", x="round")
+    spec = chart.to_dict()
+    assert spec["encoding"]["color"]["field"] == "job"
+    assert spec["encoding"]["x"]["field"] == "round"
+    assert spec["title"] == "Word overlap (F1)"
+    rows = dataset(chart)
+    assert sorted({row["job"] for row in rows}) == ["run a", "run b"] and len(rows) == 5

@@ -1,0 +1,271 @@
+"""The dashboard's pure helpers on plain frames: headlines, the early warning, velocity, sample lists,
+heatmap thinning, character diffs (escaped), the CSV export, and markdown escaping."""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from predictions.dashboard import analysis, diff, queries, widgets
+from predictions.store.base import MATRIX_COLUMNS, TREND_COLUMNS
+from tests.seeding import BIG_JOB, XSS_IMG, XSS_SCRIPT, seed_big
+
+
+def rounds_frame(
+    cers: list[float | None], *, rounds_per_epoch: int = 1, steps_per_round: int = 10
+) -> pd.DataFrame:
+    """A trends frame with the given average CERs (None: an unscored round)."""
+    n = len(cers)
+    frame = pd.DataFrame(
+        {
+            "epoch": [r // rounds_per_epoch + 1 for r in range(n)],
+            "step": [(r + 1) * steps_per_round for r in range(n)],
+            "sample_count": [4] * n,
+            "scored_count": [0 if c is None else 4 for c in cers],
+            "avg_exact_match": [None if c is None else float(c == 0) for c in cers],
+            "avg_char_error_rate": cers,
+            "avg_length_ratio": [None if c is None else 1.0 for c in cers],
+            "avg_word_overlap": [None if c is None else 1 - c for c in cers],
+            "min_char_error_rate": cers,
+            "max_char_error_rate": cers,
+        }
+    )
+    return frame.astype({c: "float64" for c in TREND_COLUMNS if c.startswith(("avg_", "min_", "max_"))})
+
+
+def matrix_frame(values: dict[int, list[float | None]]) -> pd.DataFrame:
+    """Long-form CER matrix: sample index -> CER per round (steps 10, 20, ...)."""
+    records = [
+        (sample, 1, (r + 1) * 10, value) for sample, row in values.items() for r, value in enumerate(row)
+    ]
+    return pd.DataFrame.from_records(records, columns=list(MATRIX_COLUMNS)).astype({"value": "float64"})
+
+
+# headlines
+
+
+def test_latest_and_delta_skip_unscored_rounds():
+    rounds = rounds_frame([0.8, 0.5, None])
+    assert analysis.latest_and_delta(rounds, "avg_char_error_rate") == (0.5, pytest.approx(-0.3))
+    assert analysis.latest_and_delta(rounds_frame([0.4]), "avg_char_error_rate") == (0.4, None)
+    assert analysis.latest_and_delta(rounds_frame([None, None]), "avg_char_error_rate") == (None, None)
+
+
+def test_last_round_per_epoch_keeps_the_epochs_final_round():
+    rounds = rounds_frame([0.9, 0.8, 0.7, 0.6, 0.5], rounds_per_epoch=2)
+    ends = analysis.last_round_per_epoch(rounds)
+    assert ends["step"].tolist() == [20, 40, 50]
+    assert ends["avg_char_error_rate"].tolist() == [0.8, 0.6, 0.5]
+
+
+# the early warning
+
+
+def test_regression_warning_fires_when_the_latest_round_is_clearly_worse():
+    found = analysis.regression_warning(rounds_frame([0.8, 0.2, 0.25, 0.40]))
+    assert found is not None
+    assert (found.best_step, found.latest_step) == (20, 40)
+    assert found.worse_by == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize(
+    "cers",
+    [
+        [0.8, 0.5, 0.3],  # improving
+        [0.8, 0.2, 0.21],  # noise: 0.01 worse
+        [0.010, 0.005, 0.020],  # tiny CERs: 0.015 worse, under the absolute floor
+        [0.5],  # one round
+        [None, None],  # nothing scored
+    ],
+)
+def test_regression_warning_stays_quiet_for_noise_and_progress(cers):
+    assert analysis.regression_warning(rounds_frame(cers)) is None
+
+
+# learning velocity
+
+
+def test_learning_velocity_is_the_cer_slope_per_epoch_over_the_last_rounds():
+    cers = [0.9, 0.9, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4]  # the last five fall 0.1 a round
+    velocity = analysis.learning_velocity(rounds_frame(cers))
+    assert velocity.unit == "epoch"
+    assert velocity.rounds == analysis.VELOCITY_WINDOW
+    assert velocity.change == pytest.approx(-0.1)
+
+
+def test_learning_velocity_scales_to_an_epoch_of_several_rounds():
+    cers = [0.9 - 0.05 * r for r in range(8)]  # 0.05 a round, 4 rounds an epoch
+    velocity = analysis.learning_velocity(rounds_frame(cers, rounds_per_epoch=4))
+    assert (velocity.unit, velocity.change) == ("epoch", pytest.approx(-0.2))
+
+
+def test_learning_velocity_within_one_epoch_is_per_100_steps():
+    velocity = analysis.learning_velocity(rounds_frame([0.9, 0.8, 0.7], rounds_per_epoch=10))
+    assert (velocity.unit, velocity.change) == ("100 steps", pytest.approx(-1.0))
+    assert analysis.learning_velocity(rounds_frame([0.9])) is None
+
+
+# sample lists
+
+
+SAMPLES = {
+    0: [0.9, 0.5, 0.1],  # improved
+    1: [0.8, 0.7, 0.75],  # still failing: never right
+    2: [0.6, 0.0, 0.4],  # regressed: right in round 2, wrong now
+    3: [0.0, 0.0, 0.0],  # always right
+    4: [None, None, None],  # unscored
+}
+
+
+def test_sample_summary_has_one_row_per_scored_sample():
+    summary = analysis.sample_summary(matrix_frame(SAMPLES))
+    assert summary["sample_index"].tolist() == [0, 1, 2, 3]
+    row = summary.set_index("sample_index").loc[2]
+    assert (row["first_cer"], row["best_cer"], row["latest_cer"], row["last_right_step"]) == (
+        0.6,
+        0.0,
+        0.4,
+        20,
+    )
+    assert math.isnan(summary.set_index("sample_index").loc[1, "last_right_step"])
+
+
+def test_most_improved_still_failing_and_regressed():
+    summary = analysis.sample_summary(matrix_frame(SAMPLES))
+    assert analysis.most_improved(summary)["sample_index"].tolist() == [0, 2, 1]
+    assert analysis.still_failing(summary)["sample_index"].tolist() == [1]
+    assert analysis.regressed(summary)["sample_index"].tolist() == [2]
+
+
+def test_sample_lists_on_a_seeded_job_agree_with_a_direct_computation(sqlite_store):
+    seed_big(sqlite_store, rounds=20, samples=30)
+    matrix = sqlite_store.sample_matrix(BIG_JOB)
+    wide = matrix.pivot(index="sample_index", columns="step", values="value")
+    summary = analysis.sample_summary(matrix)
+    expected_regressed = {int(i) for i in wide.index if (wide.loc[i] == 0).any() and wide.loc[i].iloc[-1] > 0}
+    assert set(analysis.regressed(summary, n=100)["sample_index"]) == expected_regressed
+    expected_failing = {
+        int(i)
+        for i in wide.index
+        if (wide.loc[i] > 0).all() and wide.loc[i].iloc[-1] >= analysis.STILL_FAILING_CER
+    }
+    assert set(analysis.still_failing(summary, n=100)["sample_index"]) == expected_failing
+    assert expected_regressed and expected_failing  # the seed has both kinds
+
+
+# heatmap
+
+
+def test_heatmap_frame_thins_long_runs_and_keeps_the_latest_round():
+    matrix = matrix_frame({s: [0.5] * 120 for s in range(3)})
+    frame, stride = analysis.heatmap_frame(matrix, max_rounds=50)
+    assert stride == 3
+    assert frame["round"].nunique() == 40
+    assert frame["round"].max() == 120 and frame["step"].max() == 1200
+    assert len(frame) == 3 * 40
+
+
+def test_heatmap_frame_numbers_rounds_from_one_when_short():
+    frame, stride = analysis.heatmap_frame(matrix_frame({0: [0.1, 0.2], 1: [0.3, 0.4]}))
+    assert stride == 1
+    assert sorted(frame["round"].unique().tolist()) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        ({"selection": {"sample": [{"sample_index": 7}]}}, 7),
+        ({"selection": {"sample": []}}, None),
+        ({"selection": {}}, None),
+        (None, None),
+    ],
+)
+def test_selected_sample_reads_the_chart_selection(event, expected):
+    assert analysis.selected_sample(event) == expected
+
+
+# diffs
+
+
+def test_diff_text_marks_removed_and_added_characters():
+    assert diff.diff_text("Paris", "Pxris") == "P[-a-]{+x+}ris"
+    assert diff.diff_text("merci", "merci beaucoup") == "merci{+ beaucoup+}"
+    assert diff.diff_text("abc", "") == "[-abc-]"
+    assert diff.diff_text("same", "same") == "same"
+
+
+def test_diff_folds_short_matches_between_edits():
+    assert diff.diff_text("the red house", "la maison rouge") == "[-the red hous-]{+la maison roug+}e"
+
+
+def sides(rendered: str) -> tuple[str, str]:
+    """The old and the new text a rendered diff stands for: without `<ins>` or `<del>` runs, unescaped."""
+    body = re.sub(r'^<span class="pm-diff">|</span>$', "", rendered)
+    old = re.sub(r"<ins>.*?</ins>", "", body).replace("<del>", "").replace("</del>", "")
+    new = re.sub(r"<del>.*?</del>", "", body).replace("<ins>", "").replace("</ins>", "")
+    return html.unescape(old), html.unescape(new)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("hello <world>", XSS_SCRIPT),
+        (XSS_SCRIPT, XSS_IMG),
+        ("a & b", "a &amp; b"),
+        ("", XSS_IMG),
+        ("Paris", "Pxris"),
+    ],
+)
+def test_diff_html_escapes_both_texts_and_loses_no_character(old, new):
+    rendered = diff.diff_html(old, new)
+    tags = set(re.findall(r"</?([a-z]+)", rendered))
+    assert tags <= {"span", "ins", "del"}
+    assert sides(rendered) == (old, new)
+
+
+def test_history_html_has_a_row_per_round_and_escapes_predictions():
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2],
+            "step": [10, 20],
+            "prediction": [XSS_SCRIPT, XSS_IMG],
+            "ground_truth": ["hi", "hi"],
+            "exact_match": [0.0, 0.0],
+            "char_error_rate": [1.0, 1.0],
+            "length_ratio": [12.5, 14.0],
+            "word_overlap": [0.0, 0.0],
+        }
+    )
+    rendered = diff.history_html(history)
+    assert rendered.count("<tr>") == 3  # header and two rounds
+    assert "<script" not in rendered and "<img" not in rendered
+    unscored = diff.history_html(history.assign(ground_truth=None, char_error_rate=np.nan))
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in unscored and "—" in unscored
+
+
+# CSV export and escaping
+
+
+def test_job_csv_pages_through_every_row(sqlite_store, monkeypatch):
+    seed_big(sqlite_store, rounds=7, samples=30)
+    monkeypatch.setattr(queries, "CSV_PAGE_ROWS", 50)  # 210 rows: five requests
+    frame = pd.read_csv(io.StringIO(queries.job_csv(sqlite_store, BIG_JOB)))
+    assert len(frame) == 210
+    assert not frame.duplicated(["step", "sample_index"]).any()
+    assert {"prompt", "prediction", "char_error_rate"} <= set(frame.columns)
+
+
+def test_job_csv_of_an_unknown_job_is_only_the_header(sqlite_store):
+    assert queries.job_csv(sqlite_store, "nope").strip().split(",")[:3] == ["job_id", "epoch", "step"]
+
+
+def test_plain_escapes_markdown_and_html():
+    assert widgets.plain("<b>x</b> *y* [z](u) :smile:") == (
+        r"\<b\>x\<\/b\> \*y\* \[z\]\(u\) \:smile\:".replace(r"\/", "/")
+    )
