@@ -15,9 +15,11 @@ def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="predictions", description="Predictions Monitor")
     commands = main.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="train a tiny model to reverse strings, writing each round")
-    demo.add_argument("--epochs", type=_positive, default=10, help="training epochs (default: 10)")
+    demo.add_argument("--epochs", type=_positive, default=8, help="training epochs (default: 8)")
     demo.add_argument("--steps-per-epoch", type=_positive, default=200, help="default: 200")
-    demo.add_argument("--rounds-per-epoch", type=_positive, default=4, help="prediction rounds an epoch")
+    demo.add_argument(
+        "--rounds-per-epoch", type=_positive, default=5, help="prediction rounds an epoch (default: 5)"
+    )
     demo.add_argument("--db", default=os.environ.get("PREDICTIONS_DB") or DEFAULT_DB_PATH, help="SQLite file")
     demo.add_argument("--job-id", default=None, help="the run's id (default: generated)")
     demo.add_argument("--seed", type=int, default=0)

@@ -19,6 +19,7 @@ from typing import Any
 ALPHABET = "abcdefghij"
 MIN_LEN, MAX_LEN = 3, 10
 BATCH_SIZE = 32
+HIDDEN, LAYERS = 96, 3
 PROMPT_SUFFIX = "="
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,9 +64,9 @@ def run_demo(
     *,
     db_path: str | os.PathLike[str] = ".predictions/predictions.db",
     job_id: str | None = None,
-    epochs: int = 10,
+    epochs: int = 8,
     steps_per_epoch: int = 200,
-    rounds_per_epoch: int = 4,
+    rounds_per_epoch: int = 5,
     num_samples: int = 16,
     seed: int = 0,
     progress: bool = True,
@@ -85,7 +86,9 @@ def run_demo(
     every = max(1, steps_per_epoch // rounds_per_epoch)
     with tempfile.TemporaryDirectory() as output_dir:
         trainer = Trainer(
-            model=build_tiny_model("gpt2", tokenizer, max_positions=2 * MAX_LEN + 4, seed=seed),
+            model=build_tiny_model(
+                "gpt2", tokenizer, hidden_size=HIDDEN, layers=LAYERS, max_positions=2 * MAX_LEN + 4, seed=seed
+            ),
             args=demo_arguments(output_dir, epochs, seed, progress),
             train_dataset=encode_pairs(train, tokenizer, length=2 * MAX_LEN + 2),
             processing_class=tokenizer,

@@ -61,7 +61,12 @@ class Writer:
 
     def write(self, rows: Sequence[PredictionRow]) -> None:
         """Queue one round's rows for a single bulk upsert."""
-        self._put({"op": "write_predictions", "rows": [row.as_dict() for row in rows]})
+        try:
+            call = {"op": "write_predictions", "rows": [row.as_dict() for row in rows]}
+        except Exception:
+            logger.exception("predictions writer got rows it cannot store: %r", rows)
+            return
+        self._put(call)
 
     def start_job(self, job_id: str, **details: Any) -> None:
         self._put({"op": "start_job", "job_id": job_id, **details})

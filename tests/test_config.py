@@ -97,3 +97,12 @@ def test_callback_rejects_a_source_of_the_wrong_kind(source):
 
     with pytest.raises(ConfigError, match="samples="):
         PredictionsCallback(source)
+
+
+def test_every_option_is_documented_in_the_docstring():
+    from dataclasses import fields
+
+    undocumented = [
+        f.name for f in fields(PredictionsConfig) if f"    {f.name}:" not in PredictionsConfig.__doc__
+    ]
+    assert undocumented == []
