@@ -113,8 +113,10 @@ def test_in_sql_a_user_reaches_only_their_own_rows_of_every_table(two_users, sup
                 " prediction) values ('planted', %s, 1, 1, 0, 'p', 'x')",
                 (USER_B,),
             )
-        with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
-            conn.execute("update training_jobs set user_id = %s where id = 'a-job'", (USER_B,))
+        for table, key in (("training_jobs", "id"), ("training_predictions", "job_id")):
+            conn.execute(f"update {table} set user_id = %s where {key} = 'a-job'", (USER_B,))
+            owners = conn.execute(f"select distinct user_id::text from {table} where {key} = 'a-job'")
+            assert owners.fetchall() == [(USER_A,)], "an owner cannot give a row away either"
     with acting_as(supabase_database, "service_role") as conn:
         assert conn.execute("select count(*) from training_predictions").fetchone() == (12,)
 
@@ -228,3 +230,18 @@ def test_forged_and_expired_tokens_are_refused(postgrest):
         store.list_jobs()
     store.close()
     assert json.loads(call_rpc(postgrest, postgrest.service_key, "predictions_list_jobs", {}).text) == []
+
+
+def test_a_machine_configured_for_another_user_cannot_take_over_a_job(two_users):
+    intruder = service_store(two_users, USER_B)
+    intruder.start_job("a-job", name="renamed")
+    intruder.write_predictions(rows("a-job", steps=(1,), samples=1, prediction="rewritten"))
+    intruder.close()
+    owner = user_store(two_users, USER_A)
+    (job,) = owner.list_jobs()
+    assert (job.id, job.user_id, job.name) == ("a-job", USER_A, "renamed")
+    assert owner.sample_history("a-job", 0)["prediction"].tolist() == ["rewritten", "answer"]
+    owner.close()
+    other = user_store(two_users, USER_B)
+    assert [job.id for job in other.list_jobs()] == ["b-job"]
+    other.close()

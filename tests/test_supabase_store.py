@@ -11,7 +11,7 @@ from predictions.errors import AuthError, ConfigError, StoreError, StoreUnavaila
 from predictions.store import open_store
 from predictions.store.base import PredictionRow
 from predictions.store.supabase import SupabaseStore, key_role
-from tests.pg_fixtures import USER_A, service_store, user_store
+from tests.pg_fixtures import USER_A, acting_as, service_store, user_store
 from tests.postgrest_server import api_key, sign
 
 
@@ -177,3 +177,25 @@ def test_a_key_signed_by_another_project_is_an_auth_error(postgrest):
     with pytest.raises(AuthError, match="PGRST301"):
         store.start_job("job")
     store.close()
+
+
+def test_every_read_is_bounded_however_much_is_stored(postgrest, supabase_database):
+    with acting_as(supabase_database, "service_role") as conn:
+        conn.execute(
+            "insert into training_jobs (id, user_id)"
+            " select 'job-' || n, %s from generate_series(1, 1005) as n",
+            (USER_A,),
+        )
+        conn.execute(
+            "insert into training_predictions (job_id, user_id, epoch, step, sample_index, prompt,"
+            " prediction) select 'long', %s, 1, n, 0, 'p', 'x' from generate_series(1, 10005) as n",
+            (USER_A,),
+        )
+        bounded = {
+            "jobs": "jsonb_array_length(predictions_list_jobs(5000))",
+            "trends": "jsonb_array_length(predictions_trends('long') -> 'rounds')",
+            "rounds": "jsonb_array_length(predictions_rounds('long'))",
+            "history": "jsonb_array_length(predictions_sample_history('long', 0))",
+        }
+        counts = {name: conn.execute(f"select {call}").fetchone()[0] for name, call in bounded.items()}
+    assert counts == {"jobs": 1000, "trends": 10000, "rounds": 10000, "history": 10000}

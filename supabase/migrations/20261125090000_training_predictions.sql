@@ -52,6 +52,7 @@ begin
             create table if not exists public.training_predictions_duplicates
                 (like public.training_predictions including defaults);
             alter table public.training_predictions_duplicates enable row level security;
+            revoke all on public.training_predictions_duplicates from anon, authenticated;
             with ranked as (
                 select id, row_number() over (
                     partition by job_id, step, sample_index
@@ -76,3 +77,23 @@ $$;
 create index if not exists idx_training_predictions_job_epoch on public.training_predictions (job_id, epoch);
 create index if not exists idx_training_predictions_job_step on public.training_predictions (job_id, step);
 create index if not exists idx_training_predictions_user on public.training_predictions (user_id);
+
+-- A rewritten row (a replayed or retried round) keeps its first owner, as in the embedded store: an
+-- upsert from a service-role machine configured for another user updates the answer, not the owner.
+create or replace function public.training_predictions_keep_owner()
+returns trigger
+language plpgsql
+security invoker
+set search_path = ''
+as $$
+begin
+    new.user_id := old.user_id;
+    return new;
+end
+$$;
+
+drop trigger if exists training_predictions_keep_owner on public.training_predictions;
+create trigger training_predictions_keep_owner
+    before update of user_id on public.training_predictions
+    for each row when (new.user_id is distinct from old.user_id)
+    execute function public.training_predictions_keep_owner();

@@ -29,7 +29,9 @@ create index if not exists idx_training_jobs_user on public.training_jobs (user_
 
 -- The timestamps are the database's, not the writers': training machines' clocks differ, and a
 -- plain upsert through PostgREST cannot say "keep the first start time". So a restart keeps
--- started_at, every write moves updated_at, and finished_at follows the status.
+-- started_at, every write moves updated_at, and finished_at follows the status. A job also keeps
+-- the owner it was started by (as in the embedded store): a service-role machine configured for
+-- another user cannot move it out of its owner's dashboard by restarting it.
 create or replace function public.training_jobs_stamp()
 returns trigger
 language plpgsql
@@ -42,6 +44,7 @@ begin
         new.started_at := coalesce(new.started_at, now());
     else
         new.started_at := old.started_at;
+        new.user_id := old.user_id;
     end if;
     if new.status = 'running' then
         new.finished_at := null;
