@@ -169,9 +169,11 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
 
 
 @pytest.fixture(scope="session")
-def supabase_database(postgres: Postgres) -> str:
+def supabase_database(postgres: Postgres) -> Iterator[str]:
     """The session's migrated database (admin conninfo), shared by the API tests."""
-    return postgres.migrated_database()
+    conninfo = postgres.migrated_database()
+    yield conninfo
+    postgres.drop_database(conninfo)
 
 
 @pytest.fixture(scope="session")
