@@ -19,6 +19,15 @@ SORT_LABELS = {
 }
 
 
+# Sorting by a metric shows the worst rows first: high CER and length ratio, low match and overlap.
+WORST_FIRST_DESCENDING = {"char_error_rate", "length_ratio"}
+
+
+def worst_first() -> None:
+    """When the sort column changes, turn the direction to show the worst rows first."""
+    st.session_state["table_desc"] = st.session_state["table_sort"] in WORST_FIRST_DESCENDING
+
+
 def filters(view: widgets.View) -> dict:
     """Round, wrong answers only, sort column and direction, page size: the arguments of a page query."""
     rounds = queries.trends(view.store, view.ref()).rounds
@@ -31,8 +40,10 @@ def filters(view: widgets.View) -> dict:
         key="table_round",
         format_func=lambda s: "All rounds" if s is None else widgets.round_label(epochs[s], s),
     )
-    sort_by = cols[1].selectbox("Sort by", SORTABLE_COLUMNS, key="table_sort", format_func=SORT_LABELS.get)
-    descending = cols[2].toggle("Descending", key="table_desc", value=sort_by != "sample_index")
+    sort_by = cols[1].selectbox(
+        "Sort by", SORTABLE_COLUMNS, key="table_sort", format_func=SORT_LABELS.get, on_change=worst_first
+    )
+    descending = cols[2].toggle("Descending", key="table_desc")
     wrong_only = cols[3].toggle("Wrong answers only", key="table_wrong")
     limit = cols[4].selectbox("Rows a page", PAGE_SIZES, index=1, key="table_limit")
     return {

@@ -46,11 +46,16 @@ def choose_from_list(key: str, frame: pd.DataFrame) -> Callable[[], None]:
     return choose
 
 
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def heatmap(matrix: pd.DataFrame, sample: int) -> None:
     frame, stride = analysis.heatmap_frame(matrix)
     st.subheader("CER by sample and round")
     st.altair_chart(charts.heatmap_chart(frame, sample), on_select=choose_from_heatmap, key="heatmap")
-    note = f" Showing every {stride}th round, counted back from the latest." if stride > 1 else ""
+    note = f" Showing every {ordinal(stride)} round, counted back from the latest." if stride > 1 else ""
     st.caption(f"Green is right, red is wrong. Click a cell to open that sample.{note}")
 
 
@@ -87,12 +92,14 @@ def sample_detail(view: widgets.View, sample: int, rounds: pd.DataFrame) -> None
     if history.empty:
         st.info(f"Sample {sample} has no rows.")
         return
-    truth = history["ground_truth"].dropna()
-    left, right = st.columns(2)
+    truth, latest = history["ground_truth"].dropna(), history.iloc[-1]
+    left, middle, right = st.columns(3)
     left.caption("Prompt")
-    left.code(history["prompt"].iloc[-1], language=None, wrap_lines=True)
-    right.caption("Ground truth")
-    right.code(
+    left.code(latest["prompt"], language=None, wrap_lines=True)
+    right.caption(f"Latest prediction ({widgets.round_label(latest['epoch'], latest['step'])})")
+    right.code(latest["prediction"], language=None, wrap_lines=True)
+    middle.caption("Ground truth")
+    middle.code(
         truth.iloc[-1] if not truth.empty else "(none: this sample is not scored)",
         language=None,
         wrap_lines=True,

@@ -75,17 +75,17 @@ def noise_level(index: int, round_number: int, rounds: int, *, seed: int, pace: 
     learned = difficulty * math.exp(-pace * progress)
     if kind < 0.15:
         return 0.55 + 0.25 * difficulty
-    if kind < 0.3 and rounds > 2:
-        return learned if progress < 0.5 else min(0.6, learned + 0.8 * (progress - 0.5))
+    if kind < 0.23 and rounds > 2:  # right by mid-run, then a few characters off again
+        return learned if progress < 0.6 else max(learned, 0.25)
     return learned
 
 
 def corrupt(truth: str, noise: float, rng: random.Random) -> str:
-    """The truth with about `noise` of its characters replaced, and some rambling when noise is high."""
+    """The truth with about `noise` of its characters replaced, and rambling on when noise is high."""
     if noise < 0.06:
         return truth
     chars = [rng.choice(string.ascii_lowercase) if rng.random() < noise else c for c in truth]
-    rambling = " and so on and so forth" if rng.random() < noise / 2 else ""
+    rambling = " and so on and so forth" if noise > 0.5 else ""
     return "".join(chars) + rambling
 
 
@@ -168,7 +168,7 @@ def seed_compare(store: Store) -> None:
     write_job(store, COMPARE_JOBS[0], rounds=12, samples=16, seed=1, pace=1.5, name="lr 1e-4")
     write_job(store, COMPARE_JOBS[1], rounds=12, samples=16, seed=2, pace=4.0, name="lr 3e-4")
     write_job(
-        store, COMPARE_JOBS[2], rounds=12, samples=16, seed=3, pace=9.0, name="lr 1e-3", status="failed"
+        store, COMPARE_JOBS[2], rounds=12, samples=16, seed=3, pace=7.0, name="lr 1e-3", status="failed"
     )
     _regress_tail(store, COMPARE_JOBS[2], rounds=12, samples=16)
 
@@ -179,7 +179,7 @@ def _regress_tail(store: Store, job_id: str, *, rounds: int, samples: int) -> No
         rows = []
         for i in range(samples):
             prompt, truth = sample_task(i)
-            prediction = corrupt(truth, 0.45 + 0.1 * (r - rounds + 2), random.Random(f"tail-{i}-{r}"))
+            prediction = corrupt(truth, 0.3 + 0.12 * (r - rounds + 2), random.Random(f"tail-{i}-{r}"))
             rows.append(
                 PredictionRow(
                     job_id,

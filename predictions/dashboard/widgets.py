@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import re
+import runpy
 from dataclasses import dataclass
 from datetime import datetime
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from predictions import store as store_module
 from predictions.dashboard import queries
@@ -230,14 +232,15 @@ def navigation() -> st.navigation:
 def current_view() -> View:
     """The view `app.py` prepared for this run, taken so that a later run cannot see a stale one.
 
-    Streamlit runs a file in `pages/` on its own, without `app.py`, when a process's first run (or
-    every AppTest run) takes its legacy `pages/` directory path. Declaring the navigation and
-    rerunning switches to `st.navigation`, which runs `app.py` and then this page: same URL, full sidebar.
+    Streamlit runs a file of `pages/` on its own, without `app.py`, when a process's first run (and
+    every AppTest run) takes its legacy `pages/` directory path. Then the page runs `app.py` in place,
+    which declares the navigation, draws the sidebar and runs this page again with a view; the outer
+    run stops there. Same URL, same run: a button click is not lost to a rerun.
     """
     view = st.session_state.pop(VIEW_KEY, None)
     if view is None:
-        navigation()
-        st.rerun()
+        runpy.run_path(get_script_run_ctx().main_script_path, run_name="__main__")
+        st.stop()
     return view
 
 

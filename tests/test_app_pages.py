@@ -1,0 +1,440 @@
+"""Every page of `app.py` in Streamlit's AppTest, against seeded stores: what is shown, not only that
+nothing raised. Runs start at `app.py` and `switch_page` to each page, as a user's clicks would."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from predictions.dashboard import analysis
+from predictions.errors import StoreUnavailableError
+from predictions.store import SQLiteStore
+from predictions.store.base import PredictionRow
+from tests.pg_fixtures import EMAIL_A, PASSWORD, USER_A, USER_B, service_store
+from tests.seeding import (
+    BIG_JOB,
+    COMPARE_JOBS,
+    NO_TRUTH_JOB,
+    SINGLE_JOB,
+    XSS_IMG,
+    XSS_JOB,
+    XSS_SCRIPT,
+    sample_task,
+    seed_big,
+    seed_compare,
+    seed_no_ground_truth,
+    seed_single_round,
+    write_xss_job,
+)
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TRENDS, SAMPLES, PREDICTIONS, COMPARE = (
+    "pages/trends.py",
+    "pages/samples.py",
+    "pages/predictions.py",
+    "pages/compare.py",
+)
+PAGES = (TRENDS, SAMPLES, PREDICTIONS, COMPARE)
+
+
+@pytest.fixture(scope="module")
+def seeded_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every kind of job in one file; the 100 x 50 job is written last, so it is the most recent."""
+    path = tmp_path_factory.mktemp("dashboard") / "predictions.db"
+    store = SQLiteStore(path)
+    seed_no_ground_truth(store)
+    seed_single_round(store)
+    seed_compare(store)
+    write_xss_job(store)
+    seed_big(store, rounds=100, samples=50)
+    store.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def seeded(seeded_db: Path):
+    """A second connection to the seeded file: the expected values come straight from the store."""
+    store = SQLiteStore(seeded_db)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def open_app(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
+    """Open the app on a store file (SQLite only: Supabase variables emptied), at a job and a page."""
+
+    def open_app(db: Path, *, job: str | None = None, page: str = TRENDS, **query: str) -> AppTest:
+        monkeypatch.setenv("PREDICTIONS_DB", str(db))
+        monkeypatch.setenv("SUPABASE_URL", "")
+        monkeypatch.setenv("SUPABASE_KEY", "")
+        at = AppTest.from_file(APP, default_timeout=60)
+        for name, value in {"job": job, **query}.items():
+            if value is not None:
+                at.query_params[name] = value
+        at.run()
+        if page != TRENDS:
+            at.switch_page(page).run()
+        assert_no_exception(at)
+        return at
+
+    return open_app
+
+
+def assert_no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+
+
+def specs(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
+
+
+def chart_rows(at: AppTest, index: int) -> pd.DataFrame:
+    """The rows of the chart's drawn layer (its last dataset), decoded from the Arrow bytes sent."""
+    datasets = at.get("vega_lite_chart")[index].proto.datasets
+    return pa.ipc.open_stream(datasets[-1].data.data).read_pandas()
+
+
+def drawn_layer(spec: dict) -> dict:
+    return spec["layer"][-1] if "layer" in spec else spec
+
+
+def texts(at: AppTest) -> list[str]:
+    """Every text a user can read on the page: markdown, code, dataframe cells, and html as it reads
+    (tags dropped, entities decoded; a diff read as its new side, without the struck-out text)."""
+    out = [el.value for el in (*at.markdown, *at.caption, *at.code, *at.text)]
+    for element in at.get("html"):
+        new_side = re.sub(r"<del>.*?</del>", "", element.proto.body, flags=re.S)
+        out.append(html.unescape(re.sub(r"<[^>]+>", "", new_side)))
+    for frame in at.dataframe:
+        out += [str(value) for value in frame.value.to_numpy().ravel()]
+    return out
+
+
+# empty store
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_of_an_empty_store_shows_how_to_add_the_callback(open_app, tmp_path, page):
+    at = open_app(tmp_path / "empty.db", page=page)
+    assert "No jobs yet" in at.info[0].value
+    assert "callbacks=[PredictionsCallback(eval_samples, num_samples=16)]" in at.code[0].value
+    assert not at.get("vega_lite_chart") and not at.sidebar.selectbox
+
+
+# sidebar
+
+
+def test_job_picker_lists_the_most_recent_first_marks_running_jobs_and_keeps_the_url(
+    open_app, seeded_db, seeded
+):
+    at = open_app(seeded_db)
+    picker = at.sidebar.selectbox(key="job")
+    jobs = seeded.list_jobs()
+    assert picker.options == [job.label for job in jobs]
+    assert (picker.value, at.query_params["job"]) == (BIG_JOB, BIG_JOB)
+    assert f"● {dict((j.id, j.name) for j in jobs)[SINGLE_JOB]}" in picker.options
+    picker.set_value(COMPARE_JOBS[1]).run()
+    assert at.query_params["job"] == COMPARE_JOBS[1]
+    assert at.caption[0].value == "lr 3e\\-4"  # the page names the picked job, markdown escaped
+    assert at.sidebar.toggle(key="live").value is True
+    assert any(f"SQLite at {seeded_db}" == text.value for text in at.sidebar.text)
+
+
+def test_a_link_opens_the_job_it_names_and_an_unknown_job_falls_back(open_app, seeded_db):
+    assert open_app(seeded_db, job=COMPARE_JOBS[0]).sidebar.selectbox(key="job").value == COMPARE_JOBS[0]
+    assert open_app(seeded_db, job="no-such-job").sidebar.selectbox(key="job").value == BIG_JOB
+
+
+# trends
+
+
+def test_trends_headlines_are_the_stores_aggregates(open_app, seeded_db, seeded):
+    at = open_app(seeded_db, job=BIG_JOB)
+    trends = seeded.trends(BIG_JOB)
+    cer = trends.rounds["avg_char_error_rate"]
+    metrics = {metric.label: metric for metric in at.metric}
+    assert metrics["CER"].value == f"{cer.iloc[-1]:.3f}"
+    assert metrics["CER"].delta == f"{cer.iloc[-1] - cer.iloc[-2]:+.3f}"
+    assert metrics["Exact match"].value == f"{trends.rounds['avg_exact_match'].iloc[-1]:.3f}"
+    assert metrics["Improvement"].value == f"{trends.overall_improvement:.1f}%"
+    velocity = analysis.learning_velocity(trends.rounds)
+    assert metrics["Velocity"].value == f"{velocity.change:+.3f}"
+
+
+def test_trends_charts_every_metric_per_round_with_tooltips(open_app, seeded_db, seeded):
+    at = open_app(seeded_db, job=BIG_JOB)
+    charts = specs(at)
+    assert [spec["title"] for spec in charts] == [
+        "Character error rate",
+        "Exact match",
+        "Word overlap (F1)",
+        "Length ratio",
+    ]
+    band = charts[0]["layer"][0]
+    assert (band["mark"]["type"], band["encoding"]["y2"]["field"]) == ("area", "max_char_error_rate")
+    for index, spec in enumerate(charts):
+        line = drawn_layer(spec)
+        assert (line["encoding"]["x"]["field"], line["encoding"]["y"]["field"]) == ("step", "value")
+        assert [t["field"] for t in line["encoding"]["tooltip"]][:4] == [
+            "epoch",
+            "step",
+            "value",
+            "sample_count",
+        ]
+        assert len(chart_rows(at, index)) == 100
+    rows = chart_rows(at, 0)
+    expected = seeded.trends(BIG_JOB).rounds["avg_char_error_rate"]
+    assert rows["value"].to_numpy() == pytest.approx(expected.to_numpy())
+    assert set(rows["sample_count"]) == {50}
+
+
+def test_trends_by_epoch_draws_each_epochs_last_round(open_app, seeded_db):
+    at = open_app(seeded_db, job=BIG_JOB)
+    at.segmented_control(key="trends_x").set_value("epoch").run()
+    assert drawn_layer(specs(at)[0])["encoding"]["x"]["field"] == "epoch"
+    rows = chart_rows(at, 0)
+    assert rows["epoch"].tolist() == list(range(1, 11))
+    assert rows["step"].tolist() == [100 * e for e in range(1, 11)]
+    assert any("last round" in caption.value for caption in at.caption)
+
+
+def test_trends_warn_when_the_latest_round_is_clearly_worse_than_the_best(open_app, seeded_db, seeded):
+    at = open_app(seeded_db, job=COMPARE_JOBS[2])
+    found = analysis.regression_warning(seeded.trends(COMPARE_JOBS[2]).rounds)
+    (warning,) = at.warning
+    assert "worse than the best round" in warning.value
+    assert f"checkpoint from step {found.best_step}" in warning.value
+    assert not open_app(seeded_db, job=COMPARE_JOBS[1]).warning
+
+
+def test_trends_of_a_single_round(open_app, seeded_db):
+    at = open_app(seeded_db, job=SINGLE_JOB)
+    assert any("Only one round so far" in info.value for info in at.info)
+    metrics = {metric.label: metric for metric in at.metric}
+    assert metrics["CER"].delta == "" and metrics["Improvement"].value == "—"
+    assert metrics["Velocity"].value == "—"
+    assert [len(chart_rows(at, i)) for i in range(4)] == [1, 1, 1, 1]
+
+
+# samples
+
+
+def test_samples_heatmap_lists_and_detail(open_app, seeded_db, seeded):
+    at = open_app(seeded_db, job=BIG_JOB, page=SAMPLES)
+    heatmap = specs(at)[0]
+    assert heatmap["mark"]["type"] == "rect"
+    assert heatmap["params"][0]["select"]["fields"] == ["sample_index"]
+    assert at.get("vega_lite_chart")[0].proto.selection_mode == ["sample"]
+    rows = chart_rows(at, 0)
+    assert (rows["round"].nunique(), rows["sample_index"].nunique()) == (50, 50)  # 100 rounds thinned
+    assert any("every 2nd round" in caption.value for caption in at.caption)
+    summary = analysis.sample_summary(seeded.sample_matrix(BIG_JOB))
+    lists = [frame.value for frame in at.dataframe]
+    assert lists[0]["sample_index"].tolist() == analysis.most_improved(summary)["sample_index"].tolist()
+    assert lists[1]["sample_index"].tolist() == analysis.still_failing(summary)["sample_index"].tolist()
+    assert lists[2]["sample_index"].tolist() == analysis.regressed(summary)["sample_index"].tolist()
+
+
+def test_picking_a_sample_shows_its_prompt_truth_and_every_round(open_app, seeded_db, seeded):
+    at = open_app(seeded_db, job=BIG_JOB, page=SAMPLES)
+    at.selectbox(key="sample").set_value(7).run()
+    assert_no_exception(at)
+    assert at.query_params["sample"] == "7"
+    assert at.subheader[-1].value == "Sample 7"
+    prompt, truth = sample_task(7)
+    assert [code.value for code in at.code][:2] == [prompt, truth]
+    assert at.code[2].value == seeded.sample_history(BIG_JOB, 7)["prediction"].iloc[-1]
+    (history,) = at.get("html")
+    assert history.proto.body.count("<tr>") == 101  # a header and 100 rounds
+    assert drawn_layer(specs(at)[1])["encoding"]["color"]["field"] == "series"
+
+
+def test_a_link_opens_the_sample_it_names(open_app, seeded_db):
+    at = open_app(seeded_db, job=BIG_JOB, page=SAMPLES, sample="12")
+    assert at.selectbox(key="sample").value == 12
+
+
+# predictions table
+
+
+def test_predictions_table_filters_sorts_and_pages(open_app, seeded_db, seeded):
+    at = open_app(seeded_db, job=BIG_JOB, page=PREDICTIONS)
+    assert len(at.dataframe[0].value) == 50
+    assert at.caption[1].value.startswith("5000 matching rows")
+    at.selectbox(key="table_round").set_value(1000).run()
+    at.selectbox(key="table_sort").set_value("char_error_rate").run()
+    assert at.toggle(key="table_desc").value is True
+    table = at.dataframe[0].value
+    assert set(table["step"]) == {1000}
+    assert table["char_error_rate"].is_monotonic_decreasing
+    at.toggle(key="table_wrong").set_value(True).run()
+    wrong = seeded.predictions_page(BIG_JOB, step=1000, wrong_only=True).total_count
+    assert at.caption[1].value.startswith(f"{wrong} matching rows")
+    assert not at.dataframe[0].value["exact_match"].any()
+
+
+def test_predictions_table_pages_and_shows_scores_as_bars(open_app, seeded_db, seeded):
+    at = open_app(seeded_db, job=BIG_JOB, page=PREDICTIONS)
+    at.selectbox(key="table_limit").set_value(25).run()
+    (pager,) = at.get("pagination")
+    assert pager.num_pages == 200
+    pager.set_value(3).run()
+    page = seeded.predictions_page(BIG_JOB, limit=25, offset=50)
+    table = at.dataframe[0].value
+    assert table["sample_index"].tolist() == page.rows["sample_index"].tolist()
+    assert table["step"].tolist() == page.rows["step"].tolist()
+    columns = json.loads(at.dataframe[0].proto.columns)
+    assert columns["char_error_rate"]["type_config"]["type"] == "progress"
+    assert columns["word_overlap"]["type_config"]["type"] == "progress"
+    assert columns["exact_match"]["type_config"]["type"] == "checkbox"
+    assert at.get("download_button")[0].proto.label == "Download the whole job as CSV"
+
+
+# compare
+
+
+def test_compare_overlays_the_chosen_jobs(open_app, seeded_db, seeded):
+    at = open_app(seeded_db, job=COMPARE_JOBS[0], page=COMPARE)
+    at.multiselect(key="compare_jobs").set_value(list(COMPARE_JOBS)).run()
+    spec = specs(at)[0]
+    assert spec["encoding"]["color"]["field"] == "job"
+    rows = chart_rows(at, 0)
+    assert sorted(rows["job"].unique()) == ["lr 1e-3", "lr 1e-4", "lr 3e-4"]
+    assert len(rows) == 36
+    summary = at.dataframe[0].value.set_index("job")
+    latest = seeded.trends(COMPARE_JOBS[2]).rounds["avg_char_error_rate"].iloc[-1]
+    assert summary.loc["lr 1e-3", "latest_cer"] == pytest.approx(latest)
+    at.segmented_control(key="compare_metric").set_value("word_overlap").run()
+    assert specs(at)[0]["title"] == "Word overlap (F1)"
+
+
+def test_compare_defaults_to_the_picked_job_and_the_next_most_recent(open_app, seeded_db, seeded):
+    at = open_app(seeded_db, job=COMPARE_JOBS[0], page=COMPARE)
+    others = [job.id for job in seeded.list_jobs() if job.id != COMPARE_JOBS[0]]
+    assert at.multiselect(key="compare_jobs").value == [COMPARE_JOBS[0], *others[:2]]
+
+
+# a job without ground truth
+
+
+def test_a_job_without_ground_truth_on_every_page(open_app, seeded_db):
+    at = open_app(seeded_db, job=NO_TRUTH_JOB)
+    assert "no ground truth" in at.info[0].value and not at.metric and not at.get("vega_lite_chart")
+    assert len(at.dataframe[0].value) == 5  # the latest round's answers, capped at five
+    at.switch_page(SAMPLES).run()
+    assert_no_exception(at)
+    assert "No ground truth" in at.info[0].value and not at.get("vega_lite_chart")
+    assert at.get("html")[0].proto.body.count("<tr>") == 4
+    at.switch_page(PREDICTIONS).run()
+    assert at.caption[1].value.startswith("18 matching rows")
+    at.toggle(key="table_wrong").set_value(True).run()
+    assert any("never counted as wrong" in caption.value for caption in at.caption)
+    at.switch_page(COMPARE).run()
+    at.multiselect(key="compare_jobs").set_value([NO_TRUTH_JOB]).run()
+    assert_no_exception(at)
+    assert "nothing to overlay" in at.info[0].value
+
+
+# untrusted model output
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_html_in_predictions_is_shown_as_text_on_every_page(open_app, seeded_db, page):
+    at = open_app(seeded_db, job=XSS_JOB, page=page)
+    shown = texts(at)
+    assert any(XSS_IMG in text for text in shown)  # the latest answer, literally
+    if page in (SAMPLES, PREDICTIONS):
+        assert any(XSS_SCRIPT in text for text in shown)
+    for element in at.get("html"):
+        assert "<script" not in element.proto.body and "<img" not in element.proto.body
+    for element in (*at.markdown, *at.caption):
+        assert not element.proto.allow_html
+    assert all("<b>" not in caption.value for caption in at.caption)  # the job's name, escaped
+
+
+# the store: unreachable, failing, signed in
+
+
+def test_an_unreachable_store_shows_a_message_and_the_app_recovers(
+    open_app, tmp_path, seeded_db, monkeypatch
+):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store's folder should be")
+    at = open_app(blocker / "predictions.db")
+    assert "cannot be reached" in at.error[0].value
+    monkeypatch.setenv("PREDICTIONS_DB", str(seeded_db))
+    at.button(key="retry_store").click().run()
+    assert_no_exception(at)
+    assert not at.error and at.sidebar.selectbox(key="job").value == BIG_JOB
+
+
+def test_a_store_failing_mid_session_shows_a_message(open_app, seeded_db, monkeypatch):
+    at = open_app(seeded_db, job=COMPARE_JOBS[1])
+
+    def locked(self, *args):
+        raise StoreUnavailableError(f"{self.description}: database is locked")
+
+    monkeypatch.setattr(SQLiteStore, "sample_matrix", locked)
+    at.switch_page(SAMPLES).run()
+    assert_no_exception(at)
+    assert "database is locked" in at.error[0].value
+    assert at.sidebar.selectbox(key="job").value == COMPARE_JOBS[1]
+
+
+@pytest.fixture
+def two_users_jobs(postgrest):
+    """A Supabase API (the PostgREST-protocol test server) holding one job for each of two users."""
+    for user_id, job_id in ((USER_A, "ada-run"), (USER_B, "bob-run")):
+        writer = service_store(postgrest, user_id)
+        writer.start_job(job_id, name=job_id.title())
+        writer.write_predictions([PredictionRow(job_id, 1, 10, 0, "prompt", XSS_SCRIPT, "answer")])
+        writer.close()
+    return postgrest
+
+
+def test_supabase_sign_in_is_per_session(two_users_jobs, monkeypatch):
+    monkeypatch.setenv("SUPABASE_URL", two_users_jobs.url)
+    monkeypatch.setenv("SUPABASE_KEY", two_users_jobs.anon_key)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert at.text_input(key="sign_in_email") and not at.sidebar.selectbox
+    at.text_input(key="sign_in_email").input(EMAIL_A)
+    at.text_input(key="sign_in_password").input("wrong password")
+    at.button[0].click().run()
+    assert "Sign-in failed" in at.error[0].value and "Invalid login credentials" in at.error[0].value
+    at.text_input(key="sign_in_password").input(PASSWORD)
+    at.button[0].click().run()
+    assert_no_exception(at)
+    assert at.sidebar.selectbox(key="job").options == ["● Ada-Run"]  # this user's jobs only
+    assert any(text.value == f"Signed in as {EMAIL_A}" for text in at.sidebar.text)
+    other = AppTest.from_file(APP, default_timeout=60).run()  # another browser session
+    assert other.text_input(key="sign_in_email") and not other.sidebar.selectbox
+    at.sidebar.button(key="sign_out").click().run()
+    assert at.text_input(key="sign_in_email") and not at.sidebar.selectbox
+
+
+# performance: a job of 100 rounds x 100 samples
+
+
+def test_trends_and_samples_of_a_100_by_100_job_render_in_under_1_5_s(open_app, tmp_path):
+    store = SQLiteStore(tmp_path / "big.db")
+    seed_big(store, rounds=100, samples=100)
+    store.close()
+    started = time.perf_counter()
+    at = open_app(tmp_path / "big.db", job=BIG_JOB)
+    trends_s = time.perf_counter() - started
+    assert len(chart_rows(at, 0)) == 100
+    started = time.perf_counter()
+    at.switch_page(SAMPLES).run()
+    samples_s = time.perf_counter() - started
+    assert_no_exception(at)
+    assert len(chart_rows(at, 0)) == 50 * 100
+    assert max(trends_s, samples_s) < 1.5, f"trends {trends_s:.2f} s, samples {samples_s:.2f} s"
