@@ -332,6 +332,7 @@ class SupabaseStore:
             raise StoreUnavailableError(f"{self.description} cannot be reached: {error!r}") from error
 
     def _error(self, error: APIError) -> StoreError:
+        """The named error for a PostgREST error, with its `code`, `hint` and `details` attached."""
         code = str(error.code or "")
         text = f"{self.description}: {api_error_text(error)}"
         if code in AUTH_CODES:
