@@ -1,0 +1,58 @@
+"""The docs are part of the product: every option documented, the README's example runs as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from predictions.config import PredictionsConfig
+from predictions.scorer import score
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README, re.S)
+
+
+@pytest.mark.parametrize("name", [f.name for f in fields(PredictionsConfig)])
+def test_every_option_is_in_the_readme_table(name):
+    assert re.search(rf"^\| `{name}` \|", README, re.M), f"README's options table lacks `{name}`"
+
+
+def test_every_environment_variable_is_in_env_example():
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    used = set()
+    for path in (ROOT / "predictions").rglob("*.py"):
+        used |= set(re.findall(r"environ(?:\.get)?\(?\[?\"([A-Z_]+)\"", path.read_text(encoding="utf-8")))
+    assert used, "no environment variable found: the pattern is wrong"
+    missing = sorted(name for name in used if not re.search(rf"^#?\s*{name}=", example, re.M))
+    assert not missing, f".env.example lacks {missing}"
+
+
+def test_the_score_example_prints_what_the_readme_says():
+    (line,) = [line for line in README.splitlines() if line.startswith('score("Paris.", "Paris")')]
+    shown = line.split("#", 1)[1].strip()
+    assert repr(score("Paris.", "Paris")) == shown
+
+
+@pytest.mark.slow
+def test_the_readme_example_runs(tmp_path):
+    (example,) = [block for block in python_blocks() if "readme-example" in block]
+    script = tmp_path / "example.py"
+    script.write_text(example, encoding="utf-8")
+    env = {**os.environ, "PREDICTIONS_DB": str(tmp_path / "example.db"), "TQDM_DISABLE": "1"}
+    env.pop("SUPABASE_URL", None)
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "avg_char_error_rate" in result.stdout
+    assert (tmp_path / "example.db").exists()
