@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,10 +77,21 @@ class Postgres:
 
     def _throwaway(self) -> None:
         """No durability for a throwaway server: faster writes, and a stop without a slow checkpoint."""
-        with psycopg.connect(self.admin, autocommit=True) as conn:
+        with self._first_connection() as conn:
             for setting in ("fsync", "synchronous_commit", "full_page_writes"):
                 conn.execute(sql.SQL("alter system set {} = off").format(sql.Identifier(setting)))
             conn.execute("select pg_reload_conf()")
+
+    def _first_connection(self, timeout_s: float = 30.0) -> psycopg.Connection:
+        """pgserver can return before its socket accepts connections on a busy machine: wait for it."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return psycopg.connect(self.admin, autocommit=True)
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def create_database(self, prefix: str = "predictions_test") -> str:
         """A new, empty database; returns its conninfo (as the admin user)."""
