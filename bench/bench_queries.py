@@ -23,6 +23,8 @@ from bench.common import machine, median_time, print_table
 from predictions.store import SQLiteStore
 from predictions.store.base import PredictionRow, Store
 
+BASELINE = "fetch all + average"
+"""The baseline each backend's speedup is judged by: on Postgres, rows as JSON, as PostgREST sends them."""
 SCORE_COLUMNS = "epoch, step, exact_match, char_error_rate, length_ratio, word_overlap"
 
 
@@ -56,9 +58,14 @@ def fill(store: Store, jobs: int, rounds: int, samples: int) -> float:
     return time.perf_counter() - start
 
 
-def fetch_all_and_average(fetch: Callable[[], list[tuple]]) -> pd.DataFrame:
+def fetch_all_and_average(fetch: Callable[[], list]) -> pd.DataFrame:
     """The seed's way: download every scored row of the job, then group and average in the client."""
-    frame = pd.DataFrame(fetch(), columns=SCORE_COLUMNS.split(", "))
+    rows = fetch()
+    frame = (
+        pd.DataFrame(rows)
+        if rows and isinstance(rows[0], dict)
+        else pd.DataFrame(rows, columns=SCORE_COLUMNS.split(", "))
+    )
     return frame.groupby("step").agg(
         epoch=("epoch", "max"),
         avg_exact_match=("exact_match", "mean"),
@@ -70,30 +77,31 @@ def fetch_all_and_average(fetch: Callable[[], list[tuple]]) -> pd.DataFrame:
     )
 
 
-def measure(store: Store, fetch_job: Callable[[str], list[tuple]], job_id: str, repeat: int) -> dict:
-    """Median milliseconds of each dashboard read for one job, and of the fetch-all baseline."""
+def measure(store: Store, baselines: dict[str, Callable[[str], list]], job_id: str, repeat: int) -> dict:
+    """Median milliseconds of each dashboard read for one job, and of each fetch-all baseline."""
     reads = {
         "trends": lambda: store.trends(job_id),
         "sample matrix": lambda: store.sample_matrix(job_id),
         "page (50, by CER)": lambda: store.predictions_page(
             job_id, sort_by="char_error_rate", descending=True
         ),
-        "fetch all + average": lambda: fetch_all_and_average(lambda: fetch_job(job_id)),
     }
+    for name, fetch_job in baselines.items():
+        reads[name] = lambda fetch_job=fetch_job: fetch_all_and_average(lambda: fetch_job(job_id))
     return {name: median_time(read, repeat) * 1000 for name, read in reads.items()}
 
 
-def sqlite_backend(folder: Path) -> tuple[Store, Callable[[str], list[tuple]]]:
+def sqlite_backend(folder: Path) -> tuple[Store, dict[str, Callable[[str], list]]]:
     store = SQLiteStore(folder / "bench.db")
 
     def fetch_job(job_id: str) -> list[tuple]:
         sql = f"SELECT {SCORE_COLUMNS} FROM training_predictions WHERE job_id = ?"
         return store._query(sql, (job_id,))
 
-    return store, fetch_job
+    return store, {BASELINE: fetch_job}
 
 
-def postgres_backend(folder: Path) -> tuple[Store, Callable[[str], list[tuple]]]:
+def postgres_backend(folder: Path) -> tuple[Store, dict[str, Callable[[str], list]]]:
     from bench.postgres import postgres_store
 
     return postgres_store(folder)
@@ -114,18 +122,19 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         for name in args.backend:
-            store, fetch_job = BACKENDS[name](Path(folder) / name)
+            store, baselines = BACKENDS[name](Path(folder) / name)
             seconds = fill(store, args.jobs, args.rounds, args.samples)
             print(f"{name}: wrote {total_rows:,} rows in {seconds:.1f} s")
-            results[name] = measure(store, fetch_job, f"job-{args.jobs // 2:03d}", args.repeat)
+            results[name] = measure(store, baselines, f"job-{args.jobs // 2:03d}", args.repeat)
             store.close()
     header = ("read (one job)", *(f"{name} ms" for name in results))
-    rows = [(read, *(results[name][read] for name in results)) for read in next(iter(results.values()))]
+    reads = list(dict.fromkeys(read for timings in results.values() for read in timings))
+    rows = [(read, *(results[name].get(read, "-") for name in results)) for read in reads]
     print_table(
         f"Dashboard reads, median ms, {total_rows:,} rows over {args.jobs} jobs ({machine()})", header, rows
     )
     for name, timings in results.items():
-        speedup = timings["fetch all + average"] / timings["trends"]
+        speedup = timings[BASELINE] / timings["trends"]
         print(
             f"{name}: trends {timings['trends']:.1f} ms (goal < 20), "
             f"{speedup:.0f}x faster than fetch-all (goal >= 20x)"

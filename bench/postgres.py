@@ -15,6 +15,10 @@ import psycopg
 from predictions.store.base import MATRIX_COLUMNS, PREDICTION_COLUMNS, TREND_COLUMNS, PredictionRow, to_frame
 from tests.pg_fixtures import migrated_database_uri
 
+SCORE_ROWS = (
+    "SELECT epoch, step, exact_match, char_error_rate, length_ratio, word_overlap "
+    "FROM public.training_predictions WHERE job_id = %s"
+)
 USER_ID = "c0000000-0000-4000-8000-00000000000c"
 WRITE_COLUMNS = (
     "job_id", "user_id", "epoch", "step", "sample_index", "prompt", "ground_truth", "prediction",
@@ -53,14 +57,19 @@ class PostgresReads:
         return to_frame(result["rows"], PREDICTION_COLUMNS), result["total_count"]
 
     def fetch_job(self, job_id: str) -> list[tuple]:
-        """The fetch-all baseline: every scored row of the job, through the same role and RLS."""
-        sql = (
-            "SELECT epoch, step, exact_match, char_error_rate, length_ratio, word_overlap "
-            "FROM public.training_predictions WHERE job_id = %s"
-        )
+        """Every scored row of the job in psycopg's binary rows, through the same role and RLS."""
         with self.conn.transaction():
             self._act_as_user()
-            return self.conn.execute(sql, (job_id,)).fetchall()
+            return self.conn.execute(SCORE_ROWS, (job_id,)).fetchall()
+
+    def fetch_job_as_json(self, job_id: str) -> list[dict]:
+        """Every scored row of the job as one JSON array, the way PostgREST answers a table GET."""
+        with self.conn.transaction():
+            self._act_as_user()
+            text = self.conn.execute(
+                f"SELECT coalesce(json_agg(r), '[]')::text FROM ({SCORE_ROWS}) AS r", (job_id,)
+            )
+            return json.loads(text.fetchone()[0])
 
     def close(self) -> None:
         self.conn.close()
@@ -71,11 +80,18 @@ class PostgresReads:
             return self.conn.execute(f"SELECT public.{call}", params).fetchone()[0]
 
     def _act_as_user(self) -> None:
-        self.conn.execute("SET LOCAL ROLE authenticated")
-        self.conn.execute("SELECT set_config('request.jwt.claims', %s, true)", (self.claims,))
+        """One round trip, as PostgREST does it: the role and the JWT claims for this transaction."""
+        self.conn.execute(
+            "SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', %s, true)",
+            (self.claims,),
+        )
 
 
-def postgres_store(folder: Path) -> tuple[PostgresReads, Any]:
-    """A migrated database (pgserver, or PREDICTIONS_TEST_DATABASE_URL) and its fetch-all baseline."""
+def postgres_store(folder: Path) -> tuple[PostgresReads, dict[str, Any]]:
+    """A migrated database (pgserver, or PREDICTIONS_TEST_DATABASE_URL) and its fetch-all baselines:
+    rows as JSON (what the seed's endpoint got through PostgREST), and psycopg's binary rows."""
     store = PostgresReads(migrated_database_uri())
-    return store, store.fetch_job
+    return store, {
+        "fetch all + average": store.fetch_job_as_json,
+        "fetch all (binary rows) + average": store.fetch_job,
+    }

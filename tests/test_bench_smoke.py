@@ -30,3 +30,10 @@ def test_query_benchmark_runs_on_sqlite():
         ["--jobs", "3", "--rounds", "4", "--samples", "5", "--repeat", "2", "--backend", "sqlite"]
     )
     assert set(results["sqlite"]) == {"trends", "sample matrix", "page (50, by CER)", "fetch all + average"}
+
+
+def test_query_benchmark_runs_on_postgres():
+    results = bench_queries.main(
+        ["--jobs", "2", "--rounds", "3", "--samples", "4", "--repeat", "2", "--backend", "postgres"]
+    )
+    assert {"trends", "fetch all + average", "fetch all (binary rows) + average"} <= set(results["postgres"])
