@@ -74,7 +74,13 @@ def table(view: widgets.View, chosen: dict) -> None:
     st.caption(f"{page.total_count} matching rows · {shown}" if shown else "No row matches these filters.")
     if chosen["wrong_only"] and page.total_count == 0 and view.job.round_count != 0:
         st.caption("Rows without a ground truth are never counted as wrong.")
-    st.dataframe(columns.prediction_rows(page.rows), hide_index=True, column_config=columns.PREDICTION_ROWS)
+    st.dataframe(
+        columns.prediction_rows(page.rows),
+        hide_index=True,
+        column_config=columns.PREDICTION_ROWS,
+        column_order=columns.TABLE_ORDER,
+        height=min(640, 35 * (len(page.rows) + 1) + 3),
+    )
     if pages > 1:
         st.pagination(pages, key=pager_key)
 

@@ -24,6 +24,7 @@ SINGLE_JOB = "single-round"
 NO_TRUTH_JOB = "no-ground-truth"
 XSS_JOB = "xss-probe"
 COMPARE_JOBS = ("lr-1e-4", "lr-3e-4", "lr-1e-3")
+LIVE_JOB = "live-run"
 
 CAPITALS = [
     ("France", "Paris"),
@@ -196,16 +197,31 @@ def _regress_tail(store: Store, job_id: str, *, rounds: int, samples: int) -> No
 
 
 def seed_demo(path: str | Path) -> Path:
-    """Every kind of job in one SQLite file (the browser test and screenshots); returns the path."""
+    """Every kind of job in one SQLite file (the browser test and screenshots); returns the path.
+
+    The three learning-rate jobs are written last, so the most recent job warns of a regression and
+    the Compare page overlays all three by default.
+    """
     store = SQLiteStore(path)
     try:
         seed_no_ground_truth(store)
         write_xss_job(store)
-        seed_compare(store)
         seed_big(store, rounds=40, samples=24)
-        write_job(
-            store, "live-run", rounds=8, samples=16, seed=5, pace=3.0, name="Live run", status="running"
-        )
+        write_job(store, LIVE_JOB, rounds=8, samples=16, seed=5, pace=3.0, name="Live run", status="running")
+        seed_compare(store)
     finally:
         store.close()
     return Path(path)
+
+
+def write_round(
+    store: Store, job_id: str, round_number: int, *, rounds: int, samples: int, seed: int = 5
+) -> None:
+    """One more round of a job, as a running callback writes it (`round_number` counts from 0)."""
+    epoch, step = round_number + 1, (round_number + 1) * 10
+    store.write_predictions(
+        [
+            _row(job_id, epoch, step, i, round_number, rounds, seed=seed, pace=3.0, ground_truth=True)
+            for i in range(samples)
+        ]
+    )

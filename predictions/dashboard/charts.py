@@ -106,7 +106,7 @@ def heatmap_chart(frame: pd.DataFrame, selected: int | None = None) -> alt.Chart
             ],
         )
         .add_params(pick)
-        .properties(height=min(720, max(260, 12 * samples)))
+        .properties(height=min(720, max(300, 16 * samples)))
     )
 
 

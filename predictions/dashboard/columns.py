@@ -40,6 +40,11 @@ PREDICTION_ROWS = {
 """Rows of `training_predictions` as tables show them; the unbounded length ratio as a number."""
 
 
+SCORES = ("char_error_rate", "exact_match", "word_overlap", "length_ratio")
+TABLE_ORDER = ("sample_index", "epoch", "step", *SCORES, "prediction", "ground_truth", "prompt")
+"""Scores next to the row's identity, then the answer, the truth and (longest, read least) the prompt."""
+
+
 def prediction_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows ready for `PREDICTION_ROWS`: exact match as a tick (empty when unscored), no bookkeeping."""
     exact = rows["exact_match"].map({1.0: True, 0.0: False}).astype("boolean")
