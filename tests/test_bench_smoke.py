@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import bench_generation, bench_queries, bench_scoring, bench_write_stall
+from bench import bench_generation, bench_pages, bench_queries, bench_scoring, bench_write_stall
 
 
 def test_scoring_benchmark_runs(capsys):
@@ -37,3 +37,8 @@ def test_query_benchmark_runs_on_postgres():
         ["--jobs", "2", "--rounds", "3", "--samples", "4", "--repeat", "2", "--backend", "postgres"]
     )
     assert {"trends", "fetch all + average", "fetch all (binary rows) + average"} <= set(results["postgres"])
+
+
+def test_pages_benchmark_runs():
+    results = bench_pages.main(["--rounds", "3", "--samples", "4", "--repeat", "1"])
+    assert set(results) == {"pages/trends.py", "pages/samples.py"}
