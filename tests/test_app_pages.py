@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -438,3 +441,22 @@ def test_trends_and_samples_of_a_100_by_100_job_render_in_under_1_5_s(open_app, 
     assert_no_exception(at)
     assert len(chart_rows(at, 0)) == 50 * 100
     assert max(trends_s, samples_s) < 1.5, f"trends {trends_s:.2f} s, samples {samples_s:.2f} s"
+
+
+def test_the_dashboard_never_imports_torch_or_transformers(seeded_db):
+    script = "; ".join(
+        [
+            "import sys",
+            "from streamlit.testing.v1 import AppTest",
+            f"at = AppTest.from_file({APP!r}, default_timeout=60).run()",
+            *[f"at.switch_page({page!r}).run()" for page in PAGES[1:]],
+            "assert not at.exception",
+            "print(sorted(name for name in ('torch', 'transformers') if name in sys.modules))",
+        ]
+    )
+    env = {**os.environ, "PREDICTIONS_DB": str(seeded_db), "SUPABASE_URL": "", "SUPABASE_KEY": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"

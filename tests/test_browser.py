@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from predictions.dashboard import analysis
 from predictions.store import SQLiteStore
 from tests.seeding import (
     BIG_JOB,
@@ -79,19 +80,26 @@ def wait_until_healthy(url: str, server: subprocess.Popen, timeout_s: float = 60
     raise TimeoutError(f"streamlit did not answer at {url} within {timeout_s} s")
 
 
+DEMO_DB = Path("artifacts") / "browser" / "predictions.db"
+"""Relative to the repository root, so the sidebar (and the screenshots) show a short path."""
+
+
 @pytest.fixture(scope="module")
-def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return seed_demo(tmp_path_factory.mktemp("browser") / "predictions.db")
+def demo_db() -> Path:
+    path = ROOT / DEMO_DB
+    for stale in path.parent.glob(f"{path.name}*"):
+        stale.unlink()
+    return seed_demo(path)
 
 
 @pytest.fixture(scope="module")
 def app_url(demo_db: Path) -> Iterator[str]:
     """`streamlit run app.py` from the repository root, as a user starts it, on the seeded store."""
     port = free_port()
-    env = {**os.environ, "PREDICTIONS_DB": str(demo_db), "SUPABASE_URL": "", "SUPABASE_KEY": ""}
+    env = {**os.environ, "PREDICTIONS_DB": str(DEMO_DB), "SUPABASE_URL": "", "SUPABASE_KEY": ""}
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                "--server.port", str(port), "--browser.gatherUsageStats", "false",
-               "--server.fileWatcherType", "none"]  # fmt: skip
+               "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"]  # fmt: skip
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -195,3 +203,19 @@ def test_a_round_written_while_the_page_is_open_shows_up_live(app_url, page, dem
         timeout=30_000,
     )
     assert exceptions(page) == []
+
+
+def test_selecting_a_row_of_a_sample_list_opens_that_sample(app_url, page, demo_db):
+    store = SQLiteStore(demo_db)
+    improved = analysis.most_improved(analysis.sample_summary(store.sample_matrix(BIG_JOB)))
+    store.close()
+    wanted = int(improved["sample_index"].iloc[2])
+    assert wanted != 0
+    open_page(page, f"{app_url}/samples?job={BIG_JOB}", 2)
+    table = page.locator('[data-testid="stDataFrame"]').first.bounding_box()
+    row_height = 35  # the header and each row of st.dataframe
+    page.mouse.click(
+        table["x"] + 16, table["y"] + row_height * 3 + row_height / 2
+    )  # the third row's tick box
+    page.wait_for_url(f"**sample={wanted}**", timeout=20_000)
+    page.wait_for_selector(f'h3:has-text("Sample {wanted}")', timeout=20_000)
