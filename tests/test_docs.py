@@ -46,8 +46,9 @@ def test_the_score_example_prints_what_the_readme_says():
 @pytest.mark.slow
 def test_the_readme_example_runs(tmp_path):
     (example,) = [block for block in python_blocks() if "readme-example" in block]
+    (reading,) = [block for block in python_blocks() if "store = open_store()" in block]
     script = tmp_path / "example.py"
-    script.write_text(example, encoding="utf-8")
+    script.write_text(example + "\n" + reading, encoding="utf-8")
     env = {**os.environ, "PREDICTIONS_DB": str(tmp_path / "example.db"), "TQDM_DISABLE": "1"}
     env.pop("SUPABASE_URL", None)
     result = subprocess.run(
@@ -55,4 +56,5 @@ def test_the_readme_example_runs(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "avg_char_error_rate" in result.stdout
+    assert "readme-example 80" in result.stdout  # the job listed with its latest step
     assert (tmp_path / "example.db").exists()
