@@ -180,6 +180,15 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
     server.close()
 
 
+@pytest.fixture
+def database(postgres: Postgres) -> Iterator[str]:
+    """A new, bootstrapped (Supabase roles, auth.uid()) but unmigrated database."""
+    conninfo = postgres.create_database("predictions_migration")
+    bootstrap(conninfo)
+    yield conninfo
+    postgres.drop_database(conninfo)
+
+
 @pytest.fixture(scope="session")
 def supabase_database(postgres: Postgres) -> Iterator[str]:
     """The session's migrated database (admin conninfo), shared by the API tests."""

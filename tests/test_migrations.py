@@ -8,7 +8,7 @@ import uuid
 import psycopg
 import pytest
 
-from tests.pg_fixtures import USER_A, apply_migrations, bootstrap, migration_files
+from tests.pg_fixtures import USER_A, apply_migrations, migration_files
 
 DASHBOARD_FUNCTIONS = {
     "predictions_list_jobs",
@@ -39,15 +39,6 @@ INSERT_NEW = (
     "insert into training_predictions (job_id, user_id, epoch, step, sample_index, prompt, prediction)"
 )
 """An insert as the new writers make it: neither id nor created_at."""
-
-
-@pytest.fixture
-def database(postgres):
-    """A new, bootstrapped (Supabase roles, auth.uid()) but unmigrated database."""
-    conninfo = postgres.create_database("predictions_migration")
-    bootstrap(conninfo)
-    yield conninfo
-    postgres.drop_database(conninfo)
 
 
 def fetch(conninfo: str, query: str, params: tuple = ()) -> list[tuple]:

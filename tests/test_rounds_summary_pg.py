@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from predictions.store.base import TREND_COLUMNS, PredictionRow
-from tests.pg_fixtures import USER_A, USER_B, acting_as, apply_migrations, bootstrap, user_store
+from tests.pg_fixtures import USER_A, USER_B, acting_as, apply_migrations, user_store
 from tests.test_migrations import SEED_TABLE, fetch
 
 # The trends as computed straight from the rows, to compare the summary with.
@@ -35,14 +35,6 @@ def assert_summary_matches_rows(conninfo: str, job_id: str) -> None:
         for row in fetch(conninfo, DIRECT_TRENDS, (job_id,))
     ]
     assert summary_trends(conninfo, job_id) == direct
-
-
-@pytest.fixture
-def database(postgres):
-    conninfo = postgres.create_database("predictions_rounds")
-    bootstrap(conninfo)
-    yield conninfo
-    postgres.drop_database(conninfo)
 
 
 def insert(conn, job_id, step, index, cer, user=USER_A):
