@@ -49,6 +49,13 @@ def pairs(count: int, length: int, seed: int = 0) -> tuple[list[str], list[str]]
     return predictions, truths
 
 
+def unrelated_pairs(count: int, length: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """`count` pairs of independent texts of about `length` characters: what early rounds look like."""
+    rng = random.Random(seed)
+    texts = [sentence(rng, length) for _ in range(2 * count)]
+    return texts[:count], texts[count:]
+
+
 def best_time(run: Callable[[], object], repeat: int = 3) -> float:
     """The fastest of `repeat` runs, in seconds: the least disturbed by other work on the machine."""
     times = []

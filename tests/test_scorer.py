@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 from hypothesis import given
@@ -119,6 +120,17 @@ def test_an_answer_equal_to_its_truth_is_perfect(text):
 @given(texts, texts)
 def test_word_overlap_is_symmetric(a, b):
     assert math.isclose(word_overlap(a, b), word_overlap(b, a))
+
+
+words = st.lists(st.sampled_from(["a", "A", "b", "the", "café", "x"]), max_size=12).map(" ".join)
+
+
+@given(words, words)
+def test_word_overlap_matches_the_counter_definition(a, b):
+    a_words, b_words = a.lower().split(), b.lower().split()
+    shared = sum((Counter(a_words) & Counter(b_words)).values())
+    expected = 1.0 if not a_words and not b_words else 2 * shared / (len(a_words) + len(b_words))
+    assert math.isclose(word_overlap(a, b), expected)
 
 
 @given(texts, texts)
