@@ -16,9 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-os.environ.setdefault("STREAMLIT_LOGGER_LEVEL", "error")  # AppTest's bare-mode warnings, once per run
-
 import streamlit as st
+import streamlit.logger
 from streamlit.testing.v1 import AppTest
 
 from bench.common import machine, print_table
@@ -26,6 +25,7 @@ from predictions.store import SQLiteStore
 from tests.seeding import BIG_JOB, seed_big
 
 ROOT = Path(__file__).resolve().parent.parent
+streamlit.logger.set_log_level("error")  # AppTest's bare-mode warnings, once per page run
 PAGES = ("pages/trends.py", "pages/samples.py")
 
 
