@@ -23,11 +23,14 @@ def headline_metrics(rounds: pd.DataFrame, trends: Trends) -> None:
     for column, (metric, label, colour) in zip(columns, HEADLINES, strict=False):
         latest, delta = analysis.latest_and_delta(rounds, f"avg_{metric}")
         history = rounds[f"avg_{metric}"].dropna().tail(30).round(4).tolist()
+        change = None if delta is None else f"{delta:+.3f}"
+        unchanged = change in ("+0.000", "-0.000")
         column.metric(
             label,
             "—" if latest is None else f"{latest:.3f}",
-            delta=None if delta is None else f"{delta:+.3f}",
-            delta_color=colour,
+            delta="no change" if unchanged else change,
+            delta_color="off" if unchanged else colour,
+            delta_arrow="off" if unchanged else "auto",
             chart_data=history if len(history) > 1 else None,
             border=True,
             help=f"Average {charts.METRIC_TITLES[metric].lower()}, latest round; change since the previous.",
@@ -37,7 +40,7 @@ def headline_metrics(rounds: pd.DataFrame, trends: Trends) -> None:
         "Improvement",
         "—" if improvement is None else f"{improvement:.1f}%",
         border=True,
-        delta="CER since round 1",
+        delta="since round 1",
         delta_color="off",
         delta_arrow="off",
         help="How much the average CER fell from the first round to the latest, in percent of the first.",
@@ -84,13 +87,17 @@ def trend_charts(rounds: pd.DataFrame) -> None:
 
 
 def latest_answers(view: widgets.View, rounds: pd.DataFrame, *, worst: bool = True) -> None:
-    """The latest round's worst (or, unscored, first) answers: what the numbers above mean in words."""
+    """The latest round's worst (or, unscored or all right, first) answers: the numbers above in words."""
     latest = rounds.iloc[-1]
+    all_right = latest["avg_exact_match"] == 1.0
+    worst = worst and not all_right
     sort_by = "char_error_rate" if worst else "sample_index"
     page = queries.predictions_page(
         view.store, view.ref(), step=int(latest["step"]), sort_by=sort_by, descending=worst, limit=5
     )
     st.subheader("Worst answers in the latest round" if worst else "Answers in the latest round")
+    if all_right:
+        st.success("Every answer in the latest round matches its ground truth exactly.", icon="✅")
     shown = ["sample_index", "prompt", "prediction", "ground_truth", "char_error_rate"]
     st.dataframe(
         columns.prediction_rows(page.rows)[shown], hide_index=True, column_config=columns.PREDICTION_ROWS

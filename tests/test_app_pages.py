@@ -16,10 +16,12 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pytest
+from streamlit.proto.Metric_pb2 import Metric as MetricProto
 from streamlit.testing.v1 import AppTest
 
 from predictions.dashboard import analysis
 from predictions.errors import StoreUnavailableError
+from predictions.scorer import score
 from predictions.store import SQLiteStore
 from predictions.store.base import PredictionRow
 from tests.pg_fixtures import EMAIL_A, PASSWORD, USER_A, USER_B, service_store
@@ -171,6 +173,21 @@ def test_trends_headlines_are_the_stores_aggregates(open_app, seeded_db, seeded)
     assert metrics["Improvement"].value == f"{trends.overall_improvement:.1f}%"
     velocity = analysis.learning_velocity(trends.rounds)
     assert metrics["Velocity"].value == f"{velocity.change:+.3f}"
+
+
+def test_an_unchanged_perfect_round_says_so_without_an_arrow(open_app, tmp_path):
+    store = SQLiteStore(tmp_path / "flat.db")
+    for round_number in (1, 2):
+        scores = score("4", "4").as_dict()
+        store.write_predictions(
+            [PredictionRow("flat", round_number, 10 * round_number, 0, "2+2=", "4", "4", **scores)]
+        )
+    store.close()
+    at = open_app(tmp_path / "flat.db", job="flat")
+    metrics = {metric.label: metric for metric in at.metric}
+    assert (metrics["CER"].delta, metrics["CER"].color) == ("no change", MetricProto.MetricColor.GRAY)
+    assert [header.value for header in at.subheader] == ["Answers in the latest round"]
+    assert "matches its ground truth exactly" in at.success[0].value
 
 
 def test_trends_charts_every_metric_per_round_with_tooltips(open_app, seeded_db, seeded):
