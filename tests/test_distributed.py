@@ -42,6 +42,10 @@ def train_on_rank(rank: int, port: int, tmp_path) -> None:
     assert dist.is_initialized() and dist.get_world_size() == WORLD
     trainer.train()
     assert (callback.writer is None) if rank else callback.job_id == "ddp"
+    dist.barrier()
+    # torch 2.13's gloo backend can hang or abort while a DDP model is freed at the end of a process
+    # (about one run in ten here, with or without this callback); what the test checks is on disk.
+    os._exit(0)
 
 
 @pytest.mark.slow
