@@ -2,11 +2,13 @@
 
 One round: every rank generates its equal shard of the samples, rank 0 gathers, scores and hands the
 rows to the writer, and training goes on. Configuration and dataset problems fail before the first
-step; after that a failing round is logged and skipped, never raised.
+step; after that a failing round is logged and skipped, never raised. A run that dies without reaching
+train end (an exception, Ctrl-C) is marked failed when the interpreter exits, its queued rows stored.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import uuid
@@ -64,6 +66,7 @@ class PredictionsCallback(TrainerCallback):
                 config=self.config.as_dict(),
                 user_id=self.config.user_id,
             )
+            atexit.register(fail_unfinished_job, self.writer, self.job_id)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         every = self.config.every_n_steps
@@ -178,6 +181,17 @@ class RegressionWatch:
         self.rises = self.rises + 1 if self.last is not None and cer > self.last else 0
         self.last = cer
         return self.limit is not None and self.rises >= self.limit
+
+
+def fail_unfinished_job(writer: Writer, job_id: str) -> None:
+    """At interpreter exit: a job whose training never ended is marked failed, its queued rows stored.
+
+    The Trainer calls no hook when training raises; without this the job would show as running forever
+    and the last rounds, still queued for the writer's daemon thread, would be lost.
+    """
+    if not writer.closed:
+        writer.finish_job(job_id, status="failed")
+        writer.close(timeout_s=60.0)
 
 
 def build_rows(

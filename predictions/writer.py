@@ -54,6 +54,7 @@ class Writer:
         self.retries, self.backoff_s = retries, backoff_s
         self._queue: queue.Queue[Any] = queue.Queue()
         self._down = store is None
+        self.closed = False
         self._thread = threading.Thread(target=self._run, name="predictions-writer", daemon=True)
         self._thread.start()
 
@@ -76,6 +77,7 @@ class Writer:
 
     def close(self, timeout_s: float | None = 300.0) -> None:
         """Wait for queued calls to be stored or spooled; the thread is a daemon if it overruns."""
+        self.closed = True
         self._queue.put(_STOP)
         self._thread.join(timeout_s)
         if self._thread.is_alive():

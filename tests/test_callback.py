@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +19,7 @@ from predictions.writer import replay_spool
 from tests import helpers_training as h
 
 SAMPLES = h.pairs(12)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def begin(callback, tmp_path, state=None, tok=None, model=None, **args):
@@ -204,6 +208,43 @@ def test_a_store_down_for_the_whole_run_loses_nothing(tmp_path, monkeypatch):
     assert replay_spool(store, spool) == 0
     assert h.count_rows(db, "down") == 6
     assert store.list_jobs()[0].status == "finished"
+
+
+CRASHING_RUN = """
+import sys
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from predictions import PredictionsCallback
+from tests import helpers_training as h
+
+class CrashAtEpoch2(TrainerCallback):
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if state.epoch >= 2:
+            raise RuntimeError("out of memory, say")
+
+callback = PredictionsCallback(h.pairs(12), num_samples=3, max_new_tokens=3)
+h.trainer(Path(sys.argv[1]), [callback, CrashAtEpoch2()], run_name="crashed").train()
+"""
+
+
+@pytest.mark.slow
+def test_a_run_that_crashes_is_marked_failed_with_its_rounds_stored(tmp_path, monkeypatch):
+    db = tmp_path / "p.db"
+    monkeypatch.setenv("PREDICTIONS_DB", str(db))
+    run = subprocess.run(
+        [sys.executable, "-c", CRASHING_RUN, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode != 0 and "out of memory, say" in run.stderr
+    store = SQLiteStore(db)
+    assert [(job.id, job.status) for job in store.list_jobs()] == [("crashed", "failed")]
+    assert h.count_rows(db, "crashed") == 2 * 3  # the round of the epoch that crashed too
+    store.close()
 
 
 class Worsen(TrainerCallback):
