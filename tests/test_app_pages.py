@@ -7,10 +7,12 @@ import html
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -38,6 +40,7 @@ from tests.seeding import (
     seed_compare,
     seed_no_ground_truth,
     seed_single_round,
+    write_job,
     write_xss_job,
 )
 
@@ -152,6 +155,42 @@ def test_job_picker_lists_the_most_recent_first_marks_running_jobs_and_keeps_the
     assert at.caption[0].value == "lr 3e\\-4"  # the page names the picked job, markdown escaped
     assert at.sidebar.toggle(key="live").value is True
     assert any(f"SQLite at {seeded_db}" == text.value for text in at.sidebar.text)
+
+
+def backdate(db: Path, job_id: str, *, started_hours_ago: float, round_every_minutes: float) -> None:
+    """Move a job's start and its rounds into the past, a round every `round_every_minutes`."""
+    start = datetime.now(UTC) - timedelta(hours=started_hours_ago)
+    with sqlite3.connect(db) as connection:
+        connection.execute(
+            "UPDATE training_jobs SET started_at = ?, updated_at = ? WHERE id = ?",
+            (start.isoformat(), start.isoformat(), job_id),
+        )
+        steps = [
+            row[0]
+            for row in connection.execute("SELECT step FROM training_rounds WHERE job_id = ?", (job_id,))
+        ]
+        for number, step in enumerate(sorted(steps), 1):
+            written = (start + timedelta(minutes=number * round_every_minutes)).isoformat()
+            connection.execute(
+                "UPDATE training_rounds SET created_at = ?, updated_at = ? WHERE job_id = ? AND step = ?",
+                (written, written, job_id, step),
+            )
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_a_running_job_gone_quiet_is_flagged_and_a_busy_one_is_not(open_app, tmp_path, live):
+    db = tmp_path / "quiet.db"
+    store = SQLiteStore(db)
+    write_job(store, "quiet", rounds=4, samples=2, status="running")
+    write_job(store, "busy", rounds=4, samples=2, status="running")
+    store.close()
+    backdate(db, "quiet", started_hours_ago=3, round_every_minutes=5)  # last round 2 h 40 min ago
+    quiet = open_app(db, job="quiet")
+    if not live:
+        quiet.sidebar.toggle(key="live").set_value(False).run()
+    (warning,) = [w.value for w in quiet.sidebar.warning]
+    assert warning.startswith("No new round for 2 h 40 min; rounds usually came every 5 min.")
+    assert not open_app(db, job="busy").sidebar.warning
 
 
 def test_a_link_opens_the_job_it_names_and_an_unknown_job_falls_back(open_app, seeded_db):

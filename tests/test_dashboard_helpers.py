@@ -7,13 +7,14 @@ import html
 import io
 import math
 import re
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from predictions.dashboard import analysis, diff, queries, widgets
-from predictions.store.base import MATRIX_COLUMNS, TREND_COLUMNS
+from predictions.store.base import MATRIX_COLUMNS, TREND_COLUMNS, Job
 from tests.seeding import BIG_JOB, XSS_IMG, XSS_SCRIPT, seed_big
 
 
@@ -269,3 +270,43 @@ def test_plain_escapes_markdown_and_html():
     assert widgets.plain("<b>x</b> *y* [z](u) :smile:") == (
         r"\<b\>x\<\/b\> \*y\* \[z\]\(u\) \:smile\:".replace(r"\/", "/")
     )
+
+
+# a running job gone quiet
+
+START = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+
+
+def running_job(round_minutes: list[int], status: str = "running") -> tuple[Job, list[str]]:
+    """A job started at START whose rounds were written `round_minutes` after it."""
+    times = [(START + timedelta(minutes=m)).isoformat() for m in round_minutes]
+    last = times[-1] if times else START.isoformat()
+    return Job("job", status=status, started_at=START.isoformat(), last_active=last), times
+
+
+def test_a_running_job_is_silent_after_three_of_its_usual_gaps_and_ten_minutes():
+    job, times = running_job([2, 4, 6, 8])  # a round every 2 minutes, the last at 9:08
+    assert analysis.silence(job, times, START + timedelta(minutes=17)) is None  # 9 min: under 10
+    found = analysis.silence(job, times, START + timedelta(minutes=20))
+    assert found == analysis.Silence(since=timedelta(minutes=12), usual_gap=timedelta(minutes=2))
+
+
+def test_a_slow_run_is_judged_by_its_own_pace():
+    job, times = running_job([180, 360])  # three-hour epochs
+    assert analysis.silence(job, times, START + timedelta(minutes=360 + 120)) is None
+    found = analysis.silence(job, times, START + timedelta(minutes=360 + 600))
+    assert found is not None and found.usual_gap == timedelta(hours=3)
+
+
+def test_finished_jobs_and_jobs_without_a_pace_are_never_silent():
+    later = START + timedelta(days=2)
+    assert analysis.silence(running_job([2, 4], status="finished")[0], [], later) is None
+    assert analysis.silence(*running_job([]), later) is None  # started, no round yet: no pace to judge
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(40, "40 s"), (60, "1 min"), (12 * 60 + 5, "12 min"), (7200, "2 h"), (7500, "2 h 5 min")],
+)
+def test_durations_read_as_a_person_says_them(seconds, text):
+    assert analysis.human_duration(timedelta(seconds=seconds)) == text

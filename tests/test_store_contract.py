@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -201,6 +202,18 @@ def test_jobs_are_listed_most_recent_first_with_their_latest_round(store):
     )
     assert (jobs["new"].status, jobs["new"].round_count, jobs["new"].latest_step) == ("running", 0, None)
     assert jobs["new"].label.startswith("●") and not jobs["old"].label.startswith("●")
+
+
+def test_a_jobs_last_activity_moves_with_its_rounds(store):
+    store.start_job("job")
+    registered = datetime.fromisoformat(store.list_jobs()[0].last_active)
+    time.sleep(0.01)
+    store.write_predictions(round_rows("job", 1, [("a", "a")]))
+    time.sleep(0.01)
+    store.write_predictions(round_rows("orphan", 1, [("a", "b")]))
+    jobs = {job.id: datetime.fromisoformat(job.last_active) for job in store.list_jobs()}
+    assert registered < jobs["job"] < jobs["orphan"] <= datetime.now(UTC)
+    assert list(jobs) == ["orphan", "job"]
 
 
 def test_restarting_a_job_keeps_its_first_start(store):

@@ -8,10 +8,16 @@ No Streamlit here: every function is tested on plain data frames.
 from __future__ import annotations
 
 import math
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
+
+from predictions.store.base import Job
 
 CER = "avg_char_error_rate"
 
@@ -25,6 +31,10 @@ STILL_FAILING_CER = 0.3
 """A sample never right whose latest CER is at least this is 'still failing'."""
 HEATMAP_MAX_ROUNDS = 50
 """More rounds than this are thinned to every k-th round (the latest always kept) in the heatmap."""
+SILENCE_FACTOR = 3
+"""A running job is 'silent' once it has written nothing for this many times its usual round gap..."""
+SILENCE_MIN = timedelta(minutes=10)
+"""...and for at least this long, so a fast run's short pause does not alarm."""
 
 
 def scored(rounds: pd.DataFrame) -> pd.DataFrame:
@@ -176,3 +186,37 @@ def selected_sample(event: object, field: str = "sample_index") -> int | None:
             if isinstance(point, dict) and point.get(field) is not None:
                 return int(point[field])
     return None
+
+
+@dataclass(frozen=True)
+class Silence:
+    """A job marked running that has written nothing for much longer than its rounds usually take."""
+
+    since: timedelta
+    usual_gap: timedelta
+
+
+def silence(job: Job, round_times: Sequence[str], now: datetime) -> Silence | None:
+    """The silence of a running job, judged by its own pace: the median gap from its start to each round.
+
+    Training that raises in a notebook never reaches train end, so its job stays 'running'; this is how
+    the dashboard can tell. A job without a gap to learn its pace from is never called silent.
+    """
+    if job.status != "running" or not job.last_active:
+        return None
+    since = now - datetime.fromisoformat(job.last_active)
+    times = sorted(datetime.fromisoformat(t) for t in (job.started_at, *round_times) if t)
+    gaps = [later - earlier for earlier, later in pairwise(times)]
+    if not gaps:
+        return None
+    usual_gap = statistics.median(gaps)
+    return Silence(since, usual_gap) if since > max(SILENCE_MIN, SILENCE_FACTOR * usual_gap) else None
+
+
+def human_duration(duration: timedelta) -> str:
+    """'2 h 5 min', '12 min', '40 s': a duration as a person says it."""
+    seconds = int(duration.total_seconds())
+    hours, minutes = seconds // 3600, seconds % 3600 // 60
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{minutes} min" if minutes else f"{seconds} s"

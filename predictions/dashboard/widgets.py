@@ -10,13 +10,13 @@ import os
 import re
 import runpy
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from predictions import store as store_module
-from predictions.dashboard import queries
+from predictions.dashboard import analysis, queries
 from predictions.errors import AuthError, StoreError
 from predictions.store.base import Job, Store
 
@@ -186,22 +186,49 @@ def live_watch(view: View, interval: int | None) -> None:
     page, which then reads the changed job under a new cache key; quiet polls redraw nothing else.
     """
     if interval is None:
+        with st.sidebar:
+            silence_warning(view.store, view.job)
         return
     seen = {job.id: queries.job_version(job) for job in view.jobs}
 
     def poll() -> None:
         try:
-            now = {job.id: queries.job_version(job) for job in view.store.list_jobs()}
+            jobs = {job.id: job for job in view.store.list_jobs()}
         except StoreError as error:
             st.caption(f"⚠️ Last poll failed: {error}")
             return
-        if now != seen:
+        if {job_id: queries.job_version(job) for job_id, job in jobs.items()} != seen:
             queries.list_jobs.clear()
             st.rerun()
         st.caption(f"Live · checked at {datetime.now():%H:%M:%S}")
+        silence_warning(view.store, jobs.get(view.job.id) if view.job else None)
 
     with st.sidebar:
         st.fragment(poll, run_every=interval)()
+
+
+def silence_warning(store: Store, job: Job | None) -> None:
+    """Warn when the picked job says 'running' but has written nothing for much longer than usual.
+
+    Drawn where it is called: the live poll's fragment, or the sidebar when live is off.
+    """
+    if job is None or job.status != "running" or not job.last_active:
+        return
+    now = datetime.now(UTC)
+    if now - datetime.fromisoformat(job.last_active) <= analysis.SILENCE_MIN:
+        return  # the common case, decided without reading the job's rounds
+    try:
+        round_times = store.rounds(job.id)["created_at"].dropna().tolist()
+    except StoreError:
+        return
+    found = analysis.silence(job, round_times, now)
+    if found is not None:
+        st.warning(
+            f"No new round for {analysis.human_duration(found.since)}; rounds usually came every "
+            f"{analysis.human_duration(found.usual_gap)}. Is the training still running? A run that "
+            "raised in a notebook stays marked running.",
+            icon="⏸️",
+        )
 
 
 def store_badge(store: Store) -> None:

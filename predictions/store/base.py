@@ -87,6 +87,8 @@ class Job:
     latest_epoch: int | None = None
     latest_step: int | None = None
     round_count: int = 0
+    last_active: str | None = None
+    """When the job last wrote a round or changed status (ISO-8601): how long a running job is silent."""
 
     @property
     def label(self) -> str:

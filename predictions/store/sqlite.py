@@ -79,11 +79,12 @@ WITH activity AS (
 ), ids AS (SELECT id FROM training_jobs UNION SELECT job_id FROM activity)
 SELECT ids.id, COALESCE(j.status, 'unknown'), j.name, j.model, j.user_id, j.config,
        j.started_at, j.updated_at, j.finished_at, a.latest_epoch, a.latest_step,
-       COALESCE(a.round_count, 0)
+       COALESCE(a.round_count, 0),
+       NULLIF(MAX(COALESCE(j.updated_at, ''), COALESCE(a.last_write, '')), '') AS last_active
 FROM ids
 LEFT JOIN training_jobs AS j ON j.id = ids.id
 LEFT JOIN activity AS a ON a.job_id = ids.id
-ORDER BY MAX(COALESCE(j.updated_at, ''), COALESCE(a.last_write, '')) DESC, ids.id
+ORDER BY last_active DESC, ids.id
 """
 
 SELECT_PREDICTIONS = f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM training_predictions"

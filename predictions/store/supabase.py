@@ -68,6 +68,7 @@ JOB_FIELDS = (
     "latest_epoch",
     "latest_step",
     "round_count",
+    "last_active",
 )
 
 
