@@ -227,7 +227,7 @@ def silence_warning(store: Store, job: Job | None) -> None:
             f"No new round for {analysis.human_duration(found.since)}; rounds usually came every "
             f"{analysis.human_duration(found.usual_gap)}. Is the training still running? A run that "
             "raised in a notebook stays marked running.",
-            icon="⏸️",
+            icon=":material/pause_circle:",
         )
 
 
