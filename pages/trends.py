@@ -97,7 +97,10 @@ def latest_answers(view: widgets.View, rounds: pd.DataFrame, *, worst: bool = Tr
     )
     st.subheader("Worst answers in the latest round" if worst else "Answers in the latest round")
     if all_right:
-        st.success("Every answer in the latest round matches its ground truth exactly.", icon=":material/check_circle:")
+        st.success(
+            "Every answer in the latest round matches its ground truth exactly.",
+            icon=":material/check_circle:",
+        )
     shown = ["sample_index", "prompt", "prediction", "ground_truth", "char_error_rate"]
     st.dataframe(
         columns.prediction_rows(page.rows)[shown], hide_index=True, column_config=columns.PREDICTION_ROWS
