@@ -196,15 +196,22 @@ class Silence:
     usual_gap: timedelta
 
 
+def quiet_for(job: Job, now: datetime) -> timedelta | None:
+    """How long a running job has written nothing; None for a job that is not running."""
+    if job.status != "running" or not job.last_active:
+        return None
+    return now - datetime.fromisoformat(job.last_active)
+
+
 def silence(job: Job, round_times: Sequence[str], now: datetime) -> Silence | None:
     """The silence of a running job, judged by its own pace: the median gap from its start to each round.
 
     Training that raises in a notebook never reaches train end, so its job stays 'running'; this is how
     the dashboard can tell. A job without a gap to learn its pace from is never called silent.
     """
-    if job.status != "running" or not job.last_active:
+    since = quiet_for(job, now)
+    if since is None or since <= SILENCE_MIN:
         return None
-    since = now - datetime.fromisoformat(job.last_active)
     times = sorted(datetime.fromisoformat(t) for t in (job.started_at, *round_times) if t)
     gaps = [later - earlier for earlier, later in pairwise(times)]
     if not gaps:

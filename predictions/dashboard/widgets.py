@@ -212,10 +212,9 @@ def silence_warning(store: Store, job: Job | None) -> None:
 
     Drawn where it is called: the live poll's fragment, or the sidebar when live is off.
     """
-    if job is None or job.status != "running" or not job.last_active:
-        return
     now = datetime.now(UTC)
-    if now - datetime.fromisoformat(job.last_active) <= analysis.SILENCE_MIN:
+    since = analysis.quiet_for(job, now) if job is not None else None
+    if since is None or since <= analysis.SILENCE_MIN:
         return  # the common case, decided without reading the job's rounds
     try:
         round_times = store.rounds(job.id)["created_at"].dropna().tolist()
