@@ -26,7 +26,7 @@ from tests.seeding import BIG_JOB, seed_big
 
 ROOT = Path(__file__).resolve().parent.parent
 streamlit.logger.set_log_level("error")  # AppTest's bare-mode warnings, once per page run
-PAGES = ("pages/trends.py", "pages/samples.py")
+PAGES = ("app_pages/trends.py", "app_pages/samples.py")
 
 
 def open_page(page: str) -> tuple[float, float]:

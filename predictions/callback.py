@@ -24,7 +24,7 @@ from predictions.errors import ConfigError, StoreError
 from predictions.generator import generate, unwrap, uses_chat_template
 from predictions.sampler import Sample, check_source, select_samples
 from predictions.scorer import score_batch
-from predictions.store.base import PredictionRow
+from predictions.store.base import PredictionRow, Store
 from predictions.writer import Writer
 
 logger = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ class PredictionsCallback(TrainerCallback):
             )
         return tokenizer
 
-    def _open_store(self) -> Any:
+    def _open_store(self) -> Store | None:
         """The configured store, else `open_store()`; an unreachable store leaves the writer spooling."""
         if self.config.store is not None:
             return self.config.store

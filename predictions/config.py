@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from predictions.errors import ConfigError
+from predictions.store.base import Store
 
 CHAT_TEMPLATE_MODES = ("auto", "on", "off")
 RESERVED_GENERATION_KWARGS = ("max_new_tokens", "input_ids", "attention_mask")
@@ -61,7 +62,7 @@ class PredictionsConfig:
     job_name: str | None = None
     user_id: str | None = None
     stop_after_regressions: int | None = None
-    store: Any = field(default=None, repr=False)
+    store: Store | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("num_samples", "max_new_tokens", "max_prompt_tokens", "batch_size"):
@@ -159,11 +160,11 @@ def _check_generation_kwargs(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
-def _check_store(store: Any) -> None:
-    needed = ("write_predictions", "start_job", "finish_job")
-    if store is not None and not all(callable(getattr(store, name, None)) for name in needed):
+def _check_store(store: object) -> None:
+    if store is not None and not isinstance(store, Store):
         raise ConfigError(
-            f"store={store!r} is invalid; valid: None (open_store()) or a Store with {', '.join(needed)}"
+            f"store={store!r} is invalid; valid: None (open_store()) or a Store with write_predictions, "
+            "start_job, finish_job and the reads of predictions.store.base.Store"
         )
 
 

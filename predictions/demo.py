@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from predictions.store.sqlite import DEFAULT_DB_PATH
+
 ALPHABET = "abcdefghij"
 MIN_LEN, MAX_LEN = 3, 10
 BATCH_SIZE = 32
@@ -62,7 +64,7 @@ def encode_pairs(pairs: list[dict[str, str]], tokenizer: Any, length: int) -> li
 
 def run_demo(
     *,
-    db_path: str | os.PathLike[str] = ".predictions/predictions.db",
+    db_path: str | os.PathLike[str] = DEFAULT_DB_PATH,
     job_id: str | None = None,
     epochs: int = 8,
     steps_per_epoch: int = 200,

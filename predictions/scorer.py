@@ -1,4 +1,4 @@
-"""The four quality metrics of a prediction against its ground truth (definitions: shared/DESIGN.md).
+"""The four quality metrics of a prediction against its ground truth (defined in README.md, "Metrics").
 
 `p` is the stripped prediction, `t` the stripped ground truth. Edit distance comes from rapidfuzz's
 C++ kernel, so a round of long answers scores in microseconds, not the milliseconds of a Python loop.

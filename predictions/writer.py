@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from predictions.store.base import PredictionRow
+from predictions.store.base import PredictionRow, Store
+from predictions.store.sqlite import SQLiteStore
 
 logger = logging.getLogger(__name__)
 
@@ -27,14 +28,12 @@ DEFAULT_SPOOL = ".predictions/spool.jsonl"
 _STOP = object()
 
 
-def default_spool_path(store: Any) -> Path:
+def default_spool_path(store: Store | None) -> Path:
     """PREDICTIONS_SPOOL, else beside a SQLite file (one spool per database), else `.predictions/`."""
     if os.environ.get("PREDICTIONS_SPOOL"):
         return Path(os.environ["PREDICTIONS_SPOOL"])
-    path = getattr(store, "path", None)
-    if isinstance(path, str | os.PathLike):
-        path = Path(path)
-        return path.with_name(f"{path.stem}.spool.jsonl")
+    if isinstance(store, SQLiteStore):
+        return store.path.with_name(f"{store.path.stem}.spool.jsonl")
     return Path(DEFAULT_SPOOL)
 
 
@@ -43,7 +42,7 @@ class Writer:
 
     def __init__(
         self,
-        store: Any,
+        store: Store | None,
         *,
         spool_path: str | os.PathLike[str] | None = None,
         retries: int = 3,
@@ -136,7 +135,7 @@ class Writer:
             logger.info("replayed %s spooled call(s) from %s", stored, self.spool_path)
 
 
-def send(store: Any, call: dict[str, Any]) -> None:
+def send(store: Store, call: dict[str, Any]) -> None:
     """Make one store call from its queued (or spooled) form."""
     details = {key: value for key, value in call.items() if key not in ("op", "job_id", "rows")}
     if call["op"] == "write_predictions":
@@ -159,7 +158,7 @@ def append_spool(path: Path, calls: Sequence[dict[str, Any]]) -> None:
         logger.exception("cannot write the predictions spool %s; lost calls: %s", path, calls)
 
 
-def replay_spool(store: Any, path: str | os.PathLike[str]) -> int:
+def replay_spool(store: Store, path: str | os.PathLike[str]) -> int:
     """Send every spooled call in order; the ones that fail go back to the spool. Returns how many stored.
 
     The spool is first renamed, so a writer appending meanwhile starts a new file and nothing is

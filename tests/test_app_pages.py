@@ -46,10 +46,10 @@ from tests.seeding import (
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TRENDS, SAMPLES, PREDICTIONS, COMPARE = (
-    "pages/trends.py",
-    "pages/samples.py",
-    "pages/predictions.py",
-    "pages/compare.py",
+    "app_pages/trends.py",
+    "app_pages/samples.py",
+    "app_pages/predictions_table.py",
+    "app_pages/compare.py",
 )
 PAGES = (TRENDS, SAMPLES, PREDICTIONS, COMPARE)
 
@@ -153,8 +153,11 @@ def test_job_picker_lists_the_most_recent_first_marks_running_jobs_and_keeps_the
     picker.set_value(COMPARE_JOBS[1]).run()
     assert at.query_params["job"] == COMPARE_JOBS[1]
     assert at.caption[0].value == "lr 3e\\-4"  # the page names the picked job, markdown escaped
-    assert at.sidebar.toggle(key="live").value is True
+    assert not [toggle for toggle in at.sidebar.toggle if toggle.key == "live"]  # a finished job: not live
+    assert "Live updates off: this job has finished." in [caption.value for caption in at.sidebar.caption]
     assert any(f"SQLite at {seeded_db}" == text.value for text in at.sidebar.text)
+    picker.set_value(SINGLE_JOB).run()  # a running job is watched live
+    assert at.sidebar.toggle(key="live").value is True
 
 
 def backdate(db: Path, job_id: str, *, started_hours_ago: float, round_every_minutes: float) -> None:
@@ -516,3 +519,12 @@ def test_the_dashboard_never_imports_torch_or_transformers(seeded_db):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_no_page_takes_streamlits_legacy_path_or_shadows_a_package():
+    """A `pages/` folder would make Streamlit run a page without app.py on a process's first run, and
+    a page named `predictions.py` would be imported instead of the package from its own folder."""
+    root = Path(APP).parent
+    assert not (root / "pages").exists()
+    assert {Path(path).parent.name for path in PAGES} == {"app_pages"}
+    assert not {Path(path).stem for path in PAGES} & {"predictions", "app", "streamlit", "tests", "bench"}

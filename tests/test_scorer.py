@@ -1,4 +1,4 @@
-"""The scorer against hand-computed values for every rule of shared/DESIGN.md, and its properties."""
+"""The scorer against hand-computed values for every rule in README.md ("Metrics"), and its properties."""
 
 from __future__ import annotations
 

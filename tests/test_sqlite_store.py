@@ -6,7 +6,7 @@ import multiprocessing
 import time
 
 from predictions.store import SQLiteStore
-from predictions.store.base import PredictionRow
+from predictions.store.base import PredictionRow, Store, sign_in_of, signed_in_email
 
 MIN_ROUNDS, MAX_ROUNDS, SAMPLES, MIN_READS = 30, 3000, 50, 20
 
@@ -100,3 +100,20 @@ def test_rows_written_or_deleted_by_hand_keep_the_trends_right(sqlite_store):
     sqlite_store._write(lambda conn: conn.execute("DELETE FROM training_predictions"))
     assert sqlite_store.trends("job").rounds.empty
     assert sqlite_store.list_jobs() == []
+
+
+def test_the_embedded_store_is_a_store_without_sign_in(sqlite_store):
+    assert isinstance(sqlite_store, Store)
+    assert sign_in_of(sqlite_store) is None and signed_in_email(sqlite_store) is None
+
+
+def test_job_rows_are_mapped_to_jobs_by_column_name(sqlite_store):
+    sqlite_store.start_job("j", name="Job J", model="tiny", config={"lr": 0.1}, user_id="u")
+    sqlite_store.write_predictions([PredictionRow("j", 2, 30, 0, "p", "a", "a", 1.0, 0.0, 1.0, 1.0)])
+    sqlite_store.finish_job("j", status="failed")
+    (job,) = sqlite_store.list_jobs()
+    assert (job.id, job.status, job.name, job.model, job.user_id, job.config) == (
+        "j", "failed", "Job J", "tiny", "u", {"lr": 0.1}
+    )  # fmt: skip
+    assert (job.latest_epoch, job.latest_step, job.round_count) == (2, 30, 1)
+    assert job.started_at <= job.updated_at == job.finished_at == job.last_active

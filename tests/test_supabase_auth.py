@@ -7,6 +7,7 @@ import pytest
 from predictions.errors import AuthError
 from predictions.store.base import PredictionRow
 from predictions.store.supabase import SupabaseStore, jwt_claims
+from predictions.store.base import sign_in_of, signed_in_email
 from tests.pg_fixtures import EMAIL_A, EMAIL_B, PASSWORD, USER_A, USER_B, service_store
 
 
@@ -29,10 +30,11 @@ def dashboard(jobs_of_two_users):
 
 
 def test_signing_in_shows_only_that_users_jobs(dashboard):
-    assert dashboard.requires_sign_in and dashboard.signed_in_email is None
+    assert sign_in_of(dashboard) is dashboard  # Supabase implements the sign-in protocol
+    assert dashboard.requires_sign_in and signed_in_email(dashboard) is None
     dashboard.sign_in(EMAIL_A, PASSWORD)
     assert not dashboard.requires_sign_in
-    assert dashboard.signed_in_email == EMAIL_A
+    assert signed_in_email(dashboard) == EMAIL_A
     (job,) = dashboard.list_jobs()
     assert (job.id, job.name, job.user_id, job.latest_step) == ("ada-run", "Ada-Run", USER_A, 10)
     assert dashboard.trends("bob-run").rounds.empty

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import pandas as pd
 import streamlit as st
 
-from predictions.store.base import Job, PredictionPage, Store, Trends
+from predictions.store.base import Job, PredictionPage, Store, Trends, signed_in_email
 
 DEFAULT_REFRESH_S = 5
 """The live view's default poll interval, and the TTL of every cached query."""
@@ -32,7 +32,7 @@ class JobRef(NamedTuple):
 
 def store_key(store: Store) -> str:
     """The store's identity in cache keys: its description, and the signed-in user where there is one."""
-    return f"{store.description}|{getattr(store, 'signed_in_email', None) or ''}"
+    return f"{store.description}|{signed_in_email(store) or ''}"
 
 
 def job_version(job: Job) -> tuple:

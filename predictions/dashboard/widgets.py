@@ -8,29 +8,21 @@ from __future__ import annotations
 
 import os
 import re
-import runpy
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import streamlit as st
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from predictions import store as store_module
 from predictions.dashboard import analysis, queries
 from predictions.errors import AuthError, StoreError
-from predictions.store.base import Job, Store
+from predictions.store.base import Job, Store, sign_in_of, signed_in_email
 
 REFRESH_CHOICES_S = (2, 5, 10, 30, 60)
 VIEW_KEY = "_predictions_view"
 SESSION_STORE_KEY = "_predictions_session_store"
-
-PAGES = (
-    ("pages/trends.py", "Trends", ":material/monitoring:"),
-    ("pages/samples.py", "Samples", ":material/grid_on:"),
-    ("pages/predictions.py", "Predictions", ":material/table_rows:"),
-    ("pages/compare.py", "Compare", ":material/stacked_line_chart:"),
-)
-"""Path (relative to `app.py`), title and icon of every page; the first is the default."""
+FINAL_STATUSES = ("finished", "failed")
+"""Job statuses after which no round is written: the sidebar does not poll for them."""
 
 CALLBACK_SNIPPET = """from predictions import PredictionsCallback
 
@@ -83,7 +75,8 @@ def open_dashboard_store() -> Store:
     if SESSION_STORE_KEY in st.session_state:
         return st.session_state[SESSION_STORE_KEY]
     shared = _shared_store(_env_key())
-    if not getattr(shared, "requires_sign_in", False):
+    account = sign_in_of(shared)
+    if account is None or not account.requires_sign_in:
         return shared
     st.session_state[SESSION_STORE_KEY] = store_module.open_store()
     return st.session_state[SESSION_STORE_KEY]
@@ -104,7 +97,8 @@ def sign_in_form(store: Store) -> bool:
 
     Wrong credentials show the store's own message (an `AuthError`) and the form stays.
     """
-    if not getattr(store, "requires_sign_in", False) or getattr(store, "signed_in_email", None):
+    account = sign_in_of(store)
+    if account is None or not account.requires_sign_in or account.signed_in_email:
         return True
     st.subheader("Sign in")
     st.caption(f"{store.description} shows each user their own jobs only.")
@@ -114,7 +108,7 @@ def sign_in_form(store: Store) -> bool:
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
         try:
-            store.sign_in(email, password)
+            account.sign_in(email, password)
         except AuthError as error:
             st.error(f"Sign-in failed: {error}")
             return False
@@ -127,7 +121,7 @@ def signed_in_badge(store: Store) -> None:
 
     Signing out drops this session's store, so the next run opens a fresh one that asks again.
     """
-    email = getattr(store, "signed_in_email", None)
+    email = signed_in_email(store)
     if not email or st.session_state.get(SESSION_STORE_KEY) is not store:
         return
     st.sidebar.text(f"Signed in as {email}")
@@ -165,8 +159,14 @@ def job_caption(job: Job) -> str:
     return f"{job.status} · {rounds} · {where}"
 
 
-def live_controls() -> int | None:
-    """The live toggle and its interval; the interval in seconds while live, else None."""
+def live_controls(job: Job | None) -> int | None:
+    """The live toggle and its interval; the interval in seconds while live, else None.
+
+    A finished or failed job writes no more rounds, so there is nothing to watch: no toggle, not live.
+    """
+    if job is not None and job.status in FINAL_STATUSES:
+        st.sidebar.caption(f"Live updates off: this job has {job.status}.")
+        return None
     live = st.sidebar.toggle("Live", value=True, key="live", help="Poll the store for new rounds")
     interval = st.sidebar.select_slider(
         "Refresh every",
@@ -247,26 +247,14 @@ def no_jobs(store: Store) -> None:
     st.text(store.description)
 
 
-def navigation() -> st.navigation:
-    """Declare the pages; `app.py` runs the one the URL names."""
-    pages = [
-        st.Page(path, title=title, icon=icon, default=path == PAGES[0][0]) for path, title, icon in PAGES
-    ]
-    return st.navigation(pages, position="top")
-
-
 def current_view() -> View:
     """The view `app.py` prepared for this run, taken so that a later run cannot see a stale one.
 
-    Streamlit runs a file of `pages/` on its own, without `app.py`, when a process's first run (and
-    every AppTest run) takes its legacy `pages/` directory path. Then the page runs `app.py` in place,
-    which declares the navigation, draws the sidebar and runs this page again with a view; the outer
-    run stops there. Same URL, same run: a button click is not lost to a rerun.
+    `app.py` leaves it in the session and then runs the page in the same script run.
     """
     view = st.session_state.pop(VIEW_KEY, None)
     if view is None:
-        runpy.run_path(get_script_run_ctx().main_script_path, run_name="__main__")
-        st.stop()
+        raise RuntimeError("a dashboard page runs inside app.py: start it with `streamlit run app.py`")
     return view
 
 

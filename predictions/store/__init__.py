@@ -9,9 +9,7 @@ from dotenv import find_dotenv, load_dotenv
 
 from predictions.errors import ConfigError
 from predictions.store.base import Job, PredictionPage, PredictionRow, Store, Trends
-from predictions.store.sqlite import SQLiteStore
-
-DEFAULT_DB_PATH = ".predictions/predictions.db"
+from predictions.store.sqlite import DEFAULT_DB_PATH, SQLiteStore
 
 __all__ = [
     "DEFAULT_DB_PATH",
@@ -30,7 +28,7 @@ def open_store(*, env_file: str | os.PathLike[str] | None = None) -> Store:
 
     SUPABASE_URL with SUPABASE_KEY selects Supabase (the service-role key writes for the user
     PREDICTIONS_USER_ID; the anon key needs a sign-in); otherwise the SQLite file at PREDICTIONS_DB
-    (default `.predictions/predictions.db`). Variables already set win over the `.env` file.
+    (default `DEFAULT_DB_PATH`). Variables already set win over the `.env` file.
     """
     load_dotenv(env_file or find_dotenv(usecwd=True), override=False)
     url, key = os.environ.get("SUPABASE_URL", ""), os.environ.get("SUPABASE_KEY", "")

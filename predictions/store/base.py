@@ -172,6 +172,36 @@ class Store(Protocol):
         """Release connections."""
 
 
+@runtime_checkable
+class SignIn(Protocol):
+    """What a store serving many users adds for the dashboard: who is signed in, and signing in.
+
+    Supabase with an anon key needs it (row-level security shows a signed-out user nothing); the
+    embedded store has one local user and does not implement it.
+    """
+
+    signed_in_email: str | None
+    """The signed-in user's email, None while nobody is."""
+
+    @property
+    def requires_sign_in(self) -> bool:
+        """True while nobody is signed in and the store would show nothing."""
+
+    def sign_in(self, email: str, password: str) -> None:
+        """Sign in; raises `AuthError` with a message fit to show when refused or unreachable."""
+
+
+def sign_in_of(store: Store) -> SignIn | None:
+    """The store's sign-in, or None for a store without users (the embedded SQLite store)."""
+    return store if isinstance(store, SignIn) else None
+
+
+def signed_in_email(store: Store) -> str | None:
+    """Who is signed in to the store; None for a store without users or while nobody is."""
+    account = sign_in_of(store)
+    return account.signed_in_email if account is not None else None
+
+
 def overall_improvement(avg_cers: Sequence[float | None]) -> float | None:
     """(first scored round's CER - last one's) / first * 100; None with < 2 scored rounds or first 0."""
     scored = [value for value in avg_cers if value is not None and not math.isnan(value)]

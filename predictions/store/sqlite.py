@@ -37,6 +37,9 @@ from predictions.store.base import (
 )
 from predictions.store.sqlite_schema import create_schema
 
+DEFAULT_DB_PATH = ".predictions/predictions.db"
+"""The embedded store's file when PREDICTIONS_DB is not set, relative to the working directory."""
+
 WRITE_COLUMNS = (
     "job_id",
     "user_id",
@@ -77,9 +80,10 @@ WITH activity AS (
            COUNT(*) AS round_count, MAX(updated_at) AS last_write
     FROM training_rounds GROUP BY job_id
 ), ids AS (SELECT id FROM training_jobs UNION SELECT job_id FROM activity)
-SELECT ids.id, COALESCE(j.status, 'unknown'), j.name, j.model, j.user_id, j.config,
-       j.started_at, j.updated_at, j.finished_at, a.latest_epoch, a.latest_step,
-       COALESCE(a.round_count, 0),
+SELECT ids.id AS id, COALESCE(j.status, 'unknown') AS status, j.name AS name, j.model AS model,
+       j.user_id AS user_id, j.config AS config, j.started_at AS started_at, j.updated_at AS updated_at,
+       j.finished_at AS finished_at, a.latest_epoch AS latest_epoch, a.latest_step AS latest_step,
+       COALESCE(a.round_count, 0) AS round_count,
        NULLIF(MAX(COALESCE(j.updated_at, ''), COALESCE(a.last_write, '')), '') AS last_active
 FROM ids
 LEFT JOIN training_jobs AS j ON j.id = ids.id
@@ -105,7 +109,7 @@ def utc_now() -> str:
 class SQLiteStore:
     """The embedded store, a single file; safe to share between threads of one process."""
 
-    def __init__(self, path: str | Path = ".predictions/predictions.db", *, timeout_s: float = 30.0):
+    def __init__(self, path: str | Path = DEFAULT_DB_PATH, *, timeout_s: float = 30.0):
         self.path = Path(path)
         self.description = f"SQLite at {self.path}"
         self._lock = threading.Lock()
@@ -151,10 +155,11 @@ class SQLiteStore:
     # reads
 
     def list_jobs(self) -> list[Job]:
+        """Each row mapped to `Job` by its column names (the aliases of LIST_JOBS), never by position."""
         jobs = []
-        for row in self._query(LIST_JOBS, ()):
-            config = json.loads(row[5]) if row[5] else None
-            jobs.append(Job(*row[:5], config, *row[6:]))
+        for record in self._records(LIST_JOBS, ()):
+            config = json.loads(record["config"]) if record["config"] else None
+            jobs.append(Job(**{**record, "config": config}))
         return jobs
 
     def trends(self, job_id: str) -> Trends:
@@ -227,6 +232,18 @@ class SQLiteStore:
         with self._lock:
             try:
                 return self._conn.execute(sql, tuple(params)).fetchall()
+            except sqlite3.OperationalError as error:
+                raise StoreUnavailableError(f"{self.description}: {error}") from error
+            except sqlite3.Error as error:
+                raise StoreError(f"{self.description}: {error}") from error
+
+    def _records(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        """Rows as dicts keyed by the query's column names."""
+        with self._lock:
+            try:
+                cursor = self._conn.execute(sql, tuple(params))
+                names = [column[0] for column in cursor.description]
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
             except sqlite3.OperationalError as error:
                 raise StoreUnavailableError(f"{self.description}: {error}") from error
             except sqlite3.Error as error:

@@ -1,4 +1,4 @@
-"""The embedded store's schema: the Postgres tables of shared/DESIGN.md, plus a per-round summary.
+"""The embedded store's schema: the Postgres tables of supabase/migrations/, plus a per-round summary.
 
 `training_rounds` holds each round's aggregates, kept right by triggers on every insert, update and
 delete of `training_predictions` (whoever writes), so the trends chart reads ~100 summary rows instead
