@@ -80,7 +80,7 @@ def postgres_status(sqlstate: str, role: str) -> int:
         return 401 if role == "anon" else 403
     if sqlstate in ("23503", "23505"):
         return 409
-    if sqlstate in ("42883", "42P01"):
+    if sqlstate in ("42883", "42P01", "P0002"):
         return 404
     if sqlstate.startswith(("08", "53")):
         return 503

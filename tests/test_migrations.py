@@ -8,7 +8,7 @@ import uuid
 import psycopg
 import pytest
 
-from tests.pg_fixtures import USER_A, apply_migrations, migration_files
+from tests.pg_fixtures import USER_A, USER_B, apply_migrations, migration_files, run_sql_file
 
 DASHBOARD_FUNCTIONS = {
     "predictions_list_jobs",
@@ -86,7 +86,8 @@ def test_an_empty_database_gets_the_tables_keys_and_indexes(database):
     assert columns["training_jobs", "started_at"] == ("timestamp with time zone", "NO")
     indexes = dict(fetch(database, "select indexname, indexdef from pg_indexes where schemaname = 'public'"))
     assert "UNIQUE INDEX training_predictions_natural_key" in indexes["training_predictions_natural_key"]
-    assert indexes["training_predictions_natural_key"].endswith("(job_id, step, sample_index)")
+    assert indexes["training_predictions_natural_key"].endswith("(user_id, job_id, step, sample_index)")
+    assert indexes["training_jobs_pkey"].endswith("(user_id, id)")
     assert indexes["idx_training_predictions_job_epoch"].endswith("(job_id, epoch)")
     assert indexes["idx_training_predictions_job_step"].endswith("(job_id, step)")
     assert "training_predictions_duplicates" not in {t for t, _ in columns}
@@ -119,10 +120,12 @@ def test_every_dashboard_function_exists_runs_as_the_caller_and_is_closed_to_ano
         " has_function_privilege('authenticated', oid, 'execute')"
         " from pg_proc where pronamespace = 'public'::regnamespace and proname like 'predictions\\_%'",
     )
-    assert {row[0] for row in rows} == DASHBOARD_FUNCTIONS
+    assert {row[0] for row in rows} == DASHBOARD_FUNCTIONS | {"predictions_delete_job"}
     for name, definer, volatility, returns, anon, authenticated in rows:
-        assert (definer, volatility, returns) == (False, "s", "jsonb"), name
+        expected_volatility = "v" if name == "predictions_delete_job" else "s"
+        assert (definer, volatility, returns) == (False, expected_volatility, "jsonb"), name
         assert (anon, authenticated) == (False, True), name
+    assert len(rows) == len(DASHBOARD_FUNCTIONS) + 1, "an old signature was left behind"
 
 
 def test_applying_twice_is_harmless_and_keeps_rows(database):
@@ -162,10 +165,17 @@ def test_the_seed_table_gains_scores_and_keeps_its_rows(database):
     with psycopg.connect(database) as conn:
         conn.execute(
             f"{INSERT_NEW} values ('seed-job', %s, 2, 20, 0, 'p', 'x')"
-            " on conflict (job_id, step, sample_index) do update set prediction = excluded.prediction",
+            " on conflict (user_id, job_id, step, sample_index)"
+            " do update set prediction = excluded.prediction",
             (USER_A,),
         )
     assert fetch(database, "select count(*), count(created_at) from training_predictions") == [(4, 4)]
+    with psycopg.connect(database) as conn:
+        conn.execute(
+            f"{INSERT_NEW} values ('seed-job', %s, 1, 10, 0, 'p', 'b has a seed-job too')", (USER_B,)
+        )
+    owners = "select user_id::text, count(*) from training_predictions group by 1 order by 1"
+    assert fetch(database, owners) == [(USER_A, 4), (USER_B, 1)]
 
 
 def test_old_duplicates_of_the_natural_key_are_set_aside_not_lost(database):
@@ -195,3 +205,60 @@ def test_old_duplicates_of_the_natural_key_are_set_aside_not_lost(database):
             f"{INSERT_NEW} values ('job', %s, 1, 5, 0, 'p', 'again')",
             (USER_A,),
         )
+
+
+OWNER_KEYS = "20261126090000"
+"""The migration that scopes job ids per owner."""
+
+ALL_ROWS = (
+    "select id::text, job_id, user_id::text, epoch, step, sample_index, prompt, ground_truth, prediction,"
+    " exact_match, char_error_rate, created_at from training_predictions order by id"
+)
+
+
+def apply_migrations_before(conninfo: str, timestamp: str) -> None:
+    for path in migration_files():
+        if path.name < timestamp:
+            run_sql_file(conninfo, path)
+
+
+def test_per_owner_keys_keep_every_row_and_its_owner_of_the_schema_before(database):
+    apply_migrations_before(database, OWNER_KEYS)
+    with psycopg.connect(database) as conn:
+        for job_id, user_id, steps in (("ada-run", USER_A, (1, 2)), ("bob-run", USER_B, (1,))):
+            conn.execute(
+                "insert into training_jobs (id, user_id, name) values (%s, %s, %s)", (job_id, user_id, job_id)
+            )
+            for step in steps:
+                conn.execute(
+                    "insert into training_predictions (job_id, user_id, epoch, step, sample_index, prompt,"
+                    " prediction, exact_match, char_error_rate) values (%s, %s, 1, %s, 0, 'p', %s, 1.0, 0.0)",
+                    (job_id, user_id, step, f"{job_id} {step}"),
+                )
+        # the old global key let B write a round of A's job id: it stays B's, as B's own job now
+        conn.execute(f"{INSERT_NEW} values ('ada-run', %s, 1, 3, 0, 'p', 'bob in ada-run')", (USER_B,))
+    rows_before = fetch(database, ALL_ROWS)
+    jobs_before = fetch(database, "select id, user_id::text, name, started_at from training_jobs order by id")
+    apply_migrations(database)
+    apply_migrations(database)
+    assert fetch(database, ALL_ROWS) == rows_before
+    assert (
+        fetch(database, "select id, user_id::text, name, started_at from training_jobs order by id")
+        == jobs_before
+    )
+    rounds = "select user_id::text, job_id, step, sample_count from training_rounds order by 1, 2, 3"
+    assert fetch(database, rounds) == [
+        (USER_A, "ada-run", 1, 1),
+        (USER_A, "ada-run", 2, 1),
+        (USER_B, "ada-run", 3, 1),
+        (USER_B, "bob-run", 1, 1),
+    ]
+    with psycopg.connect(database) as conn:
+        conn.execute(
+            "insert into training_jobs (id, user_id, name) values ('ada-run', %s, 'bob too')", (USER_B,)
+        )
+        conn.execute(f"{INSERT_NEW} values ('ada-run', %s, 1, 1, 0, 'p', 'bob at the same key')", (USER_B,))
+    assert fetch(
+        database,
+        "select count(*), count(distinct user_id) from training_predictions where job_id = 'ada-run'",
+    ) == [(4, 2)]

@@ -42,7 +42,8 @@ def insert(conn, job_id, step, index, cer, user=USER_A):
         "insert into training_predictions (job_id, user_id, epoch, step, sample_index, prompt, prediction,"
         " ground_truth, exact_match, char_error_rate, length_ratio, word_overlap)"
         " values (%s, %s, 1, %s, %s, 'p', 'x', 't', %s, %s, 1.0, 0.5)"
-        " on conflict (job_id, step, sample_index) do update set char_error_rate = excluded.char_error_rate",
+        " on conflict (user_id, job_id, step, sample_index)"
+        " do update set char_error_rate = excluded.char_error_rate",
         (job_id, user, step, index, float(cer == 0), cer),
     )
 

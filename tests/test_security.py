@@ -13,7 +13,7 @@ import httpx
 import psycopg
 import pytest
 
-from predictions.errors import AuthError
+from predictions.errors import AuthError, StoreError
 from predictions.store.base import PredictionRow
 from predictions.store.supabase import SupabaseStore
 from tests.pg_fixtures import USER_A, USER_B, acting_as, service_store, user_store
@@ -63,7 +63,7 @@ def dashboard_functions(conninfo: str) -> dict[str, list[str]]:
             "select proname, coalesce(proargnames, '{}') from pg_proc"
             " where pronamespace = 'public'::regnamespace and proname like 'predictions!_%' escape '!'"
         ).fetchall()
-    return dict(found)
+    return {name: arguments for name, arguments in found if name != "predictions_delete_job"}
 
 
 def arguments_for(names: list[str], job_id: str) -> dict:
@@ -121,23 +121,98 @@ def test_in_sql_a_user_reaches_only_their_own_rows_of_every_table(two_users, sup
         assert conn.execute("select count(*) from training_predictions").fetchone() == (12,)
 
 
-def test_a_user_cannot_overwrite_another_users_rows_through_the_api(two_users):
+def test_a_user_cannot_write_rows_or_jobs_owned_by_another_user(two_users):
     store = user_store(two_users, USER_A)
     with pytest.raises(AuthError, match="row-level security"):
-        store.write_predictions(rows("b-job", steps=(1,), samples=1, prediction="hijacked"))
-    with pytest.raises(AuthError):
-        planted = PredictionRow("new-job", 1, 1, 0, "p", "x", user_id=USER_B)
-        store.write_predictions([planted])
-    with pytest.raises(AuthError):
-        store.start_job("b-job", name="hijacked")
-    store.finish_job("b-job", status="failed")  # matches no row of A's: nothing happens
+        store.write_predictions([PredictionRow("new-job", 1, 1, 0, "p", "x", user_id=USER_B)])
+    with pytest.raises(AuthError, match="row-level security"):
+        store.start_job("b-job", name="planted", user_id=USER_B)
+    store.finish_job("b-job", status="failed")  # A has no "b-job": nothing happens
     store.close()
     owner_view = user_store(two_users, USER_B)
     (job,) = owner_view.list_jobs()
     assert (job.id, job.name, job.status) == ("b-job", "b-job name", "running")
-    assert set(owner_view.sample_history("b-job", 0)["prediction"]) == {"answer"}
-    assert owner_view.predictions_page("b-job").total_count == 6
     owner_view.close()
+
+
+def test_the_same_job_id_for_two_users_is_two_isolated_jobs(postgrest):
+    for user_id, answer in ((USER_A, "ada's answer"), (USER_B, "bob's answer")):
+        store = user_store(postgrest, user_id)
+        store.start_job("run-1", name=f"run-1 of {user_id[0]}")
+        store.write_predictions(rows("run-1", steps=(1,) if user_id == USER_A else (1, 2), prediction=answer))
+        store.close()
+    expected = {USER_A: ("ada's answer", [1], "run-1 of a"), USER_B: ("bob's answer", [1, 2], "run-1 of b")}
+    for user_id, (answer, steps, name) in expected.items():
+        store = user_store(postgrest, user_id)
+        (job,) = store.list_jobs()
+        assert (job.id, job.user_id, job.name, job.round_count) == ("run-1", user_id, name, len(steps))
+        assert store.trends("run-1").rounds["step"].tolist() == steps
+        assert store.rounds("run-1")["sample_count"].tolist() == [3] * len(steps)
+        assert set(store.sample_history("run-1", 0)["prediction"]) == {answer}
+        assert set(store.predictions_page("run-1").rows["prediction"]) == {answer}
+        assert len(store.sample_matrix("run-1")) == 3 * len(steps)
+        store.close()
+
+
+def b_view(server) -> dict:
+    """Everything user B's dashboard shows of "b-job"."""
+    store = user_store(server, USER_B)
+    (job,) = store.list_jobs()
+    view = {
+        "job": (job.id, job.name, job.status, job.round_count, job.latest_step),
+        "trends": store.trends("b-job").rounds.to_dict("list"),
+        "history": store.sample_history("b-job", 0).drop(columns="created_at").to_dict("list"),
+        "page": store.predictions_page("b-job").rows.drop(columns="created_at").to_dict("list"),
+    }
+    store.close()
+    return view
+
+
+def test_writing_under_another_users_job_id_before_and_after_them_changes_nothing_they_see(postgrest):
+    intruder = user_store(postgrest, USER_A)
+    intruder.start_job("b-job", name="planted before")
+    intruder.write_predictions(rows("b-job", steps=(1, 5), prediction="planted before"))
+    owner = service_store(postgrest, USER_B)
+    owner.start_job("b-job", name="b-job name")
+    owner.write_predictions(rows("b-job", prediction="bob's secret answer"))
+    owner.close()
+    before = b_view(postgrest)
+    intruder.start_job("b-job", name="planted after")
+    intruder.write_predictions(rows("b-job", steps=(1, 2, 3), prediction="planted after"))
+    intruder.finish_job("b-job", status="failed")
+    assert b_view(postgrest) == before
+    assert before["job"] == ("b-job", "b-job name", "running", 2, 2)
+    assert set(before["page"]["prediction"]) == {"bob's secret answer"}
+    seen_by_a = intruder.predictions_page("b-job", limit=1000).rows
+    assert set(seen_by_a["prediction"]) == {"planted before", "planted after"}
+    assert [job.name for job in intruder.list_jobs()] == ["planted after"]
+    intruder.close()
+
+
+def test_a_job_is_deleted_by_its_owner_only(two_users, supabase_database):
+    for user_id in (USER_B, None):
+        other = user_store(two_users, USER_A) if user_id else SupabaseStore(two_users.url, two_users.anon_key)
+        with pytest.raises(StoreError):
+            other.delete_job("b-job")
+        other.close()
+    intruder = service_store(two_users, USER_A)
+    with pytest.raises(StoreError, match="no job 'b-job' of yours to delete"):
+        intruder.delete_job("b-job")
+    intruder.close()
+    with (
+        acting_as(supabase_database, "authenticated", USER_A) as conn,
+        pytest.raises(psycopg.errors.NoDataFound),
+    ):
+        conn.execute("select predictions_delete_job('b-job', %s)", (USER_B,))
+    assert b_view(two_users)["job"] == ("b-job", "b-job name", "running", 2, 2)
+    owner = user_store(two_users, USER_B)
+    owner.delete_job("b-job")
+    assert owner.list_jobs() == []
+    assert owner.predictions_page("b-job").total_count == 0
+    owner.close()
+    with acting_as(supabase_database, "service_role") as conn:
+        assert conn.execute("select count(*) from training_rounds where job_id = 'b-job'").fetchone() == (0,)
+        assert conn.execute("select count(*) from training_predictions").fetchone() == (6,)
 
 
 def test_anon_reads_and_writes_nothing(two_users, supabase_database):
@@ -158,10 +233,14 @@ def test_anon_reads_and_writes_nothing(two_users, supabase_database):
                 conn.execute(f"select count(*) from {table}")
 
 
-def test_the_service_role_sees_and_writes_for_every_user(two_users):
+def test_the_service_role_sees_every_user_or_the_one_it_names(two_users):
     store = service_store(two_users, user_id=None)
     jobs = {job.id: job.user_id for job in store.list_jobs()}
     assert jobs == {"a-job": USER_A, "b-job": USER_B}
+    store.close()
+    store = service_store(two_users, USER_A)
+    assert [job.id for job in store.list_jobs()] == ["a-job"]
+    assert store.predictions_page("b-job").total_count == 0
     store.close()
 
 
@@ -236,12 +315,11 @@ def test_a_machine_configured_for_another_user_cannot_take_over_a_job(two_users)
     intruder = service_store(two_users, USER_B)
     intruder.start_job("a-job", name="renamed")
     intruder.write_predictions(rows("a-job", steps=(1,), samples=1, prediction="rewritten"))
+    assert {job.id for job in intruder.list_jobs()} == {"a-job", "b-job"}
+    assert intruder.sample_history("a-job", 0)["prediction"].tolist() == ["rewritten"]
     intruder.close()
     owner = user_store(two_users, USER_A)
     (job,) = owner.list_jobs()
-    assert (job.id, job.user_id, job.name) == ("a-job", USER_A, "renamed")
-    assert owner.sample_history("a-job", 0)["prediction"].tolist() == ["rewritten", "answer"]
+    assert (job.id, job.user_id, job.name) == ("a-job", USER_A, "a-job name")
+    assert owner.sample_history("a-job", 0)["prediction"].tolist() == ["answer", "answer"]
     owner.close()
-    other = user_store(two_users, USER_B)
-    assert [job.id for job in other.list_jobs()] == ["b-job"]
-    other.close()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from predictions.errors import ConfigError
+from predictions.errors import ConfigError, StoreError
 from predictions.scorer import score
 from predictions.store.base import MATRIX_COLUMNS, PREDICTION_COLUMNS, TREND_COLUMNS, PredictionRow
 
@@ -237,3 +237,18 @@ def test_text_is_stored_verbatim(store):
     assert (job.id, job.name) == (job_id, odd)
     row = store.sample_history(job_id, 0).iloc[0]
     assert (row["job_id"], row["prediction"], row["ground_truth"]) == (job_id, odd, odd)
+
+
+def test_a_deleted_job_is_gone_with_its_rows_and_rounds(store):
+    for job_id in ("keep", "junk"):
+        store.start_job(job_id)
+        store.write_predictions(round_rows(job_id, 1, [("a", "a"), ("b", "a")]))
+    store.write_predictions(round_rows("orphan", 1, [("a", "a")]))
+    store.delete_job("junk")
+    store.delete_job("orphan")
+    assert [job.id for job in store.list_jobs()] == ["keep"]
+    assert store.predictions_page("junk").total_count == 0
+    assert store.trends("junk").rounds.empty and store.rounds("junk").empty
+    assert store.predictions_page("keep").total_count == 2
+    with pytest.raises(StoreError, match="no job 'junk'"):
+        store.delete_job("junk")

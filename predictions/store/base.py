@@ -124,7 +124,7 @@ class Store(Protocol):
     """Which store this is, for people: 'SQLite at .predictions/predictions.db'."""
 
     def write_predictions(self, rows: Sequence[PredictionRow]) -> None:
-        """Upsert rows on (job_id, step, sample_index): a replayed write never duplicates a row."""
+        """Upsert rows on (user_id, job_id, step, sample_index): a replayed write never duplicates a row."""
 
     def start_job(
         self,
@@ -139,6 +139,9 @@ class Store(Protocol):
 
     def finish_job(self, job_id: str, *, status: str = "finished") -> None:
         """Mark a job finished or failed."""
+
+    def delete_job(self, job_id: str) -> None:
+        """Delete one of the caller's jobs and all its rows; StoreError when the caller has no such job."""
 
     def list_jobs(self) -> list[Job]:
         """Every visible job, most recently active first, including jobs with prediction rows only."""

@@ -43,7 +43,9 @@ from predictions.store.base import (
 from supabase import Client, ClientOptions, SupabaseException, create_client
 
 USER_ID_ENV = "PREDICTIONS_USER_ID"
-NATURAL_KEY = "job_id,step,sample_index"
+NATURAL_KEY = "user_id,job_id,step,sample_index"
+JOB_KEY = "user_id,id"
+"""Job ids are scoped per owner: both keys start with the owner (shared DESIGN.md)."""
 CHUNK_ROWS = 1000
 """Rows per upsert request: one round is one request; a huge write is split to keep bodies small."""
 
@@ -170,6 +172,7 @@ class SupabaseStore:
         self.signed_in_email: str | None = None
         self._user_id = check_user_id(user_id or os.environ.get(USER_ID_ENV) or None)
         self._session_user_id: str | None = None
+        self._job_owners: dict[str, str] = {}
         headers = dict(ClientOptions().headers)
         if access_token:
             claims = jwt_claims(access_token) or {}
@@ -212,10 +215,10 @@ class SupabaseStore:
 
     def write_predictions(self, rows: Sequence[PredictionRow]) -> None:
         """One bulk upsert on the natural key (the last of duplicate keys wins, as in SQLite)."""
-        records = {
-            (row.job_id, row.step, row.sample_index): prediction_record(row, self._owner(row.user_id))
-            for row in rows
-        }
+        records = {}
+        for row in rows:
+            owner = self._owner(row.user_id)
+            records[owner, row.job_id, row.step, row.sample_index] = prediction_record(row, owner)
         batch = list(records.values())
         for start in range(0, len(batch), self.chunk_rows):
             self._upsert("training_predictions", batch[start : start + self.chunk_rows], NATURAL_KEY)
@@ -231,41 +234,50 @@ class SupabaseStore:
     ) -> None:
         """Upsert the job as running; columns not given are left as they are (a trigger keeps the
         first start time and sets updated_at/finished_at from the database clock)."""
-        record: dict[str, Any] = {"id": job_id, "user_id": self._owner(user_id), "status": "running"}
+        owner = self._owner(user_id)
+        self._job_owners[job_id] = owner
+        record: dict[str, Any] = {"id": job_id, "user_id": owner, "status": "running"}
         given = {"name": name, "model": model}
         if config is not None:
             given["config"] = json.loads(json.dumps(config, default=str))
         record.update({column: value for column, value in given.items() if value is not None})
-        self._upsert("training_jobs", [record], "id")
+        self._upsert("training_jobs", [record], JOB_KEY)
 
     def finish_job(self, job_id: str, *, status: str = "finished") -> None:
         check_status(status)
         request = self._client.table("training_jobs").update(
             {"status": status}, returning=ReturnMethod.minimal
         )
-        self._call(request.eq("id", job_id).execute)
+        self._call(request.eq("user_id", self._job_owner(job_id)).eq("id", job_id).execute)
+
+    def delete_job(self, job_id: str) -> None:
+        """Delete one of the owner's jobs and all its rows; another owner's job is refused (StoreError)."""
+        self._rpc("delete_job", p_job_id=job_id, p_user_id=self._job_owner(job_id))
 
     # reads
 
     def list_jobs(self) -> list[Job]:
-        return [Job(**{name: record.get(name) for name in JOB_FIELDS}) for record in self._rpc("list_jobs")]
+        records = self._rpc("list_jobs", p_user_id=self._reader())
+        return [Job(**{name: record.get(name) for name in JOB_FIELDS}) for record in records]
 
     def trends(self, job_id: str) -> Trends:
-        result = self._rpc("trends", p_job_id=job_id)
+        result = self._rpc("trends", p_job_id=job_id, p_user_id=self._reader())
         improvement = result["overall_improvement"]
         rounds = to_frame(result["rounds"], TREND_COLUMNS)
         return Trends(job_id, rounds, float(improvement) if improvement is not None else None)
 
     def rounds(self, job_id: str) -> pd.DataFrame:
-        return to_frame(self._rpc("rounds", p_job_id=job_id), ROUND_COLUMNS)
+        return to_frame(self._rpc("rounds", p_job_id=job_id, p_user_id=self._reader()), ROUND_COLUMNS)
 
     def sample_history(self, job_id: str, sample_index: int) -> pd.DataFrame:
-        records = self._rpc("sample_history", p_job_id=job_id, p_sample_index=int(sample_index))
+        records = self._rpc(
+            "sample_history", p_job_id=job_id, p_sample_index=int(sample_index), p_user_id=self._reader()
+        )
         return to_frame(records, PREDICTION_COLUMNS)
 
     def sample_matrix(self, job_id: str, metric: str = "char_error_rate") -> pd.DataFrame:
         check_metric(metric)
-        columns = self._rpc("sample_matrix", p_job_id=job_id, p_metric=metric)
+        columns = self._rpc("sample_matrix", p_job_id=job_id, p_metric=metric, p_user_id=self._reader())
         return to_frame(list(zip(*(columns[name] for name in MATRIX_COLUMNS), strict=True)), MATRIX_COLUMNS)
 
     def predictions_page(
@@ -289,6 +301,7 @@ class SupabaseStore:
             p_descending=bool(descending),
             p_limit=int(limit),
             p_offset=int(offset),
+            p_user_id=self._reader(),
         )
         rows = to_frame(result["rows"], PREDICTION_COLUMNS)
         return PredictionPage(rows, int(result["total_count"]), offset, limit)
@@ -312,6 +325,14 @@ class SupabaseStore:
             f"{USER_ID_ENV} (or SupabaseStore(user_id=...)) to the Supabase user id whose dashboard "
             "should show these runs"
         )
+
+    def _job_owner(self, job_id: str) -> str:
+        """The owner a job was started for here, else the store's own user."""
+        return self._job_owners.get(job_id) or self._owner(None)
+
+    def _reader(self) -> str | None:
+        """Whose jobs the reads show: the signed-in or configured user; None (every owner) for an admin."""
+        return self._session_user_id or self._user_id
 
     def _upsert(self, table: str, records: list[dict[str, Any]], on_conflict: str) -> None:
         request = self._client.table(table).upsert(
