@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from predictions.errors import AuthError
-from predictions.store.base import PredictionRow
+from predictions.store.base import PredictionRow, sign_in_of, signed_in_email
 from predictions.store.supabase import SupabaseStore, jwt_claims
-from predictions.store.base import sign_in_of, signed_in_email
 from tests.pg_fixtures import EMAIL_A, EMAIL_B, PASSWORD, USER_A, USER_B, service_store
 
 
