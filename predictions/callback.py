@@ -25,6 +25,7 @@ from predictions.generator import generate, unwrap, uses_chat_template
 from predictions.sampler import Sample, check_source, select_samples
 from predictions.scorer import score_batch
 from predictions.store.base import PredictionRow, Store
+from predictions.user_scorers import run_scorers
 from predictions.writer import Writer
 
 logger = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class PredictionsCallback(TrainerCallback):
             if any(shard is None for shard in shards):
                 return False
             answers = [answer for shard in shards for answer in shard][: len(self.samples)]
-            rows = build_rows(self.job_id, state, self.samples, answers, self.config.user_id)
+            rows = build_rows(self.job_id, state, self.samples, answers, self.config)
             self.writer.write(rows)
             return self.watch.observe(mean([row.char_error_rate for row in rows]))
         except Exception:
@@ -195,11 +196,12 @@ def fail_unfinished_job(writer: Writer, job_id: str) -> None:
 
 
 def build_rows(
-    job_id: str, state: TrainerState, samples: list[Sample], answers: list[str], user_id: str | None
+    job_id: str, state: TrainerState, samples: list[Sample], answers: list[str], config: PredictionsConfig
 ) -> list[PredictionRow]:
-    """One scored row per sample; the epoch is the 1-based epoch the step belongs to."""
+    """One scored row per sample (built-in and user scorers); the epoch is the 1-based epoch of the step."""
     epoch = max(1, math.ceil(round(state.epoch or 0.0, 6)))
     scores = score_batch(answers, [sample.ground_truth for sample in samples])
+    custom = run_scorers(config.scorers, samples, answers)
     return [
         PredictionRow(
             job_id=job_id,
@@ -209,10 +211,12 @@ def build_rows(
             prompt=sample.prompt,
             prediction=answer,
             ground_truth=sample.ground_truth,
-            user_id=user_id,
+            user_id=config.user_id,
+            scores=values,
+            metadata=sample.metadata,
             **score.as_dict(),
         )
-        for sample, answer, score in zip(samples, answers, scores, strict=True)
+        for sample, answer, score, values in zip(samples, answers, scores, custom, strict=True)
     ]
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from predictions.errors import ConfigError
 from predictions.store.base import Store
+from predictions.store.metrics import CUSTOM_NAME
+from predictions.user_scorers import check_scorers, describe
 
 CHAT_TEMPLATE_MODES = ("auto", "on", "off")
 RESERVED_GENERATION_KWARGS = ("max_new_tokens", "input_ids", "attention_mask")
@@ -43,6 +45,11 @@ class PredictionsConfig:
         user_id: the owner written with every row (default: the store's local user).
         stop_after_regressions: stop training once the round's average CER has risen this many
             rounds in a row; None never stops.
+        scorers: your own metrics, by name: functions `(prediction, ground_truth, sample) -> float |
+            bool | None` (or objects with that `__call__` and optional `title`, `higher_is_better`),
+            run on the main process each round; see `predictions.scorers` for ready-made ones.
+        metadata_fields: sample fields kept with every stored row (a `category`, say), so the
+            dashboard can split trends by their values.
         store: where rows go (default: `open_store()`, opened at train begin on the main process).
     """
 
@@ -62,6 +69,8 @@ class PredictionsConfig:
     job_name: str | None = None
     user_id: str | None = None
     stop_after_regressions: int | None = None
+    scorers: Mapping[str, Any] | None = None
+    metadata_fields: Sequence[str] | None = None
     store: Store | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -76,6 +85,8 @@ class PredictionsConfig:
         self.sample_indices = _check_indices(self.sample_indices)
         self.use_chat_template = _check_chat_mode(self.use_chat_template)
         self.generation_kwargs = _check_generation_kwargs(self.generation_kwargs)
+        self.scorers = check_scorers(self.scorers)
+        self.metadata_fields = _check_metadata_fields(self.metadata_fields)
         self._check_fields_agree()
         _check_store(self.store)
 
@@ -108,6 +119,8 @@ class PredictionsConfig:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "store"}
         data["sample_indices"] = list(self.sample_indices) if self.sample_indices is not None else None
         data["generation_kwargs"] = {k: _jsonable(v) for k, v in self.generation_kwargs.items()}
+        data["scorers"] = describe(self.scorers)
+        data["metadata_fields"] = list(self.metadata_fields) if self.metadata_fields else None
         return data
 
 
@@ -158,6 +171,19 @@ def _check_generation_kwargs(value: Any) -> dict[str, Any]:
             f"{', '.join(RESERVED_GENERATION_KWARGS)} (use the max_new_tokens option)"
         )
     return dict(value)
+
+
+def _check_metadata_fields(value: Any) -> tuple[str, ...] | None:
+    """Distinct field names usable as a JSON key in SQL: letters, digits and _."""
+    if value is None:
+        return None
+    valid = "None or a list of distinct field names (letters, digits and _, not starting with a digit)"
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence) or not value:
+        raise ConfigError(f"metadata_fields={value!r} is invalid; valid: {valid}")
+    bad = [name for name in value if not isinstance(name, str) or not CUSTOM_NAME.fullmatch(name)]
+    if bad or len(set(value)) != len(value):
+        raise ConfigError(f"metadata_fields={list(value)!r} is invalid; valid: {valid}")
+    return tuple(value)
 
 
 def _check_store(store: object) -> None:

@@ -11,7 +11,7 @@ import json
 import os
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,15 @@ Messages = list[dict[str, str]]
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One tracked sample: its row index, the prompt as text (and as chat turns), its ground truth."""
+    """One tracked sample: its row index, the prompt as text (and as chat turns), its ground truth,
+    its whole row (what user scorers get) and the fields of it kept with every stored row."""
 
     index: int
     prompt: str
     ground_truth: str | None
     messages: Messages | None = None
+    record: Mapping[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
 
 
 def check_source(source: Any) -> None:
@@ -54,12 +57,28 @@ def select_samples(source: Any, config: PredictionsConfig) -> list[Sample]:
     records = load_records(source)
     indices = pick_indices(len(records), config)
     fields = field_names(records)
+    for name in config.metadata_fields or ():
+        _require(name, fields)
     if config.messages_field or (not config.prompt_field and "messages" in fields):
         name = config.messages_field or "messages"
         _require(name, fields)
-        return [chat_sample(i, records[i][name], name) for i in indices]
-    prompt_name, response_name = prompt_fields(fields, config)
-    return [plain_sample(i, records[i], prompt_name, response_name) for i in indices]
+        samples = [chat_sample(i, records[i][name], name) for i in indices]
+    else:
+        prompt_name, response_name = prompt_fields(fields, config)
+        samples = [plain_sample(i, records[i], prompt_name, response_name) for i in indices]
+    return [with_record(sample, records[sample.index], config.metadata_fields) for sample in samples]
+
+
+def with_record(sample: Sample, record: Mapping[str, Any], metadata_fields: Sequence[str] | None) -> Sample:
+    """The sample with its row (for user scorers) and the metadata fields kept with its stored rows."""
+    row = dict(record)
+    metadata = {name: _json_scalar(row.get(name)) for name in metadata_fields or ()}
+    return replace(sample, record=row, metadata=metadata or None)
+
+
+def _json_scalar(value: Any) -> Any:
+    """A metadata value as JSON keeps it: text, numbers, bools and None as they are, others as text."""
+    return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
 
 
 def load_records(source: Any) -> Sequence[Mapping[str, Any]]:

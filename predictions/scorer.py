@@ -1,82 +1,60 @@
-"""The four quality metrics of a prediction against its ground truth (defined in README.md, "Metrics").
+"""The metric registry, and the built-in metrics of a prediction against its ground truth.
 
-`p` is the stripped prediction, `t` the stripped ground truth. Edit distance comes from rapidfuzz's
-C++ kernel, so a round of long answers scores in microseconds, not the milliseconds of a Python loop.
+`REGISTRY` is the one place a metric is described: its name (the table column), title, short label,
+range, direction and function. Every list of metrics in the code derives from it; only SQL spells the
+columns out. Definitions of the built-in four: README.md, "Metrics". `p` is the stripped prediction, `t`
+the stripped ground truth. Edit distance comes from rapidfuzz's C++ kernel, so a round of long answers
+scores in microseconds, not the milliseconds of a Python loop.
 """
 
 from __future__ import annotations
 
 from collections import _count_elements  # type: ignore[attr-defined]
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, make_dataclass
 
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
-METRICS = ("exact_match", "char_error_rate", "length_ratio", "word_overlap")
-"""Metric names, the same as the table's columns."""
-
 
 @dataclass(frozen=True, slots=True)
-class Scores:
-    """The four metrics of one prediction; all None when there is no ground truth."""
+class Metric:
+    """What the store, the charts and the tables know about one metric.
 
-    exact_match: float | None = None
-    char_error_rate: float | None = None
-    length_ratio: float | None = None
-    word_overlap: float | None = None
-
-    def as_dict(self) -> dict[str, float | None]:
-        return asdict(self)
-
-
-UNSCORED = Scores()
-
-
-def score(prediction: str, ground_truth: str | None) -> Scores:
-    """Score one prediction; `ground_truth=None` means the sample has none, so nothing is scored."""
-    if ground_truth is None:
-        return UNSCORED
-    p, t = prediction.strip(), ground_truth.strip()
-    return _scores(p, t, Levenshtein.distance(p, t), word_overlap(p, t))
-
-
-def score_batch(predictions: Sequence[str], ground_truths: Sequence[str | None]) -> list[Scores]:
-    """Score pairs in order; the lengths must match.
-
-    The edit distances run in rapidfuzz's C++ threads, outside the GIL, while this thread counts
-    words, so a batch costs little more than its word counting (docs/benchmarks.md).
+    `bounds` is the range of its values, (low, high), None where open; `function` scores a stripped
+    pair `(p, t)`, or `(p, t, distance)` with `needs_distance`, and is None for a metric read back from
+    a store (a user scorer's values are computed by the scorer, see `predictions.user_scorers`).
     """
-    if len(predictions) != len(ground_truths):
-        raise ValueError(
-            f"score_batch: got {len(predictions)} predictions but {len(ground_truths)} ground truths; "
-            "pass one ground truth (or None) per prediction"
-        )
-    pairs = [(p.strip(), t.strip()) for p, t in zip(predictions, ground_truths, strict=True) if t is not None]
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="edit-distances") as pool:
-        distances = pool.submit(_edit_distances, pairs)
-        overlaps = [word_overlap(p, t) for p, t in pairs]
-        parts = zip(pairs, distances.result(), overlaps, strict=True)
-        scored = iter([_scores(p, t, distance, overlap) for (p, t), distance, overlap in parts])
-    return [UNSCORED if t is None else next(scored) for t in ground_truths]
+
+    name: str
+    title: str
+    label: str
+    lower_is_better: bool = False
+    bounds: tuple[float | None, float | None] = (0.0, 1.0)
+    function: Callable[..., float | None] | None = field(default=None, compare=False, repr=False)
+    needs_distance: bool = False
+    builtin: bool = True
+
+    @property
+    def column(self) -> str:
+        """The per-round average's column in a trends frame."""
+        return f"avg_{self.name}"
 
 
-def _edit_distances(pairs: list[tuple[str, str]]) -> list[int]:
-    """Levenshtein distance of each pair; with workers=-1 rapidfuzz releases the GIL while it works."""
-    if not pairs:
-        return []
-    predictions, truths = zip(*pairs, strict=True)
-    return process.cpdist(predictions, truths, scorer=Levenshtein.distance, workers=-1).tolist()
+def exact_match(p: str, t: str) -> float:
+    return 1.0 if p == t else 0.0
 
 
-def _scores(p: str, t: str, distance: int, overlap: float) -> Scores:
-    """The four metrics of a stripped pair whose edit distance and word overlap are known."""
-    if p == t:
-        return Scores(1.0, 0.0, 1.0 if t else None, 1.0)
+def char_error_rate(p: str, t: str, distance: int) -> float:
+    """Edit distance over the truth's length, at most 1; an empty truth is all right or all wrong."""
     if not t:
-        return Scores(0.0, 1.0, None, 0.0)
-    return Scores(0.0, min(1.0, distance / len(t)), len(p) / len(t), overlap)
+        return 0.0 if not p else 1.0
+    return min(1.0, distance / len(t))
+
+
+def length_ratio(p: str, t: str) -> float | None:
+    return len(p) / len(t) if t else None
 
 
 def word_overlap(p: str, t: str) -> float:
@@ -104,3 +82,86 @@ def _shared_count(a: list[str], b: list[str]) -> int:
             remaining[word] = count - 1
             shared += 1
     return shared
+
+
+REGISTRY: dict[str, Metric] = {
+    metric.name: metric
+    for metric in (
+        Metric("exact_match", "Exact match", "Exact", function=exact_match),
+        Metric(
+            "char_error_rate",
+            "Character error rate",
+            "CER",
+            lower_is_better=True,
+            function=char_error_rate,
+            needs_distance=True,
+        ),
+        Metric("length_ratio", "Length ratio", "Length", bounds=(0.0, None), function=length_ratio),
+        Metric("word_overlap", "Word overlap (F1)", "Overlap", function=word_overlap),
+    )
+}
+"""The built-in metrics, in the table's column order. A new one: an entry here, a migration, tests."""
+
+METRICS = tuple(REGISTRY)
+"""Built-in metric names, the same as the table's columns."""
+PRIMARY_METRIC = "char_error_rate"
+"""The metric the improvement, the early warning, the heatmap and the sample chart default to."""
+
+Scores = make_dataclass(
+    "Scores",
+    [(name, float | None, None) for name in METRICS],
+    frozen=True,
+    slots=True,
+    namespace={"as_dict": asdict, "__doc__": "The built-in metrics of one prediction; None when unscored."},
+)
+Scores.__module__ = __name__
+
+UNSCORED = Scores()
+
+
+def score(prediction: str, ground_truth: str | None) -> Scores:
+    """Score one prediction; `ground_truth=None` means the sample has none, so nothing is scored."""
+    if ground_truth is None:
+        return UNSCORED
+    p, t = prediction.strip(), ground_truth.strip()
+    return Scores(**_plain_values(p, t), **_distance_values(p, t, Levenshtein.distance(p, t)))
+
+
+def score_batch(predictions: Sequence[str], ground_truths: Sequence[str | None]) -> list[Scores]:
+    """Score pairs in order; the lengths must match.
+
+    The edit distances run in rapidfuzz's C++ threads, outside the GIL, while this thread computes the
+    metrics that need no distance (word counting, mostly), so a batch costs little more than those.
+    """
+    if len(predictions) != len(ground_truths):
+        raise ValueError(
+            f"score_batch: got {len(predictions)} predictions but {len(ground_truths)} ground truths; "
+            "pass one ground truth (or None) per prediction"
+        )
+    pairs = [(p.strip(), t.strip()) for p, t in zip(predictions, ground_truths, strict=True) if t is not None]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="edit-distances") as pool:
+        distances = pool.submit(_edit_distances, pairs)
+        plain = [_plain_values(p, t) for p, t in pairs]
+        parts = zip(pairs, distances.result(), plain, strict=True)
+        scored = iter([Scores(**values, **_distance_values(p, t, d)) for (p, t), d, values in parts])
+    return [UNSCORED if t is None else next(scored) for t in ground_truths]
+
+
+_PLAIN = tuple(metric for metric in REGISTRY.values() if not metric.needs_distance)
+_WITH_DISTANCE = tuple(metric for metric in REGISTRY.values() if metric.needs_distance)
+
+
+def _plain_values(p: str, t: str) -> dict[str, float | None]:
+    return {metric.name: metric.function(p, t) for metric in _PLAIN}
+
+
+def _distance_values(p: str, t: str, distance: int) -> dict[str, float | None]:
+    return {metric.name: metric.function(p, t, distance) for metric in _WITH_DISTANCE}
+
+
+def _edit_distances(pairs: list[tuple[str, str]]) -> list[int]:
+    """Levenshtein distance of each pair; with workers=-1 rapidfuzz releases the GIL while it works."""
+    if not pairs:
+        return []
+    predictions, truths = zip(*pairs, strict=True)
+    return process.cpdist(predictions, truths, scorer=Levenshtein.distance, workers=-1).tolist()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 import time
 
 from predictions.store import SQLiteStore
@@ -117,3 +118,32 @@ def test_job_rows_are_mapped_to_jobs_by_column_name(sqlite_store):
     )  # fmt: skip
     assert (job.latest_epoch, job.latest_step, job.round_count) == (2, 30, 1)
     assert job.started_at <= job.updated_at == job.finished_at == job.last_active
+
+
+OLD_SCHEMA = """
+CREATE TABLE training_predictions (
+    id TEXT PRIMARY KEY, job_id TEXT NOT NULL, user_id TEXT NOT NULL, epoch INTEGER NOT NULL,
+    step INTEGER NOT NULL, sample_index INTEGER NOT NULL, prompt TEXT NOT NULL, ground_truth TEXT,
+    prediction TEXT NOT NULL, exact_match REAL, char_error_rate REAL, length_ratio REAL,
+    word_overlap REAL, created_at TEXT NOT NULL, UNIQUE (job_id, step, sample_index)
+);
+CREATE TABLE training_rounds (
+    job_id TEXT NOT NULL, step INTEGER NOT NULL, epoch INTEGER NOT NULL, sample_count INTEGER NOT NULL,
+    scored_count INTEGER NOT NULL, avg_exact_match REAL, avg_char_error_rate REAL, avg_length_ratio REAL,
+    avg_word_overlap REAL, min_char_error_rate REAL, max_char_error_rate REAL, created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL, PRIMARY KEY (job_id, step)
+) WITHOUT ROWID;
+INSERT INTO training_predictions VALUES ('r1', 'job', 'u', 1, 5, 0, 'p', 'a', 'a', 1, 0.5, 1, 1, 't');
+"""
+
+
+def test_a_file_from_before_user_scores_gets_their_columns_and_a_new_summary(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(OLD_SCHEMA)
+    store = SQLiteStore(path)
+    assert store.trends("job").rounds["avg_char_error_rate"].tolist() == [0.5]
+    store.write_predictions([PredictionRow("job", 1, 5, 1, "p", "b", "a", scores={"mine": 0.25})])
+    rounds = store.trends("job").rounds
+    assert rounds[["sample_count", "avg_mine", "max_mine"]].values.tolist() == [[2, 0.25, 0.25]]
+    store.close()

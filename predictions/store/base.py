@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 
 from predictions.errors import ConfigError
-from predictions.scorer import METRICS
+from predictions.scorer import METRICS, PRIMARY_METRIC, REGISTRY, Metric
+from predictions.store.metrics import (
+    CUSTOM_NAME,
+    check_metric_name,
+    custom_names,
+    is_custom_name,
+    job_metrics,
+)
 
 LOCAL_USER_ID = "00000000-0000-0000-0000-000000000000"
 """The owner written when no user is given: the embedded store has one local user."""
@@ -27,13 +34,11 @@ TREND_COLUMNS = (
     "step",
     "sample_count",
     "scored_count",
-    "avg_exact_match",
-    "avg_char_error_rate",
-    "avg_length_ratio",
-    "avg_word_overlap",
-    "min_char_error_rate",
-    "max_char_error_rate",
+    *(f"avg_{name}" for name in METRICS),
+    f"min_{PRIMARY_METRIC}",
+    f"max_{PRIMARY_METRIC}",
 )
+"""A trends frame's fixed columns; each custom metric adds its own `avg_`, `min_` and `max_` columns."""
 ROUND_COLUMNS = ("epoch", "step", "sample_count", "created_at")
 PREDICTION_COLUMNS = (
     "job_id",
@@ -44,31 +49,47 @@ PREDICTION_COLUMNS = (
     "ground_truth",
     "prediction",
     *METRICS,
+    "metadata",
     "created_at",
 )
+"""A rows frame's fixed columns; each user scorer adds a column of its values, named like it."""
 MATRIX_COLUMNS = ("sample_index", "epoch", "step", "value")
+GROUP_COLUMNS = ("epoch", "step", "group", "sample_count", *(f"avg_{name}" for name in METRICS))
+"""A group-by trends frame's fixed columns; each user scorer adds its `avg_<name>` column."""
 SORTABLE_COLUMNS = ("sample_index", "step", "epoch", *METRICS)
 
 
-@dataclass(frozen=True, slots=True)
-class PredictionRow:
-    """One sample's prediction in one round: a row of `training_predictions`."""
+def _row_as_dict(row: Any) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in row.__slots__}
 
-    job_id: str
-    epoch: int
-    step: int
-    sample_index: int
-    prompt: str
-    prediction: str
-    ground_truth: str | None = None
-    exact_match: float | None = None
-    char_error_rate: float | None = None
-    length_ratio: float | None = None
-    word_overlap: float | None = None
-    user_id: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+PredictionRow = make_dataclass(
+    "PredictionRow",
+    [
+        ("job_id", str),
+        ("epoch", int),
+        ("step", int),
+        ("sample_index", int),
+        ("prompt", str),
+        ("prediction", str),
+        ("ground_truth", str | None, None),
+        *((name, float | None, None) for name in METRICS),
+        ("user_id", str | None, None),
+        ("scores", dict[str, float | None] | None, None),
+        ("metadata", dict[str, Any] | None, None),
+    ],
+    frozen=True,
+    slots=True,
+    namespace={
+        "as_dict": _row_as_dict,
+        "__doc__": """One sample's prediction in one round: a row of `training_predictions`.
+
+    Its fields are the table's: a column per built-in metric (from the registry), `scores` for the
+    values of user scorers by name, `metadata` for the sample fields kept with the row (to group by).
+    """,
+    },
+)
+PredictionRow.__module__ = __name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +120,18 @@ class Job:
 
 @dataclass(frozen=True)
 class Trends:
-    """Per-round aggregates (`TREND_COLUMNS`, ordered by step) and the overall CER improvement in %."""
+    """Per-round aggregates, ordered by step, the overall CER improvement in %, and the job's metrics.
+
+    `rounds` has `TREND_COLUMNS` and, per user scorer, `avg_<name>`, `min_<name>` and `max_<name>`.
+    `metrics` lists every metric of the job (built-in first) and `group_fields` the sample fields
+    its rows keep to group by, both from the store: the dashboard has no list of its own.
+    """
 
     job_id: str
     rounds: pd.DataFrame
     overall_improvement: float | None
+    metrics: tuple[Metric, ...] = tuple(REGISTRY.values())
+    group_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -168,8 +196,13 @@ class Store(Protocol):
         descending: bool = False,
         limit: int = 50,
         offset: int = 0,
+        metric_range: tuple[str, float | None, float | None] | None = None,
     ) -> PredictionPage:
-        """A page of rows, optionally one round's and only wrong answers, sorted (nulls last)."""
+        """A page of rows, optionally one round's and only wrong answers, sorted (nulls last).
+
+        `sort_by` is a column of `SORTABLE_COLUMNS` or a user scorer's name; `metric_range` =
+        (metric, low, high) keeps rows whose metric lies within (inclusive; None leaves a side open).
+        """
 
     def close(self) -> None:
         """Release connections."""
@@ -242,19 +275,42 @@ def to_frame(records: Sequence[Any], columns: Sequence[str]) -> pd.DataFrame:
 
 
 def check_metric(metric: str) -> str:
-    if metric not in METRICS:
-        raise ConfigError(f"metric={metric!r} is not a metric; valid: {', '.join(METRICS)}")
-    return metric
+    """A built-in metric or a user scorer's name (any job may have one)."""
+    return check_metric_name(metric)
 
 
-def check_page_args(sort_by: str, limit: int, offset: int) -> None:
+def check_page_args(
+    sort_by: str, limit: int, offset: int, metric_range: tuple[str, float | None, float | None] | None = None
+) -> None:
     """Validate the arguments of `predictions_page` before they reach SQL."""
-    if sort_by not in SORTABLE_COLUMNS:
-        raise ConfigError(f"sort_by={sort_by!r} is not sortable; valid: {', '.join(SORTABLE_COLUMNS)}")
+    if sort_by not in SORTABLE_COLUMNS and not is_custom_name(sort_by):
+        raise ConfigError(
+            f"sort_by={sort_by!r} is not sortable; valid: {', '.join(SORTABLE_COLUMNS)} "
+            "or a user scorer's name"
+        )
+    if metric_range is not None:
+        check_metric_name(metric_range[0], "metric_range")
     if not 1 <= limit <= 1000:
         raise ConfigError(f"limit={limit!r} is out of range; valid: 1 to 1000 rows a page")
     if offset < 0:
         raise ConfigError(f"offset={offset!r} is negative; valid: 0 or more")
+
+
+def make_trends(
+    job_id: str, rounds: pd.DataFrame, improvement: float | None, config: dict[str, Any] | None
+) -> Trends:
+    """Trends with the job's metric list and group fields, described by the job's recorded config."""
+    config = config if isinstance(config, dict) else {}
+    fields = config.get("metadata_fields") or ()
+    metrics = job_metrics(custom_names(rounds), config.get("scorers"))
+    return Trends(job_id, rounds, improvement, metrics, tuple(str(f) for f in fields))
+
+
+def check_group_field(field: str) -> str:
+    """A metadata field name: an identifier, like a user scorer's name, so it is safe as a JSON path."""
+    if not isinstance(field, str) or CUSTOM_NAME.fullmatch(field) is None:
+        raise ConfigError(f"field={field!r} is not a metadata field; valid: letters, digits and _")
+    return field
 
 
 def check_status(status: str) -> str:

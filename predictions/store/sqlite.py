@@ -18,22 +18,33 @@ from typing import Any
 import pandas as pd
 
 from predictions.errors import StoreError, StoreUnavailableError
-from predictions.scorer import METRICS
+from predictions.scorer import METRICS, PRIMARY_METRIC
 from predictions.store.base import (
+    GROUP_COLUMNS,
     LOCAL_USER_ID,
     MATRIX_COLUMNS,
     PREDICTION_COLUMNS,
     ROUND_COLUMNS,
+    SORTABLE_COLUMNS,
     TREND_COLUMNS,
     Job,
     PredictionPage,
     PredictionRow,
     Trends,
+    check_group_field,
     check_metric,
     check_page_args,
     check_status,
+    make_trends,
     overall_improvement,
     to_frame,
+)
+from predictions.store.metrics import (
+    clean_scores,
+    from_json,
+    to_json_text,
+    with_custom_aggregates,
+    with_score_columns,
 )
 from predictions.store.sqlite_schema import create_schema
 
@@ -50,16 +61,16 @@ WRITE_COLUMNS = (
     "ground_truth",
     "prediction",
     *METRICS,
+    "scores",
+    "metadata",
 )
+UPDATED_COLUMNS = [c for c in WRITE_COLUMNS if c not in ("job_id", "user_id", "step", "sample_index")]
 
 UPSERT_PREDICTION = f"""
 INSERT INTO training_predictions (id, {", ".join(WRITE_COLUMNS)}, created_at)
 VALUES ({", ".join("?" * (len(WRITE_COLUMNS) + 2))})
 ON CONFLICT (job_id, step, sample_index) DO UPDATE SET
-    epoch = excluded.epoch, prompt = excluded.prompt, ground_truth = excluded.ground_truth,
-    prediction = excluded.prediction, exact_match = excluded.exact_match,
-    char_error_rate = excluded.char_error_rate, length_ratio = excluded.length_ratio,
-    word_overlap = excluded.word_overlap
+    {", ".join(f"{column} = excluded.{column}" for column in UPDATED_COLUMNS)}
 """
 
 UPSERT_JOB = """
@@ -71,7 +82,7 @@ ON CONFLICT (id) DO UPDATE SET
     updated_at = excluded.updated_at, finished_at = NULL
 """
 
-TRENDS = f"SELECT {', '.join(TREND_COLUMNS)} FROM training_rounds WHERE job_id = ? ORDER BY step"
+TRENDS = f"SELECT {', '.join(TREND_COLUMNS)}, scores FROM training_rounds WHERE job_id = ? ORDER BY step"
 ROUNDS = f"SELECT {', '.join(ROUND_COLUMNS)} FROM training_rounds WHERE job_id = ? ORDER BY step"
 
 LIST_JOBS = """
@@ -91,14 +102,26 @@ LEFT JOIN activity AS a ON a.job_id = ids.id
 ORDER BY last_active DESC, ids.id
 """
 
-SELECT_PREDICTIONS = f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM training_predictions"
+SELECT_PREDICTIONS = f"SELECT {', '.join(PREDICTION_COLUMNS)}, scores FROM training_predictions"
+
+GROUP_VALUE = """CASE json_type(metadata, :path) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'
+    ELSE CAST(json_extract(metadata, :path) AS TEXT) END"""
+"""A row's metadata field as text, the way Postgres's `->>` gives it."""
 
 
 def _write_values(row: PredictionRow) -> tuple:
     """A row's values in WRITE_COLUMNS order, owned by the local user when nobody is named."""
     data = row.as_dict()
     data["user_id"] = data["user_id"] or LOCAL_USER_ID
+    data["scores"] = to_json_text(clean_scores(data["scores"]))
+    data["metadata"] = to_json_text(data["metadata"] or None)
     return tuple(data[column] for column in WRITE_COLUMNS)
+
+
+def metric_sql(metric: str) -> str:
+    """A metric's value in SQL: its column, or a user scorer's value from the `scores` JSON."""
+    check_metric(metric)
+    return metric if metric in METRICS else f"json_extract(scores, '$.{metric}')"
 
 
 def utc_now() -> str:
@@ -174,21 +197,34 @@ class SQLiteStore:
         return jobs
 
     def trends(self, job_id: str) -> Trends:
-        rounds = self._frame(TRENDS, (job_id,), TREND_COLUMNS)
-        improvement = overall_improvement(rounds["avg_char_error_rate"].tolist())
-        return Trends(job_id, rounds, improvement)
+        records = self._query(TRENDS, (job_id,))
+        rounds = to_frame([record[:-1] for record in records], TREND_COLUMNS)
+        rounds = with_custom_aggregates(rounds, [record[-1] for record in records])
+        improvement = overall_improvement(rounds[f"avg_{PRIMARY_METRIC}"].tolist())
+        return make_trends(job_id, rounds, improvement, self._job_config(job_id))
+
+    def group_trends(self, job_id: str, field: str) -> pd.DataFrame:
+        check_group_field(field)
+        names = self._custom_names(job_id)
+        averages = [f"AVG({name})" for name in METRICS] + [f"AVG({metric_sql(name)})" for name in names]
+        sql = (
+            f"SELECT MAX(epoch), step, grp, COUNT(*), {', '.join(averages)} FROM "
+            f"(SELECT *, {GROUP_VALUE} AS grp FROM training_predictions WHERE job_id = :job) "
+            "GROUP BY step, grp ORDER BY step, grp IS NULL, grp"
+        )
+        columns = (*GROUP_COLUMNS, *(f"avg_{name}" for name in names))
+        return self._frame(sql, {"job": job_id, "path": f"$.{field}"}, columns)
 
     def rounds(self, job_id: str) -> pd.DataFrame:
         return self._frame(ROUNDS, (job_id,), ROUND_COLUMNS)
 
     def sample_history(self, job_id: str, sample_index: int) -> pd.DataFrame:
         sql = f"{SELECT_PREDICTIONS} WHERE job_id = ? AND sample_index = ? ORDER BY step"
-        return self._frame(sql, (job_id, sample_index), PREDICTION_COLUMNS)
+        return self._rows(sql, (job_id, sample_index))
 
-    def sample_matrix(self, job_id: str, metric: str = "char_error_rate") -> pd.DataFrame:
-        check_metric(metric)
+    def sample_matrix(self, job_id: str, metric: str = PRIMARY_METRIC) -> pd.DataFrame:
         sql = (
-            f"SELECT sample_index, epoch, step, {metric} FROM training_predictions "
+            f"SELECT sample_index, epoch, step, {metric_sql(metric)} FROM training_predictions "
             "WHERE job_id = ? ORDER BY sample_index, step"
         )
         return self._frame(sql, (job_id,), MATRIX_COLUMNS)
@@ -203,17 +239,22 @@ class SQLiteStore:
         descending: bool = False,
         limit: int = 50,
         offset: int = 0,
+        metric_range: tuple[str, float | None, float | None] | None = None,
     ) -> PredictionPage:
-        check_page_args(sort_by, limit, offset)
+        check_page_args(sort_by, limit, offset, metric_range)
         where, params = "job_id = ?", [job_id]
         if step is not None:
             where, params = where + " AND step = ?", [*params, step]
         if wrong_only:
             where += " AND exact_match < 1"
-        direction = "DESC" if descending else "ASC"
-        order = f"{sort_by} IS NULL, {sort_by} {direction}, step, sample_index"
+        if metric_range is not None:
+            metric, low, high = metric_range
+            where += f" AND {metric_sql(metric)} BETWEEN coalesce(?, -1e308) AND coalesce(?, 1e308)"
+            params = [*params, low, high]
+        key = sort_by if sort_by in SORTABLE_COLUMNS else metric_sql(sort_by)
+        order = f"{key} IS NULL, {key} {'DESC' if descending else 'ASC'}, step, sample_index"
         sql = f"{SELECT_PREDICTIONS} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"
-        rows = self._frame(sql, (*params, limit, offset), PREDICTION_COLUMNS)
+        rows = self._rows(sql, (*params, limit, offset))
         total = self._query(f"SELECT COUNT(*) FROM training_predictions WHERE {where}", params)[0][0]
         return PredictionPage(rows, total, offset, limit)
 
@@ -239,10 +280,11 @@ class SQLiteStore:
             except sqlite3.Error as error:
                 raise StoreError(f"{self.description}: {error}") from error
 
-    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+    def _query(self, sql: str, params: Sequence[Any] | dict) -> list[tuple]:
         with self._lock:
             try:
-                return self._conn.execute(sql, tuple(params)).fetchall()
+                bound = params if isinstance(params, dict) else tuple(params)
+                return self._conn.execute(sql, bound).fetchall()
             except sqlite3.OperationalError as error:
                 raise StoreUnavailableError(f"{self.description}: {error}") from error
             except sqlite3.Error as error:
@@ -260,5 +302,20 @@ class SQLiteStore:
             except sqlite3.Error as error:
                 raise StoreError(f"{self.description}: {error}") from error
 
-    def _frame(self, sql: str, params: Sequence[Any], columns: Sequence[str]) -> pd.DataFrame:
+    def _frame(self, sql: str, params: Sequence[Any] | dict, columns: Sequence[str]) -> pd.DataFrame:
         return to_frame(self._query(sql, params), columns)
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> pd.DataFrame:
+        """Prediction rows (`SELECT_PREDICTIONS`), each user scorer's values as a column."""
+        records = self._query(sql, params)
+        rows = to_frame([record[:-1] for record in records], PREDICTION_COLUMNS)
+        return with_score_columns(rows, [record[-1] for record in records])
+
+    def _job_config(self, job_id: str) -> dict[str, Any]:
+        found = self._query("SELECT config FROM training_jobs WHERE id = ?", (job_id,))
+        return (from_json(found[0][0]) or {}) if found else {}
+
+    def _custom_names(self, job_id: str) -> list[str]:
+        """The user scorers a job's rounds have values of, from the summary (one row per round)."""
+        sql = "SELECT DISTINCT s.key FROM training_rounds AS r, json_each(r.scores) AS s WHERE r.job_id = ?"
+        return sorted(row[0] for row in self._query(sql, (job_id,)))

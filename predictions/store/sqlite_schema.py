@@ -2,14 +2,20 @@
 
 `training_rounds` holds each round's aggregates, kept right by triggers on every insert, update and
 delete of `training_predictions` (whoever writes), so the trends chart reads ~100 summary rows instead
-of averaging a job's 10,000 rows on every refresh.
+of averaging a job's 10,000 rows on every refresh. Metric columns come from the registry; the values
+of user scorers live in the JSON `scores` column and are summarised per round as JSON
+(`{name: {avg, min, max, count}}`) in the summary's own `scores` column.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-TABLES = """
+from predictions.scorer import METRICS, PRIMARY_METRIC
+
+METRIC_COLUMNS = "".join(f"    {name} REAL,\n" for name in METRICS)
+
+TABLES = f"""
 CREATE TABLE IF NOT EXISTS training_jobs (
     id TEXT PRIMARY KEY,
     user_id TEXT NOT NULL,
@@ -31,10 +37,8 @@ CREATE TABLE IF NOT EXISTS training_predictions (
     prompt TEXT NOT NULL,
     ground_truth TEXT,
     prediction TEXT NOT NULL,
-    exact_match REAL,
-    char_error_rate REAL,
-    length_ratio REAL,
-    word_overlap REAL,
+{METRIC_COLUMNS}    scores TEXT,
+    metadata TEXT,
     created_at TEXT NOT NULL,
     UNIQUE (job_id, step, sample_index)
 );
@@ -42,30 +46,46 @@ CREATE INDEX IF NOT EXISTS idx_training_predictions_job_epoch ON training_predic
 CREATE INDEX IF NOT EXISTS idx_training_predictions_job_step ON training_predictions (job_id, step);
 """
 
-ROUNDS_TABLE = """
+ADDED_PREDICTION_COLUMNS = {**{name: "REAL" for name in METRICS}, "scores": "TEXT", "metadata": "TEXT"}
+"""Columns a file from an older version may lack; they are added when it is opened."""
+
+SUMMARY_COLUMNS = {
+    "job_id": "TEXT NOT NULL",
+    "step": "INTEGER NOT NULL",
+    "epoch": "INTEGER NOT NULL",
+    "sample_count": "INTEGER NOT NULL",
+    "scored_count": "INTEGER NOT NULL",
+    **{f"avg_{name}": "REAL" for name in METRICS},
+    f"min_{PRIMARY_METRIC}": "REAL",
+    f"max_{PRIMARY_METRIC}": "REAL",
+    "scores": "TEXT NOT NULL",
+    "created_at": "TEXT NOT NULL",
+    "updated_at": "TEXT NOT NULL",
+}
+"""The summary's columns, in the order SUMMARIZE fills them."""
+
+ROUNDS_TABLE = f"""
 CREATE TABLE training_rounds (
-    job_id TEXT NOT NULL,
-    step INTEGER NOT NULL,
-    epoch INTEGER NOT NULL,
-    sample_count INTEGER NOT NULL,
-    scored_count INTEGER NOT NULL,
-    avg_exact_match REAL,
-    avg_char_error_rate REAL,
-    avg_length_ratio REAL,
-    avg_word_overlap REAL,
-    min_char_error_rate REAL,
-    max_char_error_rate REAL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
+    {", ".join(f"{name} {kind}" for name, kind in SUMMARY_COLUMNS.items())},
     PRIMARY KEY (job_id, step)
 ) WITHOUT ROWID
 """
 
-SUMMARIZE = """
-SELECT job_id, step, MAX(epoch), COUNT(*), COUNT(char_error_rate),
-       AVG(exact_match), AVG(char_error_rate), AVG(length_ratio), AVG(word_overlap),
-       MIN(char_error_rate), MAX(char_error_rate), MIN(created_at), MAX(created_at)
-FROM training_predictions
+CUSTOM_SUMMARY = """(
+    SELECT json_group_object(key, json_object('avg', avg, 'min', low, 'max', high, 'count', n))
+    FROM (
+        SELECT s.key, AVG(s.value) AS avg, MIN(s.value) AS low, MAX(s.value) AS high, COUNT(s.value) AS n
+        FROM training_predictions AS q, json_each(q.scores) AS s
+        WHERE q.job_id = p.job_id AND q.step = p.step
+        GROUP BY s.key
+    )
+)"""
+
+SUMMARIZE = f"""
+SELECT job_id, step, MAX(epoch), COUNT(*), COUNT({PRIMARY_METRIC}),
+       {", ".join(f"AVG({name})" for name in METRICS)},
+       MIN({PRIMARY_METRIC}), MAX({PRIMARY_METRIC}), {CUSTOM_SUMMARY}, MIN(created_at), MAX(created_at)
+FROM training_predictions AS p
 """
 
 
@@ -78,27 +98,46 @@ def _refresh_round(row: str) -> str:
     """
 
 
-TRIGGERS = (
-    f"""CREATE TRIGGER IF NOT EXISTS training_rounds_on_insert AFTER INSERT ON training_predictions
+TRIGGERS = {
+    "training_rounds_on_insert": f"""AFTER INSERT ON training_predictions
     BEGIN {_refresh_round("NEW")} END""",
-    f"""CREATE TRIGGER IF NOT EXISTS training_rounds_on_update AFTER UPDATE ON training_predictions
+    "training_rounds_on_update": f"""AFTER UPDATE ON training_predictions
     BEGIN {_refresh_round("OLD")} {_refresh_round("NEW")} END""",
-    f"""CREATE TRIGGER IF NOT EXISTS training_rounds_on_delete AFTER DELETE ON training_predictions
+    "training_rounds_on_delete": f"""AFTER DELETE ON training_predictions
     BEGIN {_refresh_round("OLD")} END""",
-)
+}
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
-    """Create what is missing; a file from before the summary table gets it filled from its rows."""
+    """Create what is missing; a file from an older version gets new columns and its summary rebuilt."""
     conn.executescript(TABLES)
-    conn.execute("BEGIN IMMEDIATE")  # one process creates and fills the summary, others wait
+    conn.execute("BEGIN IMMEDIATE")  # one process migrates and fills the summary, others wait
     try:
-        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'training_rounds'").fetchone():
+        _add_missing_columns(conn)
+        if _rounds_table_is_stale(conn):
+            conn.execute("DROP TABLE IF EXISTS training_rounds")
             conn.execute(ROUNDS_TABLE)
             conn.execute(f"INSERT INTO training_rounds {SUMMARIZE} GROUP BY job_id, step")
-        for trigger in TRIGGERS:
-            conn.execute(trigger)
+        for name, body in TRIGGERS.items():
+            conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+            conn.execute(f"CREATE TRIGGER {name} {body}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    present = _columns(conn, "training_predictions")
+    for name, kind in ADDED_PREDICTION_COLUMNS.items():
+        if name not in present:
+            conn.execute(f"ALTER TABLE training_predictions ADD COLUMN {name} {kind}")
+
+
+def _rounds_table_is_stale(conn: sqlite3.Connection) -> bool:
+    """The summary is derived data: when its columns differ from this version's, it is rebuilt."""
+    return _columns(conn, "training_rounds") != list(SUMMARY_COLUMNS)

@@ -1,0 +1,124 @@
+"""Metrics in a store's data: user scorers' values as JSON on the way in, as columns on the way out.
+
+The built-in metrics are table columns (`predictions.scorer.REGISTRY`); a user scorer's values live in
+the row's `scores` JSON object by name. Both stores summarise them per round as `{name: {avg, min,
+max, count}}`; these helpers turn that into `avg_<name>`, `min_<name>` and `max_<name>` columns, and
+a row's `scores` into a column per metric, so the dashboard treats every metric alike.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from predictions.errors import ConfigError
+from predictions.scorer import REGISTRY, Metric
+
+CUSTOM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+"""A user scorer's name: an identifier, so it is safe as a JSON key, a column and a SQL path."""
+AGGREGATES = ("avg", "min", "max")
+RESERVED_NAMES = frozenset(
+    {"id", "job_id", "user_id", "epoch", "step", "sample_index", "prompt", "ground_truth", "prediction"}
+    | {"scores", "metadata", "created_at", "updated_at", "value", "group", "round", "job"}
+    | {"sample_count", "scored_count", *REGISTRY}
+)
+"""Names a user scorer cannot take: the columns its values sit beside in the dashboard's frames."""
+
+
+def is_custom_name(name: Any) -> bool:
+    return isinstance(name, str) and CUSTOM_NAME.fullmatch(name) is not None and name not in RESERVED_NAMES
+
+
+def check_metric_name(name: Any, option: str = "metric") -> str:
+    """A built-in metric or a possible user scorer's name; anything else raises ConfigError."""
+    if name in REGISTRY or is_custom_name(name):
+        return name
+    raise ConfigError(
+        f"{option}={name!r} is not a metric; valid: {', '.join(REGISTRY)} or a user scorer's name "
+        "(letters, digits and _, not starting with a digit)"
+    )
+
+
+def clean_scores(values: Mapping[str, Any] | None) -> dict[str, float | None] | None:
+    """Scores as JSON can carry them: numbers and bools as floats, NaN and infinities as null."""
+    if not values:
+        return None
+    return {str(name): _number(value) for name, value in values.items()}
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def to_json_text(value: Any) -> str | None:
+    """JSON text for a SQLite column; None stays NULL."""
+    return None if value is None else json.dumps(value, default=str, allow_nan=False)
+
+
+def from_json(value: Any) -> Any:
+    """A JSON column's value: text from SQLite is parsed, jsonb from Postgres arrives parsed; a frame's
+    missing value (NaN) is None."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def with_score_columns(rows: pd.DataFrame, scores: Sequence[Any]) -> pd.DataFrame:
+    """Rows with each user scorer's values as a float column of its own, after the fixed columns."""
+    parsed = [from_json(values) or {} for values in scores]
+    names = sorted({name for values in parsed for name in values})
+    extra = {name: np.array([values.get(name) for values in parsed], dtype="float64") for name in names}
+    if "metadata" in rows.columns:
+        metadata = [from_json(value) for value in rows["metadata"]]
+        extra = {"metadata": pd.Series(metadata, index=rows.index, dtype=object), **extra}
+    return rows.assign(**extra) if extra else rows
+
+
+def with_custom_aggregates(rounds: pd.DataFrame, summaries: Sequence[Any]) -> pd.DataFrame:
+    """Rounds with `avg_`, `min_` and `max_` columns for every user scorer any round has values of."""
+    parsed = [from_json(summary) or {} for summary in summaries]
+    names = sorted({name for summary in parsed for name in summary})
+    extra = {
+        f"{aggregate}_{name}": np.array(
+            [(summary.get(name) or {}).get(aggregate) for summary in parsed], dtype="float64"
+        )
+        for name in names
+        for aggregate in AGGREGATES
+    }
+    return rounds.assign(**extra) if extra else rounds
+
+
+def custom_names(frame: pd.DataFrame) -> list[str]:
+    """The user scorers a trends frame has columns for, in column order."""
+    names = [column.removeprefix("avg_") for column in frame.columns if column.startswith("avg_")]
+    return [name for name in names if name not in REGISTRY]
+
+
+def job_metrics(names: Sequence[str], descriptions: Mapping[str, Any] | None) -> tuple[Metric, ...]:
+    """The built-in metrics, then the job's user scorers described as the job's config recorded them."""
+    described = descriptions if isinstance(descriptions, Mapping) else {}
+    return (*REGISTRY.values(), *(custom_metric(name, described.get(name)) for name in names))
+
+
+def custom_metric(name: str, description: Any) -> Metric:
+    """A user scorer as a Metric: its title and direction when recorded, else its name, higher better."""
+    described = description if isinstance(description, Mapping) else {}
+    title = str(described.get("title") or name)
+    bounds = described.get("bounds")
+    return Metric(
+        name,
+        title,
+        title,
+        lower_is_better=not described.get("higher_is_better", True),
+        bounds=tuple(bounds) if isinstance(bounds, list | tuple) and len(bounds) == 2 else (None, None),
+        builtin=False,
+    )
