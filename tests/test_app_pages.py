@@ -6,8 +6,10 @@ from __future__ import annotations
 import html
 import json
 import os
+import random
 import re
 import sqlite3
+import string
 import subprocess
 import sys
 import time
@@ -318,6 +320,29 @@ def test_picking_a_sample_shows_its_prompt_truth_and_every_round(open_app, seede
     (history,) = at.get("html")
     assert history.proto.body.count("<tr>") == 101  # a header and 100 rounds
     assert drawn_layer(specs(at)[1])["encoding"]["color"]["field"] == "series"
+
+
+def test_a_sample_of_megabyte_answers_opens_in_under_a_second_with_its_diffs_cut(open_app, tmp_path):
+    """Scores written as given: scoring two unrelated megabyte texts is itself slow (not a page's cost)."""
+    rng = random.Random(0)
+    truth = "".join(rng.choices(string.ascii_lowercase + " ", k=1_000_000))
+    store = SQLiteStore(tmp_path / "long.db")
+    for step in (10, 20, 30):
+        answer = "".join(rng.choices(string.ascii_lowercase + " ", k=1_000_000))
+        scores = {"exact_match": 0.0, "char_error_rate": 0.9, "length_ratio": 1.0, "word_overlap": 0.0}
+        store.write_predictions(
+            [PredictionRow("long", 1, step, 0, "Write a long essay.", answer, truth, **scores)]
+        )
+    store.close()
+    at = open_app(tmp_path / "long.db", job="long", page=SAMPLES)
+    started = time.perf_counter()
+    at.run()  # a rerun: the page's own cost, as when a user picks the sample
+    elapsed = time.perf_counter() - started
+    assert_no_exception(at)
+    (history,) = at.get("html")
+    assert history.proto.body.count("the diff covers the first 3,000 characters of 1,000,000") == 5
+    assert len(history.proto.body) < 100_000
+    assert elapsed < 1.0, f"{elapsed:.2f} s"
 
 
 def test_a_link_opens_the_sample_it_names(open_app, seeded_db):

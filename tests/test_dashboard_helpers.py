@@ -6,7 +6,10 @@ from __future__ import annotations
 import html
 import io
 import math
+import random
 import re
+import string
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -248,6 +251,51 @@ def test_history_html_has_a_row_per_round_and_escapes_predictions():
     assert "<script" not in rendered and "<img" not in rendered
     unscored = diff.history_html(history.assign(ground_truth=None, char_error_rate=np.nan))
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in unscored and "—" in unscored
+
+
+def megabyte_text(seed: int) -> str:
+    """A million characters no other seed's text resembles: the worst case of an edit script."""
+    rng = random.Random(seed)
+    return "".join(rng.choices(string.ascii_lowercase + " <>&", k=1_000_000))
+
+
+def test_a_diff_of_megabyte_texts_is_cut_with_a_note_and_renders_in_under_a_second():
+    old, new = megabyte_text(1), megabyte_text(2)
+    start = time.perf_counter()
+    rendered = diff.diff_html(old, new)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.0, elapsed
+    body, note = rendered.rsplit('<span class="pm-cut">', 1)
+    assert "the diff covers the first 3,000 characters of 1,000,000" in note
+    assert sides(body + "</span>") == (old[: diff.DIFF_LIMIT], new[: diff.DIFF_LIMIT])
+    assert diff.diff_text(old, new).endswith(
+        "[… cut: the diff covers the first 3,000 characters of 1,000,000]"
+    )
+    assert diff.cut_note("short", "texts") is None
+
+
+def test_a_history_of_megabyte_answers_renders_in_under_a_second():
+    rounds = 10
+    history = pd.DataFrame(
+        {
+            "epoch": range(1, rounds + 1),
+            "step": range(10, 10 * rounds + 1, 10),
+            "prediction": [megabyte_text(seed)[: 1_000_000 - seed] for seed in range(rounds)],
+            "ground_truth": [megabyte_text(99)] * rounds,
+            "exact_match": [0.0] * rounds,
+            "char_error_rate": [1.0] * rounds,
+            "length_ratio": [1.0] * rounds,
+            "word_overlap": [0.0] * rounds,
+        }
+    )
+    start = time.perf_counter()
+    rendered = diff.history_html(history)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.0, elapsed
+    assert rendered.count("… cut") == 2 * rounds - 1  # vs the truth every round, vs the previous after one
+    assert len(rendered) < 2 * rounds * 2 * diff.DIFF_LIMIT * 6  # bounded, whatever the texts' length
+    unscored = diff.history_html(history.head(1).assign(ground_truth=None))
+    assert "… cut after 3,000 characters of 1,000,000" in unscored
 
 
 # CSV export and escaping

@@ -18,10 +18,17 @@ DIFF_CSS = """
   word-break:break-word;line-height:1.5}
 .pm-diff del{background:#fdd8d8;color:#8a1f1f;text-decoration:line-through}
 .pm-diff ins{background:#d3f5dc;color:#135e2a;text-decoration:none}
+.pm-diff .pm-cut{color:#777;font-style:italic}
 </style>
 """
 """Deleted text struck through in red, inserted text in green; shown once per page before the diffs."""
 
+
+DIFF_LIMIT = 3000
+"""Characters of each text a diff compares. An edit script costs time quadratic in the length (two
+unrelated texts of 300k characters take seconds), so longer texts are cut here, with a note: about 3 ms
+for two unrelated texts of this length, so a sample's history of a hundred rounds stays well under
+a second. The whole texts are in the prompt and prediction boxes and on the Predictions page."""
 
 MIN_EQUAL_RUN = 3
 """Shorter runs of equal characters between two edits are folded into the edit: a wholly different
@@ -50,10 +57,21 @@ def segments(old: str, new: str) -> list[tuple[str, str, str]]:
     return [(kind, removed, added) for kind, removed, added in folded]
 
 
+def cut_note(old: str, new: str) -> str | None:
+    """What a diff of these texts leaves out, in words; None when both fit in `DIFF_LIMIT`."""
+    longest = max(len(old), len(new))
+    if longest <= DIFF_LIMIT:
+        return None
+    return f"… cut: the diff covers the first {DIFF_LIMIT:,} characters of {longest:,}"
+
+
 def diff_html(old: str, new: str) -> str:
-    """`new` against `old` as escaped HTML: `<del>` for what `old` had, `<ins>` for what `new` adds."""
+    """`new` against `old` as escaped HTML: `<del>` for what `old` had, `<ins>` for what `new` adds.
+
+    Texts longer than `DIFF_LIMIT` are compared up to it, and a note says so.
+    """
     parts = []
-    for kind, removed, added in segments(old, new):
+    for kind, removed, added in segments(old[:DIFF_LIMIT], new[:DIFF_LIMIT]):
         if kind == "equal":
             parts.append(html.escape(added))
             continue
@@ -61,19 +79,23 @@ def diff_html(old: str, new: str) -> str:
             parts.append(f"<del>{html.escape(removed)}</del>")
         if added:
             parts.append(f"<ins>{html.escape(added)}</ins>")
+    note = cut_note(old, new)
+    if note:
+        parts.append(f'<span class="pm-cut"> {note}</span>')
     return f'<span class="pm-diff">{"".join(parts)}</span>'
 
 
 def diff_text(old: str, new: str) -> str:
     """The same diff as plain text, `[-removed-]{+added+}`, for places that cannot show HTML."""
     parts = []
-    for kind, removed, added in segments(old, new):
+    for kind, removed, added in segments(old[:DIFF_LIMIT], new[:DIFF_LIMIT]):
         if kind == "equal":
             parts.append(added)
             continue
         parts.append(f"[-{removed}-]" if removed else "")
         parts.append(f"{{+{added}+}}" if added else "")
-    return "".join(parts)
+    note = cut_note(old, new)
+    return "".join(parts) + (f" [{note}]" if note else "")
 
 
 HISTORY_CSS = """
@@ -97,6 +119,13 @@ HISTORY_HEADERS = ("Round", "Epoch", "Step", "CER", "Exact", "Overlap", "Length"
 """Number columns of the history table; the two diff columns follow."""
 
 
+def plain_html(text: str) -> str:
+    """A text with nothing to compare against, escaped and cut like a diff."""
+    cut = f'<span class="pm-cut"> … cut after {DIFF_LIMIT:,} characters of {len(text):,}</span>'
+    rest = cut if len(text) > DIFF_LIMIT else ""
+    return f'<span class="pm-diff">{html.escape(text[:DIFF_LIMIT])}{rest}</span>'
+
+
 def history_html(history: pd.DataFrame) -> str:
     """One table row per round of one sample: scores, the diff against the truth and the previous round.
 
@@ -106,10 +135,7 @@ def history_html(history: pd.DataFrame) -> str:
     rows, previous = [], None
     for number, row in enumerate(history.itertuples(index=False), start=1):
         truth = row.ground_truth
-        if isinstance(truth, str):
-            vs_truth = diff_html(truth, row.prediction)
-        else:
-            vs_truth = f'<span class="pm-diff">{html.escape(row.prediction)}</span>'
+        vs_truth = diff_html(truth, row.prediction) if isinstance(truth, str) else plain_html(row.prediction)
         vs_previous = "—" if previous is None else diff_html(previous, row.prediction)
         numbers = (number, row.epoch, row.step, _number(row.char_error_rate), _number(row.exact_match, 0),
                    _number(row.word_overlap), _number(row.length_ratio, 2))  # fmt: skip
