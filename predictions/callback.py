@@ -20,7 +20,7 @@ import torch.distributed as dist
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from predictions.config import PredictionsConfig
-from predictions.errors import ConfigError, StoreError
+from predictions.errors import AuthError, ConfigError, StoreError
 from predictions.generator import generate, unwrap, uses_chat_template
 from predictions.sampler import Sample, check_source, select_samples
 from predictions.scorer import score_batch
@@ -161,7 +161,7 @@ class PredictionsCallback(TrainerCallback):
 
         try:
             return open_store()
-        except ConfigError:
+        except (ConfigError, AuthError):  # a wrong or revoked ingest key stops the run before step 1
             raise
         except StoreError:
             logger.exception("predictions store unavailable; rows go to the spool file until it answers")

@@ -149,7 +149,7 @@ def acting_as(conninfo: str, role: str, user_id: str | None = None) -> Iterator[
 
 def truncate(conninfo: str) -> None:
     with psycopg.connect(conninfo) as conn:
-        conn.execute("truncate public.training_predictions, public.training_jobs")
+        conn.execute("truncate public.training_predictions, public.training_jobs, public.ingest_keys")
 
 
 _shared: Postgres | None = None

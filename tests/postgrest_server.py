@@ -7,19 +7,25 @@ password grant of Supabase Auth, speaking the same HTTP protocol to supabase-py:
   `Prefer: return=minimal,resolution=merge-duplicates` (a bulk upsert);
 - `PATCH /rest/v1/<table>?<column>=eq.<value>` with `Prefer: return=minimal`;
 - `POST /rest/v1/rpc/<function>` with named arguments in a JSON object;
-- `POST /auth/v1/token?grant_type=password` (and `refresh_token`) for test users added with `add_user`.
+- `POST /auth/v1/token?grant_type=password` (and `refresh_token`) for test users added with `add_user`;
+- `GET /auth/v1/user` with a session's token (supabase-py's `set_session` asks it).
 
-Anything else is answered 501. Like PostgREST, each request verifies the JWT (HS256, the test
-secret), then runs in one transaction as the JWT's role (`set local role`) with its claims in
-`request.jwt.claims`, so row-level security is enforced by Postgres itself, and Postgres errors come
-back as PostgREST's JSON (`code`, `message`, `details`, `hint`) with PostgREST's HTTP statuses. All
-SQL logic lives in the migrations: this only routes.
+Anything else is answered 501. Like Supabase's gateway, every request needs a known project key in
+`apikey`: a legacy JWT key (`anon_key`, `service_key`) or a new `sb_publishable_`/`sb_secret_` key
+(`publishable_key`, `secret_key`). Like PostgREST, each request verifies the JWT in Authorization
+(HS256, the test secret; a new key there is refused as PostgREST refuses it: "Expected 3 parts in
+JWT"), then runs in one transaction as the JWT's role (`set local role`) with its claims in
+`request.jwt.claims`, so row-level security is enforced by Postgres itself. Without Authorization the
+role is the gateway's: service_role for the secret key, else anon. Postgres errors come back as
+PostgREST's JSON (`code`, `message`, `details`, `hint`) with PostgREST's HTTP statuses. All SQL logic
+lives in the migrations: this only routes.
 """
 
 from __future__ import annotations
 
 import json
 import queue
+import secrets
 import threading
 import time
 import uuid
@@ -105,10 +111,19 @@ class PostgrestApi:
         self.conninfo = conninfo
         self.jwt_secret = jwt_secret
         self.max_rows = max_rows
+        self.new_keys = {
+            f"sb_publishable_{secrets.token_urlsafe(16)}": "anon",
+            f"sb_secret_{secrets.token_urlsafe(16)}": "service_role",
+        }
+        """The project's new API keys and the role the gateway gives each."""
+        self.token_lifetime_s = TOKEN_LIFETIME_S
+        """How long the sessions Auth issues last; a test shortens it to see them refreshed."""
         self.users: dict[str, User] = {}
         self.refresh_tokens: dict[str, str] = {}
         self.calls: list[tuple[str, str]] = []
         """(method, path) of every request, for tests that count requests."""
+        self.headers: list[dict[str, str]] = []
+        """The headers of every request (names in lower case), for tests of what a client sends."""
         self._lock = threading.Lock()
         self._idle: queue.LifoQueue[psycopg.Connection] = queue.LifoQueue()
 
@@ -118,14 +133,16 @@ class PostgrestApi:
         parts = urlsplit(target)
         query = parse_qsl(parts.query, keep_blank_values=True)
         self.calls.append((method, parts.path))
+        self.headers.append({name.lower(): value for name, value in headers.items()})
         try:
-            if not headers.get("apikey"):
-                raise HTTPFailure(401, "401", "No API key found in request")
+            gateway_role = self.key_role(headers.get("apikey") or "")
             if method == "POST" and parts.path == "/auth/v1/token":
                 return self.token(dict(query), self.json_body(body))
+            if method == "GET" and parts.path == "/auth/v1/user":
+                return self.user(headers)
             if not parts.path.startswith("/rest/v1/"):
                 raise unsupported(f"{method} {parts.path}")
-            claims = self.claims(headers)
+            claims = self.claims(headers, gateway_role)
             name = parts.path.removeprefix("/rest/v1/")
             if method == "POST" and name.startswith("rpc/"):
                 if query:
@@ -148,14 +165,33 @@ class PostgrestApi:
         except ValueError as error:
             raise HTTPFailure(400, "PGRST102", f"Empty or invalid json: {error}") from error
 
-    def claims(self, headers: Any) -> dict[str, Any]:
-        """The verified JWT claims of the request; no Authorization header means the anon role."""
+    def key_role(self, key: str) -> str:
+        """The role the gateway gives a project key without a session; 401 for a key it does not know."""
+        if not key:
+            raise HTTPFailure(401, "401", "No API key found in request")
+        if key in self.new_keys:
+            return self.new_keys[key]
+        try:
+            jwt.decode(key, self.jwt_secret, algorithms=["HS256"], options={"verify_aud": False})
+        except jwt.InvalidTokenError as error:
+            raise HTTPFailure(
+                401,
+                "401",
+                "Invalid API key",
+                hint="Double check your Supabase `anon` or `service_role` API key.",
+            ) from error
+        return "anon"
+
+    def claims(self, headers: Any, gateway_role: str = "anon") -> dict[str, Any]:
+        """The verified JWT claims of the request; without Authorization, the gateway's role."""
         authorization = headers.get("Authorization") or ""
         if not authorization:
-            return {"role": "anon"}
+            return {"role": gateway_role}
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise HTTPFailure(401, "PGRST301", "Invalid Authorization header")
+        if token.count(".") != 2:
+            raise HTTPFailure(401, "PGRST301", f"Expected 3 parts in JWT; got {token.count('.') + 1}")
         try:
             return jwt.decode(token, self.jwt_secret, algorithms=["HS256"], options={"verify_aud": False})
         except jwt.ExpiredSignatureError as error:
@@ -362,22 +398,35 @@ class PostgrestApi:
         with self._lock:
             self.refresh_tokens[refresh_token] = user.email
         now = int(time.time())
+        lifetime = self.token_lifetime_s
         return {
-            "access_token": self.access_token(user.id, user.email),
+            "access_token": self.access_token(user.id, user.email, lifetime),
             "token_type": "bearer",
-            "expires_in": TOKEN_LIFETIME_S,
-            "expires_at": now + TOKEN_LIFETIME_S,
+            "expires_in": lifetime,
+            "expires_at": now + lifetime,
             "refresh_token": refresh_token,
-            "user": {
-                "id": user.id,
-                "aud": "authenticated",
-                "role": "authenticated",
-                "email": user.email,
-                "app_metadata": {"provider": "email", "providers": ["email"]},
-                "user_metadata": {},
-                "created_at": "2026-01-01T00:00:00Z",
-            },
+            "user": user_json(user),
         }
+
+    def user(self, headers: Any) -> Reply:
+        """The user of the session token in Authorization, as Supabase Auth's `GET /user` answers."""
+        claims = self.claims(headers)
+        user = next((u for u in self.users.values() if u.id == claims.get("sub")), None)
+        if user is None:
+            raise HTTPFailure(403, "user_not_found", "User from sub claim in JWT does not exist")
+        return Reply(200, json.dumps(user_json(user)))
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "aud": "authenticated",
+        "role": "authenticated",
+        "email": user.email,
+        "app_metadata": {"provider": "email", "providers": ["email"]},
+        "user_metadata": {},
+        "created_at": "2026-01-01T00:00:00Z",
+    }
 
 
 def parse_prefer(headers: Any) -> dict[str, str]:
@@ -429,6 +478,7 @@ class PostgrestTestServer:
         self.api = PostgrestApi(conninfo, jwt_secret=jwt_secret, max_rows=max_rows)
         self.anon_key = api_key("anon", jwt_secret)
         self.service_key = api_key("service_role", jwt_secret)
+        self.publishable_key, self.secret_key = self.api.new_keys
         self._http = _Server(self.api)
         self.url = f"http://127.0.0.1:{self._http.server_address[1]}"
         self._thread = threading.Thread(
@@ -446,6 +496,10 @@ class PostgrestTestServer:
 
     def add_user(self, email: str, password: str, user_id: str | None = None) -> str:
         return self.api.add_user(email, password, user_id)
+
+    def session(self, email: str) -> dict[str, Any]:
+        """A new session of a test user, as a sign-in returns it: access and refresh token."""
+        return self.api.session(self.api.users[email])
 
     def access_token(self, user_id: str, email: str | None = None, lifetime_s: int = TOKEN_LIFETIME_S) -> str:
         return self.api.access_token(user_id, email, lifetime_s)

@@ -262,3 +262,29 @@ def test_per_owner_keys_keep_every_row_and_its_owner_of_the_schema_before(databa
         database,
         "select count(*), count(distinct user_id) from training_predictions where job_id = 'ada-run'",
     ) == [(4, 2)]
+
+
+def test_definer_functions_fix_their_search_path_and_ingest_helpers_are_private(database):
+    apply_migrations(database)
+    rows = fetch(
+        database,
+        "select proname, coalesce(proconfig, '{}'), has_function_privilege('anon', oid, 'execute'),"
+        " has_function_privilege('authenticated', oid, 'execute')"
+        " from pg_proc where pronamespace = 'public'::regnamespace and prosecdef",
+    )
+    assert all('search_path=""' in config for _, config, _, _ in rows), rows
+    reachable = {name: (anon, authenticated) for name, _, anon, authenticated in rows}
+    for helper in ("ingest_key_owner", "ingest_upsert", "training_rounds_refresh"):
+        assert reachable[helper] == (False, False), helper
+    for trainer_call in (
+        "ingest_whoami",
+        "ingest_write_predictions",
+        "ingest_start_job",
+        "ingest_update_job",
+    ):
+        assert reachable[trainer_call] == (True, True), trainer_call
+    for user_call in ("ingest_key_create", "ingest_key_list", "ingest_key_revoke"):
+        assert reachable[user_call] == (False, True), user_call
+    assert fetch(database, "select has_table_privilege('authenticated', 'ingest_keys', 'select')") == [
+        (False,)
+    ]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from postgrest import APIError
 
 from predictions.errors import AuthError
 from predictions.store.base import PredictionRow, sign_in_of, signed_in_email
 from predictions.store.supabase import SupabaseStore, jwt_claims
+from supabase import create_client
 from tests.pg_fixtures import EMAIL_A, EMAIL_B, PASSWORD, USER_A, USER_B, service_store
+from tests.postgrest_server import TOKEN_LIFETIME_S
 
 
 @pytest.fixture
@@ -84,3 +89,84 @@ def test_a_service_role_key_needs_no_sign_in(jobs_of_two_users):
     assert not store.requires_sign_in
     assert {job.id for job in store.list_jobs()} == {"ada-run", "bob-run"}
     store.close()
+
+
+@pytest.fixture
+def short_sessions(postgrest):
+    """Supabase Auth issuing sessions that last `lifetime` seconds, for the length of a test."""
+
+    def shorten(lifetime: int) -> None:
+        postgrest.api.token_lifetime_s = lifetime
+
+    yield shorten
+    postgrest.api.token_lifetime_s = TOKEN_LIFETIME_S
+
+
+def token_grants(server) -> int:
+    return server.api.calls.count(("POST", "/auth/v1/token"))
+
+
+def test_a_signed_in_session_is_refreshed_before_it_expires(jobs_of_two_users, short_sessions):
+    short_sessions(14)  # refreshed once less than 10 s (supabase-py's margin) are left
+    dashboard = SupabaseStore(jobs_of_two_users.url, jobs_of_two_users.publishable_key)
+    before = token_grants(jobs_of_two_users)
+    dashboard.sign_in(EMAIL_A, PASSWORD)
+    first = dashboard._client.auth.get_session().access_token
+    assert [job.id for job in dashboard.list_jobs()] == ["ada-run"]
+    assert token_grants(jobs_of_two_users) == before + 1
+    time.sleep(5)
+    assert [job.id for job in dashboard.list_jobs()] == ["ada-run"]
+    assert token_grants(jobs_of_two_users) == before + 2
+    renewed = jobs_of_two_users.api.headers[-1]["authorization"].removeprefix("Bearer ")
+    assert renewed != first and jwt_claims(renewed)["sub"] == USER_A
+    dashboard.close()
+
+
+def test_a_given_session_outlives_its_access_token(jobs_of_two_users, short_sessions):
+    short_sessions(1)
+    session = jobs_of_two_users.session(EMAIL_B)
+    trainer = SupabaseStore(
+        jobs_of_two_users.url,
+        jobs_of_two_users.anon_key,
+        access_token=session["access_token"],
+        refresh_token=session["refresh_token"],
+    )
+    assert trainer.signed_in_email == EMAIL_B
+    time.sleep(1.5)  # the access token has expired
+    trainer.write_predictions([PredictionRow("bob-run", 2, 20, 0, "prompt", "later answer")])
+    assert trainer.rounds("bob-run")["step"].tolist() == [10, 20]
+    trainer.close()
+    stale = SupabaseStore(
+        jobs_of_two_users.url, jobs_of_two_users.anon_key, access_token=session["access_token"]
+    )
+    with pytest.raises(AuthError, match="JWT expired"):
+        stale.list_jobs()  # without its refresh token a session cannot be renewed
+    stale.close()
+    with pytest.raises(AuthError, match="the given session failed: Invalid login credentials"):
+        SupabaseStore(
+            jobs_of_two_users.url,
+            jobs_of_two_users.anon_key,
+            access_token=session["access_token"],
+            refresh_token="used-or-unknown",
+        )
+
+
+def test_new_api_keys_travel_in_the_apikey_header_only(jobs_of_two_users):
+    server = jobs_of_two_users
+    raw = create_client(server.url, server.publishable_key)
+    with pytest.raises(APIError, match="Expected 3 parts in JWT; got 1"):
+        raw.rpc("predictions_list_jobs", {}).execute()  # supabase-py alone sends the key as a JWT
+    admin = SupabaseStore(server.url, server.secret_key)
+    assert {job.id for job in admin.list_jobs()} == {"ada-run", "bob-run"}
+    assert "authorization" not in server.api.headers[-1]
+    assert server.api.headers[-1]["apikey"] == server.secret_key
+    admin.close()
+    dashboard = SupabaseStore(server.url, server.publishable_key)
+    with pytest.raises(AuthError, match="sign in first"):
+        dashboard.list_jobs()
+    dashboard.sign_in(EMAIL_B, PASSWORD)
+    assert [job.id for job in dashboard.list_jobs()] == ["bob-run"]
+    sent = server.api.headers[-1]
+    assert sent["apikey"] == server.publishable_key
+    assert jwt_claims(sent["authorization"].removeprefix("Bearer "))["sub"] == USER_B
+    dashboard.close()

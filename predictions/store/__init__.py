@@ -9,6 +9,7 @@ from dotenv import find_dotenv, load_dotenv
 
 from predictions.errors import ConfigError
 from predictions.store.base import Job, PredictionPage, PredictionRow, Store, Trends
+from predictions.store.ingest_keys import INGEST_KEY_ENV
 from predictions.store.sqlite import DEFAULT_DB_PATH, SQLiteStore
 
 __all__ = [
@@ -26,12 +27,20 @@ __all__ = [
 def open_store(*, env_file: str | os.PathLike[str] | None = None) -> Store:
     """The store the environment (and a `.env` file) points at: Supabase if configured, else SQLite.
 
-    SUPABASE_URL with SUPABASE_KEY selects Supabase (the service-role key writes for the user
-    PREDICTIONS_USER_ID; the anon key needs a sign-in); otherwise the SQLite file at PREDICTIONS_DB
-    (default `DEFAULT_DB_PATH`). Variables already set win over the `.env` file.
+    SUPABASE_URL with SUPABASE_KEY selects Supabase: the anon key with PREDICTIONS_INGEST_KEY writes
+    as the ingest key's user (the key is checked now: a wrong or revoked one is an AuthError), the
+    anon key alone needs a sign-in, the service-role key writes for the user PREDICTIONS_USER_ID.
+    Otherwise the SQLite file at PREDICTIONS_DB (default `DEFAULT_DB_PATH`). Variables already set
+    win over the `.env` file.
     """
     load_dotenv(env_file or find_dotenv(usecwd=True), override=False)
     url, key = os.environ.get("SUPABASE_URL", ""), os.environ.get("SUPABASE_KEY", "")
+    ingest_key = os.environ.get(INGEST_KEY_ENV, "")
+    if ingest_key and not (url and key):
+        raise ConfigError(
+            f"{INGEST_KEY_ENV} is set but SUPABASE_URL or SUPABASE_KEY is not; an ingest key writes to "
+            "Supabase: set SUPABASE_URL and SUPABASE_KEY (the anon or publishable key) too"
+        )
     if url or key:
         if not (url and key):
             missing = "SUPABASE_KEY" if url else "SUPABASE_URL"
@@ -41,5 +50,5 @@ def open_store(*, env_file: str | os.PathLike[str] | None = None) -> Store:
             )
         from predictions.store.supabase import SupabaseStore
 
-        return SupabaseStore(url, key)
+        return SupabaseStore(url, key, ingest_key=ingest_key or None)
     return SQLiteStore(Path(os.environ.get("PREDICTIONS_DB") or DEFAULT_DB_PATH))

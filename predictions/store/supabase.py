@@ -1,10 +1,11 @@
 """The Supabase backend: bulk upserts through PostgREST, and every read one SQL function via `.rpc()`.
 
-Row-level security decides what a caller sees. The service-role key (training machines) sees and
-writes every row, owned by the user named in PREDICTIONS_USER_ID. The anon key (the dashboard) sees
-nothing until a user signs in with Supabase Auth, then that user's rows only. The SQL functions live
-in `supabase/migrations/`; they aggregate in Postgres and return one JSON value each, so PostgREST's
-row cap never truncates a read.
+Row-level security decides what a caller sees. A training machine writes with the anon key and an
+ingest key (PREDICTIONS_INGEST_KEY), as the key's user; an admin's machine may use the service-role
+key, which sees and writes every row, owned by the user named in PREDICTIONS_USER_ID. The anon key
+on the dashboard sees nothing until a user signs in with Supabase Auth, then that user's rows only;
+the session is refreshed before it expires. The SQL functions live in `supabase/migrations/`; they
+aggregate in Postgres and return one JSON value each, so PostgREST's row cap never truncates a read.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from supabase_auth.errors import AuthRetryableError
 
 from predictions.errors import AuthError, ConfigError, StoreError, StoreUnavailableError
 from predictions.scorer import METRICS
+from predictions.store import ingest_keys
 from predictions.store.base import (
     MATRIX_COLUMNS,
     PREDICTION_COLUMNS,
@@ -40,6 +42,7 @@ from predictions.store.base import (
     check_status,
     to_frame,
 )
+from predictions.store.ingest_keys import IngestKey
 from supabase import Client, ClientOptions, SupabaseException, create_client
 
 USER_ID_ENV = "PREDICTIONS_USER_ID"
@@ -56,6 +59,9 @@ UNAVAILABLE_CODES = frozenset(
     | {"408", "429", "502", "503", "504", "520", "521", "522", "523", "524", "530"}
 )
 """Codes of a database or gateway that is down or overloaded right now: worth retrying."""
+
+INGEST_UPSERTS = {"training_predictions": "ingest_write_predictions", "training_jobs": "ingest_start_job"}
+"""The function that does a table's upsert for an ingest key (a trainer holds no table rights)."""
 
 JOB_FIELDS = (
     "id",
@@ -100,6 +106,18 @@ def key_role(key: str) -> str:
             "(a JWT with a role claim) or an sb_publishable_/sb_secret_ key"
         )
     return role
+
+
+def drop_key_authorization(client: Client, key: str) -> None:
+    """Send an sb_publishable_/sb_secret_ key as the `apikey` header only.
+
+    supabase-py also puts the project key in `Authorization: Bearer`, where PostgREST expects a JWT:
+    the new keys are not JWTs and a PostgREST reached without Supabase's gateway refuses them
+    ("Expected 3 parts in JWT"). Without a user's session, Authorization is left out.
+    """
+    if jwt_claims(key) is None and client.options.headers.get("Authorization") == f"Bearer {key}":
+        client.options.headers.pop("Authorization")
+        client.auth._headers.pop("Authorization", None)
 
 
 def check_user_id(user_id: str | None) -> str | None:
@@ -150,9 +168,11 @@ def api_error_text(error: APIError) -> str:
 class SupabaseStore:
     """A Supabase project through supabase-py: the team store, shared by many machines and users.
 
-    `key` is the project's service-role key on training machines (rows are written for `user_id`,
-    default PREDICTIONS_USER_ID) or its anon key on the dashboard, where a user signs in with
-    `sign_in()` (or a session's `access_token` is given) and then sees only their own jobs.
+    `key` is the project's anon (publishable) key, with `ingest_key` on a training machine (rows
+    are written as the key's user) or on the dashboard, where a user signs in with `sign_in()` (or
+    gives a session's `access_token`, with its `refresh_token` so it can be renewed) and then sees
+    only their own jobs. An admin may use the service-role key (rows written for `user_id`, default
+    PREDICTIONS_USER_ID): it bypasses row-level security and is a secret.
     """
 
     def __init__(
@@ -162,6 +182,8 @@ class SupabaseStore:
         *,
         user_id: str | None = None,
         access_token: str | None = None,
+        refresh_token: str | None = None,
+        ingest_key: str | None = None,
         timeout_s: float = 30.0,
         chunk_rows: int = CHUNK_ROWS,
     ):
@@ -173,17 +195,27 @@ class SupabaseStore:
         self._user_id = check_user_id(user_id or os.environ.get(USER_ID_ENV) or None)
         self._session_user_id: str | None = None
         self._job_owners: dict[str, str] = {}
+        self._ingest_key = ingest_key or None
+        self._ingest_owner: str | None = None
         headers = dict(ClientOptions().headers)
-        if access_token:
+        if access_token and not refresh_token:
             claims = jwt_claims(access_token) or {}
             self._session_user_id = check_user_id(claims.get("sub"))
             self.signed_in_email = claims.get("email")
             headers["Authorization"] = f"Bearer {access_token}"
-        options = ClientOptions(headers=headers, postgrest_client_timeout=timeout_s)
+        # Sessions are refreshed by `_rest()` before each request, not by a timer thread.
+        options = ClientOptions(headers=headers, postgrest_client_timeout=timeout_s, auto_refresh_token=False)
         try:
             self._client: Client = create_client(self.url, key, options)
         except SupabaseException as error:
             raise ConfigError(f"SUPABASE_URL={url!r} is not usable: {error.message}") from error
+        drop_key_authorization(self._client, key)
+        if access_token and refresh_token:
+            self._start_session(
+                "the given session", lambda: self._client.auth.set_session(access_token, refresh_token)
+            )
+        if self._ingest_key:
+            self._check_ingest_key()
 
     # sign-in (dashboard, anon key)
 
@@ -198,18 +230,55 @@ class SupabaseStore:
         Raises AuthError with a message fit to show when the credentials are refused or Supabase Auth
         cannot be reached.
         """
+        credentials = {"email": email, "password": password}
+        self._start_session(
+            f"sign-in as {email}", lambda: self._client.auth.sign_in_with_password(credentials)
+        )
+        self.signed_in_email = self.signed_in_email or email
+
+    def _start_session(self, what: str, start: Callable[[], Any]) -> None:
+        """Run a Supabase Auth call that starts a session; its user is whose rows we see from now on."""
         try:
-            response = self._client.auth.sign_in_with_password({"email": email, "password": password})
+            response = start()
         except AuthRetryableError as error:
             raise AuthError(f"cannot reach Supabase Auth at {self.url}: {error.message}") from error
         except SupabaseAuthError as error:
-            raise AuthError(f"sign-in as {email} failed: {error.message}") from error
+            raise AuthError(f"{what} failed: {error.message}") from error
         except httpx.HTTPError as error:
             raise AuthError(f"cannot reach Supabase Auth at {self.url}: {error}") from error
         if response.session is None or response.user is None:
-            raise AuthError(f"sign-in as {email} gave no session; is the email address confirmed?")
+            raise AuthError(f"{what} gave no session; is the email address confirmed?")
         self._session_user_id = response.user.id
-        self.signed_in_email = response.user.email or email
+        self.signed_in_email = response.user.email
+
+    # ingest keys (a signed-in user manages them; a trainer writes with one)
+
+    def create_ingest_key(self, label: str) -> str:
+        """A new write key for training machines, owned by the signed-in user. The secret is returned
+        now and never again: only its hash is stored."""
+        secret = ingest_keys.new_secret()
+        self._function("ingest_key_create", p_label=ingest_keys.check_label(label), p_secret=secret)
+        return secret
+
+    def list_ingest_keys(self) -> list[IngestKey]:
+        """The signed-in user's keys, oldest first, revoked ones included; never a secret."""
+        return [IngestKey(**record) for record in self._function("ingest_key_list")]
+
+    def revoke_ingest_key(self, key_id_or_label: str) -> None:
+        """Revoke an active key by its id or label: writes with it are refused from the next request."""
+        self._function("ingest_key_revoke", p_key=str(key_id_or_label))
+
+    def _check_ingest_key(self) -> None:
+        """Ask whose key this is before any training step: a wrong or revoked key is an AuthError now."""
+        try:
+            whoami = self._function("ingest_whoami", p_key=self._ingest_key)
+        except AuthError as error:
+            raise AuthError(
+                f"{ingest_keys.INGEST_KEY_ENV} is refused by {self.description}: {error}; create a key on "
+                "the dashboard's Keys page (or with store.create_ingest_key) and set it"
+            ) from error
+        self._ingest_owner = whoami["user_id"]
+        self.ingest_key_label: str = whoami["label"]
 
     # writes
 
@@ -245,8 +314,13 @@ class SupabaseStore:
 
     def finish_job(self, job_id: str, *, status: str = "finished") -> None:
         check_status(status)
-        request = self._client.table("training_jobs").update(
-            {"status": status}, returning=ReturnMethod.minimal
+        if self._ingest_key:
+            self._function(
+                "ingest_update_job", p_key=self._ingest_key, p_job_id=job_id, p_values={"status": status}
+            )
+            return
+        request = (
+            self._rest().table("training_jobs").update({"status": status}, returning=ReturnMethod.minimal)
         )
         self._call(request.eq("user_id", self._job_owner(job_id)).eq("id", job_id).execute)
 
@@ -315,7 +389,7 @@ class SupabaseStore:
 
     def _owner(self, user_id: str | None) -> str:
         """Whose rows these are: the row's own user, the signed-in user, or the configured one."""
-        owner = check_user_id(user_id) or self._session_user_id or self._user_id
+        owner = check_user_id(user_id) or self._ingest_owner or self._session_user_id or self._user_id
         if owner is not None:
             return owner
         if self.requires_sign_in:
@@ -335,14 +409,37 @@ class SupabaseStore:
         return self._session_user_id or self._user_id
 
     def _upsert(self, table: str, records: list[dict[str, Any]], on_conflict: str) -> None:
-        request = self._client.table(table).upsert(
-            records, on_conflict=on_conflict, returning=ReturnMethod.minimal
+        """A bulk upsert; with an ingest key, the same rows through the function that checks the key."""
+        if self._ingest_key:
+            self._function(INGEST_UPSERTS[table], p_key=self._ingest_key, p_rows=records)
+            return
+        request = (
+            self._rest().table(table).upsert(records, on_conflict=on_conflict, returning=ReturnMethod.minimal)
         )
         self._call(request.execute)
 
     def _rpc(self, name: str, **params: Any) -> Any:
         """Call the SQL function `predictions_<name>` and return its JSON value."""
-        return self._call(self._client.rpc(f"predictions_{name}", params).execute).data
+        return self._function(f"predictions_{name}", **params)
+
+    def _function(self, name: str, **params: Any) -> Any:
+        """Call a SQL function through PostgREST's /rpc and return its JSON value."""
+        return self._call(self._rest().rpc(name, params).execute).data
+
+    def _rest(self) -> Client:
+        """The client, its Supabase Auth session refreshed first when it is about to expire.
+
+        Requests are built from the client's headers, so this runs before each request is built.
+        """
+        try:
+            self._client.auth.get_session()  # refreshes within supabase-py's EXPIRY_MARGIN (10 s)
+        except (AuthRetryableError, httpx.HTTPError) as error:
+            raise StoreUnavailableError(f"cannot reach Supabase Auth at {self.url}: {error}") from error
+        except SupabaseAuthError as error:
+            raise AuthError(
+                f"{self.description}: the session could not be refreshed ({error.message}); sign in again"
+            ) from error
+        return self._client
 
     def _call(self, request: Callable[[], Any]) -> Any:
         """Run a request, turning client errors into the package's named errors."""
