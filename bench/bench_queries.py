@@ -1,8 +1,10 @@
 """Dashboard queries on a big table: the store's SQL aggregates against fetching all of a job's rows
 and averaging them in Python (what the seed's trends endpoint did), side by side.
 
-Goal: trends under 20 ms at the median on SQLite and PostgreSQL, at least 20x faster than fetch-all.
-Run: python bench/bench_queries.py [--jobs 100 --rounds 100 --samples 100] [--backend sqlite postgres]
+Goal: trends under 20 ms at the median on SQLite and PostgreSQL, at least 20x faster than fetch-all,
+with two user scorers' values in every row (`--custom 2`), aggregated per round like the built-ins.
+Run: python bench/bench_queries.py [--jobs 100 --rounds 100 --samples 100 --custom 2]
+[--backend sqlite postgres]
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ BASELINE = "fetch all + average"
 SCORE_COLUMNS = "epoch, step, exact_match, char_error_rate, length_ratio, word_overlap"
 
 
-def job_rows(job_id: str, rounds: int, samples: int, seed: int) -> Iterator[list[PredictionRow]]:
-    """One list of rows per round; CER falls as the rounds go on, like a run that learns."""
+def job_rows(
+    job_id: str, rounds: int, samples: int, seed: int, custom: int = 2
+) -> Iterator[list[PredictionRow]]:
+    """One list of rows per round; CER falls as the rounds go on, like a run that learns. Each row has
+    `custom` user scores (`custom_0`, ...) and a category."""
     rng = random.Random(seed)
     for step in range(1, rounds + 1):
         level = 1.0 - step / (rounds + 1)
@@ -38,17 +43,19 @@ def job_rows(job_id: str, rounds: int, samples: int, seed: int) -> Iterator[list
                 job_id, step, step * 10, i, f"prompt {i} " * 8, f"answer {rng.random():.4f} " * 6,
                 f"answer {i} " * 6, float(rng.random() < 0.2), min(1.0, level * rng.random() * 2),
                 rng.uniform(0.5, 1.5), 1.0 - level,
+                scores={f"custom_{k}": rng.random() for k in range(custom)} or None,
+                metadata={"category": f"c{i % 4}"},
             )
             for i in range(samples)
         ]  # fmt: skip
 
 
-def fill(store: Store, jobs: int, rounds: int, samples: int) -> float:
+def fill(store: Store, jobs: int, rounds: int, samples: int, custom: int = 2) -> float:
     """Write the table, a round per call; returns seconds taken."""
     start = time.perf_counter()
     for j in range(jobs):
         batch: list[PredictionRow] = []
-        for round_rows in job_rows(f"job-{j:03d}", rounds, samples, seed=j):
+        for round_rows in job_rows(f"job-{j:03d}", rounds, samples, seed=j, custom=custom):
             batch.extend(round_rows)
             if len(batch) >= 10_000:
                 store.write_predictions(batch)
@@ -85,6 +92,7 @@ def measure(store: Store, baselines: dict[str, Callable[[str], list]], job_id: s
         "page (50, by CER)": lambda: store.predictions_page(
             job_id, sort_by="char_error_rate", descending=True
         ),
+        "group trends (category)": lambda: store.group_trends(job_id, "category"),
     }
     for name, fetch_job in baselines.items():
         reads[name] = lambda fetch_job=fetch_job: fetch_all_and_average(lambda: fetch_job(job_id))
@@ -115,6 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--jobs", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--custom", type=int, default=2, help="user scores per row")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--backend", nargs="+", choices=sorted(BACKENDS), default=["sqlite", "postgres"])
     args = parser.parse_args(argv)
@@ -123,16 +132,16 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     with tempfile.TemporaryDirectory() as folder:
         for name in args.backend:
             store, baselines = BACKENDS[name](Path(folder) / name)
-            seconds = fill(store, args.jobs, args.rounds, args.samples)
-            print(f"{name}: wrote {total_rows:,} rows in {seconds:.1f} s")
+            seconds = fill(store, args.jobs, args.rounds, args.samples, args.custom)
+            print(f"{name}: wrote {total_rows:,} rows with {args.custom} user scores each in {seconds:.1f} s")
             results[name] = measure(store, baselines, f"job-{args.jobs // 2:03d}", args.repeat)
             store.close()
     header = ("read (one job)", *(f"{name} ms" for name in results))
     reads = list(dict.fromkeys(read for timings in results.values() for read in timings))
     rows = [(read, *(results[name].get(read, "-") for name in results)) for read in reads]
-    print_table(
-        f"Dashboard reads, median ms, {total_rows:,} rows over {args.jobs} jobs ({machine()})", header, rows
-    )
+    title = f"Dashboard reads, median ms, {total_rows:,} rows over {args.jobs} jobs"
+    title += f", {args.custom} user scores a row"
+    print_table(f"{title} ({machine()})", header, rows)
     for name, timings in results.items():
         speedup = timings[BASELINE] / timings["trends"]
         print(

@@ -12,17 +12,23 @@ from typing import Any
 
 import psycopg
 
-from predictions.store.base import MATRIX_COLUMNS, PREDICTION_COLUMNS, TREND_COLUMNS, PredictionRow, to_frame
+from predictions.scorer import METRICS
+from predictions.store.base import (
+    GROUP_COLUMNS,
+    MATRIX_COLUMNS,
+    PREDICTION_COLUMNS,
+    TREND_COLUMNS,
+    PredictionRow,
+    to_frame,
+)
+from predictions.store.metrics import group_frame, with_custom_aggregates, with_score_columns
 from tests.pg_fixtures import migrated_database_uri
 
-SCORE_ROWS = (
-    "SELECT epoch, step, exact_match, char_error_rate, length_ratio, word_overlap "
-    "FROM public.training_predictions WHERE job_id = %s"
-)
+SCORE_ROWS = f"SELECT epoch, step, {', '.join(METRICS)} FROM public.training_predictions WHERE job_id = %s"
 USER_ID = "c0000000-0000-4000-8000-00000000000c"
 WRITE_COLUMNS = (
     "job_id", "user_id", "epoch", "step", "sample_index", "prompt", "ground_truth", "prediction",
-    "exact_match", "char_error_rate", "length_ratio", "word_overlap",
+    *METRICS, "scores", "metadata",
 )  # fmt: skip
 
 
@@ -37,13 +43,21 @@ class PostgresReads:
         columns = ", ".join(WRITE_COLUMNS)
         with self.conn.cursor().copy(f"COPY public.training_predictions ({columns}) FROM STDIN") as copy:
             for row in rows:
-                values = row.as_dict()
-                copy.write_row([USER_ID if c == "user_id" else values[c] for c in WRITE_COLUMNS])
+                values = {**row.as_dict(), "user_id": USER_ID}
+                values["scores"] = json.dumps(row.scores) if row.scores else None
+                values["metadata"] = json.dumps(row.metadata) if row.metadata else None
+                copy.write_row([values[c] for c in WRITE_COLUMNS])
         self.conn.commit()
 
     def trends(self, job_id: str):
         result = self._rpc("predictions_trends(%s)", job_id)
-        return to_frame(result["rounds"], TREND_COLUMNS), result["overall_improvement"]
+        records = result["rounds"]
+        rounds = with_custom_aggregates(to_frame(records, TREND_COLUMNS), [r["scores"] for r in records])
+        return rounds, result["overall_improvement"]
+
+    def group_trends(self, job_id: str, field: str):
+        records = self._rpc("predictions_group_trends(%s, %s)", job_id, field)
+        return group_frame(to_frame(records, GROUP_COLUMNS), [r["scores"] for r in records])
 
     def sample_matrix(self, job_id: str, metric: str = "char_error_rate"):
         columns = self._rpc("predictions_sample_matrix(%s, %s)", job_id, metric)
@@ -54,7 +68,9 @@ class PostgresReads:
             "predictions_page(p_job_id => %s, p_sort_by => %s, p_descending => %s, p_limit => %s)",
             job_id, sort_by, descending, limit,
         )  # fmt: skip
-        return to_frame(result["rows"], PREDICTION_COLUMNS), result["total_count"]
+        records = result["rows"]
+        rows = with_score_columns(to_frame(records, PREDICTION_COLUMNS), [r["scores"] for r in records])
+        return rows, result["total_count"]
 
     def fetch_job(self, job_id: str) -> list[tuple]:
         """Every scored row of the job in psycopg's binary rows, through the same role and RLS."""

@@ -31,7 +31,13 @@ def test_query_benchmark_runs_on_sqlite():
     results = bench_queries.main(
         ["--jobs", "3", "--rounds", "4", "--samples", "5", "--repeat", "2", "--backend", "sqlite"]
     )
-    assert set(results["sqlite"]) == {"trends", "sample matrix", "page (50, by CER)", "fetch all + average"}
+    assert set(results["sqlite"]) == {
+        "trends",
+        "sample matrix",
+        "page (50, by CER)",
+        "group trends (category)",
+        "fetch all + average",
+    }
 
 
 def test_query_benchmark_runs_on_postgres():

@@ -43,13 +43,11 @@ def rows_frame(store, job_id: str) -> pd.DataFrame:
 
 
 @pytest.fixture
-def custom_store(sqlite_store):
-    sqlite_store.start_job(
-        "job", config={"scorers": {"quality": {"title": "Quality", "higher_is_better": False}}}
-    )
-    sqlite_store.write_predictions(custom_rows("job"))
-    sqlite_store.write_predictions(custom_rows("other", rounds=1, seed=2))
-    return sqlite_store
+def custom_store(store):
+    store.start_job("job", config={"scorers": {"quality": {"title": "Quality", "higher_is_better": False}}})
+    store.write_predictions(custom_rows("job"))
+    store.write_predictions(custom_rows("other", rounds=1, seed=2))
+    return store
 
 
 def test_each_rows_user_scores_are_stored_as_written(custom_store):

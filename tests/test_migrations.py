@@ -17,6 +17,7 @@ DASHBOARD_FUNCTIONS = {
     "predictions_sample_history",
     "predictions_sample_matrix",
     "predictions_page",
+    "predictions_group_trends",
 }
 
 # The seed plan's table, as the seed project created it: no scores, no natural key, no defaults.

@@ -67,7 +67,7 @@ def dashboard_functions(conninfo: str) -> dict[str, list[str]]:
 
 
 def arguments_for(names: list[str], job_id: str) -> dict:
-    given = {"p_job_id": job_id, "p_sample_index": 0}
+    given = {"p_job_id": job_id, "p_sample_index": 0, "p_field": "category"}
     return {name: given[name] for name in names if name in given}
 
 
@@ -86,7 +86,7 @@ def test_a_user_sees_only_their_own_jobs_and_rows_through_the_store(two_users):
 def test_no_dashboard_function_returns_another_users_rows(two_users, supabase_database):
     token_a, token_b = two_users.access_token(USER_A), two_users.access_token(USER_B)
     functions = dashboard_functions(supabase_database)
-    assert len(functions) == 6
+    assert len(functions) == 7
     for function, names in functions.items():
         as_a = call_rpc(two_users, token_a, function, arguments_for(names, "b-job"))
         as_a_missing = call_rpc(two_users, token_a, function, arguments_for(names, "no-such-job"))

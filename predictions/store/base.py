@@ -204,6 +204,10 @@ class Store(Protocol):
         (metric, low, high) keeps rows whose metric lies within (inclusive; None leaves a side open).
         """
 
+    def group_trends(self, job_id: str, field: str) -> pd.DataFrame:
+        """Per round and per value of the rows' metadata `field` (`GROUP_COLUMNS` and a user scorer's
+        `avg_<name>`), ordered by step then group; rows without the field form the group None."""
+
     def close(self) -> None:
         """Release connections."""
 

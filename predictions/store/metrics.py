@@ -97,6 +97,16 @@ def with_custom_aggregates(rounds: pd.DataFrame, summaries: Sequence[Any]) -> pd
     return rounds.assign(**extra) if extra else rounds
 
 
+def group_frame(groups: pd.DataFrame, averages: Sequence[Any]) -> pd.DataFrame:
+    """Group-by rows with an `avg_<name>` column per user scorer, from each row's {name: average}."""
+    parsed = [from_json(values) or {} for values in averages]
+    names = sorted({name for values in parsed for name in values})
+    extra = {
+        f"avg_{name}": np.array([values.get(name) for values in parsed], dtype="float64") for name in names
+    }
+    return groups.assign(**extra) if extra else groups
+
+
 def custom_names(frame: pd.DataFrame) -> list[str]:
     """The user scorers a trends frame has columns for, in column order."""
     names = [column.removeprefix("avg_") for column in frame.columns if column.startswith("avg_")]

@@ -29,6 +29,7 @@ from predictions.errors import AuthError, ConfigError, StoreError, StoreUnavaila
 from predictions.scorer import METRICS
 from predictions.store import ingest_keys
 from predictions.store.base import (
+    GROUP_COLUMNS,
     MATRIX_COLUMNS,
     PREDICTION_COLUMNS,
     ROUND_COLUMNS,
@@ -37,12 +38,15 @@ from predictions.store.base import (
     PredictionPage,
     PredictionRow,
     Trends,
+    check_group_field,
     check_metric,
     check_page_args,
     check_status,
+    make_trends,
     to_frame,
 )
 from predictions.store.ingest_keys import IngestKey
+from predictions.store.metrics import clean_scores, group_frame, with_custom_aggregates, with_score_columns
 from supabase import Client, ClientOptions, SupabaseException, create_client
 
 USER_ID_ENV = "PREDICTIONS_USER_ID"
@@ -152,6 +156,8 @@ def prediction_record(row: PredictionRow, owner: str) -> dict[str, Any]:
         "prediction": row.prediction,
     }
     record.update({metric: json_number(getattr(row, metric)) for metric in METRICS})
+    record["scores"] = clean_scores(row.scores)
+    record["metadata"] = json.loads(json.dumps(row.metadata, default=str)) if row.metadata else None
     return record
 
 
@@ -337,8 +343,17 @@ class SupabaseStore:
     def trends(self, job_id: str) -> Trends:
         result = self._rpc("trends", p_job_id=job_id, p_user_id=self._reader())
         improvement = result["overall_improvement"]
-        rounds = to_frame(result["rounds"], TREND_COLUMNS)
-        return Trends(job_id, rounds, float(improvement) if improvement is not None else None)
+        records = result["rounds"]
+        rounds = with_custom_aggregates(
+            to_frame(records, TREND_COLUMNS), [record["scores"] for record in records]
+        )
+        improvement = float(improvement) if improvement is not None else None
+        return make_trends(job_id, rounds, improvement, result.get("config"))
+
+    def group_trends(self, job_id: str, field: str) -> pd.DataFrame:
+        check_group_field(field)
+        records = self._rpc("group_trends", p_job_id=job_id, p_field=field, p_user_id=self._reader())
+        return group_frame(to_frame(records, GROUP_COLUMNS), [record["scores"] for record in records])
 
     def rounds(self, job_id: str) -> pd.DataFrame:
         return to_frame(self._rpc("rounds", p_job_id=job_id, p_user_id=self._reader()), ROUND_COLUMNS)
@@ -347,7 +362,9 @@ class SupabaseStore:
         records = self._rpc(
             "sample_history", p_job_id=job_id, p_sample_index=int(sample_index), p_user_id=self._reader()
         )
-        return to_frame(records, PREDICTION_COLUMNS)
+        return with_score_columns(
+            to_frame(records, PREDICTION_COLUMNS), [record.get("scores") for record in records]
+        )
 
     def sample_matrix(self, job_id: str, metric: str = "char_error_rate") -> pd.DataFrame:
         check_metric(metric)
@@ -364,8 +381,10 @@ class SupabaseStore:
         descending: bool = False,
         limit: int = 50,
         offset: int = 0,
+        metric_range: tuple[str, float | None, float | None] | None = None,
     ) -> PredictionPage:
-        check_page_args(sort_by, limit, offset)
+        check_page_args(sort_by, limit, offset, metric_range)
+        metric, low, high = metric_range or (None, None, None)
         result = self._rpc(
             "page",
             p_job_id=job_id,
@@ -376,8 +395,14 @@ class SupabaseStore:
             p_limit=int(limit),
             p_offset=int(offset),
             p_user_id=self._reader(),
+            p_metric=metric,
+            p_low=json_number(low),
+            p_high=json_number(high),
         )
-        rows = to_frame(result["rows"], PREDICTION_COLUMNS)
+        records = result["rows"]
+        rows = with_score_columns(
+            to_frame(records, PREDICTION_COLUMNS), [record.get("scores") for record in records]
+        )
         return PredictionPage(rows, int(result["total_count"]), offset, limit)
 
     def close(self) -> None:
