@@ -16,12 +16,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import torch.distributed as dist
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from predictions.config import PredictionsConfig
+from predictions.distributed import (
+    all_ranks_ok,
+    broadcast_from_main,
+    equal_shards,
+    gather_to_main,
+    rank_and_world,
+    sharding,
+)
 from predictions.errors import AuthError, ConfigError, StoreError
-from predictions.generator import generate, unwrap, uses_chat_template
+from predictions.generator import encode_batches, generate_batches, unwrap, uses_chat_template
 from predictions.sampler import Sample, check_source, select_samples
 from predictions.scorer import score_batch
 from predictions.store.base import PredictionRow, Store
@@ -47,6 +54,7 @@ class PredictionsCallback(TrainerCallback):
         self.writer: Writer | None = None
         self.watch = RegressionWatch(self.config.stop_after_regressions)
         self._done_steps: set[int] = set()
+        self.skipped: dict[int, list[int]] = {}
         self._active_tokenizer: Any = None
 
     # hooks
@@ -57,6 +65,7 @@ class PredictionsCallback(TrainerCallback):
         self.samples = select_samples(self.source, self.config)
         self.job_id = self.config.job_id or args.run_name or generated_job_id()
         self._done_steps.clear()
+        self.skipped.clear()
         self.watch = RegressionWatch(self.config.stop_after_regressions)
         if state.is_world_process_zero:
             self.writer = Writer(self._open_store())
@@ -88,16 +97,23 @@ class PredictionsCallback(TrainerCallback):
     # a round
 
     def _round(self, state: TrainerState, control: TrainerControl, model: Any) -> TrainerControl | None:
-        """Run one round unless this step already had one; returns `control` only when it changed."""
+        """Run one round unless this step already had one; returns `control` only when it changed.
+
+        Every rank encodes its shard, one all-reduce decides whether all of them generate, and rank 0's
+        outcome (rows stored, samples skipped, whether to stop) is broadcast so every rank acts on it.
+        """
         if state.global_step in self._done_steps or not self.samples or model is None:
             return None
         self._done_steps.add(state.global_step)
         rank, world = rank_and_world()
-        answers = gather_to_main(self._generate_shard(model, rank, world), world)
-        stop = False
-        if state.is_world_process_zero and answers is not None:
-            stop = self._record(state, answers)
-        if self.config.stop_after_regressions and broadcast_from_main(stop, world):
+        batches = self._encode_shard(equal_shards(self.samples, world)[rank], rank)
+        if not all_ranks_ok(batches is not None):
+            if state.is_world_process_zero:
+                logger.warning("predictions round at step %s skipped on every rank", state.global_step)
+            return None
+        answers = gather_to_main(self._generate_shard(model, batches, rank), world)
+        stop = self._record(state, answers) if state.is_world_process_zero and answers is not None else False
+        if broadcast_from_main(stop, world):
             logger.warning(
                 "stopping training: average CER rose %s rounds in a row", self.config.stop_after_regressions
             )
@@ -105,37 +121,77 @@ class PredictionsCallback(TrainerCallback):
             return control
         return None
 
-    def _generate_shard(self, model: Any, rank: int, world: int) -> list[str] | None:
-        """This rank's answers, or None (logged) when generation failed, so the gather still happens."""
+    def _encode_shard(self, shard: list[Sample], rank: int) -> list[Any] | None:
+        """This rank's prompts rendered and tokenized, or None (logged) when that fails."""
+        options = self.config
         try:
-            shard = equal_shards(self.samples, world)[rank]
-            options = self.config
-            return generate(
-                model,
+            return encode_batches(
                 self._active_tokenizer,
                 shard,
                 batch_size=options.batch_size,
-                max_new_tokens=options.max_new_tokens,
                 max_prompt_tokens=options.max_prompt_tokens,
                 use_chat_template=options.use_chat_template,
+            )
+        except Exception:
+            logger.exception("predictions round: preparing the prompts failed on rank %s", rank)
+            return None
+
+    def _generate_shard(self, model: Any, batches: list[Any], rank: int) -> list[str] | None:
+        """This rank's answers, or None (logged) when generation failed, so the gather still happens.
+
+        A sharded model's forward is a collective: the other ranks wait inside it for this one, and
+        nothing can bring them back out, so the error is raised and training stops (docs/distributed.md).
+        """
+        try:
+            options = self.config
+            return generate_batches(
+                model,
+                self._active_tokenizer,
+                batches,
+                max_new_tokens=options.max_new_tokens,
                 generation_kwargs=options.generation_kwargs,
             )
         except Exception:
-            logger.exception("predictions round: generation failed on rank %s; the round is skipped", rank)
+            if sharding(model) is not None and rank_and_world()[1] > 1:
+                logger.critical(
+                    "predictions round: generate failed on rank %s of a sharded model; the other ranks "
+                    "are waiting in its collectives, so training cannot go on",
+                    rank,
+                )
+                raise
+            logger.exception("predictions round: generation failed on rank %s; its samples are skipped", rank)
             return None
 
     def _record(self, state: TrainerState, shards: list[list[str] | None]) -> bool:
-        """Score and queue the gathered answers (rank 0); True when the run should stop."""
+        """Score and queue the answers that came back (rank 0); True when the run should stop.
+
+        A rank whose generation failed (possible only without sharding) costs its own samples: they are
+        logged and listed in `self.skipped`, the others are stored.
+        """
         try:
-            if any(shard is None for shard in shards):
+            answered = answers_by_index(self.samples, shards)
+            kept = [sample for sample in self.samples if sample.index in answered]
+            self._note_skipped(state.global_step, [s.index for s in self.samples if s.index not in answered])
+            if not kept:
                 return False
-            answers = [answer for shard in shards for answer in shard][: len(self.samples)]
-            rows = build_rows(self.job_id, state, self.samples, answers, self.config)
+            answers = [answered[sample.index] for sample in kept]
+            rows = build_rows(self.job_id, state, kept, answers, self.config)
             self.writer.write(rows)
             return self.watch.observe(mean([row.char_error_rate for row in rows]))
         except Exception:
             logger.exception("predictions round at step %s could not be recorded", state.global_step)
             return False
+
+    def _note_skipped(self, step: int, indices: list[int]) -> None:
+        if indices:
+            self.skipped[step] = indices
+            logger.warning(
+                "predictions round at step %s: %s of %s samples skipped (a rank's generation failed): %s",
+                step,
+                len(indices),
+                len(self.samples),
+                indices,
+            )
 
     # prerequisites
 
@@ -220,39 +276,13 @@ def build_rows(
     ]
 
 
-def equal_shards(items: list[Any], world: int) -> list[list[Any]]:
-    """`world` shards of equal length, the last padded with the last item.
-
-    Under FSDP and ZeRO-3 every rank must run the same number of generate calls; a rank that runs
-    out early leaves the others waiting in a collective forever.
-    """
-    per_rank = math.ceil(len(items) / world)
-    padded = items + [items[-1]] * (per_rank * world - len(items))
-    return [padded[rank * per_rank : (rank + 1) * per_rank] for rank in range(world)]
-
-
-def rank_and_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def gather_to_main(local: Any, world: int) -> list[Any] | None:
-    """Every rank's object on rank 0, in rank order; None on the other ranks."""
-    if world == 1:
-        return [local]
-    gathered = [None] * world if dist.get_rank() == 0 else None
-    dist.gather_object(local, gathered, dst=0)
-    return gathered
-
-
-def broadcast_from_main(value: Any, world: int) -> Any:
-    """Rank 0's value on every rank, so all ranks stop together."""
-    if world == 1:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+def answers_by_index(samples: list[Sample], shards: list[list[str] | None]) -> dict[int, str]:
+    """Each answered sample's answer by sample index; a failed rank's shard (None) answers nothing."""
+    answered: dict[int, str] = {}
+    for shard, answers in zip(equal_shards(samples, len(shards)), shards, strict=True):
+        for sample, answer in zip(shard, answers or [], strict=False):
+            answered.setdefault(sample.index, answer)  # the padding repeats the last sample
+    return answered
 
 
 def mean(values: list[float | None]) -> float | None:

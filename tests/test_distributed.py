@@ -1,66 +1,113 @@
-"""Two CPU processes (gloo) training with a real Trainer under DDP: each row is written exactly once."""
+"""Two CPU processes (gloo) under DDP, FSDP1, FSDP2 and DeepSpeed ZeRO-3, with uneven shards (5 samples).
+
+Each test spawns the two ranks (tests/helpers_distributed.py) and checks the store and each rank's
+report afterwards. Every test has a timeout: a rank left waiting in a collective fails the test.
+"""
 
 from __future__ import annotations
 
-import os
-import socket
+import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 import torch.multiprocessing as mp
 
-WORLD = 2
-NUM_SAMPLES = 5  # odd: the second rank's shard is padded
+from tests import helpers_distributed as d
+
+pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def spawn(target, tmp_path: Path, *args) -> list[dict]:
+    mp.spawn(target, args=(d.free_port(), tmp_path, *args), nprocs=d.WORLD, join=True)
+    return [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(d.WORLD)]
 
 
-def train_on_rank(rank: int, port: int, tmp_path) -> None:
-    """One process of the run, configured as torchrun would; rank 0 opens the store from the env."""
-    os.environ.update(
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(WORLD),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        PREDICTIONS_DB=str(tmp_path / "p.db"),
-        PREDICTIONS_SPOOL=str(tmp_path / "spool.jsonl"),
-    )
-    import torch.distributed as dist
-
-    from predictions import PredictionsCallback
-    from tests import helpers_training as h
-
-    callback = PredictionsCallback(
-        h.pairs(12), num_samples=NUM_SAMPLES, max_new_tokens=3, batch_size=2, stop_after_regressions=9
-    )
-    trainer = h.trainer(tmp_path, [callback], run_name="ddp", ddp_backend="gloo")
-    assert dist.is_initialized() and dist.get_world_size() == WORLD
-    trainer.train()
-    assert (callback.writer is None) if rank else callback.job_id == "ddp"
-    dist.barrier()
-    # torch 2.13's gloo backend can hang or abort while a DDP model is freed at the end of a process
-    # (about one run in ten here, with or without this callback); what the test checks is on disk.
-    os._exit(0)
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_two_gloo_processes_write_each_row_exactly_once(tmp_path):
-    mp.spawn(train_on_rank, args=(free_port(), tmp_path), nprocs=WORLD, join=True)
+def stored(tmp_path: Path, job_id: str) -> dict[int, dict[int, str]]:
+    """The store's rows as {step: {sample_index: prediction}}, after checking none is duplicated."""
     with sqlite3.connect(tmp_path / "p.db") as connection:
         rows = connection.execute(
-            "SELECT step, sample_index FROM training_predictions WHERE job_id = 'ddp'"
+            "SELECT step, sample_index, prediction FROM training_predictions WHERE job_id = ?", (job_id,)
         ).fetchall()
-        statuses = connection.execute("SELECT status FROM training_jobs").fetchall()
-    steps = sorted({step for step, _ in rows})
-    assert len(steps) == 2  # one round per epoch
-    assert len(rows) == len(set(rows)) == 2 * NUM_SAMPLES
-    per_step = [sorted(i for s, i in rows if s == step) for step in steps]
-    assert per_step[0] == per_step[1] and len(set(per_step[0])) == NUM_SAMPLES
-    assert statuses == [("finished",)]
+    assert len({(step, index) for step, index, _ in rows}) == len(rows)
+    rounds: dict[int, dict[int, str]] = {}
+    for step, index, prediction in rows:
+        rounds.setdefault(step, {})[index] = prediction
+    return rounds
+
+
+def job_status(tmp_path: Path, job_id: str) -> str:
+    with sqlite3.connect(tmp_path / "p.db") as connection:
+        query = "SELECT status FROM training_jobs WHERE id = ?"
+        return connection.execute(query, (job_id,)).fetchone()[0]
+
+
+def as_ints(expected: dict[str, dict[str, str]]) -> dict[int, dict[int, str]]:
+    return {int(step): {int(i): text for i, text in answers.items()} for step, answers in expected.items()}
+
+
+@pytest.mark.timeout(300)
+def test_ddp_writes_each_row_exactly_once(tmp_path):
+    reports = spawn(d.trainer_on_rank, tmp_path, "ddp", None)
+    rounds = stored(tmp_path, "ddp")
+    assert len(rounds) == d.EPOCHS  # one round per epoch
+    assert all(len(answers) == d.NUM_SAMPLES for answers in rounds.values())
+    assert len({tuple(sorted(answers)) for answers in rounds.values()}) == 1  # the same samples each round
+    assert reports[0]["skipped"] == {} and job_status(tmp_path, "ddp") == "finished"
     assert not (tmp_path / "spool.jsonl").exists()
+
+
+@pytest.mark.timeout(300)
+def test_ddp_a_failing_rank_costs_only_its_own_shard(tmp_path):
+    """Rank 1's generate raises in round 2: rank 0's three answers are stored, rank 1's two skipped."""
+    reports = spawn(d.trainer_on_rank, tmp_path, "ddp", 2)
+    rounds = stored(tmp_path, "ddp")
+    steps = sorted(rounds)
+    assert len(steps) == d.EPOCHS
+    tracked = sorted(rounds[steps[0]])
+    assert sorted(rounds[steps[1]]) == tracked[:3]  # rank 0's shard of 5: samples 0-2
+    assert sorted(rounds[steps[2]]) == tracked
+    assert reports[0]["skipped"] == {str(steps[1]): tracked[3:]}
+    assert job_status(tmp_path, "ddp") == "finished"
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("kind", ["fsdp1", "fsdp2"])
+def test_fsdp_predictions_equal_an_unsharded_copy_and_losses_are_untouched(tmp_path, kind):
+    reports = spawn(d.fsdp_on_rank, tmp_path, kind, None)
+    rounds = stored(tmp_path, kind)
+    assert len(rounds) == d.EPOCHS and all(len(a) == d.NUM_SAMPLES for a in rounds.values())
+    assert rounds == as_ints(reports[0]["expected"])
+    for report in reports:
+        assert report["losses"] == report["plain"] and len(report["losses"]) == 2 * d.EPOCHS
+    assert job_status(tmp_path, kind) == "finished"
+
+
+@pytest.mark.timeout(300)
+def test_fsdp2_a_failure_before_generate_on_one_rank_skips_the_round_on_every_rank(tmp_path):
+    """Rank 1's chat template raises in round 2: no rank generates then, rounds 1 and 3 are stored."""
+    reports = spawn(d.fsdp_on_rank, tmp_path, "fsdp2", "template")
+    rounds = stored(tmp_path, "fsdp2")
+    expected = as_ints(reports[0]["expected"])
+    steps = sorted(expected)
+    assert rounds == {steps[0]: expected[steps[0]], steps[2]: expected[steps[2]]}
+    for report in reports:
+        assert report["losses"] == report["plain"] and len(report["losses"]) == 2 * d.EPOCHS
+    assert job_status(tmp_path, "fsdp2") == "finished"
+
+
+@pytest.mark.timeout(300)
+def test_fsdp2_a_failure_inside_generate_on_one_rank_stops_training_with_its_error(tmp_path):
+    """Unrecoverable: the other rank waits in a collective. The error is raised, not a hang or a mismatch."""
+    with pytest.raises(mp.ProcessRaisedException, match="injected failure in generate on rank 1"):
+        spawn(d.fsdp_on_rank, tmp_path, "fsdp2", "forward")
+    assert not (tmp_path / "rank0.json").exists() and not (tmp_path / "rank1.json").exists()
+
+
+@pytest.mark.timeout(480)
+def test_deepspeed_zero3_rounds_complete_and_training_goes_on(tmp_path):
+    """All parameters partitioned (threshold 0): generate gathers them, and the next step trains on them."""
+    spawn(d.trainer_on_rank, tmp_path, "zero3", None)
+    rounds = stored(tmp_path, "zero3")
+    assert len(rounds) == d.EPOCHS and all(len(a) == d.NUM_SAMPLES for a in rounds.values())
+    assert job_status(tmp_path, "zero3") == "finished"
