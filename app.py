@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from predictions.dashboard import queries, widgets
+from predictions.dashboard import manage, queries, widgets
 from predictions.errors import ConfigError, StoreError
 
 PAGES = (
@@ -20,6 +20,7 @@ PAGES = (
     ("app_pages/samples.py", "Samples", ":material/grid_on:", "samples"),
     ("app_pages/predictions_table.py", "Predictions", ":material/table_rows:", "predictions"),
     ("app_pages/compare.py", "Compare", ":material/stacked_line_chart:", "compare"),
+    ("app_pages/keys.py", "Keys", ":material/key:", "keys"),
 )
 """Path (relative to this file), title, icon and URL path of every page; the first is the default."""
 
@@ -52,6 +53,8 @@ def main() -> None:
         widgets.store_unreachable(error)
         return
     job = widgets.job_picker(jobs) if jobs else None
+    if job is not None:
+        manage.delete_job_control(store, job)
     view = widgets.View(store, jobs, job)
     st.session_state[widgets.VIEW_KEY] = view
     widgets.live_watch(view, widgets.live_controls(job))

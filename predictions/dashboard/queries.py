@@ -20,6 +20,8 @@ DEFAULT_REFRESH_S = 5
 """The live view's default poll interval, and the TTL of every cached query."""
 CSV_PAGE_ROWS = 1000
 """Rows per request when the CSV download pages through a job (the largest page a store serves)."""
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""How a cell a spreadsheet would run as a formula begins (OWASP's CSV injection list)."""
 
 
 class JobRef(NamedTuple):
@@ -100,7 +102,22 @@ def job_csv(store: Store, job_id: str) -> str:
     buffer, offset = io.StringIO(), 0
     while True:
         page = store.predictions_page(job_id, sort_by="step", limit=CSV_PAGE_ROWS, offset=offset)
-        page.rows.to_csv(buffer, index=False, header=offset == 0)
+        # CRLF as RFC 4180 says: then a cell holding a lone CR is quoted too, not read as a line end
+        spreadsheet_safe(page.rows).to_csv(buffer, index=False, header=offset == 0, lineterminator="\r\n")
         offset += len(page.rows)
         if page.rows.empty or offset >= page.total_count:
             return buffer.getvalue()
+
+
+def spreadsheet_safe(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows with every text cell that starts like a formula (=, +, -, @, tab, CR) prefixed with '.
+
+    Model output and prompts are untrusted: `=HYPERLINK(...)` in a downloaded CSV would run when the
+    file is opened in a spreadsheet. Numbers are left as they are.
+    """
+    safe = rows.copy()
+    for column in [name for name in safe.columns if not pd.api.types.is_numeric_dtype(safe[name])]:
+        safe[column] = safe[column].map(
+            lambda cell: "'" + cell if isinstance(cell, str) and cell.startswith(FORMULA_STARTS) else cell
+        )
+    return safe

@@ -168,8 +168,12 @@ class Store(Protocol):
     def finish_job(self, job_id: str, *, status: str = "finished") -> None:
         """Mark a job finished or failed."""
 
-    def delete_job(self, job_id: str) -> None:
-        """Delete one of the caller's jobs and all its rows; StoreError when the caller has no such job."""
+    def delete_job(self, job_id: str, *, user_id: str | None = None) -> None:
+        """Delete one of the caller's jobs and all its rows; StoreError when the caller has no such job.
+
+        `user_id` names the owner where a store shows many (`Job.user_id`, for an admin's store);
+        row-level security still refuses anyone but the owner.
+        """
 
     def list_jobs(self) -> list[Job]:
         """Every visible job, most recently active first, including jobs with prediction rows only."""

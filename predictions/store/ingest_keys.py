@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from predictions.errors import ConfigError
 
@@ -48,3 +49,17 @@ def check_label(label: str) -> str:
             "e.g. the machine's name"
         )
     return text
+
+
+@runtime_checkable
+class IngestKeyManager(Protocol):
+    """What a store that serves ingest keys adds (Supabase); the embedded store needs none."""
+
+    def create_ingest_key(self, label: str) -> str:
+        """A new key of the signed-in user; the secret is returned once."""
+
+    def list_ingest_keys(self) -> list[IngestKey]:
+        """The signed-in user's keys, never their secrets."""
+
+    def revoke_ingest_key(self, key_id_or_label: str) -> None:
+        """Revoke an active key by id or label."""

@@ -175,12 +175,18 @@ class SQLiteStore:
         sql = "UPDATE training_jobs SET status = ?, updated_at = ?, finished_at = ? WHERE id = ?"
         self._write(lambda c: c.execute(sql, (status, now, now, job_id)))
 
-    def delete_job(self, job_id: str) -> None:
-        """Delete a job and its rows in one transaction; StoreError when there is no such job."""
+    def delete_job(self, job_id: str, *, user_id: str | None = None) -> None:
+        """Delete a job (of `user_id`, when given) and its rows in one transaction; StoreError when
+        there is no such job."""
+        owner = "AND (? IS NULL OR user_id = ?)"
 
         def delete(conn: sqlite3.Connection) -> None:
-            rows = conn.execute("DELETE FROM training_predictions WHERE job_id = ?", (job_id,)).rowcount
-            jobs = conn.execute("DELETE FROM training_jobs WHERE id = ?", (job_id,)).rowcount
+            rows = conn.execute(
+                f"DELETE FROM training_predictions WHERE job_id = ? {owner}", (job_id, user_id, user_id)
+            ).rowcount
+            jobs = conn.execute(
+                f"DELETE FROM training_jobs WHERE id = ? {owner}", (job_id, user_id, user_id)
+            ).rowcount
             if rows == 0 and jobs == 0:
                 raise StoreError(f"{self.description}: no job {job_id!r} to delete")
 

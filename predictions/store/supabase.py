@@ -330,9 +330,9 @@ class SupabaseStore:
         )
         self._call(request.eq("user_id", self._job_owner(job_id)).eq("id", job_id).execute)
 
-    def delete_job(self, job_id: str) -> None:
+    def delete_job(self, job_id: str, *, user_id: str | None = None) -> None:
         """Delete one of the owner's jobs and all its rows; another owner's job is refused (StoreError)."""
-        self._rpc("delete_job", p_job_id=job_id, p_user_id=self._job_owner(job_id))
+        self._rpc("delete_job", p_job_id=job_id, p_user_id=check_user_id(user_id) or self._job_owner(job_id))
 
     # reads
 

@@ -1,0 +1,104 @@
+"""Managing what the dashboard shows: deleting a job, and a user's ingest keys (the Keys page).
+
+Both change the store, so both ask first or show once: a job is deleted only after a confirmation
+(and the store refuses another owner's job), and a new key's secret is shown on the run that made it.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from predictions.dashboard import queries
+from predictions.dashboard.widgets import plain
+from predictions.errors import ConfigError, StoreError
+from predictions.store.base import Job, Store, signed_in_email
+from predictions.store.ingest_keys import INGEST_KEY_ENV, IngestKeyManager
+
+KEY_COLUMNS = {
+    "label": "Label",
+    "prefix": "Starts with",
+    "created_at": "Created",
+    "last_used_at": "Last used",
+    "revoked_at": "Revoked",
+}
+
+
+def delete_job_control(store: Store, job: Job) -> None:
+    """A sidebar section that deletes the picked job and its rows once the user types its id.
+
+    Typing the id (not ticking a box) means a confirmation can never carry over to another job.
+    """
+    with st.sidebar.expander("Delete this job", icon=":material/delete:"):
+        st.caption(f"Deletes its {job.round_count} rounds and every prediction, for good.")
+        typed = st.text_input(f"Type {plain(job.id)} to confirm", key="delete_confirm")
+        if not st.button("Delete job", type="primary", disabled=typed != job.id, key="delete_job"):
+            return
+        try:
+            store.delete_job(job.id, user_id=job.user_id)
+        except (StoreError, ConfigError) as error:
+            st.error(f"Not deleted: {plain(error)}")
+            return
+    queries.list_jobs.clear()
+    st.session_state.pop("job", None)
+    st.session_state.pop("delete_confirm", None)
+    st.query_params.pop("job", None)
+    st.rerun()
+
+
+def key_manager(store: Store) -> IngestKeyManager | None:
+    """The store's ingest keys for a signed-in user, or None after saying why there are none."""
+    if not isinstance(store, IngestKeyManager):
+        st.info("Ingest keys are for a Supabase store; the embedded SQLite store needs none.")
+        return None
+    if signed_in_email(store) is None:
+        st.info(
+            "Ingest keys belong to a user: open the dashboard with the anon key and sign in to manage "
+            "yours. (The service-role key is an admin's secret and has no user of its own.)"
+        )
+        return None
+    return store
+
+
+def create_key_form(keys: IngestKeyManager) -> None:
+    """A label in, a new key out: its secret shown once, with the line to put on the machine."""
+    with st.form("create_ingest_key", clear_on_submit=True):
+        label = st.text_input("Label", placeholder="gpu-box-1", help="Which machine or cluster uses it")
+        created = st.form_submit_button("Create key", type="primary")
+    if not created:
+        return
+    try:
+        secret = keys.create_ingest_key(label)
+    except (StoreError, ConfigError) as error:
+        st.error(f"No key created: {plain(error)}")
+        return
+    st.success("Copy it now: the secret is shown only this once (only its hash is stored).")
+    st.code(f"{INGEST_KEY_ENV}={secret}", language="bash")
+
+
+def keys_table(keys: IngestKeyManager) -> list[str]:
+    """The user's keys, without secrets; returns the labels of the active ones."""
+    listed = keys.list_ingest_keys()
+    if not listed:
+        st.caption("No keys yet.")
+        return []
+    rows = pd.DataFrame([{column: getattr(key, column) for column in KEY_COLUMNS} for key in listed])
+    rows["prefix"] = rows["prefix"] + "…"
+    st.dataframe(rows.rename(columns=KEY_COLUMNS), hide_index=True)
+    return [key.label for key in listed if key.active]
+
+
+def revoke_form(keys: IngestKeyManager, active: list[str]) -> None:
+    """Revoke an active key: machines using it are refused from their next write."""
+    if not active:
+        return
+    with st.form("revoke_ingest_key"):
+        label = st.selectbox("Key", active, key="revoke_label")
+        revoked = st.form_submit_button("Revoke key")
+    if revoked:
+        try:
+            keys.revoke_ingest_key(label)
+        except StoreError as error:
+            st.error(f"Not revoked: {plain(error)}")
+            return
+        st.rerun()
