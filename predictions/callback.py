@@ -100,7 +100,7 @@ class PredictionsCallback(TrainerCallback):
         """Run one round unless this step already had one; returns `control` only when it changed.
 
         Every rank encodes its shard, one all-reduce decides whether all of them generate, and rank 0's
-        outcome (rows stored, samples skipped, whether to stop) is broadcast so every rank acts on it.
+        outcome (the samples skipped, whether to stop) is broadcast so every rank holds the same.
         """
         if state.global_step in self._done_steps or not self.samples or model is None:
             return None
@@ -108,12 +108,16 @@ class PredictionsCallback(TrainerCallback):
         rank, world = rank_and_world()
         batches = self._encode_shard(equal_shards(self.samples, world)[rank], rank)
         if not all_ranks_ok(batches is not None):
+            self.skipped[state.global_step] = [sample.index for sample in self.samples]
             if state.is_world_process_zero:
                 logger.warning("predictions round at step %s skipped on every rank", state.global_step)
             return None
         answers = gather_to_main(self._generate_shard(model, batches, rank), world)
         stop = self._record(state, answers) if state.is_world_process_zero and answers is not None else False
-        if broadcast_from_main(stop, world):
+        stop, skipped = broadcast_from_main((stop, self.skipped.get(state.global_step)), world)
+        if skipped:
+            self.skipped[state.global_step] = skipped
+        if stop:
             logger.warning(
                 "stopping training: average CER rose %s rounds in a row", self.config.stop_after_regressions
             )

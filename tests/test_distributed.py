@@ -47,28 +47,22 @@ def as_ints(expected: dict[str, dict[str, str]]) -> dict[int, dict[int, str]]:
 
 
 @pytest.mark.timeout(300)
-def test_ddp_writes_each_row_exactly_once(tmp_path):
-    reports = spawn(d.trainer_on_rank, tmp_path, "ddp", None)
-    rounds = stored(tmp_path, "ddp")
-    assert len(rounds) == d.EPOCHS  # one round per epoch
-    assert all(len(answers) == d.NUM_SAMPLES for answers in rounds.values())
-    assert len({tuple(sorted(answers)) for answers in rounds.values()}) == 1  # the same samples each round
-    assert reports[0]["skipped"] == {} and job_status(tmp_path, "ddp") == "finished"
-    assert not (tmp_path / "spool.jsonl").exists()
+def test_ddp_writes_each_row_once_and_a_failing_rank_costs_only_its_own_shard(tmp_path):
+    """Rank 1's generate raises in round 2: rank 0's three answers are stored, rank 1's two skipped.
 
-
-@pytest.mark.timeout(300)
-def test_ddp_a_failing_rank_costs_only_its_own_shard(tmp_path):
-    """Rank 1's generate raises in round 2: rank 0's three answers are stored, rank 1's two skipped."""
+    Rounds 1 and 3 hold every tracked sample exactly once (`stored` checks for duplicates).
+    """
     reports = spawn(d.trainer_on_rank, tmp_path, "ddp", 2)
     rounds = stored(tmp_path, "ddp")
     steps = sorted(rounds)
-    assert len(steps) == d.EPOCHS
+    assert len(steps) == d.EPOCHS  # one round per epoch
     tracked = sorted(rounds[steps[0]])
+    assert len(tracked) == d.NUM_SAMPLES
     assert sorted(rounds[steps[1]]) == tracked[:3]  # rank 0's shard of 5: samples 0-2
     assert sorted(rounds[steps[2]]) == tracked
-    assert reports[0]["skipped"] == {str(steps[1]): tracked[3:]}
+    assert reports[0]["skipped"] == reports[1]["skipped"] == {str(steps[1]): tracked[3:]}
     assert job_status(tmp_path, "ddp") == "finished"
+    assert not (tmp_path / "spool.jsonl").exists()
 
 
 @pytest.mark.timeout(300)
@@ -92,6 +86,7 @@ def test_fsdp2_a_failure_before_generate_on_one_rank_skips_the_round_on_every_ra
     steps = sorted(expected)
     assert rounds == {steps[0]: expected[steps[0]], steps[2]: expected[steps[2]]}
     for report in reports:
+        assert report["skipped"] == {str(steps[1]): sorted(expected[steps[0]])}  # every rank knows
         assert report["losses"] == report["plain"] and len(report["losses"]) == 2 * d.EPOCHS
     assert job_status(tmp_path, "fsdp2") == "finished"
 
