@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from predictions.dashboard import analysis, charts, columns, queries, widgets
+from predictions.scorer import PRIMARY_METRIC, Metric
 from predictions.store.base import Job
 
 DEFAULT_JOBS = 3
@@ -38,6 +39,15 @@ def long_trends(view: widgets.View, jobs: list[Job]) -> pd.DataFrame:
         rounds = queries.trends(view.store, view.ref(job)).rounds
         frames.append(rounds.assign(job=names[job.id], round=range(1, len(rounds) + 1)))
     return pd.concat(frames, ignore_index=True)
+
+
+def jobs_metrics(view: widgets.View, jobs: list[Job]) -> dict[str, Metric]:
+    """Every metric any chosen job has, built-in or the user's, by name, in the order shown."""
+    found: dict[str, Metric] = {}
+    for job in jobs:
+        for metric in queries.trends(view.store, view.ref(job)).metrics:
+            found.setdefault(metric.name, metric)
+    return {metric.name: metric for metric in charts.shown(found.values())}
 
 
 def summary(jobs: list[Job], trends: pd.DataFrame) -> pd.DataFrame:
@@ -106,27 +116,28 @@ def main() -> None:
         st.info("Pick one or more jobs to compare.")
         return
     trends = long_trends(view, jobs)
+    metrics = jobs_metrics(view, jobs)
     left, right = st.columns(2)
-    metric = left.segmented_control(
+    name = left.segmented_control(
         "Metric",
-        list(charts.METRIC_TITLES),
-        default="char_error_rate",
+        list(metrics),
+        default=PRIMARY_METRIC,
         key="compare_metric",
-        format_func=charts.METRIC_TITLES.get,
+        format_func=lambda n: metrics[n].title,
     )
     x = right.segmented_control(
         "X axis", ["step", "epoch", "round"], default="step", key="compare_x", format_func=str.title
     )
-    if analysis.scored(trends).empty:
+    metric = metrics[name or PRIMARY_METRIC]
+    if metric.column not in trends or trends[metric.column].isna().all():
         st.info(
-            "None of these jobs has scored rounds (no ground truth), so there is nothing to overlay.",
+            f"None of these jobs has a scored round of {metric.title.lower()}, so there is nothing "
+            "to overlay.",
             icon="📝",
         )
     else:
         drawn = trends.groupby(["job", "epoch"], sort=False).tail(1) if x == "epoch" else trends
-        st.altair_chart(
-            charts.compare_chart(drawn, metric or "char_error_rate", x or "step"), key="compare_chart"
-        )
+        st.altair_chart(charts.compare_chart(drawn, metric, x or "step"), key="compare_chart")
     st.dataframe(summary(jobs, trends), hide_index=True, column_config=SUMMARY_COLUMNS)
     same_sample(view, jobs)
 

@@ -4,33 +4,45 @@ from __future__ import annotations
 
 import streamlit as st
 
-from predictions.dashboard import columns, queries, widgets
-from predictions.store.base import SORTABLE_COLUMNS
+from predictions.dashboard import charts, columns, queries, widgets
+from predictions.scorer import Metric
 
 PAGE_SIZES = (25, 50, 100)
-SORT_LABELS = {
-    "sample_index": "Sample",
-    "step": "Step",
-    "epoch": "Epoch",
-    "exact_match": "Exact match",
-    "char_error_rate": "CER",
-    "length_ratio": "Length ratio",
-    "word_overlap": "Word overlap",
-}
+ROW_LABELS = {"sample_index": "Sample", "step": "Step", "epoch": "Epoch"}
 
 
-# Sorting by a metric shows the worst rows first: high CER and length ratio, low match and overlap.
-WORST_FIRST_DESCENDING = {"char_error_rate", "length_ratio"}
+def worst_first_descending(metric: Metric) -> bool:
+    """Sorting by a metric shows the worst rows first: high CER and length ratio, low scores."""
+    return metric.lower_is_better or metric.ideal is not None
 
 
-def worst_first() -> None:
+def worst_first(metrics: dict[str, Metric]) -> None:
     """When the sort column changes, turn the direction to show the worst rows first."""
-    st.session_state["table_desc"] = st.session_state["table_sort"] in WORST_FIRST_DESCENDING
+    metric = metrics.get(st.session_state["table_sort"])
+    st.session_state["table_desc"] = metric is not None and worst_first_descending(metric)
+
+
+def metric_filter(metrics: dict[str, Metric]) -> tuple[str, float | None, float | None] | None:
+    """Only rows whose chosen metric lies between two bounds (either may stay empty)."""
+    cols = st.columns([3, 2, 2, 4])
+    name = cols[0].selectbox(
+        "Only rows where",
+        [None, *metrics],
+        key="table_filter_metric",
+        format_func=lambda n: "No metric filter" if n is None else metrics[n].label,
+    )
+    low = cols[1].number_input("is at least", value=None, key="table_filter_low", disabled=name is None)
+    high = cols[2].number_input("and at most", value=None, key="table_filter_high", disabled=name is None)
+    return None if name is None else (name, low, high)
 
 
 def filters(view: widgets.View) -> dict:
-    """Round, wrong answers only, sort column and direction, page size: the arguments of a page query."""
-    rounds = queries.trends(view.store, view.ref()).rounds
+    """Round, wrong answers, a metric's range, sort column and direction, page size: a page query's
+    arguments; every metric of the job (built-in or the user's) can sort and filter."""
+    trends = queries.trends(view.store, view.ref())
+    rounds = trends.rounds
+    metrics = {metric.name: metric for metric in charts.shown(trends.metrics)}
+    labels = {**ROW_LABELS, **{name: metric.label for name, metric in metrics.items()}}
     steps = [None, *rounds["step"].tolist()[::-1]]
     epochs = dict(zip(rounds["step"], rounds["epoch"], strict=True))
     cols = st.columns([3, 2, 2, 2, 2])
@@ -41,7 +53,12 @@ def filters(view: widgets.View) -> dict:
         format_func=lambda s: "All rounds" if s is None else widgets.round_label(epochs[s], s),
     )
     sort_by = cols[1].selectbox(
-        "Sort by", SORTABLE_COLUMNS, key="table_sort", format_func=SORT_LABELS.get, on_change=worst_first
+        "Sort by",
+        list(labels),
+        key="table_sort",
+        format_func=labels.get,
+        on_change=worst_first,
+        args=(metrics,),
     )
     descending = cols[2].toggle("Descending", key="table_desc")
     wrong_only = cols[3].toggle("Wrong answers only", key="table_wrong")
@@ -51,12 +68,14 @@ def filters(view: widgets.View) -> dict:
         "sort_by": sort_by,
         "descending": descending,
         "wrong_only": wrong_only,
+        "metric_range": metric_filter(metrics),
         "limit": limit,
     }
 
 
 def table(view: widgets.View, chosen: dict) -> None:
     """The filtered page of rows and the pager under it; the pager restarts when a filter changes."""
+    metrics = queries.trends(view.store, view.ref()).metrics
     first = queries.predictions_page(view.store, view.ref(), **chosen, offset=0)
     pages = max(1, -(-first.total_count // chosen["limit"]))
     pager_key = "table_page_" + "_".join(str(value) for value in chosen.values())
@@ -77,8 +96,8 @@ def table(view: widgets.View, chosen: dict) -> None:
     st.dataframe(
         columns.prediction_rows(page.rows),
         hide_index=True,
-        column_config=columns.PREDICTION_ROWS,
-        column_order=columns.TABLE_ORDER,
+        column_config=columns.prediction_columns(metrics),
+        column_order=columns.table_order(metrics),
         height=min(640, 35 * (len(page.rows) + 1) + 3),
     )
     if pages > 1:

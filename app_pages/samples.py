@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from predictions.dashboard import analysis, charts, columns, diff, queries, widgets
+from predictions.scorer import PRIMARY_METRIC
 
 LISTS = (
     ("Most improved", analysis.most_improved, "CER fell the most from the first round to the latest."),
@@ -51,12 +52,21 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def heatmap(matrix: pd.DataFrame, sample: int) -> None:
+def heatmap(view: widgets.View, matrix: pd.DataFrame, sample: int) -> None:
+    """Samples by rounds, coloured by any metric of the job (CER unless another is chosen)."""
+    metrics = {m.name: m for m in charts.shown(queries.trends(view.store, view.ref()).metrics)}
+    name = st.selectbox(
+        "Colour by", list(metrics), key="heatmap_metric", format_func=lambda n: metrics[n].title, width=240
+    )
+    metric = metrics[name]
+    if metric.name != PRIMARY_METRIC:
+        matrix = queries.sample_matrix(view.store, view.ref(), metric.name)
     frame, stride = analysis.heatmap_frame(matrix)
-    st.subheader("CER by sample and round")
-    st.altair_chart(charts.heatmap_chart(frame, sample), on_select=choose_from_heatmap, key="heatmap")
+    st.subheader(f"{metric.label} by sample and round")
+    chart = charts.heatmap_chart(frame, sample, metric)
+    st.altair_chart(chart, on_select=choose_from_heatmap, key="heatmap")
     note = f" Showing every {ordinal(stride)} round, counted back from the latest." if stride > 1 else ""
-    st.caption(f"Green is right, red is wrong. Click a cell to open that sample.{note}")
+    st.caption(f"Green is good, red is bad. Click a cell to open that sample.{note}")
 
 
 def sample_lists(summary: pd.DataFrame) -> None:
@@ -122,7 +132,7 @@ def main() -> None:
     if matrix["value"].notna().any():
         chart, lists = st.columns([3, 2])
         with chart:
-            heatmap(matrix, sample)
+            heatmap(view, matrix, sample)
         with lists:
             st.subheader("Samples to look at")
             sample_lists(analysis.sample_summary(matrix))

@@ -6,35 +6,54 @@ import pandas as pd
 import streamlit as st
 
 from predictions.dashboard import analysis, charts, columns, queries, widgets
+from predictions.scorer import Metric
 from predictions.store.base import Trends
 
-# Metric, label and delta colour: a falling CER is good, a length ratio is best near 1, not high.
-HEADLINES = (
-    ("char_error_rate", "CER", "inverse"),
-    ("exact_match", "Exact match", "normal"),
-    ("word_overlap", "Word overlap", "normal"),
-    ("length_ratio", "Length ratio", "off"),
-)
+HEADLINES_A_ROW = 6
+
+
+def delta_colour(metric: Metric) -> str:
+    """A falling CER is good, a rising score is good; a length ratio is best near its ideal 1, not high."""
+    if metric.ideal is not None:
+        return "off"
+    return "inverse" if metric.lower_is_better else "normal"
+
+
+def charted(trends: Trends) -> list[Metric]:
+    """The job's metrics that have a value in some round, primary first: one headline and chart each."""
+    rounds = trends.rounds
+    return [m for m in charts.shown(trends.metrics) if m.column in rounds and rounds[m.column].notna().any()]
+
+
+def headline(column, rounds: pd.DataFrame, metric: Metric) -> None:
+    """The latest round's average of one metric, with the change since the previous round."""
+    latest, delta = analysis.latest_and_delta(rounds, metric.column)
+    history = rounds[metric.column].dropna().tail(30).round(4).tolist()
+    change = None if delta is None else f"{delta:+.3f}"
+    unchanged = change in ("+0.000", "-0.000")
+    column.metric(
+        metric.label,
+        "—" if latest is None else f"{latest:.3f}",
+        delta="no change" if unchanged else change,
+        delta_color="off" if unchanged else delta_colour(metric),
+        delta_arrow="off" if unchanged else "auto",
+        chart_data=history if len(history) > 1 else None,
+        border=True,
+        help=f"Average {metric.title.lower()}, latest round; change since the previous.",
+    )
 
 
 def headline_metrics(rounds: pd.DataFrame, trends: Trends) -> None:
-    """The latest round's averages with the change since the previous round, and the overall improvement."""
-    columns = st.columns(len(HEADLINES) + 2)
-    for column, (metric, label, colour) in zip(columns, HEADLINES, strict=False):
-        latest, delta = analysis.latest_and_delta(rounds, f"avg_{metric}")
-        history = rounds[f"avg_{metric}"].dropna().tail(30).round(4).tolist()
-        change = None if delta is None else f"{delta:+.3f}"
-        unchanged = change in ("+0.000", "-0.000")
-        column.metric(
-            label,
-            "—" if latest is None else f"{latest:.3f}",
-            delta="no change" if unchanged else change,
-            delta_color="off" if unchanged else colour,
-            delta_arrow="off" if unchanged else "auto",
-            chart_data=history if len(history) > 1 else None,
-            border=True,
-            help=f"Average {charts.METRIC_TITLES[metric].lower()}, latest round; change since the previous.",
-        )
+    """Every metric's latest average with its change, then the overall improvement and the velocity."""
+    metrics = charted(trends)
+    slots = [*metrics, None, None]
+    grid = [st.columns(HEADLINES_A_ROW) for _ in range(-(-len(slots) // HEADLINES_A_ROW))]
+    cells = [cell for row in grid for cell in row]
+    for cell, metric in zip(cells, metrics, strict=False):
+        headline(cell, rounds, metric)
+    columns = cells[len(metrics) : len(metrics) + 2]
+    if analysis.scored(rounds).empty:
+        return
     improvement = trends.overall_improvement
     columns[-2].metric(
         "Improvement",
@@ -72,18 +91,37 @@ def regression_banner(rounds: pd.DataFrame) -> None:
     )
 
 
-def trend_charts(rounds: pd.DataFrame) -> None:
-    """The four metric charts in a 2 x 2 grid, against step or epoch."""
+def trend_charts(rounds: pd.DataFrame, metrics: list[Metric]) -> str:
+    """A chart per metric, two a row, against step or epoch; returns the x axis chosen."""
     x = st.segmented_control(
         "X axis", ["step", "epoch"], default="step", key="trends_x", format_func=str.title
     )
     data = analysis.last_round_per_epoch(rounds) if x == "epoch" else rounds
     if x == "epoch" and len(data) < len(rounds):
         st.caption("By epoch, each point is the epoch's last round.")
-    metrics = list(charts.METRIC_TITLES)
-    for row in (metrics[:2], metrics[2:]):
-        for column, metric in zip(st.columns(2), row, strict=True):
-            column.altair_chart(charts.trend_chart(data, metric, x or "step"), key=f"trend_{metric}")
+    for start in range(0, len(metrics), 2):
+        for column, metric in zip(st.columns(2), metrics[start : start + 2], strict=False):
+            chart = charts.trend_chart(data, metric, x or "step")
+            column.altair_chart(chart, key=f"trend_{metric.name}")
+    return x or "step"
+
+
+def group_trends(view: widgets.View, trends: Trends, metrics: list[Metric], x: str) -> None:
+    """One metric split by a sample field the job keeps (its `metadata_fields`): a line per group."""
+    if not trends.group_fields:
+        return
+    st.subheader("By group")
+    left, right = st.columns(2)
+    field = left.selectbox("Group by", trends.group_fields, key="trends_group_by")
+    by_name = {metric.name: metric for metric in metrics}
+    name = right.selectbox(
+        "Metric", list(by_name), key="trends_group_metric", format_func=lambda n: by_name[n].title
+    )
+    groups = queries.group_trends(view.store, view.ref(), field)
+    groups = groups.assign(group=groups["group"].fillna("(none)"))
+    if x == "epoch":
+        groups = groups.groupby(["group", "epoch"], sort=False).tail(1)
+    st.altair_chart(charts.compare_chart(groups, by_name[name], x, by="group"), key="trends_groups")
 
 
 def latest_answers(view: widgets.View, rounds: pd.DataFrame, *, worst: bool = True) -> None:
@@ -103,7 +141,7 @@ def latest_answers(view: widgets.View, rounds: pd.DataFrame, *, worst: bool = Tr
         )
     shown = ["sample_index", "prompt", "prediction", "ground_truth", "char_error_rate"]
     st.dataframe(
-        columns.prediction_rows(page.rows)[shown], hide_index=True, column_config=columns.PREDICTION_ROWS
+        columns.prediction_rows(page.rows)[shown], hide_index=True, column_config=columns.prediction_columns()
     )
 
 
@@ -116,7 +154,8 @@ def main() -> None:
     if rounds.empty:
         st.info("This job has no prediction rounds yet. They appear here as the callback writes them.")
         return
-    if analysis.scored(rounds).empty:
+    metrics = charted(trends)
+    if not metrics:
         st.info(
             "This job's samples have no ground truth, so there are no scores to chart. "
             "Its predictions are on the Samples and Predictions pages.",
@@ -128,7 +167,8 @@ def main() -> None:
     regression_banner(rounds)
     if len(analysis.scored(rounds)) == 1:
         st.info("Only one round so far: trend lines appear after the next round.", icon="⏳")
-    trend_charts(rounds)
+    x = trend_charts(rounds, metrics)
+    group_trends(view, trends, metrics, x)
     latest_answers(view, rounds)
 
 

@@ -22,7 +22,8 @@ from rapidfuzz.distance import Levenshtein
 class Metric:
     """What the store, the charts and the tables know about one metric.
 
-    `bounds` is the range of its values, (low, high), None where open; `function` scores a stripped
+    `bounds` is the range of its values, (low, high), None where open; `ideal` the best value when
+    that is neither end (a length ratio of 1); `function` scores a stripped
     pair `(p, t)`, or `(p, t, distance)` with `needs_distance`, and is None for a metric read back from
     a store (a user scorer's values are computed by the scorer, see `predictions.user_scorers`).
     """
@@ -32,6 +33,7 @@ class Metric:
     label: str
     lower_is_better: bool = False
     bounds: tuple[float | None, float | None] = (0.0, 1.0)
+    ideal: float | None = None
     function: Callable[..., float | None] | None = field(default=None, compare=False, repr=False)
     needs_distance: bool = False
     builtin: bool = True
@@ -87,7 +89,7 @@ def _shared_count(a: list[str], b: list[str]) -> int:
 REGISTRY: dict[str, Metric] = {
     metric.name: metric
     for metric in (
-        Metric("exact_match", "Exact match", "Exact", function=exact_match),
+        Metric("exact_match", "Exact match", "Exact match", function=exact_match),
         Metric(
             "char_error_rate",
             "Character error rate",
@@ -96,8 +98,15 @@ REGISTRY: dict[str, Metric] = {
             function=char_error_rate,
             needs_distance=True,
         ),
-        Metric("length_ratio", "Length ratio", "Length", bounds=(0.0, None), function=length_ratio),
-        Metric("word_overlap", "Word overlap (F1)", "Overlap", function=word_overlap),
+        Metric(
+            "length_ratio",
+            "Length ratio",
+            "Length ratio",
+            bounds=(0.0, None),
+            ideal=1.0,
+            function=length_ratio,
+        ),
+        Metric("word_overlap", "Word overlap (F1)", "Word overlap", function=word_overlap),
     )
 }
 """The built-in metrics, in the table's column order. A new one: an entry here, a migration, tests."""

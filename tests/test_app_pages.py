@@ -240,8 +240,8 @@ def test_trends_charts_every_metric_per_round_with_tooltips(open_app, seeded_db,
     assert [spec["title"] for spec in charts] == [
         "Character error rate",
         "Exact match",
-        "Word overlap (F1)",
         "Length ratio",
+        "Word overlap (F1)",
     ]
     band = charts[0]["layer"][0]
     assert (band["mark"]["type"], band["encoding"]["y2"]["field"]) == ("area", "max_char_error_rate")

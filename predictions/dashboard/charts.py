@@ -6,18 +6,28 @@ point has a tooltip with the round's epoch, step and sample count: the numbers p
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import altair as alt
 import pandas as pd
 
-METRIC_TITLES = {
-    "char_error_rate": "Character error rate",
-    "exact_match": "Exact match",
-    "word_overlap": "Word overlap (F1)",
-    "length_ratio": "Length ratio",
-}
-"""Titles of the four metrics, in the order the trends page shows them."""
+from predictions.scorer import PRIMARY_METRIC, REGISTRY, Metric
 
-LOWER_IS_BETTER = frozenset({"char_error_rate"})
+
+def shown(metrics: Iterable[Metric]) -> list[Metric]:
+    """Metrics in the order the dashboard shows them: the primary one first, then the others in turn."""
+    metrics = list(metrics)
+    return sorted(metrics, key=lambda metric: metric.name != PRIMARY_METRIC)
+
+
+def as_metric(metric: Metric | str) -> Metric:
+    """A Metric, given one or a built-in metric's name."""
+    return metric if isinstance(metric, Metric) else REGISTRY[metric]
+
+
+METRIC_TITLES = {metric.name: metric.title for metric in shown(REGISTRY.values())}
+"""Titles of the built-in metrics, in the order the trends page shows them."""
+
 X_TITLES = {"step": "Step", "epoch": "Epoch", "round": "Round"}
 LINE_COLOR = "#4c78a8"
 BAND_COLOR = "#9ecae9"
@@ -30,57 +40,75 @@ def _x(x: str) -> alt.X:
     )
 
 
-def _y_scale(metric: str, values: pd.Series) -> alt.Scale:
-    """0 to 1 for bounded metrics; length ratio spans its data and always shows the ideal 1.0."""
-    if metric != "length_ratio":
-        return alt.Scale(domain=[0, 1])
-    top = max(1.2, float(values.max()) * 1.05) if values.notna().any() else 2.0
-    return alt.Scale(domain=[0, top])
+def _y_scale(metric: Metric, values: pd.Series) -> alt.Scale:
+    """The metric's range where it has one; an open end spans the data (and shows the ideal value)."""
+    low, high = metric.bounds
+    if low is not None and high is not None:
+        return alt.Scale(domain=[low, high])
+    data_high = float(values.max()) * 1.05 if values.notna().any() else None
+    if high is None and low is not None:
+        floor = (metric.ideal or 0.0) * 1.2 or 1.0
+        return alt.Scale(domain=[low, max(floor, data_high or 2 * floor)])
+    return alt.Scale(zero=False, nice=True)
 
 
-def trend_chart(rounds: pd.DataFrame, metric: str, x: str = "step") -> alt.LayerChart:
-    """One metric's average per round as a line; CER adds its min-max band, length ratio a 1.0 rule.
+def _band(rounds: pd.DataFrame, metric: Metric) -> tuple[str, str] | None:
+    """The min and max columns of a metric, when the trends have them (the primary and user metrics)."""
+    low, high = f"min_{metric.name}", f"max_{metric.name}"
+    return (low, high) if low in rounds.columns and high in rounds.columns else None
 
-    `rounds` has `TREND_COLUMNS`; rounds without a score are left out rather than drawn as zero.
+
+def trend_chart(rounds: pd.DataFrame, metric: Metric | str, x: str = "step") -> alt.LayerChart:
+    """One metric's average per round as a line, with its min-max band when known and a rule at its
+    ideal value (a length ratio of 1).
+
+    `rounds` has `TREND_COLUMNS` (and a user metric's columns); rounds without a score are left out
+    rather than drawn as zero.
     """
-    column = f"avg_{metric}"
-    keep = ["epoch", "step", "sample_count", "scored_count", column]
-    if metric == "char_error_rate":
-        keep += ["min_char_error_rate", "max_char_error_rate"]
+    metric = as_metric(metric)
+    column, band = metric.column, _band(rounds, metric)
+    keep = ["epoch", "step", "sample_count", "scored_count", column, *(band or ())]
     data = rounds[keep].dropna(subset=[column]).rename(columns={column: "value"})
     tooltip = [
         alt.Tooltip("epoch:Q", title="Epoch"),
         alt.Tooltip("step:Q", title="Step"),
-        alt.Tooltip("value:Q", title=METRIC_TITLES[metric], format=".3f"),
+        alt.Tooltip("value:Q", title=metric.title, format=".3f"),
         alt.Tooltip("sample_count:Q", title="Samples"),
     ]
     base = alt.Chart(data).encode(x=_x(x))
     y = alt.Y("value:Q", title=None, scale=_y_scale(metric, data["value"]))
     layers = []
-    if metric == "char_error_rate":
+    if band:
+        best, worst = band if metric.lower_is_better else band[::-1]
         tooltip += [
-            alt.Tooltip("min_char_error_rate:Q", title="Best sample", format=".3f"),
-            alt.Tooltip("max_char_error_rate:Q", title="Worst sample", format=".3f"),
+            alt.Tooltip(f"{best}:Q", title="Best sample", format=".3f"),
+            alt.Tooltip(f"{worst}:Q", title="Worst sample", format=".3f"),
         ]
-        band = base.mark_area(color=BAND_COLOR, opacity=0.35)
-        layers.append(band.encode(y=alt.Y("min_char_error_rate:Q", title=None), y2="max_char_error_rate:Q"))
-    if metric == "length_ratio":
+        area = base.mark_area(color=BAND_COLOR, opacity=0.35)
+        layers.append(area.encode(y=alt.Y(f"{band[0]}:Q", title=None), y2=f"{band[1]}:Q"))
+    if metric.ideal is not None:
         layers.append(
-            alt.Chart(pd.DataFrame({"ideal": [1.0]}))
+            alt.Chart(pd.DataFrame({"ideal": [metric.ideal]}))
             .mark_rule(color="#888", strokeDash=[4, 4])
             .encode(y="ideal:Q")
         )
     line = base.mark_line(color=LINE_COLOR, point=alt.OverlayMarkDef(size=28, color=LINE_COLOR))
     layers.append(line.encode(y=y, tooltip=tooltip))
-    return alt.layer(*layers).properties(title=METRIC_TITLES[metric], height=230)
+    return alt.layer(*layers).properties(title=metric.title, height=230)
 
 
-def heatmap_chart(frame: pd.DataFrame, selected: int | None = None) -> alt.Chart:
-    """Samples (rows) by rounds (columns), coloured by CER from green (right) to red (wrong).
+def heatmap_chart(
+    frame: pd.DataFrame, selected: int | None = None, metric: Metric | str = PRIMARY_METRIC
+) -> alt.Chart:
+    """Samples (rows) by rounds (columns), coloured by a metric from green (good) to red (bad).
 
     A click selects a sample (the `sample` selection, on its `sample_index`); the selected sample's row
     is outlined. `frame` is `analysis.heatmap_frame`'s output.
     """
+    metric = as_metric(metric)
+    low, high = metric.bounds
+    bounded = {"domain": [low, high]} if low is not None and high is not None else {}
+    scale = alt.Scale(scheme="redyellowgreen", reverse=metric.lower_is_better, **bounded)
     pick = alt.selection_point(name="sample", fields=["sample_index"], on="click", clear=False)
     samples = frame["sample_index"].nunique()
     chosen = alt.datum.sample_index == (selected if selected is not None else -1)
@@ -90,11 +118,7 @@ def heatmap_chart(frame: pd.DataFrame, selected: int | None = None) -> alt.Chart
         .encode(
             x=alt.X("round:O", title="Round", axis=alt.Axis(labelOverlap=True, labelAngle=0)),
             y=alt.Y("sample_index:O", title="Sample", axis=alt.Axis(labelOverlap=True)),
-            color=alt.Color(
-                "value:Q",
-                title="CER",
-                scale=alt.Scale(scheme="redyellowgreen", reverse=True, domain=[0, 1]),
-            ),
+            color=alt.Color("value:Q", title=metric.label, scale=scale),
             stroke=alt.condition(chosen, alt.value("#111"), alt.value(None)),
             strokeWidth=alt.condition(chosen, alt.value(1.5), alt.value(0)),
             tooltip=[
@@ -102,7 +126,7 @@ def heatmap_chart(frame: pd.DataFrame, selected: int | None = None) -> alt.Chart
                 alt.Tooltip("round:O", title="Round"),
                 alt.Tooltip("epoch:Q", title="Epoch"),
                 alt.Tooltip("step:Q", title="Step"),
-                alt.Tooltip("value:Q", title="CER", format=".3f"),
+                alt.Tooltip("value:Q", title=metric.label, format=".3f"),
             ],
         )
         .add_params(pick)
@@ -136,33 +160,38 @@ def sample_chart(history: pd.DataFrame, rounds: pd.DataFrame, x: str = "step") -
     )
 
 
-def compare_chart(trends: pd.DataFrame, metric: str, x: str = "step") -> alt.Chart:
+def compare_chart(trends: pd.DataFrame, metric: Metric | str, x: str = "step", by: str = "job") -> alt.Chart:
     """Several jobs' averages of one metric overlaid, one colour per job.
 
-    `trends` is long form: `job`, `epoch`, `step`, `round`, `sample_count` and `avg_<metric>`.
+    `trends` is long form: `job` (or another series column, `by`), `epoch`, `step`, `sample_count`
+    and `avg_<metric>`; the Trends page draws groups of one job the same way, by `group`.
     """
-    column = f"avg_{metric}"
-    data = trends[["job", "epoch", "step", "round", "sample_count", column]].dropna(subset=[column])
+    metric = as_metric(metric)
+    column, title = metric.column, by.title()
+    if column not in trends.columns:
+        trends = trends.assign(**{column: float("nan")})
+    keep = [by, "epoch", "step", *(["round"] if "round" in trends.columns else []), "sample_count", column]
+    data = trends[keep].dropna(subset=[column])
     data = data.rename(columns={column: "value"})
     return (
         alt.Chart(data)
         .mark_line(point=alt.OverlayMarkDef(size=24))
         .encode(
             x=_x(x),
-            y=alt.Y("value:Q", title=METRIC_TITLES[metric], scale=_y_scale(metric, data["value"])),
+            y=alt.Y("value:Q", title=metric.title, scale=_y_scale(metric, data["value"])),
             color=alt.Color(
-                "job:N",
-                title="Job",
+                f"{by}:N",
+                title=title,
                 scale=alt.Scale(scheme="tableau10"),
                 legend=alt.Legend(orient="right", labelLimit=240),
             ),
             tooltip=[
-                alt.Tooltip("job:N", title="Job"),
+                alt.Tooltip(f"{by}:N", title=title),
                 alt.Tooltip("epoch:Q", title="Epoch"),
                 alt.Tooltip("step:Q", title="Step"),
-                alt.Tooltip("value:Q", title=METRIC_TITLES[metric], format=".3f"),
+                alt.Tooltip("value:Q", title=metric.title, format=".3f"),
                 alt.Tooltip("sample_count:Q", title="Samples"),
             ],
         )
-        .properties(title=METRIC_TITLES[metric], height=320)
+        .properties(title=metric.title, height=320)
     )

@@ -5,8 +5,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pandas as pd
 import streamlit as st
+
+from predictions.dashboard import charts
+from predictions.scorer import REGISTRY, Metric
 
 
 def cer(label: str = "CER") -> st.column_config.Column:
@@ -25,28 +30,46 @@ def text(label: str) -> st.column_config.Column:
     return st.column_config.TextColumn(label, width="medium")
 
 
-PREDICTION_ROWS = {
+def metric_column(metric: Metric) -> st.column_config.Column:
+    """A metric as a column: a 0-1 metric as a bar coloured by its direction, any other as a number;
+    exact match as a tick."""
+    if metric.name == "exact_match":
+        return st.column_config.CheckboxColumn(metric.label, width="small")
+    if metric.bounds == (0.0, 1.0):
+        return cer(metric.label) if metric.lower_is_better else score(metric.label)
+    number_format = "%.2fx" if metric.ideal == 1.0 else "%.3f"
+    return st.column_config.NumberColumn(metric.label, format=number_format, width="small")
+
+
+ROW_COLUMNS = {
     "epoch": st.column_config.NumberColumn("Epoch", width="small"),
     "step": st.column_config.NumberColumn("Step", width="small"),
     "sample_index": st.column_config.NumberColumn("Sample", width="small"),
     "prompt": text("Prompt"),
     "prediction": text("Prediction"),
     "ground_truth": text("Ground truth"),
-    "exact_match": st.column_config.CheckboxColumn("Exact", width="small"),
-    "char_error_rate": cer(),
-    "word_overlap": score("Word overlap"),
-    "length_ratio": st.column_config.NumberColumn("Length ratio", format="%.2fx", width="small"),
 }
-"""Rows of `training_predictions` as tables show them; the unbounded length ratio as a number."""
 
 
-SCORES = ("char_error_rate", "exact_match", "word_overlap", "length_ratio")
-TABLE_ORDER = ("sample_index", "epoch", "step", *SCORES, "prediction", "ground_truth", "prompt")
-"""Scores next to the row's identity, then the answer, the truth and (longest, read least) the prompt."""
+def prediction_columns(metrics: Iterable[Metric] = REGISTRY.values()) -> dict[str, st.column_config.Column]:
+    """Rows of `training_predictions` as tables show them, a column per metric of the job."""
+    return {**ROW_COLUMNS, **{metric.name: metric_column(metric) for metric in metrics}}
+
+
+def table_order(metrics: Iterable[Metric] = REGISTRY.values()) -> tuple[str, ...]:
+    """Scores next to the row's identity, then the answer, the truth and (longest, read least) the prompt."""
+    names = [metric.name for metric in charts.shown(metrics)]
+    return ("sample_index", "epoch", "step", *names, "prediction", "ground_truth", "prompt")
+
+
+PREDICTION_ROWS = prediction_columns()
+"""The built-in metrics' rows as tables show them."""
+TABLE_ORDER = table_order()
 
 
 def prediction_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """Rows ready for `PREDICTION_ROWS`: exact match as a tick (empty when unscored), no bookkeeping."""
+    """Rows ready for `prediction_columns`: exact match as a tick (empty when unscored), no bookkeeping."""
     exact = rows["exact_match"].map({1.0: True, 0.0: False}).astype("boolean")
-    shown = rows.drop(columns=[c for c in ("job_id", "created_at") if c in rows.columns])
+    hidden = ("job_id", "created_at", "metadata")
+    shown = rows.drop(columns=[c for c in hidden if c in rows.columns])
     return shown.assign(exact_match=exact)

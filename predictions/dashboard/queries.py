@@ -64,6 +64,12 @@ def sample_matrix(_store: Store, ref: JobRef, metric: str = "char_error_rate") -
     return _store.sample_matrix(ref.job_id, metric)
 
 
+@st.cache_data(ttl=DEFAULT_REFRESH_S, show_spinner=False, max_entries=64)
+def group_trends(_store: Store, ref: JobRef, field: str) -> pd.DataFrame:
+    """Per round and group of a metadata field: each metric's average, computed by the store."""
+    return _store.group_trends(ref.job_id, field)
+
+
 @st.cache_data(ttl=DEFAULT_REFRESH_S, show_spinner=False, max_entries=256)
 def sample_history(_store: Store, ref: JobRef, sample_index: int) -> pd.DataFrame:
     """One sample's row in every round."""
@@ -81,6 +87,7 @@ def predictions_page(
     descending: bool = False,
     limit: int = 50,
     offset: int = 0,
+    metric_range: tuple[str, float | None, float | None] | None = None,
 ) -> PredictionPage:
     """One filtered, sorted page of rows; the total count comes with it."""
     return _store.predictions_page(
@@ -91,6 +98,7 @@ def predictions_page(
         descending=descending,
         limit=limit,
         offset=offset,
+        metric_range=metric_range,
     )
 
 
