@@ -97,7 +97,7 @@ def table(view: widgets.View, chosen: dict) -> None:
         columns.prediction_rows(page.rows),
         hide_index=True,
         column_config=columns.prediction_columns(metrics),
-        column_order=columns.table_order(metrics),
+        column_order=columns.with_replacements(columns.table_order(metrics), page.rows),
         height=min(640, 35 * (len(page.rows) + 1) + 3),
     )
     if pages > 1:

@@ -108,6 +108,8 @@ def sample_detail(view: widgets.View, sample: int, rounds: pd.DataFrame) -> None
     left.code(latest["prompt"], language=None, wrap_lines=True)
     right.caption(f"Latest prediction ({widgets.round_label(latest['epoch'], latest['step'])})")
     right.code(latest["prediction"], language=None, wrap_lines=True)
+    if note := columns.replaced_note(int(latest.get("text_replacements", 0))):
+        right.caption(note)
     middle.caption("Ground truth")
     middle.code(
         truth.iloc[-1] if not truth.empty else "(none: this sample is not scored)",

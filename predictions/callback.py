@@ -27,13 +27,15 @@ from predictions.distributed import (
     rank_and_world,
     sharding,
 )
-from predictions.errors import AuthError, ConfigError, StoreError
+from predictions.errors import ConfigError, StoreUnavailableError
 from predictions.generator import encode_batches, generate_batches, unwrap, uses_chat_template
+from predictions.preemption import SignalGuard, guard_job
 from predictions.sampler import Sample, check_source, select_samples
 from predictions.scorer import score_batch
 from predictions.store.base import PredictionRow, Store
+from predictions.text import storable_row
 from predictions.user_scorers import run_scorers
-from predictions.writer import Writer
+from predictions.writer import Writer, check_can_write
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class PredictionsCallback(TrainerCallback):
         self._done_steps: set[int] = set()
         self.skipped: dict[int, list[int]] = {}
         self._active_tokenizer: Any = None
+        self._signal_guard: SignalGuard | None = None
 
     # hooks
 
@@ -68,7 +71,7 @@ class PredictionsCallback(TrainerCallback):
         self.skipped.clear()
         self.watch = RegressionWatch(self.config.stop_after_regressions)
         if state.is_world_process_zero:
-            self.writer = Writer(self._open_store())
+            self.writer = self._start_writer()
             self.writer.start_job(
                 self.job_id,
                 name=self.config.job_name or self.job_id,
@@ -77,6 +80,7 @@ class PredictionsCallback(TrainerCallback):
                 user_id=self.config.user_id,
             )
             atexit.register(fail_unfinished_job, self.writer, self.job_id)
+            self._signal_guard = guard_job(self.writer, self.job_id)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         every = self.config.every_n_steps
@@ -93,6 +97,9 @@ class PredictionsCallback(TrainerCallback):
             self.writer.finish_job(self.job_id, status="finished")
             self.writer.close()
             self.writer = None
+        if self._signal_guard is not None:
+            self._signal_guard.uninstall()
+            self._signal_guard = None
 
     # a round
 
@@ -213,19 +220,23 @@ class PredictionsCallback(TrainerCallback):
             )
         return tokenizer
 
-    def _open_store(self) -> Store | None:
-        """The configured store, else `open_store()`; an unreachable store leaves the writer spooling."""
-        if self.config.store is not None:
-            return self.config.store
-        from predictions.store import open_store
+    def _start_writer(self) -> Writer:
+        """A writer on the configured store, else `open_store()`; checked able to write before step 1.
 
-        try:
-            return open_store()
-        except (ConfigError, AuthError):  # a wrong or revoked ingest key stops the run before step 1
-            raise
-        except StoreError:
-            logger.exception("predictions store unavailable; rows go to the spool file until it answers")
-            return None
+        A store that cannot be opened yet (a locked SQLite file) is opened later by the writer, which
+        spools to that store's own spool meanwhile.
+        """
+        store: Store | None = self.config.store
+        if store is None:
+            from predictions.store import open_store
+
+            try:
+                store = open_store()
+            except StoreUnavailableError:
+                logger.exception("predictions store unavailable; rows go to its spool until it answers")
+                return Writer(None, open_store=open_store)
+        check_can_write(store, self.config.user_id)
+        return Writer(store)
 
 
 @dataclass
@@ -263,18 +274,20 @@ def build_rows(
     scores = score_batch(answers, [sample.ground_truth for sample in samples])
     custom = run_scorers(config.scorers, samples, answers)
     return [
-        PredictionRow(
-            job_id=job_id,
-            epoch=epoch,
-            step=state.global_step,
-            sample_index=sample.index,
-            prompt=sample.prompt,
-            prediction=answer,
-            ground_truth=sample.ground_truth,
-            user_id=config.user_id,
-            scores=values,
-            metadata=sample.metadata,
-            **score.as_dict(),
+        storable_row(
+            PredictionRow(
+                job_id=job_id,
+                epoch=epoch,
+                step=state.global_step,
+                sample_index=sample.index,
+                prompt=sample.prompt,
+                prediction=answer,
+                ground_truth=sample.ground_truth,
+                user_id=config.user_id,
+                scores=values,
+                metadata=sample.metadata,
+                **score.as_dict(),
+            )
         )
         for sample, answer, score, values in zip(samples, answers, scores, custom, strict=True)
     ]

@@ -17,12 +17,24 @@ class DatasetError(PredictionsError, ValueError):
 
 
 class StoreError(PredictionsError):
-    """A store call failed; the backend's own message is kept in the text and in `__cause__`."""
+    """A store call was refused for good (a bad value, a constraint, auth); the backend's message kept.
+
+    Retrying the same call cannot help: the writer quarantines the refused rows instead.
+    """
 
 
 class StoreUnavailableError(StoreError):
-    """The store cannot be reached right now (network, locked file, server down): worth retrying."""
+    """The store cannot be reached right now (network, timeout, 5xx, locked file): worth retrying."""
 
 
 class AuthError(StoreError):
     """Sign-in failed or the key is not allowed to do what was asked."""
+
+
+def is_transient(error: BaseException) -> bool:
+    """True when the same call may succeed later (an outage); False when the store refused it for good."""
+    if isinstance(error, StoreUnavailableError):
+        return True
+    if isinstance(error, StoreError):
+        return False
+    return isinstance(error, ConnectionError | TimeoutError)

@@ -14,8 +14,8 @@ from transformers import TrainerCallback, TrainerControl, TrainerState
 
 from predictions import ConfigError, DatasetError, PredictionsCallback
 from predictions.callback import RegressionWatch, equal_shards
+from predictions.spool import replay_spool
 from predictions.store import SQLiteStore
-from predictions.writer import replay_spool
 from tests import helpers_training as h
 
 SAMPLES = h.pairs(12)
@@ -204,8 +204,8 @@ def test_a_store_down_for_the_whole_run_loses_nothing(tmp_path, monkeypatch):
     assert trainer.state.global_step == 8 and h.count_rows(db, "down") == 0
     spool = tmp_path / "p.spool.jsonl"
     assert len(spool.read_text().splitlines()) == 4  # start, two rounds, finish
-    assert replay_spool(store, spool) == 4
-    assert replay_spool(store, spool) == 0
+    assert replay_spool(store, spool).stored == 4
+    assert replay_spool(store, spool).stored == 0
     assert h.count_rows(db, "down") == 6
     assert store.list_jobs()[0].status == "finished"
 

@@ -289,3 +289,29 @@ def test_definer_functions_fix_their_search_path_and_ingest_helpers_are_private(
     assert fetch(database, "select has_table_privilege('authenticated', 'ingest_keys', 'select')") == [
         (False,)
     ]
+
+
+def test_the_seed_table_gains_the_replacement_count_and_jobs_their_status_time(database):
+    with psycopg.connect(database) as conn:
+        conn.execute(SEED_TABLE)
+        conn.execute(
+            "insert into training_predictions (id, job_id, user_id, epoch, step, sample_index, prompt,"
+            " prediction, created_at) values (gen_random_uuid(), 'seed-job', %s, 1, 1, 0, 'p', 'x', now())",
+            (USER_A,),
+        )
+    apply_migrations(database)
+    apply_migrations(database)
+    assert fetch(database, "select text_replacements from training_predictions") == [(0,)]
+    with psycopg.connect(database) as conn:
+        conn.execute(
+            "insert into training_jobs (id, user_id, status, status_at)"
+            " values ('job', %s, 'finished', '2026-01-01T00:00:10Z')",
+            (USER_A,),
+        )
+        late_start = "update training_jobs set status = 'running', status_at = %s where id = 'job'"
+        conn.execute(late_start, ("2026-01-01T00:00:01Z",))  # a start replayed after the finish
+        assert conn.execute("select status, finished_at is not null from training_jobs").fetchall() == [
+            ("finished", True)
+        ]
+        conn.execute(late_start, ("2026-01-01T00:00:20Z",))  # a real restart, later
+        assert conn.execute("select status, finished_at from training_jobs").fetchall() == [("running", None)]

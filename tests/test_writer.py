@@ -6,9 +6,10 @@ import json
 import threading
 import time
 
+from predictions.spool import replay_spool, spool_path
 from predictions.store import SQLiteStore
 from predictions.store.base import PredictionRow
-from predictions.writer import Writer, default_spool_path, replay_spool
+from predictions.writer import Writer
 from tests.helpers_training import count_rows, locked
 
 
@@ -59,8 +60,8 @@ def test_a_store_down_for_the_whole_run_spools_everything_and_replay_stores_it_o
     ops = [json.loads(line)["op"] for line in spool.read_text().splitlines()]
     assert ops == ["start_job", "write_predictions", "write_predictions", "finish_job"]
     assert count_rows(db, "job") == 0
-    assert replay_spool(store, spool) == 4
-    assert replay_spool(store, spool) == 0 and not spool.exists()
+    assert replay_spool(store, spool).stored == 4
+    assert replay_spool(store, spool).stored == 0 and not spool.exists()
     assert count_rows(db, "job") == 6
     assert store.list_jobs()[0].status == "finished"
 
@@ -100,7 +101,7 @@ def test_a_replay_while_still_down_keeps_every_call(tmp_path):
         "".join(json.dumps({"op": "write_predictions", "rows": [r.as_dict()]}) + "\n" for r in rows(1))
     )
     with locked(db):
-        assert replay_spool(store, spool) == 0
+        assert replay_spool(store, spool).stored == 0
     assert len(spool.read_text().splitlines()) == 3
     assert [p.name for p in tmp_path.iterdir() if "replaying" in p.name] == []
 
@@ -121,9 +122,15 @@ def test_an_unwritable_spool_is_logged_not_raised(tmp_path, caplog):
     assert "cannot write the predictions spool" in caplog.text
 
 
-def test_default_spool_path(tmp_path, monkeypatch, sqlite_store):
-    monkeypatch.delenv("PREDICTIONS_SPOOL", raising=False)
-    assert default_spool_path(sqlite_store) == tmp_path / "predictions.spool.jsonl"
-    assert str(default_spool_path(None)) == ".predictions/spool.jsonl"
+def test_each_store_has_one_spool_location(tmp_path, monkeypatch, sqlite_store):
+    for name in ("PREDICTIONS_SPOOL", "PREDICTIONS_DB", "SUPABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert spool_path(sqlite_store) == tmp_path / "predictions.spool.jsonl"
+    assert str(spool_path(None)) == ".predictions/predictions.spool.jsonl"  # beside the default file
+    monkeypatch.setenv("PREDICTIONS_DB", str(tmp_path / "other.db"))
+    assert spool_path(None) == tmp_path / "other.spool.jsonl"  # a store that could not be opened
+    monkeypatch.setenv("SUPABASE_URL", "https://abc.supabase.co")
+    assert spool_path(None) == tmp_path / "cache/predictions/spool/abc.supabase.co.spool.jsonl"
     monkeypatch.setenv("PREDICTIONS_SPOOL", str(tmp_path / "x.jsonl"))
-    assert default_spool_path(sqlite_store) == tmp_path / "x.jsonl"
+    assert spool_path(sqlite_store) == tmp_path / "x.jsonl"

@@ -48,6 +48,9 @@ ROW_COLUMNS = {
     "prompt": text("Prompt"),
     "prediction": text("Prediction"),
     "ground_truth": text("Ground truth"),
+    "text_replacements": st.column_config.NumberColumn(
+        "Replaced", width="small", help="characters no store can hold (NUL, half an emoji), stored as \ufffd"
+    ),
 }
 
 
@@ -73,3 +76,16 @@ def prediction_rows(rows: pd.DataFrame) -> pd.DataFrame:
     hidden = ("job_id", "created_at", "metadata")
     shown = rows.drop(columns=[c for c in hidden if c in rows.columns])
     return shown.assign(exact_match=exact)
+
+
+def with_replacements(order: tuple[str, ...], rows: pd.DataFrame) -> tuple[str, ...]:
+    """The column order, plus the count of replaced characters when a row on the page has any."""
+    replaced = "text_replacements" in rows.columns and bool((rows["text_replacements"] > 0).any())
+    return (*order, "text_replacements") if replaced else order
+
+
+def replaced_note(count: int) -> str | None:
+    """What to say under a text whose unstorable characters were replaced, or None."""
+    if not count:
+        return None
+    return f":material/warning: {count} character(s) no store can hold (NUL, half an emoji) stored as \ufffd"

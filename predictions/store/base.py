@@ -50,6 +50,7 @@ PREDICTION_COLUMNS = (
     "prediction",
     *METRICS,
     "metadata",
+    "text_replacements",
     "created_at",
 )
 """A rows frame's fixed columns; each user scorer adds a column of its values, named like it."""
@@ -77,6 +78,7 @@ PredictionRow = make_dataclass(
         ("user_id", str | None, None),
         ("scores", dict[str, float | None] | None, None),
         ("metadata", dict[str, Any] | None, None),
+        ("text_replacements", int, 0),
     ],
     frozen=True,
     slots=True,
@@ -85,7 +87,8 @@ PredictionRow = make_dataclass(
         "__doc__": """One sample's prediction in one round: a row of `training_predictions`.
 
     Its fields are the table's: a column per built-in metric (from the registry), `scores` for the
-    values of user scorers by name, `metadata` for the sample fields kept with the row (to group by).
+    values of user scorers by name, `metadata` for the sample fields kept with the row (to group by),
+    `text_replacements` how many characters no store can hold (NUL, lone surrogates) became U+FFFD.
     """,
     },
 )
@@ -162,11 +165,15 @@ class Store(Protocol):
         model: str | None = None,
         config: dict[str, Any] | None = None,
         user_id: str | None = None,
+        at: str | None = None,
     ) -> None:
-        """Register a job as running (again, if it existed), keeping its first start time."""
+        """Register a job as running (again, if it existed), keeping its first start time.
 
-    def finish_job(self, job_id: str, *, status: str = "finished") -> None:
-        """Mark a job finished or failed."""
+        `at` (ISO-8601 UTC, default now) is when the status was set: a status set earlier than the
+        job's current one is ignored, so a replayed start never undoes a later finish."""
+
+    def finish_job(self, job_id: str, *, status: str = "finished", at: str | None = None) -> None:
+        """Mark a job finished or failed, unless a later status (by `at`) is already recorded."""
 
     def delete_job(self, job_id: str, *, user_id: str | None = None) -> None:
         """Delete one of the caller's jobs and all its rows; StoreError when the caller has no such job.
@@ -254,7 +261,9 @@ def overall_improvement(avg_cers: Sequence[float | None]) -> float | None:
     return (scored[0] - scored[-1]) / scored[0] * 100.0
 
 
-INTEGER_COLUMNS = frozenset({"epoch", "step", "sample_index", "sample_count", "scored_count"})
+INTEGER_COLUMNS = frozenset(
+    {"epoch", "step", "sample_index", "sample_count", "scored_count", "text_replacements"}
+)
 FLOAT_COLUMNS = frozenset(
     {*METRICS, "value", *(c for c in TREND_COLUMNS if c.startswith(("avg_", "min_", "max_")))}
 )

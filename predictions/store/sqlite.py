@@ -7,6 +7,7 @@ aggregate is computed by SQLite, so the dashboard never loads a job's rows to av
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import uuid
@@ -63,6 +64,7 @@ WRITE_COLUMNS = (
     *METRICS,
     "scores",
     "metadata",
+    "text_replacements",
 )
 UPDATED_COLUMNS = [c for c in WRITE_COLUMNS if c not in ("job_id", "user_id", "step", "sample_index")]
 
@@ -74,13 +76,27 @@ ON CONFLICT (job_id, step, sample_index) DO UPDATE SET
 """
 
 UPSERT_JOB = """
-INSERT INTO training_jobs (id, user_id, name, model, status, config, started_at, updated_at)
-VALUES (?, ?, ?, ?, 'running', ?, ?, ?)
+INSERT INTO training_jobs (id, user_id, name, model, status, config, started_at, updated_at, status_at)
+VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     name = COALESCE(excluded.name, name), model = COALESCE(excluded.model, model),
-    config = COALESCE(excluded.config, config), status = 'running',
-    updated_at = excluded.updated_at, finished_at = NULL
+    config = COALESCE(excluded.config, config), updated_at = excluded.updated_at,
+    status = CASE WHEN excluded.status_at >= COALESCE(status_at, '') THEN 'running' ELSE status END,
+    finished_at = CASE WHEN excluded.status_at >= COALESCE(status_at, '') THEN NULL ELSE finished_at END,
+    status_at = MAX(excluded.status_at, COALESCE(status_at, ''))
 """
+"""A job's status is the latest one set (by `status_at`), whatever order the calls arrive in."""
+
+FINISH_JOB = """
+INSERT INTO training_jobs (id, user_id, status, started_at, updated_at, finished_at, status_at)
+VALUES (:job_id, :user_id, :status, :now, :now, :now, :at)
+ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at,
+    status = CASE WHEN excluded.status_at >= COALESCE(status_at, '') THEN excluded.status ELSE status END,
+    finished_at = CASE WHEN excluded.status_at >= COALESCE(status_at, '') THEN excluded.finished_at
+                       ELSE finished_at END,
+    status_at = MAX(excluded.status_at, COALESCE(status_at, ''))
+"""
+"""A finish that arrives before its job's start (replayed after an outage) creates the job, finished."""
 
 TRENDS = f"SELECT {', '.join(TREND_COLUMNS)}, scores FROM training_rounds WHERE job_id = ? ORDER BY step"
 ROUNDS = f"SELECT {', '.join(ROUND_COLUMNS)} FROM training_rounds WHERE job_id = ? ORDER BY step"
@@ -108,6 +124,9 @@ GROUP_VALUE = """CASE json_type(metadata, :path) WHEN 'true' THEN 'true' WHEN 'f
     ELSE CAST(json_extract(metadata, :path) AS TEXT) END"""
 """A row's metadata field as text, the way Postgres's `->>` gives it."""
 
+TRANSIENT_SQLITE = re.compile(r"locked|busy|disk|unable to open|i/o", re.IGNORECASE)
+"""SQLite errors of a file someone else holds or a disk in trouble: the same write can succeed later."""
+
 
 def _write_values(row: PredictionRow) -> tuple:
     """A row's values in WRITE_COLUMNS order, owned by the local user when nobody is named."""
@@ -126,7 +145,12 @@ def metric_sql(metric: str) -> str:
 
 def utc_now() -> str:
     """ISO-8601 UTC text, the embedded store's timestamp format."""
-    return datetime.now(UTC).isoformat()
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def utc_text(moment: str) -> str:
+    """An ISO-8601 time as the store's UTC text, so that text order is time order."""
+    return datetime.fromisoformat(moment).astimezone(UTC).isoformat(timespec="microseconds")
 
 
 class SQLiteStore:
@@ -163,17 +187,19 @@ class SQLiteStore:
         model: str | None = None,
         config: dict[str, Any] | None = None,
         user_id: str | None = None,
+        at: str | None = None,
     ) -> None:
         now = utc_now()
         config_text = json.dumps(config, default=str) if config is not None else None
-        values = (job_id, user_id or LOCAL_USER_ID, name, model, config_text, now, now)
+        values = (job_id, user_id or LOCAL_USER_ID, name, model, config_text, now, now, utc_text(at or now))
         self._write(lambda c: c.execute(UPSERT_JOB, values))
 
-    def finish_job(self, job_id: str, *, status: str = "finished") -> None:
+    def finish_job(self, job_id: str, *, status: str = "finished", at: str | None = None) -> None:
         check_status(status)
         now = utc_now()
-        sql = "UPDATE training_jobs SET status = ?, updated_at = ?, finished_at = ? WHERE id = ?"
-        self._write(lambda c: c.execute(sql, (status, now, now, job_id)))
+        values = {"now": now, "at": utc_text(at or now), "status": status, "job_id": job_id}
+        values["user_id"] = LOCAL_USER_ID
+        self._write(lambda c: c.execute(FINISH_JOB, values))
 
     def delete_job(self, job_id: str, *, user_id: str | None = None) -> None:
         """Delete a job (of `user_id`, when given) and its rows in one transaction; StoreError when
@@ -281,10 +307,15 @@ class SQLiteStore:
                     self._conn.execute("ROLLBACK")
                     raise
                 self._conn.execute("COMMIT")
-            except sqlite3.OperationalError as error:
-                raise StoreUnavailableError(f"{self.description}: {error}") from error
-            except sqlite3.Error as error:
-                raise StoreError(f"{self.description}: {error}") from error
+            except (sqlite3.Error, UnicodeError) as error:
+                raise self._error(error) from error
+
+    def _error(self, error: Exception) -> StoreError:
+        """Locked, busy or disk trouble is worth retrying; a refused value or constraint is not."""
+        text = f"{self.description}: {error}"
+        if isinstance(error, sqlite3.OperationalError) and TRANSIENT_SQLITE.search(str(error)):
+            return StoreUnavailableError(text)
+        return StoreError(text)
 
     def _query(self, sql: str, params: Sequence[Any] | dict) -> list[tuple]:
         with self._lock:

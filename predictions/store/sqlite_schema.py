@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS training_jobs (
     config TEXT,
     started_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
-    finished_at TEXT
+    finished_at TEXT,
+    status_at TEXT
 );
 CREATE TABLE IF NOT EXISTS training_predictions (
     id TEXT PRIMARY KEY,
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS training_predictions (
     prediction TEXT NOT NULL,
 {METRIC_COLUMNS}    scores TEXT,
     metadata TEXT,
+    text_replacements INTEGER NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL,
     UNIQUE (job_id, step, sample_index)
 );
@@ -46,7 +48,15 @@ CREATE INDEX IF NOT EXISTS idx_training_predictions_job_epoch ON training_predic
 CREATE INDEX IF NOT EXISTS idx_training_predictions_job_step ON training_predictions (job_id, step);
 """
 
-ADDED_PREDICTION_COLUMNS = {**{name: "REAL" for name in METRICS}, "scores": "TEXT", "metadata": "TEXT"}
+ADDED_COLUMNS = {
+    "training_predictions": {
+        **{name: "REAL" for name in METRICS},
+        "scores": "TEXT",
+        "metadata": "TEXT",
+        "text_replacements": "INTEGER NOT NULL DEFAULT 0",
+    },
+    "training_jobs": {"status_at": "TEXT"},
+}
 """Columns a file from an older version may lack; they are added when it is opened."""
 
 SUMMARY_COLUMNS = {
@@ -109,7 +119,12 @@ TRIGGERS = {
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
-    """Create what is missing; a file from an older version gets new columns and its summary rebuilt."""
+    """Create what is missing; a file from an older version gets new columns and its summary rebuilt.
+
+    A current file is only read, so opening it never waits for a writer holding the lock.
+    """
+    if schema_is_current(conn):
+        return
     conn.executescript(TABLES)
     conn.execute("BEGIN IMMEDIATE")  # one process migrates and fills the summary, others wait
     try:
@@ -132,10 +147,22 @@ def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
-    present = _columns(conn, "training_predictions")
-    for name, kind in ADDED_PREDICTION_COLUMNS.items():
-        if name not in present:
-            conn.execute(f"ALTER TABLE training_predictions ADD COLUMN {name} {kind}")
+    for table, added in ADDED_COLUMNS.items():
+        present = _columns(conn, table)
+        for name, kind in added.items():
+            if name not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
+def schema_is_current(conn: sqlite3.Connection) -> bool:
+    """True when every column, the summary and every trigger are this version's (read, not locked)."""
+    for table, added in ADDED_COLUMNS.items():
+        if not set(added) <= set(_columns(conn, table)):
+            return False
+    if _rounds_table_is_stale(conn):
+        return False
+    triggers = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall())
+    return all(triggers.get(name) == f"CREATE TRIGGER {name} {body}" for name, body in TRIGGERS.items())
 
 
 def _rounds_table_is_stale(conn: sqlite3.Connection) -> bool:

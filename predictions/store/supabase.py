@@ -17,6 +17,7 @@ import math
 import os
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -58,11 +59,12 @@ CHUNK_ROWS = 1000
 
 AUTH_CODES = frozenset({"42501", "PGRST300", "PGRST301", "PGRST302", "PGRST303", "401", "403"})
 """PostgREST/Postgres codes meaning "not allowed": bad or expired JWT, missing privilege, RLS."""
-UNAVAILABLE_CODES = frozenset(
-    {"PGRST000", "PGRST001", "PGRST002", "PGRST003", "53300", "57P01", "57P03"}
-    | {"408", "429", "502", "503", "504", "520", "521", "522", "523", "524", "530"}
-)
-"""Codes of a database or gateway that is down or overloaded right now: worth retrying."""
+UNAVAILABLE_CODES = frozenset({"PGRST000", "PGRST001", "PGRST002", "PGRST003", "55P03", "408", "429"})
+UNAVAILABLE_CLASSES = ("08", "40", "53", "57", "58")
+"""Codes of a database or gateway that is down, overloaded or timing out right now: worth retrying.
+Postgres classes 08 (connection), 40 (deadlock, serialization), 53 (resources), 57 (shutdown,
+statement timeout), 58 (system I/O), and HTTP 5xx from a gateway. Every other code (4xx, 22 data,
+23 constraint, 42 schema) is a refusal for good."""
 
 INGEST_UPSERTS = {"training_predictions": "ingest_write_predictions", "training_jobs": "ingest_start_job"}
 """The function that does a table's upsert for an ingest key (a trainer holds no table rights)."""
@@ -154,11 +156,23 @@ def prediction_record(row: PredictionRow, owner: str) -> dict[str, Any]:
         "prompt": row.prompt,
         "ground_truth": row.ground_truth,
         "prediction": row.prediction,
+        "text_replacements": int(row.text_replacements),
     }
     record.update({metric: json_number(getattr(row, metric)) for metric in METRICS})
     record["scores"] = clean_scores(row.scores)
     record["metadata"] = json.loads(json.dumps(row.metadata, default=str)) if row.metadata else None
     return record
+
+
+def is_unavailable_code(code: str) -> bool:
+    """True for a PostgREST, Postgres or HTTP code of an outage (see UNAVAILABLE_CLASSES)."""
+    if code in UNAVAILABLE_CODES or (len(code) == 3 and code.startswith("5") and code.isdigit()):
+        return True
+    return len(code) == 5 and code.startswith(UNAVAILABLE_CLASSES)
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 def api_error_text(error: APIError) -> str:
@@ -306,29 +320,28 @@ class SupabaseStore:
         model: str | None = None,
         config: dict[str, Any] | None = None,
         user_id: str | None = None,
+        at: str | None = None,
     ) -> None:
         """Upsert the job as running; columns not given are left as they are (a trigger keeps the
-        first start time and sets updated_at/finished_at from the database clock)."""
+        first start time and sets updated_at/finished_at from the database clock, and keeps a
+        status set later than `at`)."""
         owner = self._owner(user_id)
-        self._job_owners[job_id] = owner
         record: dict[str, Any] = {"id": job_id, "user_id": owner, "status": "running"}
+        record["status_at"] = at or utc_now()
         given = {"name": name, "model": model}
         if config is not None:
             given["config"] = json.loads(json.dumps(config, default=str))
         record.update({column: value for column, value in given.items() if value is not None})
         self._upsert("training_jobs", [record], JOB_KEY)
+        self._job_owners[job_id] = owner  # only once started: a refused start binds no owner
 
-    def finish_job(self, job_id: str, *, status: str = "finished") -> None:
+    def finish_job(self, job_id: str, *, status: str = "finished", at: str | None = None) -> None:
+        """Upserted, so a finish replayed before its start still leaves the job finished; the status
+        only moves when `at` is later than the job's (a trigger compares them)."""
         check_status(status)
-        if self._ingest_key:
-            self._function(
-                "ingest_update_job", p_key=self._ingest_key, p_job_id=job_id, p_values={"status": status}
-            )
-            return
-        request = (
-            self._rest().table("training_jobs").update({"status": status}, returning=ReturnMethod.minimal)
-        )
-        self._call(request.eq("user_id", self._job_owner(job_id)).eq("id", job_id).execute)
+        record = {"id": job_id, "user_id": self._job_owner(job_id), "status": status}
+        record["status_at"] = at or utc_now()
+        self._upsert("training_jobs", [record], JOB_KEY)
 
     def delete_job(self, job_id: str, *, user_id: str | None = None) -> None:
         """Delete one of the owner's jobs and all its rows; another owner's job is refused (StoreError)."""
@@ -410,6 +423,25 @@ class SupabaseStore:
         self._client.postgrest.aclose()
         self._client.auth.close()
 
+    def check_can_write(self, user_id: str | None = None) -> None:
+        """Raise ConfigError unless rows for `user_id` (default: the configured user) could be written:
+        checked before training starts, so a run never trains for hours storing nothing."""
+        if self.requires_sign_in and self._ingest_owner is None:
+            raise ConfigError(
+                "SUPABASE_KEY is the anon key and nobody is signed in: row-level security refuses every "
+                f"write; on a training machine set {ingest_keys.INGEST_KEY_ENV} (or use the service_role "
+                f"key with {USER_ID_ENV})"
+            )
+        if user_id is not None:
+            try:
+                uuid.UUID(str(user_id))
+            except ValueError as error:
+                raise ConfigError(
+                    f"user_id={user_id!r} is not a user id; valid: the UUID of a Supabase Auth user "
+                    "(Authentication > Users in the Supabase dashboard)"
+                ) from error
+        self._owner(user_id)
+
     # plumbing
 
     def _owner(self, user_id: str | None) -> str:
@@ -482,7 +514,7 @@ class SupabaseStore:
         if code in AUTH_CODES:
             prefix = "sign in first: " if self.requires_sign_in else ""
             named: StoreError = AuthError(prefix + text)
-        elif code in UNAVAILABLE_CODES or code.startswith("08"):
+        elif is_unavailable_code(code):
             named = StoreUnavailableError(text)
         else:
             named = StoreError(text)

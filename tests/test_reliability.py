@@ -1,0 +1,300 @@
+"""Nothing lost, nothing stuck: faults injected for real into the writer, the spool and both stores.
+
+Poison rows the stores really refuse, truncated spool lines, a store locked or hanging, status calls
+replayed out of order. The Trainer-level versions are in tests/test_reliability_training.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from predictions.errors import StoreError, StoreUnavailableError, is_transient
+from predictions.spool import (
+    SPOOL_VERSION,
+    append_spool,
+    corrupt_path,
+    quarantine_path,
+    read_calls,
+    replay_spool,
+)
+from predictions.store import SQLiteStore
+from predictions.store.base import PredictionRow
+from predictions.text import storable, storable_row
+from predictions.writer import Writer
+from tests.helpers_training import count_rows, locked
+
+
+def rows(step: int, job_id: str = "job", count: int = 4, poison: int | None = None) -> list[PredictionRow]:
+    """A round; the row at `poison` has no prompt, which both stores refuse (NOT NULL) for good."""
+    return [
+        PredictionRow(job_id, 1, step, i, None if i == poison else f"p{i}", f"a{i}", f"a{i}", 1.0, 0.0)
+        for i in range(count)
+    ]
+
+
+def stored_indexes(store, job_id: str = "job") -> list[tuple[int, int]]:
+    frame = store.predictions_page(job_id, limit=1000).rows
+    return sorted(zip(frame["step"].tolist(), frame["sample_index"].tolist(), strict=True))
+
+
+def when(seconds: float) -> str:
+    return (datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+# storable text
+
+
+def test_nul_and_lone_surrogates_become_the_replacement_character_and_are_counted():
+    assert storable("a\x00b\ud83dc 🙂") == ("a\ufffdb\ufffdc 🙂", 2)
+    row = PredictionRow("job", 1, 1, 0, "p\x00", "x\udc00y", "t")
+    clean = storable_row(row)
+    assert (clean.prompt, clean.prediction, clean.text_replacements) == ("p\ufffd", "x\ufffdy", 2)
+    assert storable_row(clean) == clean  # applying it twice changes nothing
+
+
+def test_both_stores_hold_replaced_text_and_show_the_count(store):
+    unstorable = [
+        storable_row(PredictionRow("job", 1, 1, 0, "p", "nul\x00", "t")),
+        storable_row(PredictionRow("job", 1, 1, 1, "p", "half \ud83d emoji", "t")),
+    ]
+    store.write_predictions(unstorable)
+    frame = store.sample_history("job", 0)
+    assert frame["prediction"].tolist() == ["nul\ufffd"] and frame["text_replacements"].tolist() == [1]
+    assert store.sample_history("job", 1)["prediction"].tolist() == ["half \ufffd emoji"]
+
+
+def test_each_store_refuses_raw_unstorable_text_for_good(store):
+    raw = "\x00" if "Supabase" in store.description else "\ud83d"
+    with pytest.raises(StoreError) as refused:
+        store.write_predictions([PredictionRow("job", 1, 1, 0, "p", raw, "t")])
+    assert not is_transient(refused.value)
+
+
+# permanent errors: split, quarantined, never blocking
+
+
+def test_a_refused_row_is_quarantined_and_the_rest_of_its_round_stored(store, tmp_path, caplog):
+    spool = tmp_path / "spool.jsonl"
+    writer = Writer(store, spool_path=spool, backoff_s=0.01)
+    with caplog.at_level(logging.ERROR):
+        writer.write(rows(1, poison=2))
+        writer.write(rows(2))
+        writer.close()
+    assert stored_indexes(store) == [(1, 0), (1, 1), (1, 3), *((2, i) for i in range(4))]
+    (refused,), bad = read_calls(quarantine_path(spool))
+    assert bad == [] and [r["sample_index"] for r in refused["rows"]] == [2]
+    assert "prompt" in refused["error"] and refused["v"] == SPOOL_VERSION
+    assert not spool.exists()
+    assert "refused 1 row(s) of job 'job' step 1 (sample 2) for good" in caplog.text
+    assert str(quarantine_path(spool)) in caplog.text
+
+
+def test_a_refused_call_in_the_spool_never_blocks_the_calls_after_it(store, tmp_path):
+    spool = tmp_path / "spool.jsonl"
+    poison = {"op": "write_predictions", "rows": [r.as_dict() for r in rows(1, count=1, poison=0)]}
+    good = [{"op": "write_predictions", "rows": [r.as_dict() for r in rows(step)]} for step in (2, 3)]
+    append_spool(spool, [poison, *good])
+    result = replay_spool(store, spool)
+    assert (result.stored, result.pending) == (3, 0)
+    assert len(stored_indexes(store)) == 8 and not spool.exists()
+    assert len(read_calls(quarantine_path(spool))[0]) == 1
+
+
+# the spool file
+
+
+def test_a_truncated_last_line_is_set_aside_and_every_good_line_replayed(sqlite_store, tmp_path):
+    spool = tmp_path / "spool.jsonl"
+    append_spool(spool, [{"op": "write_predictions", "rows": [r.as_dict() for r in rows(s)]} for s in (1, 2)])
+    whole = spool.read_text()
+    spool.write_text(whole + whole.splitlines()[0][:37])  # a kill in the middle of an append
+    result = replay_spool(sqlite_store, spool)
+    assert (result.stored, result.corrupt) == (2, 1)
+    assert len(stored_indexes(sqlite_store)) == 8
+    assert corrupt_path(spool).read_text() == whole.splitlines()[0][:37] + "\n"
+    assert not spool.exists() and list(tmp_path.glob("*.replaying")) == []
+
+
+def test_replaying_the_same_spool_twice_stores_each_row_once(store, tmp_path):
+    spool = tmp_path / "spool.jsonl"
+    calls = [{"op": "write_predictions", "rows": [r.as_dict() for r in rows(1)]}]
+    append_spool(spool, calls)
+    copy = spool.read_text()
+    replay_spool(store, spool)
+    spool.write_text(copy)  # a replay that crashed after storing, before removing its file
+    replay_spool(store, spool)
+    assert store.rounds("job")["sample_count"].tolist() == [4]
+
+
+def test_a_spool_line_of_an_unknown_version_is_set_aside_not_guessed(sqlite_store, tmp_path):
+    spool = tmp_path / "spool.jsonl"
+    spool.write_text(json.dumps({"v": 99, "op": "write_predictions", "rows": []}) + "\n")
+    assert replay_spool(sqlite_store, spool).corrupt == 1
+    assert '"v": 99' in corrupt_path(spool).read_text()
+
+
+def test_a_claimed_spool_left_by_a_killed_replay_is_adopted(sqlite_store, tmp_path):
+    spool = tmp_path / "spool.jsonl"
+    append_spool(spool, [{"op": "write_predictions", "rows": [r.as_dict() for r in rows(1)]}])
+    spool.rename(tmp_path / "spool.jsonl.999999999-dead.replaying")  # no such process
+    assert replay_spool(sqlite_store, spool).stored == 1
+    assert list(tmp_path.glob("*.replaying")) == []
+
+
+# outages
+
+
+def test_a_store_that_cannot_be_opened_yet_is_opened_later_and_gets_every_row(tmp_path):
+    db = tmp_path / "p.db"
+    tries = []
+
+    def open_later():
+        tries.append(1)
+        if len(tries) < 3:
+            raise StoreUnavailableError("locked, say")
+        return SQLiteStore(db)
+
+    writer = Writer(None, open_store=open_later, spool_path=tmp_path / "p.spool.jsonl", backoff_s=0.01)
+    writer.start_job("job")
+    writer.write(rows(1))
+    writer.write(rows(2))
+    writer.finish_job("job")
+    writer.close()
+    assert count_rows(db, "job") == 8 and len(tries) >= 3
+    assert SQLiteStore(db).list_jobs()[0].status == "finished"
+
+
+def test_the_spool_is_retried_with_backoff_while_no_round_comes(tmp_path):
+    db, spool = tmp_path / "p.db", tmp_path / "p.spool.jsonl"
+    store = SQLiteStore(db, timeout_s=0.05)
+    writer = Writer(store, spool_path=spool, retries=1, backoff_s=0.05)
+    with locked(db):
+        writer.write(rows(1))
+        wait_until(spool.exists)
+    wait_until(lambda: count_rows(db, "job") == 4)  # no further call: the retry alone stores it
+    writer.close()
+
+
+def test_a_status_set_later_wins_whatever_order_the_calls_arrive_in(store):
+    store.start_job("job", at=when(0))
+    store.finish_job("job", status="finished", at=when(10))
+    store.start_job("job", name="replayed late", at=when(1))  # a start spooled during an outage
+    (job,) = store.list_jobs()
+    assert (job.status, job.name) == ("finished", "replayed late") and job.finished_at is not None
+    store.finish_job("job", status="failed", at=when(5))
+    assert store.list_jobs()[0].status == "finished"
+    store.start_job("job", at=when(20))  # a real restart, later
+    assert (store.list_jobs()[0].status, store.list_jobs()[0].finished_at) == ("running", None)
+
+
+def test_a_finish_after_an_outage_leaves_the_job_finished(tmp_path):
+    db, spool = tmp_path / "p.db", tmp_path / "p.spool.jsonl"
+    store = SQLiteStore(db, timeout_s=0.05)
+    with locked(db):
+        writer = Writer(store, spool_path=spool, retries=1)
+        writer.start_job("job")
+        writer.write(rows(1))
+        writer.close()
+    finisher = Writer(store, spool_path=tmp_path / "elsewhere.jsonl")  # the finish lands first
+    finisher.finish_job("job")
+    finisher.close()
+    replay_spool(store, spool)
+    assert store.list_jobs()[0].status == "finished" and count_rows(db, "job") == 4
+
+
+# close() and a store that hangs
+
+
+class HangingStore(SQLiteStore):
+    """A real SQLite store whose writes wait on a gate, like a server that stops answering."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.gate = threading.Event()
+
+    def write_predictions(self, batch):
+        self.gate.wait()
+        super().write_predictions(batch)
+
+
+def test_a_close_that_times_out_spools_every_queued_call(tmp_path, caplog):
+    db, spool = tmp_path / "p.db", tmp_path / "p.spool.jsonl"
+    store = HangingStore(db)
+    writer = Writer(store, spool_path=spool)
+    for step in (1, 2, 3):
+        writer.write(rows(step))
+    writer.finish_job("job")
+    writer.close(timeout_s=0.3)
+    assert "4 queued call(s) written to the spool" in caplog.text
+    store.gate.set()
+    replay_spool(SQLiteStore(db), spool)
+    assert count_rows(db, "job") == 12
+
+
+def test_a_postgres_table_locked_at_close_gets_the_queued_rows_spooled(
+    postgrest, supabase_database, tmp_path
+):
+    from tests.pg_fixtures import user_store
+
+    store = user_store(postgrest, timeout_s=30)
+    spool = tmp_path / "s.spool.jsonl"
+    writer = Writer(store, spool_path=spool)
+    with psycopg.connect(supabase_database, autocommit=False) as blocker:
+        blocker.execute("lock table public.training_predictions in access exclusive mode")
+        writer.write(rows(1))
+        writer.write(rows(2))
+        writer.close(timeout_s=0.5)
+        calls, _ = read_calls(spool)
+        blocker.rollback()
+    assert [len(call["rows"]) for call in calls] == [4, 4]
+    replay_spool(store, spool)
+    assert len(stored_indexes(store)) == 8
+
+
+def wait_until(condition, timeout_s: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.02)
+
+
+# the dashboard shows the replacement
+
+
+def open_page(db, page: str, monkeypatch, **query: str):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    for name, value in {"PREDICTIONS_DB": str(db), "SUPABASE_URL": "", "SUPABASE_KEY": ""}.items():
+        monkeypatch.setenv(name, value)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+    for name, value in query.items():
+        at.query_params[name] = value
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def test_samples_and_predictions_pages_mark_replaced_text(tmp_path, monkeypatch):
+    db = tmp_path / "p.db"
+    store = SQLiteStore(db)
+    store.start_job("job")
+    store.write_predictions(
+        [storable_row(PredictionRow("job", 1, 1, i, "p", f"a{i}\x00", "t")) for i in (0, 1)]
+    )
+    store.write_predictions([PredictionRow("job", 1, 1, 2, "p", "clean", "t")])
+    samples = open_page(db, "app_pages/samples.py", monkeypatch, job="job", sample="1")
+    assert any("1 character(s) no store can hold" in caption.value for caption in samples.caption)
+    table = open_page(db, "app_pages/predictions_table.py", monkeypatch, job="job")
+    assert "text_replacements" in list(table.dataframe[0].proto.column_order)
+    assert table.dataframe[0].value["text_replacements"].tolist() == [1, 1, 0]

@@ -1,0 +1,314 @@
+"""Nothing lost with a real Trainer, on SQLite and on the Supabase emulation over real PostgreSQL.
+
+Each fault is injected for real: unstorable text in the samples, a truncated spool line, a store
+locked (SQLite's write lock, a Postgres table lock) at train begin or at train end, SIGTERM to a
+training subprocess, credentials that cannot write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from transformers import TrainerCallback
+
+from predictions import ConfigError, PredictionsCallback
+from predictions import writer as writer_module
+from predictions.spool import (
+    append_spool,
+    corrupt_path,
+    quarantine_path,
+    read_calls,
+    spool_path,
+)
+from predictions.store import SQLiteStore
+from predictions.store.base import PredictionRow
+from predictions.writer import Writer
+from tests import helpers_training as h
+from tests.pg_fixtures import USER_A, service_store
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = h.pairs(12)
+BACKENDS = ["sqlite", "supabase"]
+
+
+@dataclass
+class Backend:
+    """A fresh store of one kind, a context manager that really locks it, and how a child reaches it."""
+
+    store: Any
+    lock: Callable[[], Any]
+    short_timeout: Callable[[], Any]
+    """The same store with a client timeout so short that a locked store is an outage."""
+    env: dict[str, str]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, tmp_path, monkeypatch) -> Iterator[Backend]:
+    monkeypatch.delenv("PREDICTIONS_SPOOL", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    if request.param == "sqlite":
+        db = tmp_path / "p.db"
+        env = {"PREDICTIONS_DB": str(db), "SUPABASE_URL": "", "SUPABASE_KEY": ""}
+        chosen = Backend(SQLiteStore(db), lambda: h.locked(db), lambda: SQLiteStore(db, timeout_s=0.05), env)
+    else:
+        server = request.getfixturevalue("postgrest")
+        database = request.getfixturevalue("supabase_database")
+        env = {"SUPABASE_URL": server.url, "SUPABASE_KEY": server.service_key, "PREDICTIONS_USER_ID": USER_A}
+        chosen = Backend(
+            service_store(server),
+            lambda: postgres_locked(database),
+            lambda: service_store(server, timeout_s=1.0),
+            env,
+        )
+    yield chosen
+    chosen.store.close()
+
+
+@contextmanager
+def postgres_locked(conninfo: str):
+    """Both tables locked by another session: every write waits, as behind a stalled database."""
+    with psycopg.connect(conninfo) as blocker:
+        blocker.execute(
+            "lock table public.training_jobs, public.training_predictions in access exclusive mode"
+        )
+        yield
+        blocker.rollback()
+
+
+def rows_of(store, job_id: str) -> list[tuple[int, int]]:
+    frame = store.predictions_page(job_id, limit=1000).rows
+    return sorted(zip(frame["step"].tolist(), frame["sample_index"].tolist(), strict=True))
+
+
+def status_of(store, job_id: str) -> str:
+    return {job.id: job.status for job in store.list_jobs()}[job_id]
+
+
+class AtEpoch(TrainerCallback):
+    """Runs `action` once at the end of epoch `epoch` (before the callbacks listed after it)."""
+
+    def __init__(self, epoch: int, action):
+        self.epoch, self.action, self.done = epoch, action, False
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if not self.done and round(state.epoch) >= self.epoch:
+            self.done = True
+            self.action()
+
+
+class Lock:
+    """A lock taken and released from Trainer hooks."""
+
+    def __init__(self, make):
+        self.make, self.held = make, None
+
+    def take(self):
+        self.held = self.make()
+        self.held.__enter__()
+
+    def release(self):
+        if self.held is not None:
+            self.held.__exit__(None, None, None)
+            self.held = None
+
+
+def test_nul_in_one_sample_and_a_lone_surrogate_in_another_are_stored_marked(backend, tmp_path):
+    store = backend.store
+    samples = [dict(pair) for pair in SAMPLES[:4]]
+    samples[0]["response"] += "\x00"
+    samples[1]["response"] = "\ud83d" + samples[1]["response"]
+    callback = PredictionsCallback(samples, num_samples=4, max_new_tokens=3, store=store)
+    h.trainer(tmp_path, [callback], run_name="poison").train()
+    assert rows_of(store, "poison") == [(step, i) for step in (4, 8) for i in range(4)]
+    history = store.sample_history("poison", 0)
+    assert history["ground_truth"].str.endswith("\ufffd").all()
+    assert history["text_replacements"].tolist() == [1, 1]
+    assert store.sample_history("poison", 1)["ground_truth"].str.startswith("\ufffd").all()
+    assert store.sample_history("poison", 2)["text_replacements"].tolist() == [0, 0]
+    assert status_of(store, "poison") == "finished"
+    assert not quarantine_path(spool_path(store)).exists()
+
+
+def test_a_spool_with_a_truncated_last_line_is_stored_by_the_next_run(backend, tmp_path):
+    store = backend.store
+    spool = spool_path(store)
+    earlier = [
+        PredictionRow("earlier", 1, step, i, "p", "x", "x", user_id=None) for step in (1, 2) for i in (0, 1)
+    ]
+    calls = [
+        {"op": "write_predictions", "rows": [r.as_dict() for r in earlier if r.step == s]} for s in (1, 2)
+    ]
+    append_spool(spool, calls)
+    with spool.open("a") as handle:
+        handle.write(json.dumps({"v": 1, **calls[0]})[:40])  # killed in the middle of an append
+    callback = PredictionsCallback(SAMPLES, num_samples=2, max_new_tokens=2, store=store)
+    h.trainer(tmp_path, [callback], epochs=1, run_name="next").train()
+    assert rows_of(store, "earlier") == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert len(corrupt_path(spool).read_text().splitlines()) == 1 and not spool.exists()
+    assert [step for step, _ in rows_of(store, "next")] == [4, 4]
+
+
+def test_a_store_locked_at_train_begin_and_free_later_gets_every_row(backend, tmp_path, monkeypatch):
+    store, lock_of = backend.store, backend.lock
+    monkeypatch.chdir(tmp_path)  # a spool in the working directory would be the wrong one
+    lock = Lock(lock_of)
+    lock.take()
+    callback = PredictionsCallback(SAMPLES, num_samples=3, max_new_tokens=2, store=store)
+    began = []
+    timer = AtEpoch(1, lock.release)
+    recorder = type(
+        "Began", (TrainerCallback,), {"on_step_begin": lambda *a, **k: began.append(time.monotonic())}
+    )
+    start = time.monotonic()
+    try:
+        h.trainer(tmp_path, [recorder(), callback, timer], epochs=3, run_name="locked").train()
+    finally:
+        lock.release()
+    assert began[0] - start < 10  # train begin did not wait for the lock
+    assert [step for step, _ in rows_of(store, "locked")] == [4] * 3 + [8] * 3 + [12] * 3
+    assert status_of(store, "locked") == "finished"
+    assert not (tmp_path / ".predictions").exists() and not spool_path(store).exists()
+
+
+def test_a_sqlite_file_locked_when_the_run_opens_it_is_the_one_that_gets_the_rows(tmp_path, monkeypatch):
+    db = tmp_path / "p.db"
+    SQLiteStore(db).close()
+    monkeypatch.setenv("PREDICTIONS_DB", str(db))
+    monkeypatch.delenv("PREDICTIONS_SPOOL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    lock = Lock(lambda: h.locked(db))
+    lock.take()
+    callback = PredictionsCallback(SAMPLES, num_samples=3, max_new_tokens=2)
+    try:
+        h.trainer(tmp_path, [callback, AtEpoch(1, lock.release)], epochs=2, run_name="opened").train()
+    finally:
+        lock.release()
+    assert h.count_rows(db, "opened") == 6
+    assert not (tmp_path / ".predictions").exists()
+
+
+def test_a_finish_after_an_outage_leaves_the_job_finished(backend, tmp_path):
+    store, lock_of = backend.store, backend.lock
+    short = backend.short_timeout()
+    lock = Lock(lock_of)
+    lock.take()
+    callback = PredictionsCallback(SAMPLES, num_samples=2, max_new_tokens=2, store=short)
+    try:
+        h.trainer(tmp_path, [callback, AtEpoch(1, lock.release)], epochs=2, run_name="outage").train()
+    finally:
+        lock.release()
+    Writer(store).close()  # whatever the run left in the spool is stored at the next open
+    time.sleep(0.5)  # a request that timed out on the client may still land late on the server
+    assert status_of(store, "outage") == "finished"
+    assert [step for step, _ in rows_of(store, "outage")] == [4, 4, 8, 8]
+
+
+def test_a_store_hanging_at_train_end_gets_the_queued_rows_spooled(backend, tmp_path, monkeypatch):
+    store, lock_of = backend.store, backend.lock
+    monkeypatch.setattr(writer_module, "CLOSE_TIMEOUT_S", 1.0)
+    lock = Lock(lock_of)
+    callback = PredictionsCallback(SAMPLES, num_samples=3, max_new_tokens=2, store=store)
+    started = time.monotonic()
+    try:
+        h.trainer(tmp_path, [AtEpoch(2, lock.take), callback], epochs=2, run_name="hang").train()
+        took = time.monotonic() - started
+        calls, bad = read_calls(spool_path(store))
+    finally:
+        lock.release()
+    assert took < 25 and bad == []
+    assert [c["op"] for c in calls] == ["write_predictions", "finish_job"]
+    assert [row["step"] for row in calls[0]["rows"]] == [8, 8, 8]
+    Writer(store).close()  # the next open replays it
+    assert [step for step, _ in rows_of(store, "hang")] == [4, 4, 4, 8, 8, 8]
+    assert status_of(store, "hang") == "finished"
+
+
+PREEMPTED_RUN = """
+import sys
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from predictions import PredictionsCallback
+from tests import helpers_training as h
+
+class Announce(TrainerCallback):
+    def on_epoch_end(self, args, state, control, **kwargs):
+        print(f"round {state.global_step}", flush=True)
+
+callback = PredictionsCallback(h.pairs(12), num_samples=3, max_new_tokens=2)
+h.trainer(Path(sys.argv[1]), [callback, Announce()], epochs=200, run_name="preempted").train()
+"""
+
+
+def test_sigterm_after_the_first_round_marks_the_job_failed_and_keeps_every_round(backend, tmp_path):
+    store = backend.store
+    env = {
+        **os.environ,
+        **backend.env,
+        "PYTHONPATH": str(ROOT),
+        "PREDICTIONS_SPOOL": str(tmp_path / "s.jsonl"),
+    }
+    run = subprocess.Popen(
+        [sys.executable, "-c", PREEMPTED_RUN, str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    announced = [run.stdout.readline()]
+    while announced[-1] and not announced[-1].startswith("round "):  # the first round is queued
+        announced.append(run.stdout.readline())
+    run.send_signal(signal.SIGTERM)
+    out, err = run.communicate(timeout=120)
+    announced += out.splitlines()
+    assert run.returncode == -signal.SIGTERM, err  # the signal still did what it did before
+    steps = [int(line.split()[1]) for line in announced if line.startswith("round ")]
+    assert steps and steps[0] == 4
+    Writer(store, spool_path=tmp_path / "s.jsonl").close()  # the next open replays any spooled call
+    stored = {step for step, _ in rows_of(store, "preempted")}
+    assert set(steps) <= stored
+    assert status_of(store, "preempted") == "failed"
+
+
+@pytest.mark.parametrize(
+    ("mistake", "message"),
+    [
+        ("anon key, nobody signed in", "SUPABASE_KEY is the anon key and nobody is signed in"),
+        ("service key, no user", "PREDICTIONS_USER_ID is not set"),
+        ("user_id='bob'", "user_id='bob' is not a user id"),
+    ],
+)
+def test_each_credential_mistake_fails_before_the_first_step(
+    postgrest, tmp_path, monkeypatch, mistake, message
+):
+    from predictions.store.supabase import SupabaseStore
+
+    monkeypatch.delenv("PREDICTIONS_USER_ID", raising=False)
+    options = {}
+    if mistake.startswith("anon"):
+        store = SupabaseStore(postgrest.url, postgrest.anon_key)
+    elif mistake.startswith("service"):
+        store = SupabaseStore(postgrest.url, postgrest.service_key)
+    else:
+        store, options = service_store(postgrest), {"user_id": "bob"}
+    steps = []
+    recorder = type("Steps", (TrainerCallback,), {"on_step_begin": lambda *a, **k: steps.append(1)})
+    callback = PredictionsCallback(SAMPLES, num_samples=2, store=store, **options)
+    with pytest.raises(ConfigError, match=message):
+        h.trainer(tmp_path, [callback, recorder()], epochs=1).train()
+    assert steps == []
