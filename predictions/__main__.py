@@ -1,4 +1,5 @@
-"""`python -m predictions demo`: train the demo model, optionally beside the live dashboard."""
+"""`python -m predictions demo`: train the demo model, optionally beside the live dashboard.
+`python -m predictions spool`: list, replay or discard the store calls a run could not store."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from predictions import spool_command
 from predictions.store import DEFAULT_DB_PATH
 
 
@@ -25,6 +27,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--dashboard", action="store_true", help="also run the dashboard on the same file")
     demo.add_argument("--port", type=_positive, default=8501, help="dashboard port (default: 8501)")
+    spool_command.add_parser(commands)
     return main
 
 
@@ -83,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser().parse_args(argv)
     if options.command == "demo":
         return run_demo_command(options)
+    if options.command == "spool":
+        return spool_command.run(options)
     return 2
 
 

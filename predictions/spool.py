@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 SPOOL_VERSION = 1
 OPS = ("write_predictions", "start_job", "finish_job")
 FALLBACK_SPOOL = ".predictions/spool.jsonl"
+NOT_ARGUMENTS = ("v", "op", "job_id", "rows", "error", "quarantined_at")
+"""Keys of a spooled (or quarantined) call that are not arguments of the store method."""
 _FILE_LOCK = threading.RLock()
 """One append at a time in this process, so lines from the writer thread and a closer never interleave."""
 
@@ -84,7 +86,7 @@ def corrupt_path(spool: Path) -> Path:
 
 def send(store: Any, call: dict[str, Any]) -> None:
     """Make one store call from its queued (or spooled) form."""
-    details = {key: value for key, value in call.items() if key not in ("v", "op", "job_id", "rows")}
+    details = {key: value for key, value in call.items() if key not in NOT_ARGUMENTS}
     if call["op"] == "write_predictions":
         store.write_predictions([PredictionRow(**row) for row in call["rows"]])
     elif call["op"] == "start_job":
@@ -150,6 +152,8 @@ def append_lines(path: Path, calls: Sequence[dict[str, Any]]) -> bool:
     try:
         with _FILE_LOCK:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if torn(path):  # a torn last line must not swallow the first line of this append
+                text = "\n" + text
             with path.open("a", encoding="utf-8", errors="surrogatepass") as handle:
                 handle.write(text)
                 handle.flush()
@@ -157,6 +161,16 @@ def append_lines(path: Path, calls: Sequence[dict[str, Any]]) -> bool:
         return True
     except OSError:
         logger.exception("cannot write the predictions spool %s; lost calls: %s", path, list(calls))
+        return False
+
+
+def torn(path: Path) -> bool:
+    """True when the file's last line has no newline: an append was cut short (a kill, a full disk)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) != b"\n"
+    except OSError:  # no file, or an empty one
         return False
 
 

@@ -121,6 +121,14 @@ def test_a_truncated_last_line_is_set_aside_and_every_good_line_replayed(sqlite_
     assert not spool.exists() and list(tmp_path.glob("*.replaying")) == []
 
 
+def test_an_append_after_a_torn_line_starts_a_line_of_its_own(sqlite_store, tmp_path):
+    spool = tmp_path / "spool.jsonl"
+    spool.write_text('{"v": 1, "op": "write_predictions", "rows": [{"job_')  # a kill mid-append
+    append_spool(spool, [{"op": "write_predictions", "rows": [r.as_dict() for r in rows(1)]}])
+    result = replay_spool(sqlite_store, spool)
+    assert (result.stored, result.corrupt) == (1, 1) and len(stored_indexes(sqlite_store)) == 4
+
+
 def test_replaying_the_same_spool_twice_stores_each_row_once(store, tmp_path):
     spool = tmp_path / "spool.jsonl"
     calls = [{"op": "write_predictions", "rows": [r.as_dict() for r in rows(1)]}]
