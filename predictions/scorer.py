@@ -24,8 +24,9 @@ class Metric:
 
     `bounds` is the range of its values, (low, high), None where open; `ideal` the best value when
     that is neither end (a length ratio of 1); `function` scores a stripped
-    pair `(p, t)`, or `(p, t, distance)` with `needs_distance`, and is None for a metric read back from
-    a store (a user scorer's values are computed by the scorer, see `predictions.user_scorers`).
+    pair `(p, t)`, or `(p, t, distance)` with `needs_distance`: a module-level function, since the
+    dashboard caches (pickles) metrics; it is None for a metric read back from a store (a user
+    scorer's values are computed by the scorer, see `predictions.user_scorers`).
     """
 
     name: str
