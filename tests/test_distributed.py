@@ -97,6 +97,9 @@ def test_fsdp2_a_failure_inside_generate_on_one_rank_stops_training_with_its_err
     with pytest.raises(mp.ProcessRaisedException, match="injected failure in generate on rank 1"):
         spawn(d.fsdp_on_rank, tmp_path, "fsdp2", "forward")
     assert not (tmp_path / "rank0.json").exists() and not (tmp_path / "rank1.json").exists()
+    rounds = stored(tmp_path, "fsdp2")  # round 1's rows kept; rank 0, stopped by SIGTERM, marked the job
+    assert len(rounds) == 1 and len(next(iter(rounds.values()))) == d.NUM_SAMPLES
+    assert job_status(tmp_path, "fsdp2") == "failed"
 
 
 @pytest.mark.timeout(480)
