@@ -9,6 +9,7 @@ import streamlit as st
 
 from predictions.dashboard import analysis, charts, columns, diff, queries, widgets
 from predictions.scorer import PRIMARY_METRIC
+from predictions.store.base import Job
 
 LISTS = (
     ("Most improved", analysis.most_improved, "CER fell the most from the first round to the latest."),
@@ -96,6 +97,15 @@ LIST_COLUMNS = {
 }
 
 
+def model_input(job: Job, sample: int) -> None:
+    """The exact text the model was given (template, truncation), as the monitor recorded it at start."""
+    config = job.config or {}
+    text = (config.get("model_inputs") or {}).get(str(sample))
+    if text is not None:
+        with st.expander(f"Text given to the model ({config.get('rendering', 'raw')})"):
+            st.code(text, language=None, wrap_lines=True)
+
+
 def sample_detail(view: widgets.View, sample: int, rounds: pd.DataFrame) -> None:
     """The prompt, the ground truth, the sample against the job average, and every round's answer."""
     history = queries.sample_history(view.store, view.ref(), sample)
@@ -116,6 +126,7 @@ def sample_detail(view: widgets.View, sample: int, rounds: pd.DataFrame) -> None
         language=None,
         wrap_lines=True,
     )
+    model_input(view.job, sample)
     if history["char_error_rate"].notna().any():
         st.altair_chart(charts.sample_chart(history, rounds), key="sample_chart")
     st.caption("Every round's answer: red struck text is missing or wrong, green is added.")

@@ -19,12 +19,14 @@ if TYPE_CHECKING:
         StoreError,
         StoreUnavailableError,
     )
+    from predictions.monitor import PredictionsMonitor
     from predictions.scorer import Scores, score, score_batch
     from predictions.store import open_store
 
 _EXPORTS = {
     "PredictionsCallback": "predictions.callback",
     "PredictionsConfig": "predictions.config",
+    "PredictionsMonitor": "predictions.monitor",
     "open_store": "predictions.store",
     "score": "predictions.scorer",
     "score_batch": "predictions.scorer",
@@ -44,6 +46,7 @@ __all__ = [
     "PredictionsCallback",
     "PredictionsConfig",
     "PredictionsError",
+    "PredictionsMonitor",
     "Scores",
     "StoreError",
     "StoreUnavailableError",

@@ -17,6 +17,7 @@ from predictions.store.metrics import CUSTOM_NAME
 from predictions.user_scorers import check_scorers, describe
 
 CHAT_TEMPLATE_MODES = ("auto", "on", "off")
+DEFAULT_NUM_SAMPLES = 16
 RESERVED_GENERATION_KWARGS = ("max_new_tokens", "input_ids", "attention_mask")
 """Set by their own options or by the generator; not allowed in `generation_kwargs`."""
 
@@ -26,22 +27,27 @@ class PredictionsConfig:
     """What is tracked, how it is generated, and where it is written.
 
     Attributes:
-        num_samples: how many samples are tracked (ignored when `sample_indices` is given).
+        num_samples: how many samples are tracked (ignored when `sample_indices` is given); by
+            default 16, or every row of a smaller source.
         seed: picks the tracked samples; the same seed picks the same samples in every run.
         sample_indices: track exactly these rows of the source instead of a seeded pick.
         prompt_field: the field holding the prompt (default: `prompt`).
         response_field: the ground truth field (default: `response`, `completion` or `answer`).
         messages_field: a chat field (a list of role/content turns); the last assistant turn is
             the ground truth, the turns before it the prompt (default: `messages` when present).
-        use_chat_template: "auto" uses the tokenizer's chat template when it has one; "on" requires
-            one; "off" feeds the raw prompt text. True and False mean "on" and "off".
+        use_chat_template: "auto" renders prompts as TRL's SFTTrainer does: conversational rows
+            (chat turns) with the chat template and a generation prompt, plain-text prompts as they
+            are. "on" applies the template to every prompt (it must exist); "off" feeds the raw text.
+            True and False mean "on" and "off".
         max_new_tokens: the longest answer generated.
         max_prompt_tokens: prompts are cut to their last this-many tokens.
         batch_size: prompts generated together.
-        generation_kwargs: extra `model.generate` arguments; greedy decoding when empty.
+        generation_kwargs: extra `model.generate` arguments; greedy decoding when empty. One answer
+            is stored per sample, so `num_return_sequences` must stay 1.
         every_n_steps: also run a round every N optimizer steps; None runs one at each epoch end only.
-        job_id: the run's id in the store (default: the TrainingArguments run_name, else generated).
-        job_name: the name the dashboard shows (default: the job id).
+        job_id: the run's id in the store (default: a new id for every run). An id that already has
+            rounds continues that job only when training resumes from a checkpoint.
+        job_name: the name the dashboard shows (default: the TrainingArguments run_name, else the id).
         user_id: the owner written with every row (default: the store's local user).
         stop_after_regressions: stop training once the round's average CER has risen this many
             rounds in a row; None never stops.
@@ -53,7 +59,7 @@ class PredictionsConfig:
         store: where rows go (default: `open_store()`, opened at train begin on the main process).
     """
 
-    num_samples: int = 16
+    num_samples: int | None = None
     seed: int = 42
     sample_indices: Sequence[int] | None = None
     prompt_field: str | None = None
@@ -74,9 +80,9 @@ class PredictionsConfig:
     store: Store | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("num_samples", "max_new_tokens", "max_prompt_tokens", "batch_size"):
+        for name in ("max_new_tokens", "max_prompt_tokens", "batch_size"):
             _check_positive_int(name, getattr(self, name), optional=False)
-        for name in ("every_n_steps", "stop_after_regressions"):
+        for name in ("num_samples", "every_n_steps", "stop_after_regressions"):
             _check_positive_int(name, getattr(self, name), optional=True)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed={self.seed!r} is invalid; valid: an integer")
@@ -108,11 +114,6 @@ class PredictionsConfig:
                 hint = f"did you mean {', '.join(close)}? " if close else ""
                 raise ConfigError(f"{name!r} is not an option; {hint}valid: {', '.join(valid)}")
         return cls(**options)
-
-    @property
-    def tracked_count(self) -> int:
-        """How many samples a round generates."""
-        return len(self.sample_indices) if self.sample_indices is not None else self.num_samples
 
     def as_dict(self) -> dict[str, Any]:
         """The options as JSON-ready data for the job record; the store itself is left out."""
@@ -170,7 +171,21 @@ def _check_generation_kwargs(value: Any) -> dict[str, Any]:
             f"generation_kwargs sets {', '.join(reserved)}; valid: any generate() argument except "
             f"{', '.join(RESERVED_GENERATION_KWARGS)} (use the max_new_tokens option)"
         )
+    _check_generation_values(value)
     return dict(value)
+
+
+def _check_generation_values(value: Mapping[str, Any]) -> None:
+    """Values that fail or mislead in every round; anything else is tried once at train begin."""
+    count = value.get("num_return_sequences", 1)
+    if count != 1:
+        raise ConfigError(
+            f"generation_kwargs num_return_sequences={count!r} is not supported: one answer is stored per "
+            "sample and round; valid: 1 (leave it out)"
+        )
+    temperature = value.get("temperature")
+    if temperature is not None and (not isinstance(temperature, int | float) or temperature <= 0):
+        raise ConfigError(f"generation_kwargs temperature={temperature!r} is invalid; valid: a number > 0")
 
 
 def _check_metadata_fields(value: Any) -> tuple[str, ...] | None:

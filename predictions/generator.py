@@ -1,8 +1,10 @@
-"""Batched, greedy generation for a round, leaving the model and tokenizer as it found them.
+"""Batched, greedy generation for a round, asked the way the model was trained, stopped at the turn's end.
 
-Left padding so every prompt ends where generation starts; only the new tokens are decoded. The
-padding side, pad token, truncation side, train mode and `use_cache` are restored afterwards, so
-the training loop never sees a change (trl's LogCompletionsCallback leaves the padding side flipped).
+Prompts are rendered as TRL's SFTTrainer rendered the dataset (see `rendering`), left padded so every
+prompt ends where generation starts, and only the new tokens up to the first end-of-turn token are
+decoded. The padding side, pad token, truncation side, train mode and `use_cache` are restored
+afterwards, so the training loop never sees a change (trl's LogCompletionsCallback leaves the
+padding side flipped).
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from transformers import BatchEncoding
 
 from predictions.distributed import sharded_generation
 from predictions.sampler import Sample
+
+RAW, CHAT_TEMPLATE = "raw", "chat_template"
+"""The two renderings: the prompt text as it is, or the chat template with a generation prompt."""
+_PROBE = "\x00predictions-end-of-turn-probe\x00"
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -58,11 +64,19 @@ def generation_mode(model: torch.nn.Module | None, tokenizer: Any) -> Iterator[N
             config.use_cache = use_cache
 
 
-def uses_chat_template(tokenizer: Any, mode: str) -> bool:
-    """ "auto" follows the tokenizer; "on" and "off" are decided by the config (checked at train begin)."""
-    if mode == "auto":
-        return bool(getattr(tokenizer, "chat_template", None))
-    return mode == "on"
+# rendering
+
+
+def has_chat_template(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def rendering(samples: Sequence[Sample], tokenizer: Any, mode: str) -> str:
+    """RAW or CHAT_TEMPLATE: under "auto", TRL's rule (chat turns get the template, plain text does not)."""
+    if mode != "auto":
+        return CHAT_TEMPLATE if mode == "on" else RAW
+    conversational = any(sample.messages is not None for sample in samples)
+    return CHAT_TEMPLATE if conversational and has_chat_template(tokenizer) else RAW
 
 
 def prompt_texts(samples: Sequence[Sample], tokenizer: Any, chat: bool) -> list[str]:
@@ -71,6 +85,49 @@ def prompt_texts(samples: Sequence[Sample], tokenizer: Any, chat: bool) -> list[
         return [sample.prompt for sample in samples]
     turns = [sample.messages or [{"role": "user", "content": sample.prompt}] for sample in samples]
     return [tokenizer.apply_chat_template(t, add_generation_prompt=True, tokenize=False) for t in turns]
+
+
+def encode_options(chat: bool, max_prompt_tokens: int) -> dict[str, Any]:
+    """A chat template writes its own special tokens; plain prompts get the usual ones, as in TRL."""
+    return {"truncation": True, "max_length": max_prompt_tokens, "add_special_tokens": not chat}
+
+
+# end of turn
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Every token that ends the answer: eos, the generation config's eos ids, the template's end of turn."""
+    generation_config = getattr(model, "generation_config", None)
+    configured = getattr(generation_config, "eos_token_id", None)
+    configured = configured if isinstance(configured, list | tuple) else [configured]
+    ids = [tokenizer.eos_token_id, *configured, end_of_turn_id(tokenizer)]
+    return list(dict.fromkeys(i for i in ids if isinstance(i, int)))
+
+
+def end_of_turn_id(tokenizer: Any) -> int | None:
+    """The special token the chat template writes right after an assistant's words (`<|im_end|>`, ...)."""
+    if not has_chat_template(tokenizer):
+        return None
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": _PROBE}]
+    try:
+        text = tokenizer.apply_chat_template(turns, tokenize=False)
+        after = text[text.rindex(_PROBE) + len(_PROBE) :]
+        first = tokenizer(after, add_special_tokens=False)["input_ids"][:1]
+    except Exception:  # a template that refuses this probe conversation defines no marker we can find
+        return None
+    special = set(tokenizer.all_special_ids) | {
+        i for i, token in tokenizer.added_tokens_decoder.items() if token.special
+    }
+    return first[0] if first and first[0] in special else None
+
+
+def cut_at_stop(ids: list[int], stops: Sequence[int]) -> list[int]:
+    """The tokens before the first stop token: nothing after the end of the turn is kept."""
+    end = next((i for i, token in enumerate(ids) if token in stops), len(ids))
+    return ids[:end]
+
+
+# generating
 
 
 def generate(
@@ -109,10 +166,9 @@ def encode_batches(
 
     Everything that can fail on one rank alone happens here, before any rank enters a collective.
     """
-    chat = uses_chat_template(tokenizer, use_chat_template)
+    chat = rendering(samples, tokenizer, use_chat_template) == CHAT_TEMPLATE
     texts = prompt_texts(samples, tokenizer, chat)
-    # A chat template writes its own special tokens; plain prompts get the tokenizer's usual ones.
-    encode = {"truncation": True, "max_length": max_prompt_tokens, "add_special_tokens": not chat}
+    encode = encode_options(chat, max_prompt_tokens)
     with generation_mode(None, tokenizer):
         return [
             tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, **encode)
@@ -134,7 +190,12 @@ def generate_batches(
     become inference tensors, and the next training step fails on them.
     """
     inner = unwrap(model)
-    options = {"max_new_tokens": max_new_tokens, "do_sample": False, **(generation_kwargs or {})}
+    options = {
+        "max_new_tokens": max_new_tokens,
+        "do_sample": False,
+        "eos_token_id": stop_token_ids(inner, tokenizer),
+        **(generation_kwargs or {}),
+    }
     answers: list[str] = []
     with generation_mode(inner, tokenizer), sharded_generation(model) as synced, torch.no_grad():
         for batch in batches:
@@ -143,9 +204,13 @@ def generate_batches(
 
 
 def _generate_batch(model: Any, tokenizer: Any, batch: BatchEncoding, options: dict[str, Any]) -> list[str]:
-    """Generate one left-padded batch and decode only the tokens after the prompt."""
+    """Generate one left-padded batch and decode only the tokens after the prompt, up to a stop token."""
     inputs = batch.to(model.device)
     options = {"pad_token_id": tokenizer.pad_token_id, "use_cache": True, **options}
     output = model.generate(**inputs, **options)
-    new_tokens = output[:, inputs["input_ids"].shape[1] :]
-    return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    if not isinstance(output, torch.Tensor):
+        raise TypeError(f"generate() returned a {type(output).__name__}, not token ids")
+    stops = options["eos_token_id"]
+    stops = stops if isinstance(stops, list | tuple) else [stops]
+    new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
+    return tokenizer.batch_decode([cut_at_stop(ids, stops) for ids in new_tokens], skip_special_tokens=True)

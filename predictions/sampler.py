@@ -1,13 +1,16 @@
 """Which samples are tracked: picked once, seeded, so every round (and every rerun) shows the same ones.
 
-Sources: a `datasets.Dataset`, a list of dicts, or a JSONL, JSON or CSV path. Formats: prompt with a
-response, or chat `messages` whose last assistant turn is the ground truth.
+Sources: a `datasets.Dataset`, a list of dicts, or a JSONL, JSON or CSV path. Formats are TRL's
+shapes: chat `messages` (the last assistant turn is the ground truth), or a `prompt` with a
+`completion` (or `response`, `answer`), each plain text or a list of chat turns. A language-modelling
+`text` dataset has no prompt to ask, so it is refused with the fields to add.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import random
 from collections.abc import Mapping, Sequence
@@ -15,8 +18,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from predictions.config import PredictionsConfig
+from predictions.config import DEFAULT_NUM_SAMPLES, PredictionsConfig
 from predictions.errors import ConfigError, DatasetError
+
+logger = logging.getLogger(__name__)
 
 RESPONSE_FIELDS = ("response", "completion", "answer")
 PATH_SUFFIXES = (".jsonl", ".json", ".csv")
@@ -25,8 +30,12 @@ Messages = list[dict[str, str]]
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One tracked sample: its row index, the prompt as text (and as chat turns), its ground truth,
-    its whole row (what user scorers get) and the fields of it kept with every stored row."""
+    """One tracked sample: its row index, the prompt as readable text, its ground truth, its whole row
+    (what user scorers get) and the fields of it kept with every stored row.
+
+    `messages` holds the prompt's chat turns when the row is conversational (TRL renders those with
+    the chat template); it is None for a plain-text prompt, which TRL feeds to the model as it is.
+    """
 
     index: int
     prompt: str
@@ -65,7 +74,7 @@ def select_samples(source: Any, config: PredictionsConfig) -> list[Sample]:
         samples = [chat_sample(i, records[i][name], name) for i in indices]
     else:
         prompt_name, response_name = prompt_fields(fields, config)
-        samples = [plain_sample(i, records[i], prompt_name, response_name) for i in indices]
+        samples = [prompt_sample(i, records[i], prompt_name, response_name) for i in indices]
     return [with_record(sample, records[sample.index], config.metadata_fields) for sample in samples]
 
 
@@ -114,12 +123,22 @@ def pick_indices(count: int, config: PredictionsConfig) -> list[int]:
         if out_of_range:
             raise DatasetError(f"sample_indices {out_of_range} are out of range: the source has {count} rows")
         return list(config.sample_indices)
-    if count < config.num_samples:
-        raise DatasetError(
-            f"num_samples={config.num_samples} but the source has only {count} rows; "
-            f"valid: num_samples <= {count}"
+    return sorted(random.Random(config.seed).sample(range(count), sample_count(count, config.num_samples)))
+
+
+def sample_count(count: int, num_samples: int | None) -> int:
+    """An explicit `num_samples` must fit the source; the default tracks every row of a smaller one."""
+    if num_samples is None and count < DEFAULT_NUM_SAMPLES:
+        logger.info(
+            "the samples have %s rows, fewer than the default %s: all are tracked", count, DEFAULT_NUM_SAMPLES
         )
-    return sorted(random.Random(config.seed).sample(range(count), config.num_samples))
+        return count
+    wanted = num_samples or DEFAULT_NUM_SAMPLES
+    if count < wanted:
+        raise DatasetError(
+            f"num_samples={wanted} but the source has only {count} rows; valid: num_samples <= {count}"
+        )
+    return wanted
 
 
 def field_names(records: Any) -> list[str]:
@@ -134,6 +153,12 @@ def field_names(records: Any) -> list[str]:
 def prompt_fields(fields: list[str], config: PredictionsConfig) -> tuple[str, str | None]:
     """The prompt field and the ground truth field (None when the source has none)."""
     prompt_name = config.prompt_field or "prompt"
+    if prompt_name not in fields and "text" in fields and not config.prompt_field:
+        raise DatasetError(
+            "the samples are a language-modelling dataset ('text'): nothing says where the prompt ends; "
+            "valid: add 'prompt' and 'completion' fields (or a 'messages' list of chat turns), or name "
+            f"yours with prompt_field= and response_field=; fields: {', '.join(map(repr, fields))}"
+        )
     _require(prompt_name, fields)
     if config.response_field:
         _require(config.response_field, fields)
@@ -146,12 +171,26 @@ def _require(name: str, fields: list[str]) -> None:
         raise DatasetError(f"the samples have no field {name!r}; fields: {', '.join(map(repr, fields))}")
 
 
-def plain_sample(index: int, row: Mapping[str, Any], prompt_name: str, response_name: str | None) -> Sample:
+def prompt_sample(index: int, row: Mapping[str, Any], prompt_name: str, response_name: str | None) -> Sample:
+    """A prompt/completion row: plain text, or TRL's conversational form (lists of chat turns)."""
     prompt = row.get(prompt_name)
-    if not isinstance(prompt, str):
-        raise DatasetError(f"row {index}: {prompt_name!r} is {prompt!r}; valid: text")
-    truth = row.get(response_name) if response_name else None
-    return Sample(index, prompt, None if truth is None else str(truth))
+    truth = completion_text(index, row.get(response_name), response_name) if response_name else None
+    if isinstance(prompt, str):
+        return Sample(index, prompt, truth)
+    if isinstance(prompt, list):
+        turns = _check_turns(index, prompt, prompt_name)
+        return Sample(index, render_turns(turns), truth, turns)
+    raise DatasetError(f"row {index}: {prompt_name!r} is {prompt!r}; valid: text or a list of chat turns")
+
+
+def completion_text(index: int, completion: Any, name: str) -> str | None:
+    """The ground truth: the text itself, or the assistant turns' content of a conversational one."""
+    if completion is None or isinstance(completion, str):
+        return completion
+    if isinstance(completion, list):
+        turns = _check_turns(index, completion, name)
+        return "".join(turn["content"] for turn in turns if turn["role"] == "assistant")
+    return str(completion)
 
 
 def chat_sample(index: int, messages: Any, name: str) -> Sample:

@@ -202,7 +202,7 @@ def trainer_on_rank(rank: int, port: int, tmp_path: Path, kind: str, failing_rou
     join_as(rank, port, tmp_path, DS_ACCELERATOR="cpu", TORCH_EXTENSIONS_DIR=DS_OPS_DIR)
     from predictions import PredictionsCallback
 
-    callback = PredictionsCallback(h.pairs(12), stop_after_regressions=9, **OPTIONS)
+    callback = PredictionsCallback(h.pairs(12), stop_after_regressions=9, job_id=kind, **OPTIONS)
     extra = {"deepspeed": ZERO3} if kind == "zero3" else {}
     trainer = h.trainer(tmp_path, [callback], run_name=kind, ddp_backend="gloo", epochs=EPOCHS, **extra)
     assert dist.is_initialized() and dist.get_world_size() == WORLD

@@ -41,7 +41,7 @@ def chat_rows(count: int = 6) -> list[dict[str, Any]]:
 
 def model(kind: str = "gpt2", tok: Any = None, seed: int = 0) -> Any:
     return build_tiny_model(
-        kind, tok or tokenizer(), hidden_size=32, layers=1, heads=2, max_positions=64, seed=seed
+        kind, tok or tokenizer(), hidden_size=32, layers=1, heads=2, max_positions=96, seed=seed
     )
 
 

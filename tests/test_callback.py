@@ -13,7 +13,7 @@ import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState
 
 from predictions import ConfigError, DatasetError, PredictionsCallback
-from predictions.callback import RegressionWatch, equal_shards
+from predictions.monitor import RegressionWatch, equal_shards
 from predictions.spool import replay_spool
 from predictions.store import SQLiteStore
 from tests import helpers_training as h
@@ -59,18 +59,23 @@ def test_a_step_gets_one_round_even_when_it_is_also_an_epoch_end(tmp_path, sqlit
     callback.on_step_end(args, at(state, 4, 1.0), control, model=model)
     callback.on_epoch_end(args, at(state, 4, 1.0), control, model=model)
     callback.on_train_end(args, state, control, model=model)
-    rounds = sqlite_store.rounds("hooks")
+    rounds = sqlite_store.rounds(callback.job_id)
     assert rounds["step"].tolist() == [2, 4] and rounds["sample_count"].tolist() == [4, 4]
     assert rounds["epoch"].tolist() == [1, 1]
     (job,) = sqlite_store.list_jobs()
-    assert (job.id, job.status, job.model) == ("hooks", "finished", "GPT2LMHeadModel")
+    assert (job.id, job.name, job.status, job.model) == (
+        callback.job_id,
+        "hooks",
+        "finished",
+        "GPT2LMHeadModel",
+    )
     assert job.config["every_n_steps"] == 2
 
 
 def test_the_job_is_running_after_train_begin(tmp_path, sqlite_store):
     callback = PredictionsCallback(SAMPLES, num_samples=2, store=sqlite_store, job_name="Named")
     begin(callback, tmp_path)
-    assert callback.job_id.startswith("run-")  # no run_name: a generated id
+    assert callback.job_id.startswith("named-")  # a generated id, readable
     wait_for(lambda: [j.status for j in sqlite_store.list_jobs()] == ["running"])
     assert sqlite_store.list_jobs()[0].name == "Named"
     callback.writer.close()
@@ -172,7 +177,7 @@ def test_two_epochs_with_a_real_trainer(tmp_path, sqlite_store, kind):
     recorder = EventRecorder()
     h.trainer(tmp_path, [callback, recorder], kind=kind, run_name=f"tiny-{kind}").train()
     assert recorder.events.count("on_epoch_end") == 2
-    rows = sqlite_store.predictions_page(f"tiny-{kind}", limit=100).rows
+    rows = sqlite_store.predictions_page(callback.job_id, limit=100).rows
     assert len(rows) == 2 * 4 and rows["char_error_rate"].notna().all()
     by_step = rows.groupby("step")["sample_index"].apply(sorted)
     assert by_step.index.tolist() == [4, 8] and by_step.iloc[0] == by_step.iloc[1]
@@ -185,7 +190,7 @@ def test_chat_format_with_a_chat_template_end_to_end(tmp_path, sqlite_store):
     tok = h.tokenizer(chat=True)
     callback = PredictionsCallback(h.chat_rows(6), num_samples=3, max_new_tokens=4, store=sqlite_store)
     h.trainer(tmp_path, [callback], kind="llama", tok=tok, epochs=1, run_name="chat").train()
-    rows = sqlite_store.predictions_page("chat", limit=100).rows
+    rows = sqlite_store.predictions_page(callback.job_id, limit=100).rows
     assert len(rows) == 3 and rows["char_error_rate"].notna().all()
     truths = {m["messages"][-1]["content"] for m in h.chat_rows(6)}
     assert set(rows["ground_truth"]) <= truths
@@ -201,12 +206,12 @@ def test_a_store_down_for_the_whole_run_loses_nothing(tmp_path, monkeypatch):
     with h.locked(db):
         trainer = h.trainer(tmp_path, [callback], run_name="down")
         trainer.train()
-    assert trainer.state.global_step == 8 and h.count_rows(db, "down") == 0
+    assert trainer.state.global_step == 8 and h.count_rows(db, callback.job_id) == 0
     spool = tmp_path / "p.spool.jsonl"
     assert len(spool.read_text().splitlines()) == 4  # start, two rounds, finish
     assert replay_spool(store, spool).stored == 4
     assert replay_spool(store, spool).stored == 0
-    assert h.count_rows(db, "down") == 6
+    assert h.count_rows(db, callback.job_id) == 6
     assert store.list_jobs()[0].status == "finished"
 
 
@@ -224,8 +229,8 @@ class CrashAtEpoch2(TrainerCallback):
         if state.epoch >= 2:
             raise RuntimeError("out of memory, say")
 
-callback = PredictionsCallback(h.pairs(12), num_samples=3, max_new_tokens=3)
-h.trainer(Path(sys.argv[1]), [callback, CrashAtEpoch2()], run_name="crashed").train()
+callback = PredictionsCallback(h.pairs(12), num_samples=3, max_new_tokens=3, job_id="crashed")
+h.trainer(Path(sys.argv[1]), [callback, CrashAtEpoch2()]).train()
 """
 
 
@@ -274,7 +279,7 @@ def test_stop_after_regressions_stops_a_run_that_gets_worse(tmp_path, sqlite_sto
         tmp_path, [callback, Worsen(tok, "abc")], tok=tok, epochs=6, learning_rate=0.0, run_name="worse"
     )
     trainer.train()
-    cers = sqlite_store.trends("worse").rounds["avg_char_error_rate"].round(4).tolist()
+    cers = sqlite_store.trends(callback.job_id).rounds["avg_char_error_rate"].round(4).tolist()
     assert cers == [0.25, 0.75, 1.0]  # two rises in a row: stopped after the third of six epochs
     assert trainer.state.epoch == 3
 

@@ -11,16 +11,29 @@ from predictions import ConfigError, PredictionsConfig
 
 def test_defaults_are_valid_and_serializable():
     config = PredictionsConfig()
-    assert config.num_samples == 16 and config.use_chat_template == "auto"
+    assert config.num_samples is None and config.use_chat_template == "auto"  # 16, or every row
     assert config.every_n_steps is None and config.stop_after_regressions is None
     assert json.loads(json.dumps(config.as_dict()))["max_new_tokens"] == 64
 
 
 @pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_return_sequences": 2}, r"num_return_sequences=2 is not supported: one answer is stored"),
+        ({"temperature": -1.0}, r"temperature=-1.0 is invalid; valid: a number > 0"),
+        ({"temperature": "hot"}, r"temperature='hot' is invalid"),
+    ],
+)
+def test_generation_values_that_fail_every_round_fail_at_construction(kwargs, message):
+    with pytest.raises(ConfigError, match=rf"^generation_kwargs {message}"):
+        PredictionsConfig(generation_kwargs=kwargs)
+
+
+@pytest.mark.parametrize(
     ("option", "value", "valid"),
     [
-        ("num_samples", 0, "an integer >= 1"),
-        ("num_samples", True, "an integer >= 1"),
+        ("num_samples", 0, "None or an integer >= 1"),
+        ("num_samples", True, "None or an integer >= 1"),
         ("max_new_tokens", -3, "an integer >= 1"),
         ("max_prompt_tokens", 2.5, "an integer >= 1"),
         ("batch_size", "8", "an integer >= 1"),
@@ -48,7 +61,7 @@ def test_invalid_value_names_option_value_and_valid(option, value, valid):
 
 
 def test_error_message_example_from_the_brief():
-    with pytest.raises(ConfigError, match=r"^num_samples=0 is invalid; valid: an integer >= 1$"):
+    with pytest.raises(ConfigError, match=r"^num_samples=0 is invalid; valid: None or an integer >= 1$"):
         PredictionsConfig(num_samples=0)
 
 
@@ -78,9 +91,9 @@ def test_booleans_mean_on_and_off_for_the_chat_template():
     assert PredictionsConfig(use_chat_template=False).use_chat_template == "off"
 
 
-def test_sample_indices_decide_the_tracked_count(sqlite_store):
+def test_sample_indices_are_kept_as_a_tuple(sqlite_store):
     config = PredictionsConfig(num_samples=16, sample_indices=[4, 2, 9], store=sqlite_store)
-    assert config.tracked_count == 3 and config.sample_indices == (4, 2, 9)
+    assert config.sample_indices == (4, 2, 9)
     assert "store" not in config.as_dict()
 
 

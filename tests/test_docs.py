@@ -13,6 +13,7 @@ import pytest
 
 from predictions.config import PredictionsConfig
 from predictions.scorer import score
+from predictions.store import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -43,18 +44,38 @@ def test_the_score_example_prints_what_the_readme_says():
     assert repr(score("Paris.", "Paris")) == shown
 
 
+def run_script(script: Path, folder: Path) -> subprocess.CompletedProcess:
+    """Run a README snippet as a user would, on a fresh SQLite store in `folder`."""
+    env = {**os.environ, "PREDICTIONS_DB": str(folder / "example.db"), "TQDM_DISABLE": "1"}
+    env.pop("SUPABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, str(script)], cwd=folder, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
 @pytest.mark.slow
 def test_the_readme_example_runs(tmp_path):
     (example,) = [block for block in python_blocks() if "readme-example" in block]
     (reading,) = [block for block in python_blocks() if "store = open_store()" in block]
     script = tmp_path / "example.py"
     script.write_text(example + "\n" + reading, encoding="utf-8")
-    env = {**os.environ, "PREDICTIONS_DB": str(tmp_path / "example.db"), "TQDM_DISABLE": "1"}
-    env.pop("SUPABASE_URL", None)
-    result = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
+    result = run_script(script, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "avg_char_error_rate" in result.stdout
     assert "readme-example 80" in result.stdout  # the job listed with its latest step
     assert (tmp_path / "example.db").exists()
+
+
+@pytest.mark.slow
+def test_the_plain_pytorch_loop_runs_and_writes_its_rounds(tmp_path):
+    (example,) = [block for block in python_blocks() if "PredictionsMonitor(" in block]
+    script = tmp_path / "loop.py"
+    script.write_text(example, encoding="utf-8")
+    result = run_script(script, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "avg_char_error_rate" in result.stdout
+    store = SQLiteStore(tmp_path / "example.db")
+    (job,) = store.list_jobs()
+    assert (job.name, job.status, job.round_count) == ("loop", "finished", 2)
+    assert store.rounds(job.id)["sample_count"].tolist() == [8, 8]
+    store.close()

@@ -1,0 +1,390 @@
+"""`PredictionsMonitor`: prediction rounds for any training loop; the Trainer callback is a thin adapter.
+
+`start` checks everything before the first step (tokenizer, samples, a one-token generate, the job's
+identity) and registers the job; `round` has every rank generate its equal shard of the samples,
+rank 0 gather, score and hand the rows to the writer; `finish` marks the job and waits for the
+writer. After `start`, a failing round is logged and skipped, never raised. A run that dies without
+`finish` (an exception, Ctrl-C) is marked failed when the interpreter exits, its queued rows stored.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from predictions.config import PredictionsConfig
+from predictions.distributed import (
+    all_ranks_ok,
+    broadcast_from_main,
+    equal_shards,
+    gather_to_main,
+    rank_and_world,
+    sharding,
+)
+from predictions.errors import ConfigError, PredictionsError, StoreError, StoreUnavailableError
+from predictions.generator import encode_batches, generate_batches, has_chat_template, unwrap
+from predictions.preemption import SignalGuard, guard_job
+from predictions.preflight import ModelInputs, preflight
+from predictions.sampler import Sample, check_source, select_samples
+from predictions.scorer import score_batch
+from predictions.store.base import PredictionRow, Store
+from predictions.text import storable_row
+from predictions.user_scorers import run_scorers
+from predictions.writer import Writer, check_can_write
+
+logger = logging.getLogger(__name__)
+
+
+class PredictionsMonitor:
+    """Generates, scores and stores the model's answers to a fixed set of samples, round by round.
+
+    `samples` is a `datasets.Dataset`, a list of dicts or a .jsonl/.json/.csv path; every other
+    keyword is a `PredictionsConfig` field. Use it as a context manager to finish the job (failed
+    when the block raises)::
+
+        with PredictionsMonitor(samples, tokenizer=tokenizer, num_samples=8) as monitor:
+            monitor.start(model)
+            for epoch in range(1, 4):
+                ...  # train
+                monitor.round(model, step=step, epoch=epoch)
+    """
+
+    def __init__(self, samples: Any, *, tokenizer: Any = None, **options: Any):
+        self.config = PredictionsConfig.from_options(**options)
+        check_source(samples)
+        self.source, self.tokenizer = samples, tokenizer
+        self.samples: list[Sample] = []
+        self.inputs: ModelInputs | None = None
+        self.job_id: str | None = None
+        self.writer: Writer | None = None
+        self.is_main = True
+        self.watch = RegressionWatch(self.config.stop_after_regressions)
+        self._done_steps: set[int] = set()
+        self.skipped: dict[int, list[int]] = {}
+        """Samples a round lost because a rank's generation failed, by step (main process)."""
+        self._active_tokenizer: Any = None
+        self._signal_guard: SignalGuard | None = None
+
+    def __enter__(self) -> PredictionsMonitor:
+        return self
+
+    def __exit__(self, error_type: Any, error: Any, traceback: Any) -> None:
+        self.finish("failed" if error_type else "finished")
+
+    # the three calls
+
+    def start(
+        self,
+        model: Any,
+        tokenizer: Any = None,
+        *,
+        step: int = 0,
+        name: str | None = None,
+        is_main: bool | None = None,
+    ) -> str:
+        """Check everything a round needs and register the job; returns its id. Raises before training.
+
+        `step` > 0 means training resumed from a checkpoint: only then may an explicit `job_id` that
+        already has rounds continue. `name` is the display name when `job_name` is not set.
+        `is_main` defaults to rank 0 of `torch.distributed` (a single process is the main one).
+        """
+        self._active_tokenizer = self._resolve_tokenizer(tokenizer)
+        self.samples = select_samples(self.source, self.config)
+        rank, world = rank_and_world()
+        self.is_main = rank == 0 if is_main is None else is_main
+        batch = equal_shards(self.samples, world)[rank][: self.config.batch_size]
+        self.inputs = preflight(model, self._active_tokenizer, self.samples, batch, self.config)
+        self._done_steps.clear()
+        self.skipped.clear()
+        self.watch = RegressionWatch(self.config.stop_after_regressions)
+        store, problem, job_id = None, None, ""
+        if self.is_main:
+            try:
+                store = self._open_store()
+                job_id = self._pick_job_id(store, step, name)
+            except PredictionsError as error:  # a bad key, user or job id: every rank raises it
+                problem = error
+        problem, self.job_id = broadcast_from_main((problem, job_id), world)  # every rank fails, or none
+        if problem is not None:
+            raise problem
+        if self.is_main:
+            self._start_job(store, model, name)
+        return self.job_id
+
+    def round(self, model: Any, tokenizer: Any = None, *, step: int, epoch: float) -> bool:
+        """Generate, score and store one round at `step`; True when training should stop.
+
+        `epoch` is the 1-based epoch, or the Trainer's fractional `state.epoch` (rounded up). Every
+        rank must call it with the same step; a step that already had a round is skipped. Every rank
+        encodes its shard, one all-reduce decides whether all of them generate, and rank 0's outcome
+        (rows stored, samples skipped, whether to stop) is broadcast so every rank acts on it. A
+        failure is logged, never raised, except inside a sharded model's generate (docs/distributed.md).
+        """
+        if step in self._done_steps or not self.samples or model is None:
+            return False
+        self._done_steps.add(step)
+        tokenizer = tokenizer or self._active_tokenizer
+        rank, world = rank_and_world()
+        batches = self._encode_shard(tokenizer, equal_shards(self.samples, world)[rank], rank)
+        if not all_ranks_ok(batches is not None):
+            self.skipped[step] = [sample.index for sample in self.samples]
+            if self.is_main:
+                logger.warning("predictions round at step %s skipped on every rank", step)
+            return False
+        answers = gather_to_main(self._generate_shard(model, tokenizer, batches, rank), world)
+        stop = self._record(step, epoch, answers) if self.is_main and answers is not None else False
+        stop, skipped = broadcast_from_main((stop, self.skipped.get(step)), world)
+        if skipped:
+            self.skipped[step] = skipped
+        if stop:
+            logger.warning("stop: average CER rose %s rounds in a row", self.config.stop_after_regressions)
+            return True
+        return False
+
+    def finish(self, status: str = "finished") -> None:
+        """Mark the job finished (or failed) and wait for the writer to store (or spool) every row."""
+        if self.writer is not None and self.job_id is not None:
+            self.writer.finish_job(self.job_id, status=status)
+            self.writer.close()
+            self.writer = None
+        if self._signal_guard is not None:
+            self._signal_guard.uninstall()
+            self._signal_guard = None
+
+    # a round
+
+    def _encode_shard(self, tokenizer: Any, shard: list[Sample], rank: int) -> list[Any] | None:
+        """This rank's prompts rendered and tokenized, or None (logged) when that fails."""
+        options = self.config
+        try:
+            return encode_batches(
+                tokenizer,
+                shard,
+                batch_size=options.batch_size,
+                max_prompt_tokens=options.max_prompt_tokens,
+                use_chat_template=options.use_chat_template,
+            )
+        except Exception:
+            logger.exception("predictions round: preparing the prompts failed on rank %s", rank)
+            return None
+
+    def _generate_shard(self, model: Any, tokenizer: Any, batches: list[Any], rank: int) -> list[str] | None:
+        """This rank's answers, or None (logged) when generation failed, so the gather still happens.
+
+        A sharded model's forward is a collective: the other ranks wait inside it for this one, and
+        nothing can bring them back out, so the error is raised and training stops (docs/distributed.md).
+        """
+        try:
+            options = self.config
+            return generate_batches(
+                model,
+                tokenizer,
+                batches,
+                max_new_tokens=options.max_new_tokens,
+                generation_kwargs=options.generation_kwargs,
+            )
+        except Exception:
+            if sharding(model) is not None and rank_and_world()[1] > 1:
+                logger.critical(
+                    "predictions round: generate failed on rank %s of a sharded model; the other ranks "
+                    "are waiting in its collectives, so training cannot go on",
+                    rank,
+                )
+                raise
+            logger.exception("predictions round: generation failed on rank %s; its samples are skipped", rank)
+            return None
+
+    def _record(self, step: int, epoch: float, shards: list[list[str] | None]) -> bool:
+        """Score and queue the answers that came back (main process); True when the run should stop.
+
+        A rank whose generation failed (possible only without sharding) costs its own samples: they are
+        logged and listed in `self.skipped`, the others are stored.
+        """
+        try:
+            answered = answers_by_index(self.samples, shards)
+            kept = [sample for sample in self.samples if sample.index in answered]
+            self._note_skipped(step, [s.index for s in self.samples if s.index not in answered])
+            if not kept:
+                return False
+            answers = [answered[sample.index] for sample in kept]
+            rows = build_rows(self.job_id, step, epoch, kept, answers, self.config)
+            self.writer.write(rows)
+            return self.watch.observe(mean([row.char_error_rate for row in rows]))
+        except Exception:
+            logger.exception("predictions round at step %s could not be recorded", step)
+            return False
+
+    def _note_skipped(self, step: int, indices: list[int]) -> None:
+        if indices:
+            self.skipped[step] = indices
+            logger.warning(
+                "predictions round at step %s: %s of %s samples skipped (a rank's generation failed): %s",
+                step,
+                len(indices),
+                len(self.samples),
+                indices,
+            )
+
+    # prerequisites
+
+    def _resolve_tokenizer(self, fallback: Any) -> Any:
+        tokenizer = self.tokenizer or fallback
+        tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a multimodal processor wraps one
+        if tokenizer is None or not callable(getattr(tokenizer, "batch_decode", None)):
+            raise ConfigError(
+                f"tokenizer={tokenizer!r} is invalid; valid: a tokenizer, passed to the Trainer as "
+                "processing_class= or to PredictionsCallback / PredictionsMonitor as tokenizer="
+            )
+        if self.config.use_chat_template == "on" and not has_chat_template(tokenizer):
+            raise ConfigError(
+                "use_chat_template='on' but the tokenizer has no chat_template; valid: 'auto' or 'off'"
+            )
+        return tokenizer
+
+    def _open_store(self) -> Store | None:
+        """The configured store, else `open_store()`, checked able to write before step 1.
+
+        None when it cannot be opened yet (a locked SQLite file): the writer opens it later, and
+        spools to that store's own spool meanwhile.
+        """
+        store: Store | None = self.config.store
+        if store is None:
+            from predictions.store import open_store
+
+            try:
+                store = open_store()
+            except StoreUnavailableError:
+                logger.exception("predictions store unavailable; rows go to its spool until it answers")
+                return None
+        check_can_write(store, self.config.user_id)
+        return store
+
+    def _pick_job_id(self, store: Store | None, step: int, name: str | None) -> str:
+        """A new id, or the explicit one; ConfigError when that one would merge this run into another."""
+        job_id = self.config.job_id
+        if job_id is None:
+            return generated_job_id(self.config.job_name or name)
+        rounds = existing_rounds(store, job_id) if step == 0 else 0  # step > 0: a resume continues it
+        if rounds:
+            raise ConfigError(
+                f"job_id={job_id!r} already has {rounds} rounds in {store.description} and this run starts "
+                "at step 0, so it would merge into that job; valid: a new job_id (or none: each run gets "
+                "its own), or resume the run that wrote it, e.g. trainer.train(resume_from_checkpoint=True)"
+            )
+        return job_id
+
+    def _start_job(self, store: Store | None, model: Any, name: str | None) -> None:
+        """Register the job (through the writer), and mark it failed if the process dies or is stopped."""
+        from predictions.store import open_store
+
+        self.writer = Writer(store) if store is not None else Writer(None, open_store=open_store)
+        config = {**self.config.as_dict(), "rendering": self.inputs.rendering}
+        config["model_inputs"] = {str(index): text for index, text in self.inputs.texts.items()}
+        self.writer.start_job(
+            self.job_id,
+            name=self.config.job_name or name or self.job_id,
+            model=model_name(model),
+            config=config,
+            user_id=self.config.user_id,
+        )
+        atexit.register(fail_unfinished_job, self.writer, self.job_id)
+        self._signal_guard = guard_job(self.writer, self.job_id)
+
+
+@dataclass
+class RegressionWatch:
+    """Counts consecutive rounds whose average CER rose; `observe` says when the limit is reached."""
+
+    limit: int | None
+    last: float | None = None
+    rises: int = 0
+
+    def observe(self, cer: float | None) -> bool:
+        if cer is None:
+            return False
+        self.rises = self.rises + 1 if self.last is not None and cer > self.last else 0
+        self.last = cer
+        return self.limit is not None and self.rises >= self.limit
+
+
+def existing_rounds(store: Store | None, job_id: str) -> int:
+    """How many rounds the store holds for this job (0 when it cannot say: then nothing is blocked)."""
+    if store is None:
+        return 0
+    try:
+        return len(store.rounds(job_id))
+    except StoreError:
+        logger.warning("could not check whether job %r already has rounds; it is used as given", job_id)
+        return 0
+
+
+def fail_unfinished_job(writer: Writer, job_id: str) -> None:
+    """At interpreter exit: a job whose training never ended is marked failed, its queued rows stored.
+
+    The Trainer calls no hook when training raises; without this the job would show as running forever
+    and the last rounds, still queued for the writer's daemon thread, would be lost.
+    """
+    if not writer.closed:
+        writer.finish_job(job_id, status="failed")
+        writer.close(timeout_s=60.0)
+
+
+def build_rows(
+    job_id: str, step: int, epoch: float, samples: list[Sample], answers: list[str], config: PredictionsConfig
+) -> list[PredictionRow]:
+    """One scored row per sample (built-in and user scorers); the epoch is the 1-based epoch of the step."""
+    epoch_number = max(1, math.ceil(round(epoch or 0.0, 6)))
+    scores = score_batch(answers, [sample.ground_truth for sample in samples])
+    custom = run_scorers(config.scorers, samples, answers)
+    return [
+        storable_row(
+            PredictionRow(
+                job_id=job_id,
+                epoch=epoch_number,
+                step=step,
+                sample_index=sample.index,
+                prompt=sample.prompt,
+                prediction=answer,
+                ground_truth=sample.ground_truth,
+                user_id=config.user_id,
+                scores=values,
+                metadata=sample.metadata,
+                **score.as_dict(),
+            )
+        )
+        for sample, answer, score, values in zip(samples, answers, scores, custom, strict=True)
+    ]
+
+
+def answers_by_index(samples: list[Sample], shards: list[list[str] | None]) -> dict[int, str]:
+    """Each answered sample's answer by sample index; a failed rank's shard (None) answers nothing."""
+    answered: dict[int, str] = {}
+    for shard, answers in zip(equal_shards(samples, len(shards)), shards, strict=True):
+        for sample, answer in zip(shard, answers or [], strict=False):
+            answered.setdefault(sample.index, answer)  # the padding repeats the last sample
+    return answered
+
+
+def mean(values: list[float | None]) -> float | None:
+    scored = [value for value in values if value is not None]
+    return sum(scored) / len(scored) if scored else None
+
+
+def model_name(model: Any) -> str | None:
+    """The checkpoint name when the model was loaded from one, else its class name."""
+    if model is None:
+        return None
+    model = unwrap(model)
+    return getattr(getattr(model, "config", None), "name_or_path", "") or type(model).__name__
+
+
+def generated_job_id(name: str | None = None) -> str:
+    """A new id for every run, readable: the name's slug (or `run`), the UTC time and a random suffix."""
+    slug = re.sub(r"[^a-z0-9]+", "-", (name or "run").lower()).strip("-")[:40] or "run"
+    return f"{slug}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
