@@ -105,13 +105,13 @@ def test_a_round_stores_user_scores_and_metadata_even_when_a_scorer_raises(tmp_p
     control = TrainerControl()
     callback.on_epoch_end(args, at(state, 3, 1.0), control, model=model)
     callback.on_train_end(args, state, control, model=model)
-    history = sqlite_store.predictions_page("custom", limit=10).rows
+    history = sqlite_store.predictions_page(callback.job_id, limit=10).rows
     assert len(history) == 6
     categories = history["metadata"].map(lambda metadata: metadata["category"])
     assert history.loc[categories == "even", "half"].tolist() == [0.5] * 3
     assert history.loc[categories == "odd", "half"].isna().all()  # None stored for the failed calls
     assert set(history["label"].dropna()) <= {0.0, 1.0}
-    trends = sqlite_store.trends("custom")
+    trends = sqlite_store.trends(callback.job_id)
     assert [m.name for m in trends.metrics][-2:] == ["half", "label"]
     assert trends.metrics[-1].title == "Choice match"
     assert trends.group_fields == ("category",)
