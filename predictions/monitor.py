@@ -273,7 +273,7 @@ class PredictionsMonitor:
         rounds = existing_rounds(store, job_id) if step == 0 else 0  # step > 0: a resume continues it
         if rounds:
             raise ConfigError(
-                f"job_id={job_id!r} already has {rounds} rounds in {store.description} and this run starts "
+                f"job_id={job_id!r} already has {rounds} round(s) in {store.description} and this run starts "
                 "at step 0, so it would merge into that job; valid: a new job_id (or none: each run gets "
                 "its own), or resume the run that wrote it, e.g. trainer.train(resume_from_checkpoint=True)"
             )

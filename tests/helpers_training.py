@@ -92,3 +92,18 @@ def count_rows(db_path: Path, job_id: str) -> int:
     with sqlite3.connect(db_path) as connection:
         query = "SELECT COUNT(*) FROM training_predictions WHERE job_id = ?"
         return connection.execute(query, (job_id,)).fetchone()[0]
+
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+"""ChatML, as Qwen's and many others' templates: the turn ends with `<|im_end|>`, which is not eos."""
+
+
+def chatml_tokenizer() -> Any:
+    """A character tokenizer with ChatML's turn markers as special tokens and eos left as `<eos>`."""
+    tok = build_tokenizer(ALPHABET + PROMPT_SUFFIX + " \nusertm", chat_template=False)
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.chat_template = CHATML_TEMPLATE
+    return tok

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from predictions.callback import answers_by_index
 from predictions.distributed import all_ranks_ok, equal_shards, sharded_generation, sharding
+from predictions.monitor import answers_by_index
 from predictions.sampler import Sample
 from tests import helpers_training as h
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from predictions.generator import generate, prompt_texts, unwrap
+from predictions.generator import (
+    CHAT_TEMPLATE,
+    RAW,
+    cut_at_stop,
+    end_of_turn_id,
+    generate,
+    prompt_texts,
+    rendering,
+    stop_token_ids,
+    unwrap,
+)
 from predictions.sampler import Sample
 from tests import helpers_training as h
 
@@ -80,3 +90,23 @@ def test_wrapped_models_are_unwrapped():
     assert unwrap(compiled) is model
     assert unwrap(torch.nn.DataParallel(model)) is model
     assert len(generate(compiled, h.tokenizer(), SAMPLES[:1], max_new_tokens=2)) == 1
+
+
+def test_rendering_follows_trl_under_auto_and_the_override_otherwise():
+    plain, chat = SAMPLES[:1], [Sample(0, "abc=", "cba", [{"role": "user", "content": "abc="}])]
+    templated, bare = h.tokenizer(chat=True), h.tokenizer()
+    assert rendering(plain, templated, "auto") == RAW  # SFTTrainer feeds plain strings as they are
+    assert rendering(chat, templated, "auto") == CHAT_TEMPLATE
+    assert rendering(chat, bare, "auto") == RAW  # no template: the turns as text
+    assert rendering(plain, templated, "on") == CHAT_TEMPLATE and rendering(chat, templated, "off") == RAW
+
+
+def test_every_end_of_turn_token_stops_generation():
+    tok = h.chatml_tokenizer()
+    model = h.model(tok=tok)
+    model.generation_config.eos_token_id = [tok.convert_tokens_to_ids("j"), tok.eos_token_id]
+    stops = tok.convert_ids_to_tokens(stop_token_ids(model, tok))
+    assert stops == ["<eos>", "j", "<|im_end|>"]  # eos, the generation config's, the template's end of turn
+    assert end_of_turn_id(h.tokenizer(chat=True)) == h.tokenizer().eos_token_id
+    assert end_of_turn_id(h.tokenizer()) is None
+    assert cut_at_stop([5, 6, 2, 7], [2]) == [5, 6] and cut_at_stop([5, 6], [2]) == [5, 6]
