@@ -132,13 +132,13 @@ def test_nul_in_one_sample_and_a_lone_surrogate_in_another_are_stored_marked(bac
     samples[1]["response"] = "\ud83d" + samples[1]["response"]
     callback = PredictionsCallback(samples, num_samples=4, max_new_tokens=3, store=store)
     h.trainer(tmp_path, [callback], run_name="poison").train()
-    assert rows_of(store, "poison") == [(step, i) for step in (4, 8) for i in range(4)]
-    history = store.sample_history("poison", 0)
+    assert rows_of(store, callback.job_id) == [(step, i) for step in (4, 8) for i in range(4)]
+    history = store.sample_history(callback.job_id, 0)
     assert history["ground_truth"].str.endswith("\ufffd").all()
     assert history["text_replacements"].tolist() == [1, 1]
-    assert store.sample_history("poison", 1)["ground_truth"].str.startswith("\ufffd").all()
-    assert store.sample_history("poison", 2)["text_replacements"].tolist() == [0, 0]
-    assert status_of(store, "poison") == "finished"
+    assert store.sample_history(callback.job_id, 1)["ground_truth"].str.startswith("\ufffd").all()
+    assert store.sample_history(callback.job_id, 2)["text_replacements"].tolist() == [0, 0]
+    assert status_of(store, callback.job_id) == "finished"
     assert not quarantine_path(spool_path(store)).exists()
 
 
@@ -158,7 +158,7 @@ def test_a_spool_with_a_truncated_last_line_is_stored_by_the_next_run(backend, t
     h.trainer(tmp_path, [callback], epochs=1, run_name="next").train()
     assert rows_of(store, "earlier") == [(1, 0), (1, 1), (2, 0), (2, 1)]
     assert len(corrupt_path(spool).read_text().splitlines()) == 1 and not spool.exists()
-    assert [step for step, _ in rows_of(store, "next")] == [4, 4]
+    assert [step for step, _ in rows_of(store, callback.job_id)] == [4, 4]
 
 
 def test_a_store_locked_at_train_begin_and_free_later_gets_every_row(backend, tmp_path, monkeypatch):
@@ -178,8 +178,8 @@ def test_a_store_locked_at_train_begin_and_free_later_gets_every_row(backend, tm
     finally:
         lock.release()
     assert began[0] - start < 10  # train begin did not wait for the lock
-    assert [step for step, _ in rows_of(store, "locked")] == [4] * 3 + [8] * 3 + [12] * 3
-    assert status_of(store, "locked") == "finished"
+    assert [step for step, _ in rows_of(store, callback.job_id)] == [4] * 3 + [8] * 3 + [12] * 3
+    assert status_of(store, callback.job_id) == "finished"
     assert not (tmp_path / ".predictions").exists() and not spool_path(store).exists()
 
 
@@ -196,7 +196,7 @@ def test_a_sqlite_file_locked_when_the_run_opens_it_is_the_one_that_gets_the_row
         h.trainer(tmp_path, [callback, AtEpoch(1, lock.release)], epochs=2, run_name="opened").train()
     finally:
         lock.release()
-    assert h.count_rows(db, "opened") == 6
+    assert h.count_rows(db, callback.job_id) == 6
     assert not (tmp_path / ".predictions").exists()
 
 
@@ -212,8 +212,8 @@ def test_a_finish_after_an_outage_leaves_the_job_finished(backend, tmp_path):
         lock.release()
     Writer(store).close()  # whatever the run left in the spool is stored at the next open
     time.sleep(0.5)  # a request that timed out on the client may still land late on the server
-    assert status_of(store, "outage") == "finished"
-    assert [step for step, _ in rows_of(store, "outage")] == [4, 4, 8, 8]
+    assert status_of(store, callback.job_id) == "finished"
+    assert [step for step, _ in rows_of(store, callback.job_id)] == [4, 4, 8, 8]
 
 
 def test_a_store_hanging_at_train_end_gets_the_queued_rows_spooled(backend, tmp_path, monkeypatch):
@@ -232,8 +232,8 @@ def test_a_store_hanging_at_train_end_gets_the_queued_rows_spooled(backend, tmp_
     assert [c["op"] for c in calls] == ["write_predictions", "finish_job"]
     assert [row["step"] for row in calls[0]["rows"]] == [8, 8, 8]
     Writer(store).close()  # the next open replays it
-    assert [step for step, _ in rows_of(store, "hang")] == [4, 4, 4, 8, 8, 8]
-    assert status_of(store, "hang") == "finished"
+    assert [step for step, _ in rows_of(store, callback.job_id)] == [4, 4, 4, 8, 8, 8]
+    assert status_of(store, callback.job_id) == "finished"
 
 
 PREEMPTED_RUN = """
@@ -249,8 +249,8 @@ class Announce(TrainerCallback):
     def on_epoch_end(self, args, state, control, **kwargs):
         print(f"round {state.global_step}", flush=True)
 
-callback = PredictionsCallback(h.pairs(12), num_samples=3, max_new_tokens=2)
-h.trainer(Path(sys.argv[1]), [callback, Announce()], epochs=200, run_name="preempted").train()
+callback = PredictionsCallback(h.pairs(12), num_samples=3, max_new_tokens=2, job_id="preempted")
+h.trainer(Path(sys.argv[1]), [callback, Announce()], epochs=200).train()
 """
 
 
