@@ -103,16 +103,7 @@ class PredictionsMonitor:
         self._done_steps.clear()
         self.skipped.clear()
         self.watch = RegressionWatch(self.config.stop_after_regressions)
-        store, problem, job_id = None, None, ""
-        if self.is_main:
-            try:
-                store = self._open_store()
-                job_id = self._pick_job_id(store, step, name)
-            except PredictionsError as error:  # a bad key, user or job id: every rank raises it
-                problem = error
-        problem, self.job_id = broadcast_from_main((problem, job_id), world)  # every rank fails, or none
-        if problem is not None:
-            raise problem
+        store = self._agree_on_job(step, name, world)
         if self.is_main:
             self._start_job(store, model, name)
         return self.job_id
@@ -263,6 +254,20 @@ class PredictionsMonitor:
                 logger.exception("predictions store unavailable; rows go to its spool until it answers")
                 return None
         check_can_write(store, self.config.user_id)
+        return store
+
+    def _agree_on_job(self, step: int, name: str | None, world: int) -> Store | None:
+        """The main process opens the store and picks the job id; every rank gets the id, or its error."""
+        store, problem, job_id = None, None, None
+        if self.is_main:
+            try:
+                store = self._open_store()
+                job_id = self._pick_job_id(store, step, name)
+            except PredictionsError as error:  # a bad key, user or job id: every rank raises it
+                problem = error
+        problem, self.job_id = broadcast_from_main((problem, job_id), world)
+        if problem is not None:
+            raise problem
         return store
 
     def _pick_job_id(self, store: Store | None, step: int, name: str | None) -> str:
