@@ -3,6 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
+DEMO_ARGS ?=
 
 .PHONY: setup chromium demo dashboard test lint bench clean
 
@@ -22,7 +23,7 @@ chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 demo: setup
-	$(PY) -m predictions demo --dashboard --port $(PORT)
+	$(PY) -m predictions demo --dashboard --port $(PORT) $(DEMO_ARGS)
 
 dashboard: setup
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT)

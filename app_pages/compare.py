@@ -70,8 +70,8 @@ def summary(jobs: list[Job], trends: pd.DataFrame) -> pd.DataFrame:
 
 
 SUMMARY_COLUMNS = {
-    "job": st.column_config.TextColumn("Job"),
-    "rounds": st.column_config.NumberColumn("Rounds", width="small"),
+    "job": st.column_config.TextColumn("Job", width="medium"),
+    "rounds": st.column_config.NumberColumn("Rounds", width=80),
     "first_cer": columns.cer("First CER"),
     "best_cer": columns.cer("Best CER"),
     "latest_cer": columns.cer("Latest CER"),
@@ -96,13 +96,13 @@ def same_sample(view: widgets.View, jobs: list[Job]) -> None:
         return
     frame = pd.DataFrame(rows)[["job", "step", "prediction", "ground_truth", "char_error_rate"]]
     st.dataframe(
-        frame,
+        columns.coloured(frame),
         hide_index=True,
         column_config={
-            "job": "Job",
-            "step": "Step",
-            "prediction": "Latest prediction",
-            "ground_truth": "Ground truth",
+            "job": st.column_config.TextColumn("Job", width="medium"),
+            "step": st.column_config.NumberColumn("Step", width=70),
+            "prediction": columns.text("Latest prediction"),
+            "ground_truth": columns.text("Ground truth"),
             "char_error_rate": columns.cer(),
         },
     )
@@ -117,7 +117,7 @@ def main() -> None:
         return
     trends = long_trends(view, jobs)
     metrics = jobs_metrics(view, jobs)
-    left, right = st.columns(2)
+    left, right = st.columns([2, 1])  # every metric's name needs the room
     name = left.segmented_control(
         "Metric",
         list(metrics),
@@ -138,7 +138,7 @@ def main() -> None:
     else:
         drawn = trends.groupby(["job", "epoch"], sort=False).tail(1) if x == "epoch" else trends
         st.altair_chart(charts.compare_chart(drawn, metric, x or "step"), key="compare_chart")
-    st.dataframe(summary(jobs, trends), hide_index=True, column_config=SUMMARY_COLUMNS)
+    st.dataframe(columns.coloured(summary(jobs, trends)), hide_index=True, column_config=SUMMARY_COLUMNS)
     same_sample(view, jobs)
 
 

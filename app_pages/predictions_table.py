@@ -94,7 +94,7 @@ def table(view: widgets.View, chosen: dict) -> None:
     if chosen["wrong_only"] and page.total_count == 0 and view.job.round_count != 0:
         st.caption("Rows without a ground truth are never counted as wrong.")
     st.dataframe(
-        columns.prediction_rows(page.rows),
+        columns.coloured(columns.prediction_rows(page.rows), metrics),
         hide_index=True,
         column_config=columns.prediction_columns(metrics),
         column_order=columns.with_replacements(columns.table_order(metrics), page.rows),

@@ -67,7 +67,7 @@ def heatmap(view: widgets.View, matrix: pd.DataFrame, sample: int) -> None:
     chart = charts.heatmap_chart(frame, sample, metric)
     st.altair_chart(chart, on_select=choose_from_heatmap, key="heatmap")
     note = f" Showing every {ordinal(stride)} round, counted back from the latest." if stride > 1 else ""
-    st.caption(f"Green is good, red is bad. Click a cell to open that sample.{note}")
+    st.caption(f"Green is good, yellow half way, red bad. Click a cell to open that sample.{note}")
 
 
 def sample_lists(summary: pd.DataFrame) -> None:
@@ -81,7 +81,7 @@ def sample_lists(summary: pd.DataFrame) -> None:
                 continue
             key = f"list_{title.lower().replace(' ', '_')}"
             st.dataframe(
-                frame,
+                columns.coloured(frame),
                 hide_index=True,
                 key=key,
                 on_select=choose_from_list(key, frame),
@@ -91,7 +91,7 @@ def sample_lists(summary: pd.DataFrame) -> None:
 
 
 LIST_COLUMNS = {
-    "sample_index": st.column_config.NumberColumn("Sample", width="small"),
+    "sample_index": st.column_config.NumberColumn("Sample", width=80),
     "first_cer": columns.cer("First CER"),
     "latest_cer": columns.cer("Latest CER"),
 }

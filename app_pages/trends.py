@@ -39,6 +39,7 @@ def headline(column, rounds: pd.DataFrame, metric: Metric) -> None:
         delta_arrow="off" if unchanged else "auto",
         chart_data=history if len(history) > 1 else None,
         border=True,
+        height="stretch",  # cards with and without a sparkline, one height
         help=f"Average {metric.title.lower()}, latest round; change since the previous.",
     )
 
@@ -59,6 +60,7 @@ def headline_metrics(rounds: pd.DataFrame, trends: Trends) -> None:
         "Improvement",
         "—" if improvement is None else f"{improvement:.1f}%",
         border=True,
+        height="stretch",
         delta="since round 1",
         delta_color="off",
         delta_arrow="off",
@@ -72,6 +74,7 @@ def headline_metrics(rounds: pd.DataFrame, trends: Trends) -> None:
         delta_color="off",
         delta_arrow="off",
         border=True,
+        height="stretch",
         help=f"Slope of the average CER over the last {analysis.VELOCITY_WINDOW} rounds.",
     )
 
@@ -141,7 +144,9 @@ def latest_answers(view: widgets.View, rounds: pd.DataFrame, *, worst: bool = Tr
         )
     shown = ["sample_index", "prompt", "prediction", "ground_truth", "char_error_rate"]
     st.dataframe(
-        columns.prediction_rows(page.rows)[shown], hide_index=True, column_config=columns.prediction_columns()
+        columns.coloured(columns.prediction_rows(page.rows)[shown]),
+        hide_index=True,
+        column_config=columns.prediction_columns(),
     )
 
 

@@ -1,14 +1,17 @@
-"""A two-minute training run to watch: a tiny GPT-2 learns to reverse short strings on the CPU.
+"""Two minutes of training to watch: a tiny GPT-2 learns to reverse short strings on the CPU.
 
-It trains from scratch (nothing is downloaded), with the callback writing scored rounds to the
-embedded store, so the dashboard's CER line falls round by round. `--dashboard` starts the dashboard
-beside it on the same SQLite file.
+It trains from scratch (nothing is downloaded), twice, with two learning rates, the callback writing
+scored rounds to the embedded store: the dashboard's CER line falls round by round, and Compare has
+two runs to set side by side. `--dashboard` starts the dashboard beside it on the same SQLite file,
+on 127.0.0.1 unless asked for every interface, and it ends with the demo, however the demo ends.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +27,11 @@ BATCH_SIZE = 32
 HIDDEN, LAYERS = 96, 3
 PROMPT_SUFFIX = "="
 REPO_ROOT = Path(__file__).resolve().parent.parent
+LEARNING_RATES = (2e-3, 5e-4)
+"""One run per learning rate: a fast learner and a slow one, so Compare shows the difference."""
+LOCAL_ADDRESS, ALL_INTERFACES = "127.0.0.1", "0.0.0.0"
+PR_SET_PDEATHSIG = 1
+"""Linux prctl option: the signal a process gets when its parent dies."""
 
 
 @dataclass(frozen=True)
@@ -66,11 +74,13 @@ def run_demo(
     *,
     db_path: str | os.PathLike[str] = DEFAULT_DB_PATH,
     job_id: str | None = None,
-    epochs: int = 8,
+    epochs: int = 4,
     steps_per_epoch: int = 200,
     rounds_per_epoch: int = 5,
     num_samples: int = 16,
     seed: int = 0,
+    learning_rate: float = LEARNING_RATES[0],
+    job_name: str | None = None,
     progress: bool = True,
 ) -> DemoResult:
     """Train the tiny model from scratch, the callback writing to the SQLite store at `db_path`."""
@@ -84,25 +94,48 @@ def run_demo(
     random.Random(seed).shuffle(pairs)
     held_out, train = pairs[:num_samples], pairs[num_samples:]
     store = SQLiteStore(db_path)
-    job_id = job_id or f"demo-reverse-{random.Random().getrandbits(24):06x}"
+    job_id = job_id or new_job_id()
     every = max(1, steps_per_epoch // rounds_per_epoch)
     with tempfile.TemporaryDirectory() as output_dir:
         trainer = Trainer(
             model=build_tiny_model(
                 "gpt2", tokenizer, hidden_size=HIDDEN, layers=LAYERS, max_positions=2 * MAX_LEN + 4, seed=seed
             ),
-            args=demo_arguments(output_dir, epochs, seed, progress),
+            args=demo_arguments(output_dir, epochs, seed, progress, learning_rate),
             train_dataset=encode_pairs(train, tokenizer, length=2 * MAX_LEN + 2),
             processing_class=tokenizer,
-            callbacks=[demo_callback(held_out, store, job_id, every, seed)],
+            callbacks=[demo_callback(held_out, store, (job_id, job_name or job_id), every, seed)],
         )
         trainer.train()
     return summarize(store, job_id, Path(db_path))
 
 
-def demo_callback(samples: list[dict[str, str]], store: Any, job_id: str, every: int, seed: int) -> Any:
+def new_job_id() -> str:
+    return f"demo-{random.Random().getrandbits(24):06x}"
+
+
+def run_demos(
+    learning_rates: tuple[float, ...] = LEARNING_RATES, *, job_id: str | None = None, **options: Any
+) -> list[DemoResult]:
+    """One run per learning rate, on the same samples and the same initial model, one after the other.
+
+    With several rates each job is `<job_id>-lr<rate>`; with one, `job_id` itself.
+    """
+    prefix = job_id or new_job_id()
+    results = []
+    for rate in learning_rates:
+        run_id = prefix if len(learning_rates) == 1 else f"{prefix}-lr{rate:g}"
+        name = f"Reverse strings, lr {rate:g}"
+        results.append(run_demo(job_id=run_id, job_name=name, learning_rate=rate, **options))
+    return results
+
+
+def demo_callback(
+    samples: list[dict[str, str]], store: Any, job: tuple[str, str], every: int, seed: int
+) -> Any:
     from predictions.callback import PredictionsCallback
 
+    job_id, job_name = job
     return PredictionsCallback(
         samples,
         num_samples=len(samples),
@@ -111,12 +144,12 @@ def demo_callback(samples: list[dict[str, str]], store: Any, job_id: str, every:
         batch_size=16,
         every_n_steps=every,
         job_id=job_id,
-        job_name=f"Demo: reverse strings ({job_id})",
+        job_name=job_name,
         store=store,
     )
 
 
-def demo_arguments(output_dir: str, epochs: int, seed: int, progress: bool) -> Any:
+def demo_arguments(output_dir: str, epochs: int, seed: int, progress: bool, learning_rate: float) -> Any:
     """Settings a model of 100k parameters learns the task with in a few thousand steps."""
     from transformers import TrainingArguments
 
@@ -124,7 +157,7 @@ def demo_arguments(output_dir: str, epochs: int, seed: int, progress: bool) -> A
         output_dir=output_dir,
         num_train_epochs=epochs,
         per_device_train_batch_size=BATCH_SIZE,
-        learning_rate=2e-3,
+        learning_rate=learning_rate,
         warmup_steps=50,
         lr_scheduler_type="cosine",
         logging_strategy="no",
@@ -145,12 +178,33 @@ def summarize(store: Any, job_id: str, db_path: Path) -> DemoResult:
     return DemoResult(job_id, db_path, first, last, len(rounds))
 
 
-def start_dashboard(port: int, db_path: Path) -> subprocess.Popen:
-    """`streamlit run app.py` from the repo root, reading the same SQLite file as the training run."""
+def start_dashboard(port: int, db_path: Path, address: str = LOCAL_ADDRESS) -> subprocess.Popen:
+    """`streamlit run app.py` from the repo root, reading the same SQLite file as the training run.
+
+    It listens on `address` only (this machine, by default), watches no files (a watcher on `.venv`
+    floods the log), and on Linux dies with the demo even when the demo is killed outright.
+    """
     app = REPO_ROOT / "app.py"
     if not app.is_file():
         raise FileNotFoundError(f"--dashboard needs the dashboard at {app}, which does not exist yet")
     env = {**os.environ, "PREDICTIONS_DB": str(db_path.resolve())}
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port)]
-    command += ["--server.headless", "true"]
-    return subprocess.Popen(command, cwd=REPO_ROOT, env=env)
+    command += ["--server.address", address, "--server.headless", "true", "--server.fileWatcherType", "none"]
+    return subprocess.Popen(command, cwd=REPO_ROOT, env=env, preexec_fn=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when the demo dies, whatever killed it."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def stop_dashboard(process: subprocess.Popen, timeout_s: float = 10.0) -> None:
+    """Terminate the dashboard and wait for it, killing it if it does not stop in time."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -7,6 +7,7 @@ a heatmap click must open the sample, and a round written while the page is open
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
@@ -17,9 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from predictions.dashboard import analysis
 from predictions.store import SQLiteStore
+from predictions.store.base import PredictionRow
 from tests.seeding import (
     BIG_JOB,
     COMPARE_JOBS,
@@ -219,3 +222,47 @@ def test_selecting_a_row_of_a_sample_list_opens_that_sample(app_url, page, demo_
     )  # the third row's tick box
     page.wait_for_url(f"**sample={wanted}**", timeout=20_000)
     page.wait_for_selector(f'h3:has-text("Sample {wanted}")', timeout=20_000)
+
+
+COLOUR_PROBE_JOB = "colour-probe"
+PROBE_CERS = (0.5, 0.1)
+"""A half-wrong answer (sample 0) and a nearly right one (sample 1): the only coloured cells of their rows."""
+
+
+def row_tint(image, row: int, row_height: int = 35) -> tuple[float, float, float]:
+    """The mean colour of the clearly coloured pixels in a table row (header is row 0)."""
+    band = image.crop((0, row * row_height + 4, image.width, (row + 1) * row_height - 4)).convert("RGB")
+    tinted = [(r, g, b) for r, g, b in band.getdata() if max(r, g, b) - min(r, g, b) > 25]
+    assert len(tinted) > 200, f"row {row} has no coloured cell"
+    return tuple(sum(channel) / len(tinted) for channel in zip(*tinted, strict=True))
+
+
+def test_cer_cells_are_coloured_by_the_shared_scale_half_wrong_is_not_green(app_url, page, demo_db):
+    store = SQLiteStore(demo_db)
+    rows = [
+        PredictionRow(
+            COLOUR_PROBE_JOB,
+            1,
+            10,
+            index,
+            f"probe {index}",
+            "answer",
+            ground_truth="truth",
+            exact_match=0.0,
+            char_error_rate=cer,
+            length_ratio=1.0,
+        )
+        for index, cer in enumerate(PROBE_CERS)
+    ]
+    store.write_predictions(rows)
+    store.close()
+    open_page(page, f"{app_url}/predictions?job={COLOUR_PROBE_JOB}", 0)
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    grid.wait_for()
+    page.wait_for_timeout(1000)
+    image = Image.open(io.BytesIO(grid.screenshot()))
+    half_wrong, nearly_right = row_tint(image, 1), row_tint(image, 2)
+    redness = [r - g for r, g, _ in (half_wrong, nearly_right)]
+    assert redness[0] > redness[1] + 40, (half_wrong, nearly_right)  # 0.5 is clearly redder than 0.1
+    assert nearly_right[1] > nearly_right[0], nearly_right  # 0.1 reads green
+    assert half_wrong[0] >= half_wrong[1] - 10, half_wrong  # 0.5 does not read green (yellow-orange)

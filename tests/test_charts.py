@@ -12,7 +12,7 @@ import altair as alt
 import pandas as pd
 import pytest
 
-from predictions.dashboard import analysis, charts
+from predictions.dashboard import analysis, charts, palette
 from tests.seeding import BIG_JOB, seed_big
 from tests.test_dashboard_helpers import rounds_frame
 
@@ -76,7 +76,12 @@ def test_heatmap_colours_cer_green_to_red_and_selects_a_sample_on_click():
     assert (enc["x"]["field"], enc["x"]["type"]) == ("round", "ordinal")
     assert (enc["y"]["field"], enc["y"]["type"]) == ("sample_index", "ordinal")
     assert enc["color"]["field"] == "value"
-    assert enc["color"]["scale"] == {"domain": [0, 1], "reverse": True, "scheme": "redyellowgreen"}
+    assert enc["color"]["scale"] == {
+        "domain": [0.0, 0.5, 1.0],
+        "range": [palette.RIGHT, palette.HALF, palette.WRONG],
+        "interpolate": "rgb",
+        "clamp": True,
+    }  # the scale the tables use too
     assert enc["stroke"]["condition"]["test"] == "(datum.sample_index === 1)"
     (param,) = spec["params"]
     assert param["name"] == "sample"
@@ -97,11 +102,26 @@ def test_sample_chart_compares_the_sample_with_the_job_average():
     rounds = rounds_frame([0.8, 0.6, 0.4])
     history = pd.DataFrame({"epoch": [1, 2, 3], "step": [10, 20, 30], "char_error_rate": [1.0, 0.0, 0.2]})
     chart = charts.sample_chart(history, rounds)
-    spec = chart.to_dict()
-    assert spec["encoding"]["color"]["field"] == "series"
-    rows = dataset(chart)
-    assert {row["series"] for row in rows} == {"This sample", "Job average"}
-    assert len(rows) == 6
+    average, sample = layers(chart)  # the sample drawn last, on top of the average where they meet
+    assert average["encoding"]["color"]["field"] == sample["encoding"]["color"]["field"] == "series"
+    assert average["mark"]["strokeDash"] == [4, 3] and sample["mark"]["strokeWidth"] > 2
+    assert [row["series"] for row in dataset(chart, 0)] == ["Job average"] * 3
+    assert [row["value"] for row in dataset(chart, 1)] == [1.0, 0.0, 0.2]
+    scale = sample["encoding"]["color"]["scale"]
+    assert scale["range"] == [palette.LINE, palette.AVERAGE]  # neither red nor green: no judgement
+
+
+def test_the_colour_scale_runs_green_to_yellow_to_red_by_error():
+    assert palette.error_colour(0.0) == palette.RIGHT
+    assert palette.error_colour(0.5) == palette.HALF
+    assert palette.error_colour(1.0) == palette.WRONG == palette.error_colour(7.0)
+    redness = []  # red minus green: rises from green through yellow to red
+    for error in (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0):
+        r, g, _ = (int(palette.error_colour(error)[i : i + 2], 16) for i in (1, 3, 5))
+        redness.append(r - g)
+    assert redness == sorted(set(redness)) and redness[0] < 0 < redness[-1]
+    assert palette.error_cell(float("nan")) == "" and palette.score_cell(None) == ""
+    assert palette.score_cell(0.9) == palette.error_cell(0.1)
 
 
 def test_compare_chart_draws_one_coloured_line_per_job():

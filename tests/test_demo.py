@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import signal
 import socket
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from predictions import demo
-from predictions.__main__ import main, parser
+from predictions.__main__ import _address, main, parser
 from predictions.store import SQLiteStore
 
 
@@ -63,9 +64,21 @@ def test_a_shortened_demo_run_learns(tmp_path):
 def test_the_cli_trains_and_reports_the_cer(tmp_path, capsys):
     db = tmp_path / "cli.db"
     argv = ["demo", "--epochs", "1", "--steps-per-epoch", "10", "--rounds-per-epoch", "2", "--db", str(db)]
-    assert main([*argv, "--job-id", "cli"]) == 0
-    assert "job cli: 2 rounds" in capsys.readouterr().out
-    assert [job.id for job in SQLiteStore(db).list_jobs()] == ["cli"]
+    assert main([*argv, "--job-id", "cli"]) == 0  # two runs, one per default learning rate
+    out = capsys.readouterr().out
+    assert "job cli-lr0.002: 2 rounds" in out and "job cli-lr0.0005: 2 rounds" in out
+    jobs = SQLiteStore(db).list_jobs()
+    assert sorted((job.id, job.name) for job in jobs) == [
+        ("cli-lr0.0005", "Reverse strings, lr 0.0005"),
+        ("cli-lr0.002", "Reverse strings, lr 0.002"),
+    ]
+    assert main([*argv, "--job-id", "one", "--learning-rates", "1e-3"]) == 0
+    assert "job one: 2 rounds" in capsys.readouterr().out
+
+
+def test_the_dashboard_listens_on_this_machine_only_unless_asked():
+    assert _address(parser().parse_args(["demo"])) == "127.0.0.1"
+    assert _address(parser().parse_args(["demo", "--all-interfaces"])) == "0.0.0.0"
 
 
 def test_the_cli_rejects_bad_numbers(capsys):
@@ -95,11 +108,44 @@ def test_the_dashboard_reads_the_same_file(tmp_path, monkeypatch):
         process.wait(timeout=20)
 
 
+def listening_on(port: int) -> set[str]:
+    """The addresses something listens on at `port`, read from /proc/net/tcp and tcp6 (Linux)."""
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, local_port = local.split(":")
+            if state == "0A" and int(local_port, 16) == port:
+                raw = bytes.fromhex(address)
+                words = [raw[i : i + 4][::-1] for i in range(0, len(raw), 4)]  # little-endian words
+                found.add(str(ipaddress.ip_address(b"".join(words))))
+    return found
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def gone(pid: int, timeout_s: float = 20.0) -> bool:
+    """True once `pid` has exited (a zombie waiting to be reaped counts: it holds nothing)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (demo.REPO_ROOT / "app.py").exists(), reason="app.py (the dashboard) is not written yet"
+@pytest.mark.timeout(240)
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+@pytest.mark.parametrize(
+    "stop", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "sigterm", "sigkill"]
 )
-def test_make_demo_command_trains_then_keeps_the_dashboard_until_ctrl_c(tmp_path):
+def test_the_demo_dashboard_listens_on_127_0_0_1_and_ends_with_the_demo(tmp_path, stop):
     port = free_port()
     command = [sys.executable, "-m", "predictions", "demo", "--dashboard", "--port", str(port)]
     command += [
@@ -109,23 +155,29 @@ def test_make_demo_command_trains_then_keeps_the_dashboard_until_ctrl_c(tmp_path
         "5",
         "--rounds-per-epoch",
         "1",
-        "--db",
-        str(tmp_path / "p.db"),
+        "--learning-rates",
+        "2e-3",
     ]
+    command += ["--db", str(tmp_path / "p.db")]
     process = subprocess.Popen(command, cwd=demo.REPO_ROOT, stdout=subprocess.PIPE, text=True)
-    lines = []
     try:
+        lines = []
         for line in process.stdout:
             lines.append(line)
             if line.startswith("Training done"):
                 break
-        assert f"Dashboard: http://localhost:{port}" in lines[0]
+        assert f"Dashboard: http://127.0.0.1:{port}" in lines[0]
         assert wait_for_health(port) == "ok"
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0
+        assert listening_on(port) == {"127.0.0.1"}
+        (dashboard,) = children(process.pid)
+        process.send_signal(stop)
+        assert process.wait(timeout=30) == (-signal.SIGKILL if stop == signal.SIGKILL else 0)
+        assert gone(dashboard), "the dashboard outlived the demo"
     finally:
         if process.poll() is None:
             process.kill()
-    with pytest.raises(OSError):
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
-    assert Path(tmp_path / "p.db").exists()
+    assert listening_on(port) == set() and (tmp_path / "p.db").exists()
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past the health checks' TIME_WAIT
+        sock.bind(("127.0.0.1", port))  # nothing listens on the port any more
+        sock.listen()

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 import altair as alt
 import pandas as pd
 
+from predictions.dashboard import palette
 from predictions.scorer import PRIMARY_METRIC, REGISTRY, Metric
 
 
@@ -29,7 +30,7 @@ METRIC_TITLES = {metric.name: metric.title for metric in shown(REGISTRY.values()
 """Titles of the built-in metrics, in the order the trends page shows them."""
 
 X_TITLES = {"step": "Step", "epoch": "Epoch", "round": "Round"}
-LINE_COLOR = "#4c78a8"
+LINE_COLOR = palette.LINE
 BAND_COLOR = "#9ecae9"
 
 
@@ -100,15 +101,13 @@ def trend_chart(rounds: pd.DataFrame, metric: Metric | str, x: str = "step") -> 
 def heatmap_chart(
     frame: pd.DataFrame, selected: int | None = None, metric: Metric | str = PRIMARY_METRIC
 ) -> alt.Chart:
-    """Samples (rows) by rounds (columns), coloured by a metric from green (good) to red (bad).
+    """Samples (rows) by rounds (columns), coloured by a metric on the shared scale: green good, red bad.
 
     A click selects a sample (the `sample` selection, on its `sample_index`); the selected sample's row
     is outlined. `frame` is `analysis.heatmap_frame`'s output.
     """
     metric = as_metric(metric)
-    low, high = metric.bounds
-    bounded = {"domain": [low, high]} if low is not None and high is not None else {}
-    scale = alt.Scale(scheme="redyellowgreen", reverse=metric.lower_is_better, **bounded)
+    scale = palette.error_scale(metric.lower_is_better, metric.bounds)
     pick = alt.selection_point(name="sample", fields=["sample_index"], on="click", clear=False)
     samples = frame["sample_index"].nunique()
     chosen = alt.datum.sample_index == (selected if selected is not None else -1)
@@ -134,30 +133,33 @@ def heatmap_chart(
     )
 
 
-def sample_chart(history: pd.DataFrame, rounds: pd.DataFrame, x: str = "step") -> alt.Chart:
-    """One sample's CER per round against the job's average CER: is this sample ahead or behind?"""
+def sample_chart(history: pd.DataFrame, rounds: pd.DataFrame, x: str = "step") -> alt.LayerChart:
+    """One sample's CER per round against the job's average CER: is this sample ahead or behind?
+
+    The job average is drawn first, grey and dashed, so the sample's own line stays visible on top
+    where the two meet (both at 1.0 early in a run). Neither colour judges: the y axis does.
+    """
     sample = history[["epoch", "step", "char_error_rate"]].rename(columns={"char_error_rate": "value"})
     average = rounds[["epoch", "step", "avg_char_error_rate"]].rename(
         columns={"avg_char_error_rate": "value"}
     )
-    data = pd.concat([sample.assign(series="This sample"), average.assign(series="Job average")])
-    data = data.dropna(subset=["value"])
-    return (
-        alt.Chart(data)
-        .mark_line(point=alt.OverlayMarkDef(size=24))
-        .encode(
-            x=_x(x),
-            y=alt.Y("value:Q", title="CER", scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color(
-                "series:N",
-                title=None,
-                scale=alt.Scale(range=["#e45756", "#9d9d9d"]),
-                sort=["This sample", "Job average"],
-            ),
-            tooltip=["series:N", "epoch:Q", "step:Q", alt.Tooltip("value:Q", title="CER", format=".3f")],
-        )
-        .properties(height=200)
+    series = alt.Color(
+        "series:N",
+        title=None,
+        scale=alt.Scale(domain=["This sample", "Job average"], range=[palette.LINE, palette.AVERAGE]),
     )
+    tooltip = ["series:N", "epoch:Q", "step:Q", alt.Tooltip("value:Q", title="CER", format=".3f")]
+    y = alt.Y("value:Q", title="CER", scale=alt.Scale(domain=[0, 1]))
+    layers = [
+        alt.Chart(frame.assign(series=name).dropna(subset=["value"]))
+        .mark_line(point=alt.OverlayMarkDef(size=size), strokeDash=dash, strokeWidth=width)
+        .encode(x=_x(x), y=y, color=series, tooltip=tooltip)
+        for frame, name, size, dash, width in (
+            (average, "Job average", 16, [4, 3], 1.5),
+            (sample, "This sample", 30, [1, 0], 2.5),
+        )
+    ]
+    return alt.layer(*layers).properties(height=200)
 
 
 def compare_chart(trends: pd.DataFrame, metric: Metric | str, x: str = "step", by: str = "job") -> alt.Chart:
@@ -183,7 +185,7 @@ def compare_chart(trends: pd.DataFrame, metric: Metric | str, x: str = "step", b
                 f"{by}:N",
                 title=title,
                 scale=alt.Scale(scheme="tableau10"),
-                legend=alt.Legend(orient="right", labelLimit=240),
+                legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=0),
             ),
             tooltip=[
                 alt.Tooltip(f"{by}:N", title=title),

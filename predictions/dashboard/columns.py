@@ -1,6 +1,8 @@
-"""Column configurations the tables share: scores as bars coloured by meaning, texts as plain text.
+"""Column configurations the tables share: scores as bars on the shared colour scale, texts as text.
 
-`st.dataframe` draws cells as text on a canvas, so a prediction holding HTML is shown, never parsed.
+A bar's length is the value; the cell behind it takes `palette`'s colour for how good the value is,
+so a half-wrong answer reads yellow on every page, as in the heatmap. `st.dataframe` draws cells as
+text on a canvas, so a prediction holding HTML is shown, never parsed.
 """
 
 from __future__ import annotations
@@ -9,21 +11,33 @@ from collections.abc import Iterable
 
 import pandas as pd
 import streamlit as st
+from pandas.io.formats.style import Styler
 
-from predictions.dashboard import charts
+from predictions.dashboard import charts, palette
 from predictions.scorer import REGISTRY, Metric
+
+BAR_COLOUR = "#6b6b6b"
+"""The bars themselves are neutral: their length is the value, the cell's colour its judgement."""
+SUMMARY_ERRORS = ("first_cer", "best_cer", "latest_cer")
+"""Lower-is-better summary columns (sample lists, Compare) besides the metrics themselves."""
+SUMMARY_SCORES = ("latest_exact_match",)
+"""Higher-is-better summary columns in [0, 1]."""
 
 
 def cer(label: str = "CER") -> st.column_config.Column:
-    """CER as a bar from 0 to 1: red when more than half wrong, green when mostly right."""
-    return st.column_config.ProgressColumn(
-        label, min_value=0, max_value=1, format="%.3f", color="auto-inverse"
-    )
+    """CER as a bar from 0 to 1 (its length is the error), wide enough for its header."""
+    return bar(label)
 
 
 def score(label: str) -> st.column_config.Column:
-    """A higher-is-better score (word overlap, exact match rate) as a bar: green above one half."""
-    return st.column_config.ProgressColumn(label, min_value=0, max_value=1, format="%.3f", color="auto")
+    """A higher-is-better score (word overlap, exact match rate) as a bar from 0 to 1."""
+    return bar(label)
+
+
+def bar(label: str) -> st.column_config.Column:
+    return st.column_config.ProgressColumn(
+        label, min_value=0, max_value=1, format="%.3f", color=BAR_COLOUR, width="medium"
+    )
 
 
 def text(label: str) -> st.column_config.Column:
@@ -31,20 +45,29 @@ def text(label: str) -> st.column_config.Column:
 
 
 def metric_column(metric: Metric) -> st.column_config.Column:
-    """A metric as a column: a 0-1 metric as a bar coloured by its direction, any other as a number;
+    """A metric as a column: a 0-1 metric as a bar (coloured by `coloured`), any other as a number;
     exact match as a tick."""
     if metric.name == "exact_match":
-        return st.column_config.CheckboxColumn(metric.label, width="small")
+        return st.column_config.CheckboxColumn(metric.label, width=70)
     if metric.bounds == (0.0, 1.0):
-        return cer(metric.label) if metric.lower_is_better else score(metric.label)
+        return bar(metric.label)
     number_format = "%.2fx" if metric.ideal == 1.0 else "%.3f"
-    return st.column_config.NumberColumn(metric.label, format=number_format, width="small")
+    return st.column_config.NumberColumn(metric.label, format=number_format, width=110)
+
+
+def coloured(frame: pd.DataFrame, metrics: Iterable[Metric] = REGISTRY.values()) -> Styler:
+    """The frame with its 0-1 metric and summary cells coloured on the shared scale, for `st.dataframe`."""
+    bars = [m for m in metrics if m.bounds == (0.0, 1.0) and m.name in frame.columns]
+    errors = [m.name for m in bars if m.lower_is_better] + [c for c in SUMMARY_ERRORS if c in frame]
+    scores = [m.name for m in bars if not m.lower_is_better and m.name != "exact_match"]
+    scores += [c for c in SUMMARY_SCORES if c in frame]
+    return frame.style.map(palette.error_cell, subset=errors).map(palette.score_cell, subset=scores)
 
 
 ROW_COLUMNS = {
-    "epoch": st.column_config.NumberColumn("Epoch", width="small"),
-    "step": st.column_config.NumberColumn("Step", width="small"),
-    "sample_index": st.column_config.NumberColumn("Sample", width="small"),
+    "epoch": st.column_config.NumberColumn("Epoch", width=70),
+    "step": st.column_config.NumberColumn("Step", width=70),
+    "sample_index": st.column_config.NumberColumn("Sample", width=80),
     "prompt": text("Prompt"),
     "prediction": text("Prediction"),
     "ground_truth": text("Ground truth"),
@@ -60,9 +83,9 @@ def prediction_columns(metrics: Iterable[Metric] = REGISTRY.values()) -> dict[st
 
 
 def table_order(metrics: Iterable[Metric] = REGISTRY.values()) -> tuple[str, ...]:
-    """Scores next to the row's identity, then the answer, the truth and (longest, read least) the prompt."""
+    """The question first, then the answer and the truth, their scores, and when (epoch, step)."""
     names = [metric.name for metric in charts.shown(metrics)]
-    return ("sample_index", "epoch", "step", *names, "prediction", "ground_truth", "prompt")
+    return ("sample_index", "prompt", "prediction", "ground_truth", *names, "epoch", "step")
 
 
 PREDICTION_ROWS = prediction_columns()
