@@ -15,6 +15,8 @@ import streamlit as st
 from predictions.dashboard import manage, queries, widgets
 from predictions.errors import ConfigError, StoreError
 
+# Path (relative to this file), title, icon and URL path of every page; the first is the default.
+# (A comment, not a docstring: Streamlit's magic would write a bare string onto every page.)
 PAGES = (
     ("app_pages/trends.py", "Trends", ":material/monitoring:", "trends"),
     ("app_pages/samples.py", "Samples", ":material/grid_on:", "samples"),
@@ -22,7 +24,6 @@ PAGES = (
     ("app_pages/compare.py", "Compare", ":material/stacked_line_chart:", "compare"),
     ("app_pages/keys.py", "Keys", ":material/key:", "keys"),
 )
-"""Path (relative to this file), title, icon and URL path of every page; the first is the default."""
 
 
 def navigation() -> st.navigation:

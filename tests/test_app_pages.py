@@ -555,3 +555,14 @@ def test_no_page_takes_streamlits_legacy_path_or_shadows_a_package():
     assert not (root / "pages").exists()
     assert {Path(path).parent.name for path in PAGES} == {"app_pages"}
     assert not {Path(path).stem for path in PAGES} & {"predictions", "app", "streamlit", "tests", "bench"}
+
+
+def test_no_bare_string_in_the_app_or_a_page_would_be_written_onto_the_page():
+    """Streamlit's magic writes every bare expression of a script; only the module docstring is exempt."""
+    import ast
+
+    root = Path(APP).parent
+    for path in [Path(APP), *(root / page for page in PAGES)]:
+        body = ast.parse(path.read_text()).body
+        bare = [n.lineno for n in body[1:] if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)]
+        assert bare == [], f"{path.name}: bare strings at lines {bare}"
