@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from predictions.dashboard import palette
 from predictions.store import SQLiteStore
 from tests import test_app_pages as pages
 from tests.test_app_pages import COMPARE, PREDICTIONS, SAMPLES, chart_rows, specs
@@ -73,9 +74,10 @@ def test_trends_split_a_metric_by_group_as_the_store_groups_it(open_app, custom_
 def test_the_heatmap_colours_by_a_user_metric(open_app, custom_db, stored):
     at = open_app(custom_db, job=JOB, page=SAMPLES)
     at.selectbox(key="heatmap_metric").set_value("quality").run()
-    (heatmap,) = [spec for spec in specs(at) if spec["mark"] == "rect" or spec["mark"].get("type") == "rect"]
+    rect = ("rect", {"type": "rect"})  # a layered chart (the sample's) has no mark on top
+    (heatmap,) = [spec for spec in specs(at) if spec.get("mark") in rect]
     assert heatmap["encoding"]["color"]["title"] == "Quality"
-    assert heatmap["encoding"]["color"]["scale"]["reverse"] is True  # lower is better: low is green
+    assert heatmap["encoding"]["color"]["scale"]["range"][0] == palette.RIGHT  # lower is better: low is green
     assert any(h.value == "Quality by sample and round" for h in at.subheader)
 
 
