@@ -91,9 +91,9 @@ def sample_lists(summary: pd.DataFrame) -> None:
 
 
 LIST_COLUMNS = {
-    "sample_index": st.column_config.NumberColumn("Sample", width=80),
-    "first_cer": columns.cer("First CER"),
-    "latest_cer": columns.cer("Latest CER"),
+    "sample_index": st.column_config.NumberColumn("Sample", width=70),
+    "first_cer": columns.cer("First CER", width=140),
+    "latest_cer": columns.cer("Latest CER", width=140),  # three columns fit the narrow side column
 }
 
 

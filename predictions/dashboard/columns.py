@@ -24,9 +24,9 @@ SUMMARY_SCORES = ("latest_exact_match",)
 """Higher-is-better summary columns in [0, 1]."""
 
 
-def cer(label: str = "CER") -> st.column_config.Column:
+def cer(label: str = "CER", width: int | str = "medium") -> st.column_config.Column:
     """CER as a bar from 0 to 1 (its length is the error), wide enough for its header."""
-    return bar(label)
+    return bar(label, width)
 
 
 def score(label: str) -> st.column_config.Column:
@@ -34,25 +34,25 @@ def score(label: str) -> st.column_config.Column:
     return bar(label)
 
 
-def bar(label: str) -> st.column_config.Column:
+def bar(label: str, width: int | str = "medium") -> st.column_config.Column:
     return st.column_config.ProgressColumn(
-        label, min_value=0, max_value=1, format="%.3f", color=BAR_COLOUR, width="medium"
+        label, min_value=0, max_value=1, format="%.3f", color=BAR_COLOUR, width=width
     )
 
 
-def text(label: str) -> st.column_config.Column:
-    return st.column_config.TextColumn(label, width="medium")
+def text(label: str, width: int | str = "medium") -> st.column_config.Column:
+    return st.column_config.TextColumn(label, width=width)
 
 
 def metric_column(metric: Metric) -> st.column_config.Column:
     """A metric as a column: a 0-1 metric as a bar (coloured by `coloured`), any other as a number;
     exact match as a tick."""
     if metric.name == "exact_match":
-        return st.column_config.CheckboxColumn(metric.label, width=70)
+        return st.column_config.CheckboxColumn(metric.label, width=100)
     if metric.bounds == (0.0, 1.0):
-        return bar(metric.label)
+        return bar(metric.label, width=110)
     number_format = "%.2fx" if metric.ideal == 1.0 else "%.3f"
-    return st.column_config.NumberColumn(metric.label, format=number_format, width=110)
+    return st.column_config.NumberColumn(metric.label, format=number_format, width=100)
 
 
 def coloured(frame: pd.DataFrame, metrics: Iterable[Metric] = REGISTRY.values()) -> Styler:
@@ -65,12 +65,12 @@ def coloured(frame: pd.DataFrame, metrics: Iterable[Metric] = REGISTRY.values())
 
 
 ROW_COLUMNS = {
-    "epoch": st.column_config.NumberColumn("Epoch", width=70),
-    "step": st.column_config.NumberColumn("Step", width=70),
-    "sample_index": st.column_config.NumberColumn("Sample", width=80),
-    "prompt": text("Prompt"),
-    "prediction": text("Prediction"),
-    "ground_truth": text("Ground truth"),
+    "epoch": st.column_config.NumberColumn("Epoch", width=60),
+    "step": st.column_config.NumberColumn("Step", width=60),
+    "sample_index": st.column_config.NumberColumn("Sample", width=70),
+    "prompt": text("Prompt", width=140),  # sized so the built-in metrics fit a wide page, no header cut
+    "prediction": text("Prediction", width=140),
+    "ground_truth": text("Ground truth", width=140),
     "text_replacements": st.column_config.NumberColumn(
         "Replaced", width="small", help="characters no store can hold (NUL, half an emoji), stored as \ufffd"
     ),
