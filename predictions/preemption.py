@@ -66,6 +66,6 @@ def guard_job(writer: Any, job_id: str) -> SignalGuard:
     def fail_job(signum: int) -> None:
         if not writer.closed:
             writer.finish_job(job_id, status="failed")
-            writer.close(timeout_s=FLUSH_S)
+        writer.close(timeout_s=FLUSH_S)  # also when train end was already closing: bounded, then spooled
 
     return SignalGuard(fail_job).install()

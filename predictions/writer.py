@@ -51,7 +51,7 @@ class Writer:
         self.store, self._open_store = store, open_store
         self.spool_path = Path(spool_path) if spool_path else _spool_of(store)
         self.retries, self.backoff_s = retries, backoff_s
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()  # put() is safe in a signal handler
         self._down = store is None
         self._pause_s, self._next_try = backoff_s, 0.0
         self._inflight: dict[str, Any] | None = None
