@@ -59,6 +59,8 @@ def test_an_ingest_key_writes_as_its_owner_with_only_the_anon_key(keys, monkeypa
     first_request = len(keys.api.calls)
     trainer.start_job("run-1", name="Run one", config={"lr": 0.1})
     trainer.write_predictions(rows("run-1", "ada's answer"))
+    scored = PredictionRow("run-1", 3, 3, 0, "p", "x", scores={"bleu": 0.25}, metadata={"topic": "maths"})
+    trainer.write_predictions([scored])  # columns added by later migrations flow through the key too
     trainer.finish_job("run-1")
     with pytest.raises(AuthError):
         trainer.list_jobs()  # an ingest key writes; it reads nothing
@@ -74,10 +76,12 @@ def test_an_ingest_key_writes_as_its_owner_with_only_the_anon_key(keys, monkeypa
         USER_A,
         "Run one",
         "finished",
-        2,
+        3,
     )
     assert job.config == {"lr": 0.1}
-    assert set(owner.predictions_page("run-1").rows["prediction"]) == {"ada's answer"}
+    assert set(owner.predictions_page("run-1").rows["prediction"]) == {"ada's answer", "x"}
+    (stored,) = owner.sample_history("run-1", 0).query("step == 3").to_dict("records")
+    assert (stored["bleu"], stored["metadata"]) == (0.25, {"topic": "maths"})
     (listed,) = owner.list_ingest_keys()
     assert (listed.label, listed.active, listed.prefix) == ("gpu-box-1", True, secret[:12])
     assert listed.last_used_at is not None
