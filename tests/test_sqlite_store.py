@@ -147,3 +147,55 @@ def test_a_file_from_before_user_scores_gets_their_columns_and_a_new_summary(tmp
     rounds = store.trends("job").rounds
     assert rounds[["sample_count", "avg_mine", "max_mine"]].values.tolist() == [[2, 0.25, 0.25]]
     store.close()
+
+
+OLD_JOBS = """
+CREATE TABLE training_jobs (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    name TEXT,
+    model TEXT,
+    status TEXT NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'finished', 'failed')),
+    config TEXT,
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    finished_at TEXT
+);
+ALTER TABLE training_jobs ADD COLUMN note TEXT;
+INSERT INTO training_jobs VALUES ('job', 'u', 'Old job', 'tiny', 'finished', NULL, 's', 'u', 'f', 'kept');
+"""
+
+
+def test_a_file_from_before_per_owner_keys_gets_them_and_keeps_every_row(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(OLD_SCHEMA + OLD_JOBS)
+    columns = {table: _columns(path, table) for table in ("training_predictions", "training_jobs")}
+    before = {table: _rows(path, table, names) for table, names in columns.items()}
+    SQLiteStore(path).close()
+    store = SQLiteStore(path)  # a second open changes nothing more
+    assert {table: _rows(path, table, names) for table, names in columns.items()} == before
+    with sqlite3.connect(path) as conn:
+        tables = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        conn.execute(
+            "INSERT INTO training_jobs (id, user_id, status, started_at, updated_at)"
+            " VALUES ('job', 'v', 'running', 's', 'u')"
+        )
+    assert "UNIQUE (user_id, job_id, step, sample_index)" in tables["training_predictions"]
+    assert "PRIMARY KEY (user_id, id)" in tables["training_jobs"] and "note TEXT" in tables["training_jobs"]
+    assert {"idx_training_predictions_job_epoch", "idx_training_predictions_job_step"} <= indexes
+    store.write_predictions([PredictionRow("job", 1, 5, 0, "p", "other owner", "a", user_id="v")])
+    assert store.predictions_page("job").total_count == 2  # both owners' rows: one local user reads all
+    assert store.trends("job").rounds["sample_count"].tolist() == [2]
+    store.close()
+
+
+def _columns(path, table: str) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def _rows(path, table: str, columns: list[str]) -> list[tuple]:
+    with sqlite3.connect(path) as conn:
+        return sorted(conn.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall())

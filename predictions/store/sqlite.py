@@ -71,14 +71,14 @@ UPDATED_COLUMNS = [c for c in WRITE_COLUMNS if c not in ("job_id", "user_id", "s
 UPSERT_PREDICTION = f"""
 INSERT INTO training_predictions (id, {", ".join(WRITE_COLUMNS)}, created_at)
 VALUES ({", ".join("?" * (len(WRITE_COLUMNS) + 2))})
-ON CONFLICT (job_id, step, sample_index) DO UPDATE SET
+ON CONFLICT (user_id, job_id, step, sample_index) DO UPDATE SET
     {", ".join(f"{column} = excluded.{column}" for column in UPDATED_COLUMNS)}
 """
 
 UPSERT_JOB = """
 INSERT INTO training_jobs (id, user_id, name, model, status, config, started_at, updated_at, status_at)
 VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET
+ON CONFLICT (user_id, id) DO UPDATE SET
     name = COALESCE(excluded.name, name), model = COALESCE(excluded.model, model),
     config = COALESCE(excluded.config, config), updated_at = excluded.updated_at,
     status = CASE WHEN excluded.status_at >= COALESCE(status_at, '') THEN 'running' ELSE status END,
@@ -89,14 +89,16 @@ ON CONFLICT (id) DO UPDATE SET
 
 FINISH_JOB = """
 INSERT INTO training_jobs (id, user_id, status, started_at, updated_at, finished_at, status_at)
-VALUES (:job_id, :user_id, :status, :now, :now, :now, :at)
-ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at,
+VALUES (:job_id, COALESCE((SELECT user_id FROM training_jobs WHERE id = :job_id LIMIT 1), :user_id),
+        :status, :now, :now, :now, :at)
+ON CONFLICT (user_id, id) DO UPDATE SET updated_at = excluded.updated_at,
     status = CASE WHEN excluded.status_at >= COALESCE(status_at, '') THEN excluded.status ELSE status END,
     finished_at = CASE WHEN excluded.status_at >= COALESCE(status_at, '') THEN excluded.finished_at
                        ELSE finished_at END,
     status_at = MAX(excluded.status_at, COALESCE(status_at, ''))
 """
-"""A finish that arrives before its job's start (replayed after an outage) creates the job, finished."""
+"""A finish that arrives before its job's start (replayed after an outage) creates the job, finished;
+a job started for another owner (a `user_id` given to start_job) is finished as that owner's."""
 
 TRENDS = f"SELECT {', '.join(TREND_COLUMNS)}, scores FROM training_rounds WHERE job_id = ? ORDER BY step"
 ROUNDS = f"SELECT {', '.join(ROUND_COLUMNS)} FROM training_rounds WHERE job_id = ? ORDER BY step"

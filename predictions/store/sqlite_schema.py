@@ -17,7 +17,7 @@ METRIC_COLUMNS = "".join(f"    {name} REAL,\n" for name in METRICS)
 
 TABLES = f"""
 CREATE TABLE IF NOT EXISTS training_jobs (
-    id TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
     user_id TEXT NOT NULL,
     name TEXT,
     model TEXT,
@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS training_jobs (
     started_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     finished_at TEXT,
-    status_at TEXT
+    status_at TEXT,
+    PRIMARY KEY (user_id, id)
 );
 CREATE TABLE IF NOT EXISTS training_predictions (
     id TEXT PRIMARY KEY,
@@ -42,11 +43,25 @@ CREATE TABLE IF NOT EXISTS training_predictions (
     metadata TEXT,
     text_replacements INTEGER NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL,
-    UNIQUE (job_id, step, sample_index)
+    UNIQUE (user_id, job_id, step, sample_index)
 );
-CREATE INDEX IF NOT EXISTS idx_training_predictions_job_epoch ON training_predictions (job_id, epoch);
-CREATE INDEX IF NOT EXISTS idx_training_predictions_job_step ON training_predictions (job_id, step);
 """
+
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS idx_training_predictions_job_epoch ON training_predictions (job_id, epoch)",
+    "CREATE INDEX IF NOT EXISTS idx_training_predictions_job_step ON training_predictions (job_id, step)",
+)
+
+OWNER_KEYS = {
+    "training_predictions": (
+        "UNIQUE (job_id, step, sample_index)",
+        "UNIQUE (user_id, job_id, step, sample_index)",
+        "",
+    ),
+    "training_jobs": ("id TEXT PRIMARY KEY", "id TEXT NOT NULL", "PRIMARY KEY (user_id, id)"),
+}
+"""A file from before job ids were per owner (as in Postgres): each table's old key, what replaces it,
+and a table constraint to add after the columns."""
 
 ADDED_COLUMNS = {
     "training_predictions": {
@@ -129,6 +144,10 @@ def create_schema(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")  # one process migrates and fills the summary, others wait
     try:
         _add_missing_columns(conn)
+        for table, (old, new, constraint) in OWNER_KEYS.items():
+            _rekey(conn, table, old, new, constraint)
+        for index in INDEXES:
+            conn.execute(index)
         if _rounds_table_is_stale(conn):
             conn.execute("DROP TABLE IF EXISTS training_rounds")
             conn.execute(ROUNDS_TABLE)
@@ -161,6 +180,8 @@ def schema_is_current(conn: sqlite3.Connection) -> bool:
             return False
     if _rounds_table_is_stale(conn):
         return False
+    if any(old in _table_sql(conn, table) for table, (old, _, _) in OWNER_KEYS.items()):
+        return False
     triggers = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall())
     return all(triggers.get(name) == f"CREATE TRIGGER {name} {body}" for name, body in TRIGGERS.items())
 
@@ -168,3 +189,27 @@ def schema_is_current(conn: sqlite3.Connection) -> bool:
 def _rounds_table_is_stale(conn: sqlite3.Connection) -> bool:
     """The summary is derived data: when its columns differ from this version's, it is rebuilt."""
     return _columns(conn, "training_rounds") != list(SUMMARY_COLUMNS)
+
+
+def _rekey(conn: sqlite3.Connection, table: str, old: str, new: str, constraint: str) -> None:
+    """Give an old file's table its per-owner key, keeping every row and column (SQLite cannot alter a
+    key: the table is copied into one created with the new key, as sqlite.org/lang_altertable.html
+    describes). Its indexes and triggers go with the old table; `create_schema` makes them again."""
+    sql = _table_sql(conn, table)
+    if old not in sql:
+        return
+    sql = sql.replace(old, new)
+    if constraint:
+        sql = sql[: sql.rstrip().rindex(")")] + f", {constraint})"
+    conn.execute(sql.replace(f"CREATE TABLE {table}", f"CREATE TABLE {table}_rekeyed", 1))
+    conn.execute(f"INSERT INTO {table}_rekeyed SELECT * FROM {table}")
+    conn.execute(f"DROP TABLE {table}")
+    conn.execute(f"ALTER TABLE {table}_rekeyed RENAME TO {table}")
+
+
+def _table_sql(conn: sqlite3.Connection, table: str) -> str:
+    """The CREATE TABLE statement SQLite keeps for a table; empty when there is no such table."""
+    found = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+    ).fetchone()
+    return found[0] if found else ""
