@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 
+from devtools.local_postgres import migrated_database_uri
 from predictions.scorer import METRICS
 from predictions.store.base import (
     GROUP_COLUMNS,
@@ -22,7 +23,6 @@ from predictions.store.base import (
     to_frame,
 )
 from predictions.store.metrics import group_frame, with_custom_aggregates, with_score_columns
-from tests.pg_fixtures import migrated_database_uri
 
 SCORE_ROWS = f"SELECT epoch, step, {', '.join(METRICS)} FROM public.training_predictions WHERE job_id = %s"
 USER_ID = "c0000000-0000-4000-8000-00000000000c"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from bench import bench_generation, bench_pages, bench_queries, bench_scoring, bench_write_stall
@@ -50,3 +53,14 @@ def test_query_benchmark_runs_on_postgres():
 def test_pages_benchmark_runs():
     results = bench_pages.main(["--rounds", "3", "--samples", "4", "--repeat", "1"])
     assert set(results) == {"app_pages/trends.py", "app_pages/samples.py"}
+
+
+def test_no_benchmark_imports_the_tests():
+    """bench/ and tests/ share devtools/, never each other: a test refactor cannot break a benchmark."""
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    offenders = [
+        path.name
+        for path in bench.glob("*.py")
+        if re.search(r"^\s*(from|import) tests\b", path.read_text(), re.MULTILINE)
+    ]
+    assert offenders == []

@@ -8,7 +8,8 @@ import uuid
 import psycopg
 import pytest
 
-from tests.pg_fixtures import USER_A, USER_B, apply_migrations, migration_files, run_sql_file
+from devtools.local_postgres import apply_migrations, migration_files, run_sql_file
+from tests.pg_fixtures import USER_A, USER_B
 
 DASHBOARD_FUNCTIONS = {
     "predictions_list_jobs",

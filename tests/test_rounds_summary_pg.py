@@ -8,8 +8,9 @@ import uuid
 import psycopg
 import pytest
 
+from devtools.local_postgres import apply_migrations
 from predictions.store.base import TREND_COLUMNS, PredictionRow
-from tests.pg_fixtures import USER_A, USER_B, acting_as, apply_migrations, user_store
+from tests.pg_fixtures import USER_A, USER_B, acting_as, user_store
 from tests.test_migrations import SEED_TABLE, fetch
 
 # The trends as computed straight from the rows, to compare the summary with.

@@ -8,7 +8,8 @@ import json
 import psycopg
 import pytest
 
-from tests.pg_fixtures import USER_A, USER_B, acting_as, apply_migrations
+from devtools.local_postgres import apply_migrations
+from tests.pg_fixtures import USER_A, USER_B, acting_as
 from tests.test_migrations import fetch
 
 
