@@ -45,8 +45,9 @@ def model(kind: str = "gpt2", tok: Any = None, seed: int = 0) -> Any:
     )
 
 
-def arguments(output_dir: Path, epochs: int = 2, **overrides: Any) -> TrainingArguments:
-    options = {
+def training_options(output_dir: Path, epochs: int = 2, **overrides: Any) -> dict[str, Any]:
+    """Quiet, seeded, CPU-only Trainer settings; TrainingArguments and TRL's SFTConfig both take them."""
+    return {
         "output_dir": str(output_dir),
         "num_train_epochs": epochs,
         "per_device_train_batch_size": 8,
@@ -59,7 +60,22 @@ def arguments(output_dir: Path, epochs: int = 2, **overrides: Any) -> TrainingAr
         "seed": 0,
         **overrides,
     }
-    return TrainingArguments(**options)
+
+
+def arguments(output_dir: Path, epochs: int = 2, **overrides: Any) -> TrainingArguments:
+    return TrainingArguments(**training_options(output_dir, epochs, **overrides))
+
+
+class EventRecorder(TrainerCallback):
+    """Records the name of every hook the Trainer calls, in order."""
+
+    def __init__(self):
+        self.events = []
+
+    def __getattribute__(self, name):
+        if name.startswith("on_"):
+            self.events.append(name)
+        return super().__getattribute__(name)
 
 
 def trainer(

@@ -160,21 +160,11 @@ def test_regression_watch_counts_rises_in_a_row():
 # real Trainer runs
 
 
-class EventRecorder(TrainerCallback):
-    def __init__(self):
-        self.events = []
-
-    def __getattribute__(self, name):
-        if name.startswith("on_"):
-            self.events.append(name)
-        return super().__getattribute__(name)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 def test_two_epochs_with_a_real_trainer(tmp_path, sqlite_store, kind):
     callback = PredictionsCallback(SAMPLES, num_samples=4, max_new_tokens=4, store=sqlite_store)
-    recorder = EventRecorder()
+    recorder = h.EventRecorder()
     h.trainer(tmp_path, [callback, recorder], kind=kind, run_name=f"tiny-{kind}").train()
     assert recorder.events.count("on_epoch_end") == 2
     rows = sqlite_store.predictions_page(callback.job_id, limit=100).rows
@@ -286,7 +276,7 @@ def test_stop_after_regressions_stops_a_run_that_gets_worse(tmp_path, sqlite_sto
 
 @pytest.mark.slow
 def test_dataset_problems_stop_the_trainer_before_the_first_step(tmp_path, sqlite_store):
-    recorder = EventRecorder()
+    recorder = h.EventRecorder()
     callback = PredictionsCallback([{"text": "no prompt"}], num_samples=1, store=sqlite_store)
     trainer = h.trainer(tmp_path, [callback, recorder])
     with pytest.raises(DatasetError, match="fields: 'text'"):

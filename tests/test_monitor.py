@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from transformers import TrainerCallback
 
 from predictions import ConfigError, DatasetError, PredictionsCallback, PredictionsMonitor
 from predictions.store import SQLiteStore
@@ -18,16 +17,6 @@ from tests import helpers_training as h
 SAMPLES = h.pairs(12)
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 BROKEN_TEMPLATE = "{{ raise_exception('this template is broken') }}"
-
-
-class EventRecorder(TrainerCallback):
-    def __init__(self):
-        self.events = []
-
-    def __getattribute__(self, name):
-        if name.startswith("on_"):
-            self.events.append(name)
-        return super().__getattribute__(name)
 
 
 # the non-Trainer API
@@ -114,7 +103,7 @@ def test_a_bad_generation_option_fails_before_the_first_step(tmp_path, sqlite_st
     if chat:
         tok.chat_template = BROKEN_TEMPLATE
     source = h.chat_rows(6) if chat else SAMPLES
-    recorder = EventRecorder()
+    recorder = h.EventRecorder()
     callback = PredictionsCallback(source, num_samples=4, store=sqlite_store, **options)
     trainer = h.trainer(tmp_path, [callback, recorder], tok=tok)
     with pytest.raises(ConfigError, match=message):
@@ -168,7 +157,7 @@ def test_two_runs_with_the_same_run_name_are_two_jobs(tmp_path, sqlite_store):
 def test_a_reused_job_id_fails_before_step_1_and_a_resumed_run_continues_it(tmp_path, sqlite_store):
     options = {"num_samples": 2, "max_new_tokens": 2, "store": sqlite_store, "job_id": "resumable"}
     h.trainer(tmp_path, [PredictionsCallback(SAMPLES, **options)], epochs=2, save_strategy="epoch").train()
-    recorder = EventRecorder()
+    recorder = h.EventRecorder()
     fresh = h.trainer(tmp_path, [PredictionsCallback(SAMPLES, **options), recorder], epochs=3)
     with pytest.raises(ConfigError, match=r"job_id='resumable' already has 2 round\(s\)"):
         fresh.train()

@@ -23,20 +23,7 @@ def sft_trainer(
     tmp_path, tok: Any, rows: list[dict], callbacks: list, repeats: int, **args: Any
 ) -> SFTTrainer:
     """SFTTrainer as a user would set it up: the rows repeated `repeats` times, one epoch, batch 8."""
-    options = {
-        "output_dir": str(tmp_path / "out"),
-        "num_train_epochs": 1,
-        "per_device_train_batch_size": 8,
-        "learning_rate": 1e-2,
-        "logging_strategy": "no",
-        "save_strategy": "no",
-        "report_to": [],
-        "use_cpu": True,
-        "disable_tqdm": True,
-        "seed": 0,
-        "max_length": 48,
-        **args,
-    }
+    options = h.training_options(tmp_path / "out", 1, learning_rate=1e-2, max_length=48, **args)
     return SFTTrainer(
         model=h.model(tok=tok),
         args=SFTConfig(**options),
