@@ -513,20 +513,16 @@ def test_supabase_sign_in_is_per_session(two_users_jobs, monkeypatch):
 # performance: a job of 100 rounds x 100 samples
 
 
-def test_trends_and_samples_of_a_100_by_100_job_render_in_under_1_5_s(open_app, tmp_path):
+def test_trends_and_samples_of_a_100_by_100_job_render_every_round_and_cell(open_app, tmp_path):
+    """Their speed is measured by bench/bench_pages.py (docs/benchmarks.md), not by a timed test."""
     store = SQLiteStore(tmp_path / "big.db")
     seed_big(store, rounds=100, samples=100)
     store.close()
-    started = time.perf_counter()
     at = open_app(tmp_path / "big.db", job=BIG_JOB)
-    trends_s = time.perf_counter() - started
     assert len(chart_rows(at, 0)) == 100
-    started = time.perf_counter()
     at.switch_page(SAMPLES).run()
-    samples_s = time.perf_counter() - started
     assert_no_exception(at)
     assert len(chart_rows(at, 0)) == 50 * 100
-    assert max(trends_s, samples_s) < 1.5, f"trends {trends_s:.2f} s, samples {samples_s:.2f} s"
 
 
 def test_the_dashboard_never_imports_torch_or_transformers(seeded_db):
