@@ -34,7 +34,6 @@ from predictions.preflight import ModelInputs, preflight
 from predictions.sampler import Sample, check_source, select_samples
 from predictions.scorer import score_batch
 from predictions.store.base import PredictionRow, Store
-from predictions.text import storable_row
 from predictions.user_scorers import run_scorers
 from predictions.writer import Writer, check_can_write
 
@@ -343,25 +342,26 @@ def fail_unfinished_job(writer: Writer, job_id: str) -> None:
 def build_rows(
     job_id: str, step: int, epoch: float, samples: list[Sample], answers: list[str], config: PredictionsConfig
 ) -> list[PredictionRow]:
-    """One scored row per sample (built-in and user scorers); the epoch is the 1-based epoch of the step."""
+    """One scored row per sample (built-in and user scorers); the epoch is the 1-based epoch of the step.
+
+    Text a store cannot hold is made storable by `Writer.write`, which every row passes through.
+    """
     epoch_number = max(1, math.ceil(round(epoch or 0.0, 6)))
     scores = score_batch(answers, [sample.ground_truth for sample in samples])
     custom = run_scorers(config.scorers, samples, answers)
     return [
-        storable_row(
-            PredictionRow(
-                job_id=job_id,
-                epoch=epoch_number,
-                step=step,
-                sample_index=sample.index,
-                prompt=sample.prompt,
-                prediction=answer,
-                ground_truth=sample.ground_truth,
-                user_id=config.user_id,
-                scores=values,
-                metadata=sample.metadata,
-                **score.as_dict(),
-            )
+        PredictionRow(
+            job_id=job_id,
+            epoch=epoch_number,
+            step=step,
+            sample_index=sample.index,
+            prompt=sample.prompt,
+            prediction=answer,
+            ground_truth=sample.ground_truth,
+            user_id=config.user_id,
+            scores=values,
+            metadata=sample.metadata,
+            **score.as_dict(),
         )
         for sample, answer, score, values in zip(samples, answers, scores, custom, strict=True)
     ]

@@ -3,7 +3,7 @@
 Postgres `text` refuses NUL ("\\x00", which byte-level BPE decodes from "Ā", so a model can produce it)
 and SQLite's UTF-8 encoder refuses lone surrogates (half an emoji, "\\ud83d"). Either one would make a
 store refuse the whole round. Both are replaced with U+FFFD, the Unicode replacement character, before
-a row is built, and the row records how many characters were replaced.
+the writer queues a row, and the row records how many characters were replaced.
 """
 
 from __future__ import annotations

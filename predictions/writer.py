@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from predictions.errors import ConfigError
-from predictions.spool import append_spool, deliver, now_text, replay_spool, spool_path
+from predictions.spool import append_spool, deliver, now_text, replay_spool
+from predictions.spool import spool_path as spool_path_of
 from predictions.store.base import PredictionRow, Store
 from predictions.text import storable_row
 
@@ -49,7 +50,7 @@ class Writer:
         open_store: Callable[[], Store] | None = None,
     ):
         self.store, self._open_store = store, open_store
-        self.spool_path = Path(spool_path) if spool_path else _spool_of(store)
+        self.spool_path = Path(spool_path) if spool_path else spool_path_of(store)
         self.retries, self.backoff_s = retries, backoff_s
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()  # put() is safe in a signal handler
         self._down = store is None
@@ -206,10 +207,6 @@ class Writer:
 
     def _pause(self) -> float:
         return max(0.0, self._next_try - time.monotonic())
-
-
-def _spool_of(store: Store | None) -> Path:
-    return spool_path(store)
 
 
 def check_can_write(store: Store, user_id: str | None) -> None:
