@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from predictions.dashboard import manage, queries, widgets
+from predictions.dashboard import forms, queries, widgets
 from predictions.errors import ConfigError, StoreError
 
 # Path (relative to this file), title, icon and URL path of every page; the first is the default.
@@ -55,7 +55,7 @@ def main() -> None:
         return
     job = widgets.job_picker(jobs) if jobs else None
     if job is not None:
-        manage.delete_job_control(store, job)
+        forms.delete_job_control(store, job)
     view = widgets.View(store, jobs, job)
     st.session_state[widgets.VIEW_KEY] = view
     widgets.live_watch(view, widgets.live_controls(job))

@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from predictions.dashboard import analysis, charts, columns, queries, widgets
-from predictions.scorer import PRIMARY_METRIC, Metric
-from predictions.store.base import Job
+from predictions.scoring.metrics import PRIMARY_METRIC, Metric
+from predictions.store.records import Job
 
 DEFAULT_JOBS = 3
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from predictions.dashboard import manage, widgets
+from predictions.dashboard import forms, widgets
 
 
 def main() -> None:
@@ -15,12 +15,12 @@ def main() -> None:
         "(PREDICTIONS_INGEST_KEY): it can write as you and nothing else. Revoke a key when its "
         "machine is retired or the key leaks."
     )
-    keys = manage.key_manager(view.store)
+    keys = forms.key_manager(view.store)
     if keys is None:
         return
-    manage.create_key_form(keys)
+    forms.create_key_form(keys)
     st.subheader("Your keys")
-    manage.revoke_form(keys, manage.keys_table(keys))
+    forms.revoke_form(keys, forms.keys_table(keys))
 
 
 main()

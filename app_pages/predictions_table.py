@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from predictions.dashboard import charts, columns, queries, widgets
-from predictions.scorer import Metric
+from predictions.scoring.metrics import Metric
 
 PAGE_SIZES = (25, 50, 100)
 ROW_LABELS = {"sample_index": "Sample", "step": "Step", "epoch": "Epoch"}

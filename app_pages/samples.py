@@ -8,8 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from predictions.dashboard import analysis, charts, columns, diff, queries, widgets
-from predictions.scorer import PRIMARY_METRIC
-from predictions.store.base import Job
+from predictions.scoring.metrics import PRIMARY_METRIC
+from predictions.store.records import Job
 
 LISTS = (
     ("Most improved", analysis.most_improved, "CER fell the most from the first round to the latest."),

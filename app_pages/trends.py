@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from predictions.dashboard import analysis, charts, columns, queries, widgets
-from predictions.scorer import Metric
-from predictions.store.base import Trends
+from predictions.scoring.metrics import Metric
+from predictions.store.records import Trends
 
 HEADLINES_A_ROW = 6
 

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch
 
 from bench.common import machine, print_table
-from predictions.generator import generate
-from predictions.sampler import Sample
-from predictions.tiny import DEFAULT_ALPHABET, build_tiny_model, build_tokenizer
+from predictions.demo.tiny_model import DEFAULT_ALPHABET, build_tiny_model, build_tokenizer
+from predictions.scoring.sample import Sample
+from predictions.training.generator import generate
 
 BATCH_SIZES = (8, 16, 64)
 

@@ -23,7 +23,8 @@ import pandas as pd
 
 from bench.common import machine, median_time, print_table
 from predictions.store import SQLiteStore
-from predictions.store.base import PredictionRow, Store
+from predictions.store.protocol import Store
+from predictions.store.records import PredictionRow
 
 BASELINE = "fetch all + average"
 """The baseline each backend's speedup is judged by: on Postgres, rows as JSON, as PostgREST sends them."""

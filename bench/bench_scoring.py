@@ -19,7 +19,7 @@ import jiwer
 from rapidfuzz.distance import Levenshtein
 
 from bench.common import best_time, machine, pairs, print_table, unrelated_pairs
-from predictions.scorer import score_batch
+from predictions.scoring.metrics import score_batch
 
 LENGTHS = (50, 500, 2000)
 KINDS = {"near misses": pairs, "unrelated": unrelated_pairs}

@@ -16,10 +16,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine, print_table
-from predictions.scorer import score
+from predictions.delivery.writer import Writer
+from predictions.scoring.metrics import score
 from predictions.store import SQLiteStore
-from predictions.store.base import PredictionRow
-from predictions.writer import Writer
+from predictions.store.records import PredictionRow
 
 
 class SlowStore(SQLiteStore):

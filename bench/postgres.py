@@ -13,16 +13,18 @@ from typing import Any
 import psycopg
 
 from devtools.local_postgres import migrated_database_uri
-from predictions.scorer import METRICS
-from predictions.store.base import (
+from predictions.scoring.metrics import METRICS
+from predictions.store.frames import (
     GROUP_COLUMNS,
     MATRIX_COLUMNS,
     PREDICTION_COLUMNS,
     TREND_COLUMNS,
-    PredictionRow,
+    group_frame,
     to_frame,
+    with_custom_aggregates,
+    with_score_columns,
 )
-from predictions.store.metrics import group_frame, with_custom_aggregates, with_score_columns
+from predictions.store.records import PredictionRow
 
 SCORE_ROWS = f"SELECT epoch, step, {', '.join(METRICS)} FROM public.training_predictions WHERE job_id = %s"
 USER_ID = "c0000000-0000-4000-8000-00000000000c"

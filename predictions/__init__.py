@@ -9,7 +9,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from predictions.callback import PredictionsCallback
     from predictions.config import PredictionsConfig
     from predictions.errors import (
         AuthError,
@@ -19,18 +18,19 @@ if TYPE_CHECKING:
         StoreError,
         StoreUnavailableError,
     )
-    from predictions.monitor import PredictionsMonitor
-    from predictions.scorer import Scores, score, score_batch
+    from predictions.scoring.metrics import Scores, score, score_batch
     from predictions.store import open_store
+    from predictions.training.callback import PredictionsCallback
+    from predictions.training.monitor import PredictionsMonitor
 
 _EXPORTS = {
-    "PredictionsCallback": "predictions.callback",
+    "PredictionsCallback": "predictions.training.callback",
     "PredictionsConfig": "predictions.config",
-    "PredictionsMonitor": "predictions.monitor",
+    "PredictionsMonitor": "predictions.training.monitor",
     "open_store": "predictions.store",
-    "score": "predictions.scorer",
-    "score_batch": "predictions.scorer",
-    "Scores": "predictions.scorer",
+    "score": "predictions.scoring.metrics",
+    "score_batch": "predictions.scoring.metrics",
+    "Scores": "predictions.scoring.metrics",
     "PredictionsError": "predictions.errors",
     "ConfigError": "predictions.errors",
     "DatasetError": "predictions.errors",

@@ -11,8 +11,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from predictions import spool_command
-from predictions.demo import (
+from predictions.delivery import command as spool_command
+from predictions.demo.run import (
     ALL_INTERFACES,
     LEARNING_RATES,
     LOCAL_ADDRESS,

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from predictions.errors import ConfigError
-from predictions.store.base import Store
-from predictions.store.metrics import CUSTOM_NAME
-from predictions.user_scorers import check_scorers, describe
+from predictions.scoring.names import CUSTOM_NAME
+from predictions.scoring.user_scorers import check_scorers, describe
+from predictions.store.protocol import Store
 
 CHAT_TEMPLATE_MODES = ("auto", "on", "off")
 DEFAULT_NUM_SAMPLES = 16
@@ -205,7 +205,7 @@ def _check_store(store: object) -> None:
     if store is not None and not isinstance(store, Store):
         raise ConfigError(
             f"store={store!r} is invalid; valid: None (open_store()) or a Store with write_predictions, "
-            "start_job, finish_job and the reads of predictions.store.base.Store"
+            "start_job, finish_job and the reads of predictions.store.protocol.Store"
         )
 
 

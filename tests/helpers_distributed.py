@@ -18,8 +18,8 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from predictions.demo import encode_pairs
-from predictions.generator import generate
+from predictions.demo.run import encode_pairs
+from predictions.training.generator import generate
 from tests import helpers_training as h
 
 WORLD = 2

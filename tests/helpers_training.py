@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from predictions.demo import ALPHABET, PROMPT_SUFFIX, encode_pairs, make_pairs
-from predictions.tiny import build_tiny_model, build_tokenizer
+from predictions.demo.run import ALPHABET, PROMPT_SUFFIX, encode_pairs, make_pairs
+from predictions.demo.tiny_model import build_tiny_model, build_tokenizer
 
 torch.set_num_threads(1)
 SEQ_LEN = 24

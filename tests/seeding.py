@@ -12,9 +12,10 @@ import random
 import string
 from pathlib import Path
 
-from predictions.scorer import score
+from predictions.scoring.metrics import score
 from predictions.store import SQLiteStore
-from predictions.store.base import PredictionRow, Store
+from predictions.store.protocol import Store
+from predictions.store.records import PredictionRow
 
 XSS_SCRIPT = "<script>alert(1)</script>"
 XSS_IMG = "<img src=x onerror=alert(1)>"

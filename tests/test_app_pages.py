@@ -25,9 +25,9 @@ from streamlit.testing.v1 import AppTest
 
 from predictions.dashboard import analysis
 from predictions.errors import StoreUnavailableError
-from predictions.scorer import score
+from predictions.scoring.metrics import score
 from predictions.store import SQLiteStore
-from predictions.store.base import PredictionRow
+from predictions.store.records import PredictionRow
 from tests.pg_fixtures import EMAIL_A, PASSWORD, USER_A, USER_B, service_store
 from tests.seeding import (
     BIG_JOB,

@@ -22,7 +22,7 @@ from PIL import Image
 
 from predictions.dashboard import analysis, queries
 from predictions.store import SQLiteStore
-from predictions.store.base import PredictionRow
+from predictions.store.records import PredictionRow
 from tests.seeding import (
     BIG_JOB,
     COMPARE_JOBS,

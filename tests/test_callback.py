@@ -13,9 +13,9 @@ import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState
 
 from predictions import ConfigError, DatasetError, PredictionsCallback
-from predictions.monitor import RegressionWatch, equal_shards
-from predictions.spool import replay_spool
+from predictions.delivery.spool import replay_spool
 from predictions.store import SQLiteStore
+from predictions.training.monitor import RegressionWatch, equal_shards
 from tests import helpers_training as h
 
 SAMPLES = h.pairs(12)

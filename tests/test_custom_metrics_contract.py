@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from predictions.errors import ConfigError
-from predictions.scorer import METRICS, score
-from predictions.store.base import GROUP_COLUMNS, TREND_COLUMNS, PredictionRow
+from predictions.scoring.metrics import METRICS, score
+from predictions.store.frames import GROUP_COLUMNS, TREND_COLUMNS
+from predictions.store.records import PredictionRow
 
 CATEGORIES = ("math", "code", "chat")
 

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from predictions.dashboard import analysis, diff, queries, widgets
-from predictions.store.base import MATRIX_COLUMNS, TREND_COLUMNS, Job
+from predictions.store.frames import MATRIX_COLUMNS, TREND_COLUMNS
+from predictions.store.records import Job
 from tests.seeding import BIG_JOB, XSS_IMG, XSS_SCRIPT, seed_big
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from predictions import demo
 from predictions.__main__ import _address, main, parser
+from predictions.demo import run as demo
 from predictions.store import SQLiteStore
 
 

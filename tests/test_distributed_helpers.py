@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from predictions.distributed import all_ranks_ok, equal_shards, sharded_generation, sharding
-from predictions.monitor import answers_by_index
-from predictions.sampler import Sample
+from predictions.scoring.sample import Sample
+from predictions.training.distributed import all_ranks_ok, equal_shards, sharded_generation, sharding
+from predictions.training.monitor import answers_by_index
 from tests import helpers_training as h
 
 SAMPLES = [Sample(i * 10, f"p{i}", f"t{i}") for i in range(5)]

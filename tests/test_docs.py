@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from predictions.config import PredictionsConfig
-from predictions.scorer import score
+from predictions.scoring.metrics import score
 from predictions.store import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from predictions.generator import (
+from predictions.scoring.sample import Sample
+from predictions.training.generator import (
     CHAT_TEMPLATE,
     RAW,
     cut_at_stop,
@@ -16,7 +17,6 @@ from predictions.generator import (
     stop_token_ids,
     unwrap,
 )
-from predictions.sampler import Sample
 from tests import helpers_training as h
 
 SAMPLES = [Sample(i, p["prompt"], p["response"]) for i, p in enumerate(h.pairs(5))]

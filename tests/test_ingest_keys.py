@@ -13,8 +13,8 @@ import pytest
 from predictions import PredictionsCallback
 from predictions.errors import AuthError, ConfigError, StoreError
 from predictions.store import open_store
-from predictions.store.base import PredictionRow
 from predictions.store.ingest_keys import SECRET_PREFIX
+from predictions.store.records import PredictionRow
 from predictions.store.supabase import SupabaseStore
 from tests.pg_fixtures import USER_A, USER_B, acting_as, user_store
 from tests.test_callback import SAMPLES, begin

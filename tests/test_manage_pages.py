@@ -8,7 +8,7 @@ from streamlit.testing.v1.errors import AppTestError
 
 from predictions.errors import AuthError
 from predictions.store import SQLiteStore, open_store
-from predictions.store.base import PredictionRow
+from predictions.store.records import PredictionRow
 from tests.pg_fixtures import EMAIL_A, PASSWORD, USER_A, USER_B, service_store, user_store
 from tests.test_app_pages import APP, assert_no_exception
 

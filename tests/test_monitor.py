@@ -54,7 +54,7 @@ def test_a_block_that_raises_marks_the_job_failed(sqlite_store):
 def test_a_small_source_is_tracked_whole_when_num_samples_was_not_given(sqlite_store, caplog):
     tok = h.tokenizer()
     monitor = PredictionsMonitor(SAMPLES[:5], tokenizer=tok, max_new_tokens=2, store=sqlite_store)
-    with caplog.at_level(logging.INFO, logger="predictions.sampler"):
+    with caplog.at_level(logging.INFO, logger="predictions.training.samples"):
         monitor.start(h.model(tok=tok))
     assert [s.index for s in monitor.samples] == [0, 1, 2, 3, 4]
     assert "the samples have 5 rows, fewer than the default 16: all are tracked" in caplog.text

@@ -14,8 +14,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from predictions.errors import StoreError, StoreUnavailableError, is_transient
-from predictions.spool import (
+from predictions.delivery.spool import (
     SPOOL_VERSION,
     append_spool,
     corrupt_path,
@@ -23,10 +22,11 @@ from predictions.spool import (
     read_calls,
     replay_spool,
 )
+from predictions.delivery.writer import Writer
+from predictions.errors import StoreError, StoreUnavailableError, is_transient
 from predictions.store import SQLiteStore
-from predictions.store.base import PredictionRow
-from predictions.text import storable, storable_row
-from predictions.writer import Writer
+from predictions.store.records import PredictionRow
+from predictions.store.storable import storable, storable_row
 from tests.helpers_training import count_rows, locked
 
 

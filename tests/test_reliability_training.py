@@ -24,17 +24,17 @@ import pytest
 from transformers import TrainerCallback
 
 from predictions import ConfigError, PredictionsCallback
-from predictions import writer as writer_module
-from predictions.spool import (
+from predictions.delivery import writer as writer_module
+from predictions.delivery.spool import (
     append_spool,
     corrupt_path,
     quarantine_path,
     read_calls,
     spool_path,
 )
+from predictions.delivery.writer import Writer
 from predictions.store import SQLiteStore
-from predictions.store.base import PredictionRow
-from predictions.writer import Writer
+from predictions.store.records import PredictionRow
 from tests import helpers_training as h
 from tests.pg_fixtures import USER_A, service_store
 

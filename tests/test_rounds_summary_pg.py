@@ -9,7 +9,8 @@ import psycopg
 import pytest
 
 from devtools.local_postgres import apply_migrations
-from predictions.store.base import TREND_COLUMNS, PredictionRow
+from predictions.store.frames import TREND_COLUMNS
+from predictions.store.records import PredictionRow
 from tests.pg_fixtures import USER_A, USER_B, acting_as, user_store
 from tests.test_migrations import SEED_TABLE, fetch
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from predictions import ConfigError, DatasetError, PredictionsConfig
-from predictions.sampler import check_source, select_samples
+from predictions.training.samples import check_source, select_samples
 
 ROWS = [{"prompt": f"q{i}", "response": f"a{i}", "extra": i} for i in range(20)]
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from predictions.scorer import METRICS, Scores, score, score_batch, word_overlap
+from predictions.scoring.metrics import METRICS, Scores, score, score_batch, word_overlap
 
 texts = st.text(max_size=40)
 
@@ -141,7 +141,7 @@ def test_exact_match_means_zero_error(prediction, truth):
 
 def test_scorer_and_store_do_not_import_torch():
     code = (
-        "import predictions, predictions.store, predictions.scorer, sys; "
+        "import predictions, predictions.store, predictions.scoring.metrics, sys; "
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

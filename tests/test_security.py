@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from predictions.errors import AuthError, StoreError
-from predictions.store.base import PredictionRow
+from predictions.store.records import PredictionRow
 from predictions.store.supabase import SupabaseStore
 from tests.pg_fixtures import USER_A, USER_B, acting_as, service_store, user_store
 from tests.postgrest_server import TEST_JWT_SECRET, sign

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from predictions.__main__ import main
-from predictions.spool import append_spool, corrupt_path, quarantine, quarantine_path, read_calls
+from predictions.delivery.spool import append_spool, corrupt_path, quarantine, quarantine_path, read_calls
 from predictions.store import SQLiteStore
-from predictions.store.base import PredictionRow
+from predictions.store.records import PredictionRow
 from tests.helpers_training import count_rows
 
 

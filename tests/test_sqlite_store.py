@@ -7,7 +7,8 @@ import sqlite3
 import time
 
 from predictions.store import SQLiteStore
-from predictions.store.base import PredictionRow, Store, sign_in_of, signed_in_email
+from predictions.store.protocol import Store, sign_in_of, signed_in_email
+from predictions.store.records import PredictionRow
 
 MIN_ROUNDS, MAX_ROUNDS, SAMPLES, MIN_READS = 30, 3000, 50, 20
 

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from predictions.errors import ConfigError, StoreError
-from predictions.scorer import score
-from predictions.store.base import MATRIX_COLUMNS, PREDICTION_COLUMNS, TREND_COLUMNS, PredictionRow
+from predictions.scoring.metrics import score
+from predictions.store.frames import MATRIX_COLUMNS, PREDICTION_COLUMNS, TREND_COLUMNS
+from predictions.store.records import PredictionRow
 
 
 def round_rows(job_id, step, pairs, *, epoch=1, start=0):

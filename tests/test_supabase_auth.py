@@ -8,7 +8,8 @@ import pytest
 from postgrest import APIError
 
 from predictions.errors import AuthError
-from predictions.store.base import PredictionRow, sign_in_of, signed_in_email
+from predictions.store.protocol import sign_in_of, signed_in_email
+from predictions.store.records import PredictionRow
 from predictions.store.supabase import SupabaseStore, jwt_claims
 from supabase import create_client
 from tests.pg_fixtures import EMAIL_A, EMAIL_B, PASSWORD, USER_A, USER_B, service_store

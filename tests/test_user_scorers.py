@@ -8,9 +8,9 @@ import pytest
 from transformers import TrainerControl
 
 from predictions import ConfigError, PredictionsCallback, PredictionsConfig
-from predictions.sampler import Sample
 from predictions.scorers import ChoiceMatch, NumericAnswer
-from predictions.user_scorers import as_score, describe, run_scorers
+from predictions.scoring.sample import Sample
+from predictions.scoring.user_scorers import as_score, describe, run_scorers
 from tests import helpers_training as h
 from tests.test_callback import at, begin
 
@@ -58,7 +58,7 @@ def test_a_scorer_that_raises_on_one_sample_leaves_none_and_warns_once(caplog):
             raise ValueError(f"cannot score sample {sample['n']}")
         return prediction == ground_truth
 
-    with caplog.at_level(logging.WARNING, logger="predictions.user_scorers"):
+    with caplog.at_level(logging.WARNING, logger="predictions.scoring.user_scorers"):
         values = run_scorers({"fragile": fragile, "answer": NumericAnswer()}, samples, ["4", "x", "4", "5"])
     assert values == [
         {"fragile": 1.0, "answer": 1.0},

@@ -6,10 +6,10 @@ import json
 import threading
 import time
 
-from predictions.spool import replay_spool, spool_path
+from predictions.delivery.spool import replay_spool, spool_path
+from predictions.delivery.writer import Writer
 from predictions.store import SQLiteStore
-from predictions.store.base import PredictionRow
-from predictions.writer import Writer
+from predictions.store.records import PredictionRow
 from tests.helpers_training import count_rows, locked
 
 

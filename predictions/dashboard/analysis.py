@@ -17,7 +17,7 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 
-from predictions.store.base import Job
+from predictions.store.records import Job
 
 CER = "avg_char_error_rate"
 

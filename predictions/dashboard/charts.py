@@ -12,7 +12,7 @@ import altair as alt
 import pandas as pd
 
 from predictions.dashboard import palette
-from predictions.scorer import PRIMARY_METRIC, REGISTRY, Metric
+from predictions.scoring.metrics import PRIMARY_METRIC, REGISTRY, Metric
 
 
 def shown(metrics: Iterable[Metric]) -> list[Metric]:

@@ -14,7 +14,7 @@ import streamlit as st
 from pandas.io.formats.style import Styler
 
 from predictions.dashboard import charts, palette
-from predictions.scorer import REGISTRY, Metric
+from predictions.scoring.metrics import REGISTRY, Metric
 
 BAR_COLOUR = "#6b6b6b"
 """The bars themselves are neutral: their length is the value, the cell's colour its judgement."""

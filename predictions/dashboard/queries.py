@@ -14,7 +14,8 @@ from typing import NamedTuple
 import pandas as pd
 import streamlit as st
 
-from predictions.store.base import Job, PredictionPage, Store, Trends, signed_in_email
+from predictions.store.protocol import Store, signed_in_email
+from predictions.store.records import Job, PredictionPage, Trends
 
 DEFAULT_REFRESH_S = 5
 """The live view's default poll interval, and the TTL of every cached query."""

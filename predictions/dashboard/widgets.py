@@ -16,7 +16,8 @@ import streamlit as st
 from predictions import store as store_module
 from predictions.dashboard import analysis, queries
 from predictions.errors import AuthError, StoreError
-from predictions.store.base import Job, Store, sign_in_of, signed_in_email
+from predictions.store.protocol import Store, sign_in_of, signed_in_email
+from predictions.store.records import Job
 
 REFRESH_CHOICES_S = (2, 5, 10, 30, 60)
 VIEW_KEY = "_predictions_view"

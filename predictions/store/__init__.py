@@ -8,8 +8,9 @@ from pathlib import Path
 from dotenv import find_dotenv, load_dotenv
 
 from predictions.errors import ConfigError
-from predictions.store.base import Job, PredictionPage, PredictionRow, Store, Trends
 from predictions.store.ingest_keys import INGEST_KEY_ENV
+from predictions.store.protocol import Store
+from predictions.store.records import Job, PredictionPage, PredictionRow, Trends
 from predictions.store.sqlite import DEFAULT_DB_PATH, SQLiteStore
 
 __all__ = [

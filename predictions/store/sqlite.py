@@ -19,33 +19,30 @@ from typing import Any
 import pandas as pd
 
 from predictions.errors import StoreError, StoreUnavailableError
-from predictions.scorer import METRICS, PRIMARY_METRIC
-from predictions.store.base import (
+from predictions.scoring.metrics import METRICS, PRIMARY_METRIC
+from predictions.store.checks import check_group_field, check_metric, check_page_args, check_status
+from predictions.store.frames import (
     GROUP_COLUMNS,
-    LOCAL_USER_ID,
     MATRIX_COLUMNS,
     PREDICTION_COLUMNS,
     ROUND_COLUMNS,
     SORTABLE_COLUMNS,
     TREND_COLUMNS,
+    clean_scores,
+    from_json,
+    to_frame,
+    to_json_text,
+    with_custom_aggregates,
+    with_score_columns,
+)
+from predictions.store.records import (
+    LOCAL_USER_ID,
     Job,
     PredictionPage,
     PredictionRow,
     Trends,
-    check_group_field,
-    check_metric,
-    check_page_args,
-    check_status,
     make_trends,
     overall_improvement,
-    to_frame,
-)
-from predictions.store.metrics import (
-    clean_scores,
-    from_json,
-    to_json_text,
-    with_custom_aggregates,
-    with_score_columns,
 )
 from predictions.store.sqlite_schema import create_schema
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from predictions.scorer import METRICS, PRIMARY_METRIC
+from predictions.scoring.metrics import METRICS, PRIMARY_METRIC
 
 METRIC_COLUMNS = "".join(f"    {name} REAL,\n" for name in METRICS)
 

@@ -27,27 +27,23 @@ from supabase_auth.errors import AuthError as SupabaseAuthError
 from supabase_auth.errors import AuthRetryableError
 
 from predictions.errors import AuthError, ConfigError, StoreError, StoreUnavailableError
-from predictions.scorer import METRICS
+from predictions.scoring.metrics import METRICS
 from predictions.store import ingest_keys
-from predictions.store.base import (
+from predictions.store.checks import check_group_field, check_metric, check_page_args, check_status
+from predictions.store.frames import (
     GROUP_COLUMNS,
     MATRIX_COLUMNS,
     PREDICTION_COLUMNS,
     ROUND_COLUMNS,
     TREND_COLUMNS,
-    Job,
-    PredictionPage,
-    PredictionRow,
-    Trends,
-    check_group_field,
-    check_metric,
-    check_page_args,
-    check_status,
-    make_trends,
+    clean_scores,
+    group_frame,
     to_frame,
+    with_custom_aggregates,
+    with_score_columns,
 )
 from predictions.store.ingest_keys import IngestKey
-from predictions.store.metrics import clean_scores, group_frame, with_custom_aggregates, with_score_columns
+from predictions.store.records import Job, PredictionPage, PredictionRow, Trends, make_trends
 from supabase import Client, ClientOptions, SupabaseException, create_client
 
 USER_ID_ENV = "PREDICTIONS_USER_ID"

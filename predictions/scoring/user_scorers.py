@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from predictions.errors import ConfigError
-from predictions.store.metrics import RESERVED_NAMES, is_custom_name
+from predictions.scoring.names import RESERVED_NAMES, is_custom_name
 
 if TYPE_CHECKING:
-    from predictions.sampler import Sample
+    from predictions.scoring.sample import Sample
 
 logger = logging.getLogger(__name__)
 

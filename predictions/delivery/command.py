@@ -11,8 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from predictions.errors import PredictionsError
-from predictions.spool import (
+from predictions.delivery.spool import (
     append_spool,
     corrupt_path,
     quarantine_path,
@@ -20,6 +19,7 @@ from predictions.spool import (
     replay_spool,
     spool_path,
 )
+from predictions.errors import PredictionsError
 
 ACTIONS = ("list", "replay", "discard")
 QUARANTINE_KEYS = ("error", "quarantined_at")
@@ -105,7 +105,7 @@ def job_of(call: dict[str, Any]) -> str | None:
 
 
 def describe_refusal(call: dict[str, Any]) -> str:
-    from predictions.spool import describe
+    from predictions.delivery.spool import describe
 
     return f"{describe(call)}: {call.get('error')}"
 

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from transformers import BatchEncoding
 
-from predictions.distributed import sharded_generation
-from predictions.sampler import Sample
+from predictions.scoring.sample import Sample
+from predictions.training.distributed import sharded_generation
 
 RAW, CHAT_TEMPLATE = "raw", "chat_template"
 """The two renderings: the prompt text as it is, or the chat template with a generation prompt."""

@@ -19,7 +19,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from predictions.config import PredictionsConfig
-from predictions.distributed import (
+from predictions.delivery.writer import Writer, check_can_write
+from predictions.errors import ConfigError, PredictionsError, StoreError, StoreUnavailableError
+from predictions.scoring.metrics import score_batch
+from predictions.scoring.sample import Sample
+from predictions.scoring.user_scorers import run_scorers
+from predictions.store.protocol import Store
+from predictions.store.records import PredictionRow
+from predictions.training.distributed import (
     all_ranks_ok,
     broadcast_from_main,
     equal_shards,
@@ -27,15 +34,10 @@ from predictions.distributed import (
     rank_and_world,
     sharding,
 )
-from predictions.errors import ConfigError, PredictionsError, StoreError, StoreUnavailableError
-from predictions.generator import encode_batches, generate_batches, has_chat_template, unwrap
-from predictions.preemption import SignalGuard, guard_job
-from predictions.preflight import ModelInputs, preflight
-from predictions.sampler import Sample, check_source, select_samples
-from predictions.scorer import score_batch
-from predictions.store.base import PredictionRow, Store
-from predictions.user_scorers import run_scorers
-from predictions.writer import Writer, check_can_write
+from predictions.training.generator import encode_batches, generate_batches, has_chat_template, unwrap
+from predictions.training.preemption import SignalGuard, guard_job
+from predictions.training.preflight import ModelInputs, preflight
+from predictions.training.samples import check_source, select_samples
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from predictions.config import PredictionsConfig
-from predictions.distributed import all_ranks_ok
 from predictions.errors import ConfigError
-from predictions.generator import (
+from predictions.scoring.sample import Sample
+from predictions.training.distributed import all_ranks_ok
+from predictions.training.generator import (
     CHAT_TEMPLATE,
     encode_options,
     generate,
@@ -25,7 +26,6 @@ from predictions.generator import (
     rendering,
     unwrap,
 )
-from predictions.sampler import Sample
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ import streamlit as st
 from predictions.dashboard import queries
 from predictions.dashboard.widgets import plain
 from predictions.errors import ConfigError, StoreError
-from predictions.store.base import Job, Store, signed_in_email
 from predictions.store.ingest_keys import INGEST_KEY_ENV, IngestKeyManager
+from predictions.store.protocol import Store, signed_in_email
+from predictions.store.records import Job
 
 KEY_COLUMNS = {
     "label": "Label",

@@ -12,9 +12,9 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from predictions.config import PredictionsConfig
-from predictions.monitor import PredictionsMonitor
-from predictions.sampler import Sample
-from predictions.writer import Writer
+from predictions.delivery.writer import Writer
+from predictions.scoring.sample import Sample
+from predictions.training.monitor import PredictionsMonitor
 
 
 class PredictionsCallback(TrainerCallback):

@@ -26,7 +26,7 @@ MIN_LEN, MAX_LEN = 3, 10
 BATCH_SIZE = 32
 HIDDEN, LAYERS = 96, 3
 PROMPT_SUFFIX = "="
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LEARNING_RATES = (2e-3, 5e-4)
 """One run per learning rate: a fast learner and a slow one, so Compare shows the difference."""
 LOCAL_ADDRESS, ALL_INTERFACES = "127.0.0.1", "0.0.0.0"
@@ -86,8 +86,8 @@ def run_demo(
     """Train the tiny model from scratch, the callback writing to the SQLite store at `db_path`."""
     from transformers import Trainer
 
+    from predictions.demo.tiny_model import build_tiny_model, build_tokenizer
     from predictions.store import SQLiteStore
-    from predictions.tiny import build_tiny_model, build_tokenizer
 
     tokenizer = build_tokenizer(ALPHABET + PROMPT_SUFFIX)
     pairs = make_pairs(steps_per_epoch * BATCH_SIZE + num_samples, seed)
@@ -133,7 +133,7 @@ def run_demos(
 def demo_callback(
     samples: list[dict[str, str]], store: Any, job: tuple[str, str], every: int, seed: int
 ) -> Any:
-    from predictions.callback import PredictionsCallback
+    from predictions.training.callback import PredictionsCallback
 
     job_id, job_name = job
     return PredictionsCallback(

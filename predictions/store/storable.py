@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from predictions.store.base import PredictionRow
+from predictions.store.records import PredictionRow
 
 REPLACEMENT = "\ufffd"
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")

@@ -14,35 +14,18 @@ import logging
 import os
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from predictions.config import DEFAULT_NUM_SAMPLES, PredictionsConfig
 from predictions.errors import ConfigError, DatasetError
+from predictions.scoring.sample import Messages, Sample
 
 logger = logging.getLogger(__name__)
 
 RESPONSE_FIELDS = ("response", "completion", "answer")
 PATH_SUFFIXES = (".jsonl", ".json", ".csv")
-Messages = list[dict[str, str]]
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One tracked sample: its row index, the prompt as readable text, its ground truth, its whole row
-    (what user scorers get) and the fields of it kept with every stored row.
-
-    `messages` holds the prompt's chat turns when the row is conversational (TRL renders those with
-    the chat template); it is None for a plain-text prompt, which TRL feeds to the model as it is.
-    """
-
-    index: int
-    prompt: str
-    ground_truth: str | None
-    messages: Messages | None = None
-    record: Mapping[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
 
 
 def check_source(source: Any) -> None:

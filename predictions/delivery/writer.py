@@ -18,11 +18,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from predictions.delivery.spool import append_spool, deliver, now_text, replay_spool
+from predictions.delivery.spool import spool_path as spool_path_of
 from predictions.errors import ConfigError
-from predictions.spool import append_spool, deliver, now_text, replay_spool
-from predictions.spool import spool_path as spool_path_of
-from predictions.store.base import PredictionRow, Store
-from predictions.text import storable_row
+from predictions.store.protocol import Store
+from predictions.store.records import PredictionRow
+from predictions.store.storable import storable_row
 
 logger = logging.getLogger(__name__)
 

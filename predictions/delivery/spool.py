@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from predictions.errors import is_transient
-from predictions.store.base import PredictionRow
+from predictions.store.records import PredictionRow
 
 logger = logging.getLogger(__name__)
 

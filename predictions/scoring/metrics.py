@@ -26,7 +26,7 @@ class Metric:
     that is neither end (a length ratio of 1); `function` scores a stripped
     pair `(p, t)`, or `(p, t, distance)` with `needs_distance`: a module-level function, since the
     dashboard caches (pickles) metrics; it is None for a metric read back from a store (a user
-    scorer's values are computed by the scorer, see `predictions.user_scorers`).
+    scorer's values are computed by the scorer, see `predictions.scoring.user_scorers`).
     """
 
     name: str

@@ -1,48 +1,84 @@
 """Metrics in a store's data: user scorers' values as JSON on the way in, as columns on the way out.
 
-The built-in metrics are table columns (`predictions.scorer.REGISTRY`); a user scorer's values live in
-the row's `scores` JSON object by name. Both stores summarise them per round as `{name: {avg, min,
-max, count}}`; these helpers turn that into `avg_<name>`, `min_<name>` and `max_<name>` columns, and
-a row's `scores` into a column per metric, so the dashboard treats every metric alike.
+The built-in metrics are table columns (`predictions.scoring.metrics.REGISTRY`); a user scorer's
+values live in the row's `scores` JSON object by name. Both stores summarise them per round as
+`{name: {avg, min, max, count}}`; these helpers turn that into `avg_<name>`, `min_<name>` and
+`max_<name>` columns, and a row's `scores` into a column per metric, so the dashboard treats every
+metric alike. The column lists of every frame a store returns live here too.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from predictions.errors import ConfigError
-from predictions.scorer import REGISTRY, Metric
+from predictions.scoring.metrics import METRICS, PRIMARY_METRIC, REGISTRY, Metric
 
-CUSTOM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-"""A user scorer's name: an identifier, so it is safe as a JSON key, a column and a SQL path."""
 AGGREGATES = ("avg", "min", "max")
-RESERVED_NAMES = frozenset(
-    {"id", "job_id", "user_id", "epoch", "step", "sample_index", "prompt", "ground_truth", "prediction"}
-    | {"scores", "metadata", "created_at", "updated_at", "value", "group", "round", "job"}
-    | {"sample_count", "scored_count", *REGISTRY}
+
+TREND_COLUMNS = (
+    "epoch",
+    "step",
+    "sample_count",
+    "scored_count",
+    *(f"avg_{name}" for name in METRICS),
+    f"min_{PRIMARY_METRIC}",
+    f"max_{PRIMARY_METRIC}",
 )
-"""Names a user scorer cannot take: the columns its values sit beside in the dashboard's frames."""
+"""A trends frame's fixed columns; each custom metric adds its own `avg_`, `min_` and `max_` columns."""
+ROUND_COLUMNS = ("epoch", "step", "sample_count", "created_at")
+PREDICTION_COLUMNS = (
+    "job_id",
+    "epoch",
+    "step",
+    "sample_index",
+    "prompt",
+    "ground_truth",
+    "prediction",
+    *METRICS,
+    "metadata",
+    "text_replacements",
+    "created_at",
+)
+"""A rows frame's fixed columns; each user scorer adds a column of its values, named like it."""
+MATRIX_COLUMNS = ("sample_index", "epoch", "step", "value")
+GROUP_COLUMNS = ("epoch", "step", "group", "sample_count", *(f"avg_{name}" for name in METRICS))
+"""A group-by trends frame's fixed columns; each user scorer adds its `avg_<name>` column."""
+SORTABLE_COLUMNS = ("sample_index", "step", "epoch", *METRICS)
+
+INTEGER_COLUMNS = frozenset(
+    {"epoch", "step", "sample_index", "sample_count", "scored_count", "text_replacements"}
+)
+FLOAT_COLUMNS = frozenset(
+    {*METRICS, "value", *(c for c in TREND_COLUMNS if c.startswith(("avg_", "min_", "max_")))}
+)
 
 
-def is_custom_name(name: Any) -> bool:
-    return isinstance(name, str) and CUSTOM_NAME.fullmatch(name) is not None and name not in RESERVED_NAMES
+def to_frame(records: Sequence[Any], columns: Sequence[str]) -> pd.DataFrame:
+    """A data frame with the given columns from tuples or dicts; numbers typed the same on every backend.
 
-
-def check_metric_name(name: Any, option: str = "metric") -> str:
-    """A built-in metric or a possible user scorer's name; anything else raises ConfigError."""
-    if name in REGISTRY or is_custom_name(name):
-        return name
-    raise ConfigError(
-        f"{option}={name!r} is not a metric; valid: {', '.join(REGISTRY)} or a user scorer's name "
-        "(letters, digits and _, not starting with a digit)"
-    )
+    Metric columns are float64 with NaN for null, so an unscored job charts and compares alike
+    whether it came from SQLite or from Postgres through JSON. Built column by column with numpy:
+    five times faster than `DataFrame.from_records` plus casts, which matters on every refresh.
+    """
+    if records and isinstance(records[0], dict):
+        values = [[record.get(column) for record in records] for column in columns]
+    else:
+        values = list(zip(*records, strict=True)) if records else [()] * len(columns)
+    data = {}
+    for column, column_values in zip(columns, values, strict=True):
+        if column in FLOAT_COLUMNS:
+            data[column] = np.array(column_values, dtype="float64")
+        elif column in INTEGER_COLUMNS:
+            data[column] = np.array(column_values, dtype="int64")
+        else:
+            data[column] = list(column_values)
+    return pd.DataFrame(data, columns=list(columns))
 
 
 def clean_scores(values: Mapping[str, Any] | None) -> dict[str, float | None] | None:

@@ -1,0 +1,116 @@
+"""The storage interface every backend implements, and the sign-in a store serving many users adds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import pandas as pd
+
+from predictions.store.records import Job, PredictionPage, PredictionRow, Trends
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where prediction rounds are kept. Every read is aggregated or paged by the backend itself."""
+
+    description: str
+    """Which store this is, for people: 'SQLite at .predictions/predictions.db'."""
+
+    def write_predictions(self, rows: Sequence[PredictionRow]) -> None:
+        """Upsert rows on (user_id, job_id, step, sample_index): a replayed write never duplicates a row."""
+
+    def start_job(
+        self,
+        job_id: str,
+        *,
+        name: str | None = None,
+        model: str | None = None,
+        config: dict[str, Any] | None = None,
+        user_id: str | None = None,
+        at: str | None = None,
+    ) -> None:
+        """Register a job as running (again, if it existed), keeping its first start time.
+
+        `at` (ISO-8601 UTC, default now) is when the status was set: a status set earlier than the
+        job's current one is ignored, so a replayed start never undoes a later finish."""
+
+    def finish_job(self, job_id: str, *, status: str = "finished", at: str | None = None) -> None:
+        """Mark a job finished or failed, unless a later status (by `at`) is already recorded."""
+
+    def delete_job(self, job_id: str, *, user_id: str | None = None) -> None:
+        """Delete one of the caller's jobs and all its rows; StoreError when the caller has no such job.
+
+        `user_id` names the owner where a store shows many (`Job.user_id`, for an admin's store);
+        row-level security still refuses anyone but the owner.
+        """
+
+    def list_jobs(self) -> list[Job]:
+        """Every visible job, most recently active first, including jobs with prediction rows only."""
+
+    def trends(self, job_id: str) -> Trends:
+        """Aggregates per round (`TREND_COLUMNS`), ordered by step, and the overall improvement."""
+
+    def rounds(self, job_id: str) -> pd.DataFrame:
+        """The prediction rounds of a job (`ROUND_COLUMNS`), ordered by step."""
+
+    def sample_history(self, job_id: str, sample_index: int) -> pd.DataFrame:
+        """One sample's rows (`PREDICTION_COLUMNS`) in every round, ordered by step."""
+
+    def sample_matrix(self, job_id: str, metric: str = "char_error_rate") -> pd.DataFrame:
+        """One metric for every sample and round (`MATRIX_COLUMNS`), in long form for a heatmap."""
+
+    def predictions_page(
+        self,
+        job_id: str,
+        *,
+        step: int | None = None,
+        wrong_only: bool = False,
+        sort_by: str = "sample_index",
+        descending: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+        metric_range: tuple[str, float | None, float | None] | None = None,
+    ) -> PredictionPage:
+        """A page of rows, optionally one round's and only wrong answers, sorted (nulls last).
+
+        `sort_by` is a column of `SORTABLE_COLUMNS` or a user scorer's name; `metric_range` =
+        (metric, low, high) keeps rows whose metric lies within (inclusive; None leaves a side open).
+        """
+
+    def group_trends(self, job_id: str, field: str) -> pd.DataFrame:
+        """Per round and per value of the rows' metadata `field` (`GROUP_COLUMNS` and a user scorer's
+        `avg_<name>`), ordered by step then group; rows without the field form the group None."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+@runtime_checkable
+class SignIn(Protocol):
+    """What a store serving many users adds for the dashboard: who is signed in, and signing in.
+
+    Supabase with an anon key needs it (row-level security shows a signed-out user nothing); the
+    embedded store has one local user and does not implement it.
+    """
+
+    signed_in_email: str | None
+    """The signed-in user's email, None while nobody is."""
+
+    @property
+    def requires_sign_in(self) -> bool:
+        """True while nobody is signed in and the store would show nothing."""
+
+    def sign_in(self, email: str, password: str) -> None:
+        """Sign in; raises `AuthError` with a message fit to show when refused or unreachable."""
+
+
+def sign_in_of(store: Store) -> SignIn | None:
+    """The store's sign-in, or None for a store without users (the embedded SQLite store)."""
+    return store if isinstance(store, SignIn) else None
+
+
+def signed_in_email(store: Store) -> str | None:
+    """Who is signed in to the store; None for a store without users or while nobody is."""
+    account = sign_in_of(store)
+    return account.signed_in_email if account is not None else None

@@ -1,0 +1,122 @@
+"""The plain data every store takes and returns: a prediction row, a job, a job's trends, a page.
+
+Backends return these and pandas frames (predictions/store/frames.py), never cursors or client
+responses, so the dashboard and the tests treat SQLite and Supabase alike.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import pandas as pd
+
+from predictions.scoring.metrics import REGISTRY, Metric
+from predictions.store.frames import custom_names, job_metrics
+
+LOCAL_USER_ID = "00000000-0000-0000-0000-000000000000"
+"""The owner written when no user is given: the embedded store has one local user."""
+
+JOB_STATUSES = ("running", "finished", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRow:
+    """One sample's prediction in one round: a row of `training_predictions`.
+
+    Its fields are the table's: a column per built-in metric, `scores` for the values of user scorers
+    by name, `metadata` for the sample fields kept with the row (to group by), `text_replacements`
+    how many characters no store can hold (NUL, lone surrogates) became U+FFFD.
+    """
+
+    job_id: str
+    epoch: int
+    step: int
+    sample_index: int
+    prompt: str
+    prediction: str
+    ground_truth: str | None = None
+    exact_match: float | None = None
+    char_error_rate: float | None = None
+    length_ratio: float | None = None
+    word_overlap: float | None = None
+    user_id: str | None = None
+    scores: dict[str, float | None] | None = None
+    metadata: dict[str, Any] | None = None
+    text_replacements: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields by name, values as they are (not deep-copied like `dataclasses.asdict`)."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A training run as the job picker shows it; jobs known only from prediction rows have no name."""
+
+    id: str
+    status: str = "unknown"
+    name: str | None = None
+    model: str | None = None
+    user_id: str | None = None
+    config: dict[str, Any] | None = None
+    started_at: str | None = None
+    updated_at: str | None = None
+    finished_at: str | None = None
+    latest_epoch: int | None = None
+    latest_step: int | None = None
+    round_count: int = 0
+    last_active: str | None = None
+    """When the job last wrote a round or changed status (ISO-8601): how long a running job is silent."""
+
+    @property
+    def label(self) -> str:
+        """What the picker shows: the name (or id), and a marker while it runs."""
+        title = self.name or self.id
+        return f"● {title}" if self.status == "running" else title
+
+
+@dataclass(frozen=True)
+class Trends:
+    """Per-round aggregates, ordered by step, the overall CER improvement in %, and the job's metrics.
+
+    `rounds` has `TREND_COLUMNS` and, per user scorer, `avg_<name>`, `min_<name>` and `max_<name>`.
+    `metrics` lists every metric of the job (built-in first) and `group_fields` the sample fields
+    its rows keep to group by, both from the store: the dashboard has no list of its own.
+    """
+
+    job_id: str
+    rounds: pd.DataFrame
+    overall_improvement: float | None
+    metrics: tuple[Metric, ...] = tuple(REGISTRY.values())
+    group_fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PredictionPage:
+    """One page of predictions (`PREDICTION_COLUMNS`) and how many rows match the filter in all."""
+
+    rows: pd.DataFrame
+    total_count: int
+    offset: int = 0
+    limit: int = 50
+
+
+def overall_improvement(avg_cers: Sequence[float | None]) -> float | None:
+    """(first scored round's CER - last one's) / first * 100; None with < 2 scored rounds or first 0."""
+    scored = [value for value in avg_cers if value is not None and not math.isnan(value)]
+    if len(scored) < 2 or scored[0] == 0:
+        return None
+    return (scored[0] - scored[-1]) / scored[0] * 100.0
+
+
+def make_trends(
+    job_id: str, rounds: pd.DataFrame, improvement: float | None, config: dict[str, Any] | None
+) -> Trends:
+    """Trends with the job's metric list and group fields, described by the job's recorded config."""
+    config = config if isinstance(config, dict) else {}
+    fields = config.get("metadata_fields") or ()
+    metrics = job_metrics(custom_names(rounds), config.get("scorers"))
+    return Trends(job_id, rounds, improvement, metrics, tuple(str(f) for f in fields))
