@@ -9,7 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPTS = ("bench_scoring", "bench_generation", "bench_write_stall", "bench_queries", "bench_pages")
+SCRIPTS = (
+    "bench_scoring",
+    "bench_generation",
+    "bench_write_stall",
+    "bench_round_writes",
+    "bench_queries",
+    "bench_pages",
+)
 
 
 def main() -> int:

@@ -64,3 +64,10 @@ def test_no_benchmark_imports_the_tests():
         if re.search(r"^\s*(from|import) tests\b", path.read_text(), re.MULTILINE)
     ]
     assert offenders == []
+
+
+def test_round_write_benchmark_runs():
+    from bench import bench_round_writes
+
+    results = bench_round_writes.main(["--sizes", "4", "8", "--rounds", "2"])
+    assert set(results) == {4, 8} and all(seconds > 0 for seconds in results.values())

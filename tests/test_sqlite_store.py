@@ -200,3 +200,42 @@ def _columns(path, table: str) -> list[str]:
 def _rows(path, table: str, columns: list[str]) -> list[tuple]:
     with sqlite3.connect(path) as conn:
         return sorted(conn.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall())
+
+
+def summary_and_recomputed(store: SQLiteStore) -> tuple[list, list]:
+    """The kept summary, and the same rounds aggregated afresh from the rows."""
+    from predictions.store.sqlite_schema import SUMMARIZE
+
+    kept = store._query("SELECT * FROM training_rounds ORDER BY job_id, step", ())
+    fresh = store._query(f"{SUMMARIZE} GROUP BY job_id, step ORDER BY job_id, step", ())
+    return kept, fresh
+
+
+def test_each_write_leaves_the_summary_equal_to_its_rows_and_nothing_pending(sqlite_store):
+    """The summary is recomputed once per written batch, not per row: batches that overlap rounds,
+    rewrite rows, cross jobs and delete leave it exactly what aggregating the rows gives."""
+    rows = [
+        PredictionRow(f"job-{i % 2}", 1, step, i, "p", "a", "a", char_error_rate=0.1 * (i % 7),
+                      scores={"judge": i / 10})
+        for step in (1, 2, 3) for i in range(40)
+    ]  # fmt: skip
+    sqlite_store.write_predictions(rows[:70])
+    sqlite_store.write_predictions(rows[50:])
+    sqlite_store.write_predictions([PredictionRow("job-0", 1, 2, 4, "p", "b", "a", char_error_rate=1.0)])
+    kept, fresh = summary_and_recomputed(sqlite_store)
+    assert len(kept) == 6 and [row[:-2] for row in kept] == [row[:-2] for row in fresh]
+    sqlite_store.delete_job("job-1")
+    kept, fresh = summary_and_recomputed(sqlite_store)
+    assert len(kept) == 3 and [row[:-2] for row in kept] == [row[:-2] for row in fresh]
+    assert sqlite_store._query("SELECT COUNT(*) FROM training_rounds_pending", ()) == [(0,)]
+
+
+def test_rows_written_outside_the_store_are_summarised_when_it_next_opens(tmp_path):
+    path = tmp_path / "outside.db"
+    SQLiteStore(path).write_predictions([PredictionRow("job", 1, 5, 0, "p", "a", "a", char_error_rate=0.5)])
+    with sqlite3.connect(path) as conn:  # another program, without the store's code
+        conn.execute(
+            "INSERT INTO training_predictions (id, job_id, user_id, epoch, step, sample_index, prompt,"
+            " prediction, char_error_rate, created_at) VALUES ('x', 'job', 'u', 1, 5, 1, 'p', 'a', 0.0, 't')"
+        )
+    assert SQLiteStore(path).trends("job").rounds["sample_count"].tolist() == [2]

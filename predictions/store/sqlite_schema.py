@@ -1,8 +1,12 @@
 """The embedded store's schema: the Postgres tables of supabase/migrations/, plus a per-round summary.
 
-`training_rounds` holds each round's aggregates, kept right by triggers on every insert, update and
-delete of `training_predictions` (whoever writes), so the trends chart reads ~100 summary rows instead
-of averaging a job's 10,000 rows on every refresh. Metric columns come from the registry; the values
+`training_rounds` holds each round's aggregates, so the trends chart reads ~100 summary rows instead
+of averaging a job's 10,000 rows on every refresh. SQLite has no statement-level triggers (Postgres
+recomputes each round a statement touched once, supabase/migrations/20261125100000_training_rounds.sql):
+here row triggers only mark the rounds a write touched in `training_rounds_pending`, and `refresh_rounds`
+recomputes each marked round once at the end of the store's write transaction. A round's write is
+then linear in its size; a per-row recompute made a 2,000-row round quadratic (10 s). Rows written
+outside the store are summarised at its next write or open. Metric columns come from the registry; the values
 of user scorers live in the JSON `scores` column and are summarised per round as JSON
 (`{name: {avg, min, max, count}}`) in the summary's own `scores` column.
 """
@@ -114,23 +118,48 @@ FROM training_predictions AS p
 """
 
 
-def _refresh_round(row: str) -> str:
-    """Trigger body that recomputes the round of `row` (NEW or OLD) from its prediction rows."""
-    return f"""
-    DELETE FROM training_rounds WHERE job_id = {row}.job_id AND step = {row}.step;
-    INSERT INTO training_rounds {SUMMARIZE}
-    WHERE job_id = {row}.job_id AND step = {row}.step GROUP BY job_id, step;
+PENDING_TABLE = """
+CREATE TABLE IF NOT EXISTS training_rounds_pending (
+    job_id TEXT NOT NULL, step INTEGER NOT NULL, PRIMARY KEY (job_id, step)
+) WITHOUT ROWID
+"""
+
+
+def _mark_round(row: str) -> str:
+    """Trigger body that marks the round of `row` (NEW or OLD) for `refresh_rounds`.
+
+    Not `INSERT OR IGNORE`: an upsert's own conflict clause overrides the conflict policy in a trigger.
     """
+    return f"""INSERT INTO training_rounds_pending SELECT {row}.job_id, {row}.step WHERE NOT EXISTS (
+        SELECT 1 FROM training_rounds_pending WHERE job_id = {row}.job_id AND step = {row}.step);"""
 
 
 TRIGGERS = {
     "training_rounds_on_insert": f"""AFTER INSERT ON training_predictions
-    BEGIN {_refresh_round("NEW")} END""",
+    BEGIN {_mark_round("NEW")} END""",
     "training_rounds_on_update": f"""AFTER UPDATE ON training_predictions
-    BEGIN {_refresh_round("OLD")} {_refresh_round("NEW")} END""",
+    BEGIN {_mark_round("OLD")} {_mark_round("NEW")} END""",
     "training_rounds_on_delete": f"""AFTER DELETE ON training_predictions
-    BEGIN {_refresh_round("OLD")} END""",
+    BEGIN {_mark_round("OLD")} END""",
 }
+
+PENDING = "(job_id, step) IN (SELECT job_id, step FROM training_rounds_pending)"
+REFRESH_ROUNDS = (
+    f"DELETE FROM training_rounds WHERE {PENDING}",
+    f"INSERT INTO training_rounds {SUMMARIZE} WHERE {PENDING} GROUP BY job_id, step",
+    "DELETE FROM training_rounds_pending",
+)
+
+
+def refresh_rounds(conn: sqlite3.Connection) -> None:
+    """Recompute every marked round once from its rows (a round with no rows left disappears).
+
+    Call inside the write transaction that marked them, so readers never see rows without their summary.
+    """
+    if not _has_pending_rounds(conn):
+        return
+    for statement in REFRESH_ROUNDS:
+        conn.execute(statement)
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
@@ -152,9 +181,11 @@ def create_schema(conn: sqlite3.Connection) -> None:
             conn.execute("DROP TABLE IF EXISTS training_rounds")
             conn.execute(ROUNDS_TABLE)
             conn.execute(f"INSERT INTO training_rounds {SUMMARIZE} GROUP BY job_id, step")
+        conn.execute(PENDING_TABLE)
         for name, body in TRIGGERS.items():
             conn.execute(f"DROP TRIGGER IF EXISTS {name}")
             conn.execute(f"CREATE TRIGGER {name} {body}")
+        refresh_rounds(conn)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -174,7 +205,8 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
 
 
 def schema_is_current(conn: sqlite3.Connection) -> bool:
-    """True when every column, the summary and every trigger are this version's (read, not locked)."""
+    """True when every column, the summary and every trigger are this version's and no round waits to
+    be summarised (read, not locked)."""
     for table, added in ADDED_COLUMNS.items():
         if not set(added) <= set(_columns(conn, table)):
             return False
@@ -183,7 +215,13 @@ def schema_is_current(conn: sqlite3.Connection) -> bool:
     if any(old in _table_sql(conn, table) for table, (old, _, _) in OWNER_KEYS.items()):
         return False
     triggers = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall())
-    return all(triggers.get(name) == f"CREATE TRIGGER {name} {body}" for name, body in TRIGGERS.items())
+    if any(triggers.get(name) != f"CREATE TRIGGER {name} {body}" for name, body in TRIGGERS.items()):
+        return False
+    return not _has_pending_rounds(conn)  # rows another program wrote are summarised on opening
+
+
+def _has_pending_rounds(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM training_rounds_pending LIMIT 1").fetchone() is not None
 
 
 def _rounds_table_is_stale(conn: sqlite3.Connection) -> bool:
