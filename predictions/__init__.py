@@ -22,11 +22,13 @@ if TYPE_CHECKING:
     from predictions.store import open_store
     from predictions.training.callback import PredictionsCallback
     from predictions.training.monitor import PredictionsMonitor
+    from predictions.training.rollouts import RolloutRecorder
 
 _EXPORTS = {
     "PredictionsCallback": "predictions.training.callback",
     "PredictionsConfig": "predictions.config",
     "PredictionsMonitor": "predictions.training.monitor",
+    "RolloutRecorder": "predictions.training.rollouts",
     "open_store": "predictions.store",
     "score": "predictions.scoring.metrics",
     "score_batch": "predictions.scoring.metrics",
@@ -47,6 +49,7 @@ __all__ = [
     "PredictionsConfig",
     "PredictionsError",
     "PredictionsMonitor",
+    "RolloutRecorder",
     "Scores",
     "StoreError",
     "StoreUnavailableError",

@@ -60,7 +60,10 @@ def acting_as(conninfo: str, role: str, user_id: str | None = None) -> Iterator[
 
 def truncate(conninfo: str) -> None:
     with psycopg.connect(conninfo) as conn:
-        conn.execute("truncate public.training_predictions, public.training_jobs, public.ingest_keys")
+        conn.execute(
+            "truncate public.training_predictions, public.training_jobs, public.training_rollouts, "
+            "public.ingest_keys"
+        )
 
 
 # fixtures

@@ -41,7 +41,7 @@ import psycopg
 from psycopg import sql
 
 TEST_JWT_SECRET = "predictions-monitor-test-secret-of-at-least-32-characters"
-TABLES = frozenset({"training_predictions", "training_jobs"})
+TABLES = frozenset({"training_predictions", "training_jobs", "training_rollouts"})
 SCHEMA = "public"
 TOKEN_LIFETIME_S = 3600
 

@@ -224,3 +224,22 @@ def test_labels_are_checked_and_unique_among_active_keys(keys):
         owner.create_ingest_key("box")
     assert [key.label for key in owner.list_ingest_keys()] == ["box"]
     owner.close()
+
+
+def test_rollouts_are_written_through_the_key_as_its_owner(keys, monkeypatch, tmp_path):
+    from tests.test_security import rollouts
+
+    trainer_env(monkeypatch, keys, create_key(keys, USER_A, "rl-box"))
+    trainer = open_store(env_file=tmp_path / "absent.env")
+    trainer.start_job("grpo-1", name="GRPO")
+    trainer.write_rollouts(rollouts("grpo-1"))
+    trainer.write_rollouts(rollouts("grpo-1"))  # a replay: the natural key keeps one copy
+    trainer.close()
+    owner = user_store(keys, USER_A)
+    stored = owner.prompt_rollouts("grpo-1", "q0")
+    assert stored["completion"].tolist() == ["grpo-1 completion 0", "grpo-1 completion 1"]
+    assert owner.rollout_trends("grpo-1").steps["rollout_count"].tolist() == [2]
+    owner.close()
+    other = user_store(keys, USER_B)
+    assert other.prompt_rollouts("grpo-1", "q0").empty
+    other.close()

@@ -19,6 +19,10 @@ DASHBOARD_FUNCTIONS = {
     "predictions_sample_matrix",
     "predictions_page",
     "predictions_group_trends",
+    "predictions_rollout_trends",
+    "predictions_rollout_prompts",
+    "predictions_prompt_rollouts",
+    "predictions_step_rollouts",
 }
 
 # The seed plan's table, as the seed project created it: no scores, no natural key, no defaults.
@@ -100,16 +104,23 @@ def test_row_level_security_is_on_and_every_policy_is_for_authenticated_only(dat
     enabled = fetch(
         database,
         "select relname, relrowsecurity from pg_class"
-        " where relname in ('training_predictions', 'training_jobs', 'training_rounds') order by 1",
+        " where relname in ('training_predictions', 'training_jobs', 'training_rounds', 'training_rollouts',"
+        " 'training_rollout_steps') order by 1",
     )
-    assert enabled == [("training_jobs", True), ("training_predictions", True), ("training_rounds", True)]
+    assert enabled == [
+        ("training_jobs", True),
+        ("training_predictions", True),
+        ("training_rollout_steps", True),
+        ("training_rollouts", True),
+        ("training_rounds", True),
+    ]
     policies = fetch(database, "select tablename, cmd, roles::text from pg_policies order by 1, 2")
-    # the round summary is written by its trigger alone: users may only read their own rounds
+    # the summaries are written by their triggers alone: users may only read their own
     assert {(table, cmd) for table, cmd, _ in policies} == {
         (table, cmd)
-        for table in ("training_jobs", "training_predictions")
+        for table in ("training_jobs", "training_predictions", "training_rollouts")
         for cmd in ("SELECT", "INSERT", "UPDATE", "DELETE")
-    } | {("training_rounds", "SELECT")}
+    } | {("training_rounds", "SELECT"), ("training_rollout_steps", "SELECT")}
     assert {roles for _, _, roles in policies} == {"{authenticated}"}
 
 
@@ -276,11 +287,17 @@ def test_definer_functions_fix_their_search_path_and_ingest_helpers_are_private(
     )
     assert all('search_path=""' in config for _, config, _, _ in rows), rows
     reachable = {name: (anon, authenticated) for name, _, anon, authenticated in rows}
-    for helper in ("ingest_key_owner", "ingest_upsert", "training_rounds_refresh"):
+    for helper in (
+        "ingest_key_owner",
+        "ingest_upsert",
+        "training_rounds_refresh",
+        "training_rollout_steps_refresh",
+    ):
         assert reachable[helper] == (False, False), helper
     for trainer_call in (
         "ingest_whoami",
         "ingest_write_predictions",
+        "ingest_write_rollouts",
         "ingest_start_job",
         "ingest_update_job",
     ):

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from predictions.errors import AuthError, StoreError
-from predictions.store.records import PredictionRow
+from predictions.store.records import PredictionRow, RolloutRow
 from predictions.store.supabase import SupabaseStore
 from tests.pg_fixtures import USER_A, USER_B, acting_as, service_store, user_store
 from tests.postgrest_server import TEST_JWT_SECRET, sign
@@ -40,6 +40,27 @@ def rows(job_id: str, *, steps=(1, 2), samples=3, prediction="answer") -> list[P
     ]
 
 
+def rollouts(job_id: str) -> list[RolloutRow]:
+    """Two completions of one prompt (`q0`) at step 1."""
+    return [
+        RolloutRow(
+            job_id=job_id,
+            step=1,
+            generation=0,
+            group_index=0,
+            completion_index=i,
+            prompt_id="q0",
+            prompt=f"{job_id} prompt",
+            completion=f"{job_id} completion {i}",
+            rewards={"accuracy": float(i)},
+            reward=float(i),
+            completion_tokens=3,
+            truncated=False,
+        )
+        for i in range(2)
+    ]
+
+
 @pytest.fixture
 def two_users(postgrest):
     """User A owns "a-job", user B owns "b-job"; both written with the service-role key."""
@@ -47,6 +68,7 @@ def two_users(postgrest):
         store = service_store(postgrest, user_id)
         store.start_job(job_id, name=f"{job_id} name")
         store.write_predictions(rows(job_id))
+        store.write_rollouts(rollouts(job_id))
         store.close()
     return postgrest
 
@@ -67,7 +89,7 @@ def dashboard_functions(conninfo: str) -> dict[str, list[str]]:
 
 
 def arguments_for(names: list[str], job_id: str) -> dict:
-    given = {"p_job_id": job_id, "p_sample_index": 0, "p_field": "category"}
+    given = {"p_job_id": job_id, "p_sample_index": 0, "p_field": "category", "p_prompt_id": "q0", "p_step": 1}
     return {name: given[name] for name in names if name in given}
 
 
@@ -86,7 +108,7 @@ def test_a_user_sees_only_their_own_jobs_and_rows_through_the_store(two_users):
 def test_no_dashboard_function_returns_another_users_rows(two_users, supabase_database):
     token_a, token_b = two_users.access_token(USER_A), two_users.access_token(USER_B)
     functions = dashboard_functions(supabase_database)
-    assert len(functions) == 7
+    assert len(functions) == 11
     for function, names in functions.items():
         as_a = call_rpc(two_users, token_a, function, arguments_for(names, "b-job"))
         as_a_missing = call_rpc(two_users, token_a, function, arguments_for(names, "no-such-job"))
@@ -99,7 +121,7 @@ def test_no_dashboard_function_returns_another_users_rows(two_users, supabase_da
 
 def test_in_sql_a_user_reaches_only_their_own_rows_of_every_table(two_users, supabase_database):
     with acting_as(supabase_database, "authenticated", USER_A) as conn:
-        for table in ("training_predictions", "training_jobs"):
+        for table in ("training_predictions", "training_jobs", "training_rollouts"):
             owners = conn.execute(f"select distinct user_id::text from {table}").fetchall()
             assert owners == [(USER_A,)], table
             assert (
@@ -213,6 +235,9 @@ def test_a_job_is_deleted_by_its_owner_only(two_users, supabase_database):
     with acting_as(supabase_database, "service_role") as conn:
         assert conn.execute("select count(*) from training_rounds where job_id = 'b-job'").fetchone() == (0,)
         assert conn.execute("select count(*) from training_predictions").fetchone() == (6,)
+        for table in ("training_rollouts", "training_rollout_steps"):  # B's went with B's job, A's stay
+            owners = conn.execute(f"select user_id::text, count(*) from {table} group by 1").fetchall()
+            assert owners == [(USER_A, 2 if table == "training_rollouts" else 1)], table
 
 
 def test_anon_reads_and_writes_nothing(two_users, supabase_database):

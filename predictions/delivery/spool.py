@@ -24,12 +24,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from predictions.errors import is_transient
-from predictions.store.records import PredictionRow
+from predictions.store.records import PredictionRow, RolloutRow
 
 logger = logging.getLogger(__name__)
 
 SPOOL_VERSION = 1
-OPS = ("write_predictions", "start_job", "finish_job")
+OPS = ("write_predictions", "write_rollouts", "start_job", "finish_job")
+ROW_OPS = ("write_predictions", "write_rollouts")
+"""Calls that carry rows: a refused one is split down to the refused rows."""
 FALLBACK_SPOOL = ".predictions/spool.jsonl"
 NOT_ARGUMENTS = ("v", "op", "job_id", "rows", "error", "quarantined_at")
 """Keys of a spooled (or quarantined) call that are not arguments of the store method."""
@@ -89,6 +91,8 @@ def send(store: Any, call: dict[str, Any]) -> None:
     details = {key: value for key, value in call.items() if key not in NOT_ARGUMENTS}
     if call["op"] == "write_predictions":
         store.write_predictions([PredictionRow(**row) for row in call["rows"]])
+    elif call["op"] == "write_rollouts":
+        store.write_rollouts([RolloutRow(**row) for row in call["rows"]])
     elif call["op"] == "start_job":
         store.start_job(call["job_id"], **details)
     elif call["op"] == "finish_job":
@@ -108,7 +112,7 @@ def deliver(store: Any, call: dict[str, Any], spool: Path) -> None:
             raise
         refusal = error
     rows = call.get("rows") or []
-    if call["op"] != "write_predictions" or len(rows) <= 1:
+    if call["op"] not in ROW_OPS or len(rows) <= 1:
         quarantine(spool, call, refusal)
         return
     half = len(rows) // 2
@@ -127,11 +131,14 @@ def quarantine(spool: Path, call: dict[str, Any], error: BaseException) -> None:
 def describe(call: dict[str, Any]) -> str:
     """A call as people name it: 'job j step 8 sample 3' or 'the finish_job call of job j'."""
     rows = call.get("rows")
-    if call.get("op") != "write_predictions" or not rows:
+    if call.get("op") not in ROW_OPS or not rows:
         return f"the {call.get('op')} call of job {call.get('job_id')!r}"
-    samples = ", ".join(str(row.get("sample_index")) for row in rows)
     first = rows[0]
-    return f"{len(rows)} row(s) of job {first.get('job_id')!r} step {first.get('step')} (sample {samples})"
+    where = f"{len(rows)} row(s) of job {first.get('job_id')!r} step {first.get('step')}"
+    if call["op"] == "write_rollouts":
+        keys = ", ".join(f"{row.get('group_index')}/{row.get('completion_index')}" for row in rows)
+        return f"{where} (generation {first.get('generation')}, group/completion {keys})"
+    return f"{where} (sample {', '.join(str(row.get('sample_index')) for row in rows)})"
 
 
 def now_text() -> str:

@@ -22,8 +22,8 @@ from predictions.delivery.spool import append_spool, deliver, now_text, replay_s
 from predictions.delivery.spool import spool_path as spool_path_of
 from predictions.errors import ConfigError
 from predictions.store.protocol import Store
-from predictions.store.records import PredictionRow
-from predictions.store.storable import storable_row
+from predictions.store.records import PredictionRow, RolloutRow
+from predictions.store.storable import storable_rollout, storable_row
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,15 @@ class Writer:
             call = {"op": "write_predictions", "rows": [storable_row(row).as_dict() for row in rows]}
         except Exception:
             logger.exception("predictions writer got rows it cannot store: %r", rows)
+            return
+        self._put(call)
+
+    def write_rollouts(self, rows: Sequence[RolloutRow]) -> None:
+        """Queue one generation's rollouts (an RL trainer's) for a single bulk upsert."""
+        try:
+            call = {"op": "write_rollouts", "rows": [storable_rollout(row).as_dict() for row in rows]}
+        except Exception:
+            logger.exception("predictions writer got rollouts it cannot store: %r", rows)
             return
         self._put(call)
 

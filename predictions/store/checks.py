@@ -42,3 +42,10 @@ def check_status(status: str) -> str:
     if status not in JOB_STATUSES:
         raise ConfigError(f"status={status!r} is not a job status; valid: {', '.join(JOB_STATUSES)}")
     return status
+
+
+def check_limit(limit: int) -> int:
+    """A rollout read's row limit: 1 to 1000, like a page (PostgREST's row cap is 1000)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+        raise ConfigError(f"limit={limit!r} is out of range; valid: 1 to 1000 rows")
+    return limit

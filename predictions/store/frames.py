@@ -51,11 +51,58 @@ GROUP_COLUMNS = ("epoch", "step", "group", "sample_count", *(f"avg_{name}" for n
 """A group-by trends frame's fixed columns; each user scorer adds its `avg_<name>` column."""
 SORTABLE_COLUMNS = ("sample_index", "step", "epoch", *METRICS)
 
+ROLLOUT_COLUMNS = (
+    "job_id",
+    "step",
+    "generation",
+    "group_index",
+    "completion_index",
+    "prompt_id",
+    "prompt",
+    "completion",
+    "rewards",
+    "reward",
+    "completion_tokens",
+    "truncated",
+    "ground_truth",
+    *METRICS,
+    "text_replacements",
+    "created_at",
+)
+"""A rollouts frame's fixed columns (`rewards` holds a dict by reward function); user scorers add theirs."""
+ROLLOUT_SUMMARY_COLUMNS = (
+    "step",
+    "rollout_count",
+    "group_count",
+    "zero_std_groups",
+    "avg_reward",
+    "var_reward",
+    "min_reward",
+    "max_reward",
+    "avg_completion_tokens",
+    "var_completion_tokens",
+    "min_completion_tokens",
+    "max_completion_tokens",
+    "truncated_count",
+    "scored_count",
+    *(f"avg_{name}" for name in METRICS),
+)
+"""What both stores keep per step (population variances: a standard deviation is not plain SQL)."""
+ROLLOUT_STEP_COLUMNS = tuple(c.replace("var_", "std_") for c in ROLLOUT_SUMMARY_COLUMNS)
+"""A rollout trends frame: the summary with standard deviations instead of variances."""
+REWARD_TREND_COLUMNS = ("step", "name", "count", "avg", "std", "min", "max")
+ROLLOUT_PROMPT_COLUMNS = ("prompt_id", "prompt", "ground_truth", "rollout_count", "first_step", "last_step")
+
 INTEGER_COLUMNS = frozenset(
     {"epoch", "step", "sample_index", "sample_count", "scored_count", "text_replacements"}
+    | {"generation", "group_index", "completion_index", "completion_tokens", "rollout_count", "group_count"}
+    | {"zero_std_groups", "truncated_count", "count", "first_step", "last_step"}
 )
 FLOAT_COLUMNS = frozenset(
     {*METRICS, "value", *(c for c in TREND_COLUMNS if c.startswith(("avg_", "min_", "max_")))}
+    | {"reward", "avg", "std", "min", "max"}
+    | {c for c in (*ROLLOUT_SUMMARY_COLUMNS, *ROLLOUT_STEP_COLUMNS) if c.startswith(("avg_", "var_", "std_"))}
+    | {c for c in ROLLOUT_SUMMARY_COLUMNS if c.startswith(("min_", "max_"))}
 )
 
 
@@ -188,3 +235,34 @@ def custom_metric(name: str, description: Any) -> Metric:
         bounds=tuple(bounds) if isinstance(bounds, list | tuple) and len(bounds) == 2 else (None, None),
         builtin=False,
     )
+
+
+def rollout_steps_frame(records: Sequence[Any]) -> pd.DataFrame:
+    """Per-step rollout aggregates (`ROLLOUT_STEP_COLUMNS`) from summary records in
+    `ROLLOUT_SUMMARY_COLUMNS` order or by name: each variance becomes a standard deviation."""
+    frame = to_frame(records, ROLLOUT_SUMMARY_COLUMNS)
+    for column in [c for c in ROLLOUT_SUMMARY_COLUMNS if c.startswith("var_")]:
+        frame[column] = np.sqrt(frame[column].clip(lower=0.0))
+    return frame.rename(columns=lambda c: c.replace("var_", "std_"))
+
+
+def reward_trends_frame(steps: Sequence[int], summaries: Sequence[Any]) -> pd.DataFrame:
+    """Long form (`REWARD_TREND_COLUMNS`) from each step's `{name: {count, avg, var, min, max}}` JSON."""
+    records = []
+    for step, summary in zip(steps, _parsed(summaries), strict=True):
+        for name in sorted(summary):
+            values = summary[name] or {}
+            variance = values.get("var")
+            std = math.sqrt(max(variance, 0.0)) if variance is not None else None
+            records.append((step, name, values.get("count") or 0, values.get("avg"), std))
+            records[-1] += (values.get("min"), values.get("max"))
+    return to_frame(records, REWARD_TREND_COLUMNS)
+
+
+def rollout_frame(records: Sequence[Any], scores: Sequence[Any]) -> pd.DataFrame:
+    """Rollout rows (`ROLLOUT_COLUMNS`): `rewards` parsed into dicts, `truncated` as booleans, each user
+    scorer's values as a column of its own."""
+    frame = to_frame(records, ROLLOUT_COLUMNS)
+    frame["rewards"] = pd.Series([from_json(value) or {} for value in frame["rewards"]], dtype=object)
+    frame["truncated"] = pd.Series([bool(value) for value in frame["truncated"]], dtype=bool)
+    return with_score_columns(frame, scores)

@@ -7,7 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
-from predictions.store.records import Job, PredictionPage, PredictionRow, Trends
+from predictions.store.records import Job, PredictionPage, PredictionRow, RolloutRow, RolloutTrends, Trends
 
 
 @runtime_checkable
@@ -19,6 +19,10 @@ class Store(Protocol):
 
     def write_predictions(self, rows: Sequence[PredictionRow]) -> None:
         """Upsert rows on (user_id, job_id, step, sample_index): a replayed write never duplicates a row."""
+
+    def write_rollouts(self, rows: Sequence[RolloutRow]) -> None:
+        """Upsert rollouts on (user_id, job_id, generation, group_index, completion_index): a replay never
+        duplicates one; the per-step summary follows in the same transaction."""
 
     def start_job(
         self,
@@ -81,6 +85,18 @@ class Store(Protocol):
     def group_trends(self, job_id: str, field: str) -> pd.DataFrame:
         """Per round and per value of the rows' metadata `field` (`GROUP_COLUMNS` and a user scorer's
         `avg_<name>`), ordered by step then group; rows without the field form the group None."""
+
+    def rollout_trends(self, job_id: str) -> RolloutTrends:
+        """The job's rollouts aggregated per step, and per step and reward function, from the summary."""
+
+    def rollout_prompts(self, job_id: str, *, limit: int = 500) -> pd.DataFrame:
+        """The job's prompts (`ROLLOUT_PROMPT_COLUMNS`), first seen first, at most `limit` (1 to 1000)."""
+
+    def prompt_rollouts(self, job_id: str, prompt_id: str, *, limit: int = 1000) -> pd.DataFrame:
+        """One prompt's rollouts (`ROLLOUT_COLUMNS`) at every step, by step, group and completion."""
+
+    def step_rollouts(self, job_id: str, step: int, *, best: bool = True, limit: int = 5) -> pd.DataFrame:
+        """A step's `limit` rollouts with the highest (`best`) or lowest total reward (nulls last)."""
 
     def close(self) -> None:
         """Release connections."""

@@ -53,6 +53,51 @@ class PredictionRow:
 
 
 @dataclass(frozen=True, slots=True)
+class RolloutRow:
+    """One completion an RL trainer generated and rewarded: a row of `training_rollouts`.
+
+    `generation` numbers the trainer's generation batches, `group_index` the prompt's group within one
+    and `completion_index` the completion within its group: with the owner and job, the natural key.
+    `rewards` holds each reward function's value by name, `reward` the weighted total the trainer
+    used; the metric columns and `scores` are filled only when the dataset had a ground truth.
+    """
+
+    job_id: str
+    step: int
+    generation: int
+    group_index: int
+    completion_index: int
+    prompt_id: str
+    prompt: str
+    completion: str
+    rewards: dict[str, float | None]
+    reward: float | None
+    completion_tokens: int
+    truncated: bool
+    ground_truth: str | None = None
+    exact_match: float | None = None
+    char_error_rate: float | None = None
+    length_ratio: float | None = None
+    word_overlap: float | None = None
+    scores: dict[str, float | None] | None = None
+    user_id: str | None = None
+    text_replacements: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+
+@dataclass(frozen=True)
+class RolloutTrends:
+    """A job's rollouts summarised per step (`ROLLOUT_STEP_COLUMNS`), and per step and reward
+    function (`REWARD_TREND_COLUMNS`, long form), both ordered by step; read from the SQL summary."""
+
+    job_id: str
+    steps: pd.DataFrame
+    rewards: pd.DataFrame
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """A training run as the job picker shows it; jobs known only from prediction rows have no name."""
 

@@ -21,16 +21,28 @@ import pandas as pd
 
 from predictions.errors import StoreError, StoreUnavailableError
 from predictions.scoring.metrics import METRICS, PRIMARY_METRIC
-from predictions.store.checks import check_group_field, check_metric, check_page_args, check_status
+from predictions.store.checks import (
+    check_group_field,
+    check_limit,
+    check_metric,
+    check_page_args,
+    check_status,
+)
 from predictions.store.frames import (
     GROUP_COLUMNS,
     MATRIX_COLUMNS,
     PREDICTION_COLUMNS,
+    ROLLOUT_COLUMNS,
+    ROLLOUT_PROMPT_COLUMNS,
+    ROLLOUT_SUMMARY_COLUMNS,
     ROUND_COLUMNS,
     SORTABLE_COLUMNS,
     TREND_COLUMNS,
     clean_scores,
     from_json,
+    reward_trends_frame,
+    rollout_frame,
+    rollout_steps_frame,
     to_frame,
     to_json_text,
     with_custom_aggregates,
@@ -41,6 +53,8 @@ from predictions.store.records import (
     Job,
     PredictionPage,
     PredictionRow,
+    RolloutRow,
+    RolloutTrends,
     Trends,
     make_trends,
     overall_improvement,
@@ -98,6 +112,42 @@ ON CONFLICT (user_id, id) DO UPDATE SET updated_at = excluded.updated_at,
 """A finish that arrives before its job's start (replayed after an outage) creates the job, finished;
 a job started for another owner (a `user_id` given to start_job) is finished as that owner's."""
 
+ROLLOUT_WRITE_COLUMNS = (
+    "job_id",
+    "user_id",
+    "step",
+    "generation",
+    "group_index",
+    "completion_index",
+    "prompt_id",
+    "prompt",
+    "completion",
+    "rewards",
+    "reward",
+    "completion_tokens",
+    "truncated",
+    "ground_truth",
+    *METRICS,
+    "scores",
+    "text_replacements",
+)
+ROLLOUT_KEY = ("user_id", "job_id", "generation", "group_index", "completion_index")
+UPSERT_ROLLOUT = f"""
+INSERT INTO training_rollouts (id, {", ".join(ROLLOUT_WRITE_COLUMNS)}, created_at)
+VALUES ({", ".join("?" * (len(ROLLOUT_WRITE_COLUMNS) + 2))})
+ON CONFLICT ({", ".join(ROLLOUT_KEY)}) DO UPDATE SET
+    {", ".join(f"{c} = excluded.{c}" for c in ROLLOUT_WRITE_COLUMNS if c not in ROLLOUT_KEY)}
+"""
+SELECT_ROLLOUTS = f"SELECT {', '.join(ROLLOUT_COLUMNS)}, scores FROM training_rollouts"
+ROLLOUT_STEPS = (
+    f"SELECT {', '.join(ROLLOUT_SUMMARY_COLUMNS)}, rewards FROM training_rollout_steps "
+    "WHERE job_id = ? ORDER BY step"
+)
+ROLLOUT_PROMPTS = """
+SELECT prompt_id, MIN(prompt), MIN(ground_truth), COUNT(*), MIN(step), MAX(step)
+FROM training_rollouts WHERE job_id = ? GROUP BY prompt_id ORDER BY MIN(step), prompt_id LIMIT ?
+"""
+
 TRENDS = f"SELECT {', '.join(TREND_COLUMNS)}, scores FROM training_rounds WHERE job_id = ? ORDER BY step"
 ROUNDS = f"SELECT {', '.join(ROUND_COLUMNS)} FROM training_rounds WHERE job_id = ? ORDER BY step"
 
@@ -145,6 +195,17 @@ def _write_values(row: PredictionRow) -> tuple:
     )
 
 
+def _rollout_values(row: RolloutRow) -> tuple:
+    """A rollout's values in ROLLOUT_WRITE_COLUMNS order, owned by the local user when nobody is named."""
+    data = row.as_dict()
+    data["user_id"] = data["user_id"] or LOCAL_USER_ID
+    data["rewards"] = to_json_text(clean_scores(data["rewards"]) or {})
+    data["scores"] = to_json_text(clean_scores(data["scores"]))
+    data["reward"] = clean_scores({"reward": data["reward"]})["reward"]
+    data["truncated"] = int(bool(data["truncated"]))
+    return tuple(data[column] for column in ROLLOUT_WRITE_COLUMNS)
+
+
 def metric_sql(metric: str) -> str:
     """A metric's value in SQL: its column, or a user scorer's value from the `scores` JSON."""
     check_metric(metric)
@@ -186,6 +247,11 @@ class SQLiteStore:
         now = utc_now()
         values = [(str(uuid.uuid4()), *_write_values(row), now) for row in rows]
         self._write(lambda c: c.executemany(UPSERT_PREDICTION, values))
+
+    def write_rollouts(self, rows: Sequence[RolloutRow]) -> None:
+        now = utc_now()
+        values = [(str(uuid.uuid4()), *_rollout_values(row), now) for row in rows]
+        self._write(lambda c: c.executemany(UPSERT_ROLLOUT, values))
 
     def start_job(
         self,
@@ -298,6 +364,33 @@ class SQLiteStore:
         total = self._query(f"SELECT COUNT(*) FROM training_predictions WHERE {where}", params)[0][0]
         return PredictionPage(rows, total, offset, limit)
 
+    def rollout_trends(self, job_id: str) -> RolloutTrends:
+        records = self._query(ROLLOUT_STEPS, (job_id,))
+        steps = rollout_steps_frame([record[:-1] for record in records])
+        rewards = reward_trends_frame([record[0] for record in records], [record[-1] for record in records])
+        return RolloutTrends(job_id, steps, rewards)
+
+    def rollout_prompts(self, job_id: str, *, limit: int = 500) -> pd.DataFrame:
+        check_limit(limit)
+        return self._frame(ROLLOUT_PROMPTS, (job_id, limit), ROLLOUT_PROMPT_COLUMNS)
+
+    def prompt_rollouts(self, job_id: str, prompt_id: str, *, limit: int = 1000) -> pd.DataFrame:
+        check_limit(limit)
+        sql = (
+            f"{SELECT_ROLLOUTS} WHERE job_id = ? AND prompt_id = ? "
+            "ORDER BY step, generation, group_index, completion_index LIMIT ?"
+        )
+        return self._rollouts(sql, (job_id, prompt_id, limit))
+
+    def step_rollouts(self, job_id: str, step: int, *, best: bool = True, limit: int = 5) -> pd.DataFrame:
+        check_limit(limit)
+        order = "DESC" if best else "ASC"
+        sql = (
+            f"{SELECT_ROLLOUTS} WHERE job_id = ? AND step = ? "
+            f"ORDER BY reward IS NULL, reward {order}, generation, group_index, completion_index LIMIT ?"
+        )
+        return self._rollouts(sql, (job_id, int(step), limit))
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
@@ -356,6 +449,10 @@ class SQLiteStore:
         records = self._query(sql, params)
         rows = to_frame([record[:-1] for record in records], PREDICTION_COLUMNS)
         return with_score_columns(rows, [record[-1] for record in records])
+
+    def _rollouts(self, sql: str, params: Sequence[Any]) -> pd.DataFrame:
+        records = self._query(sql, params)
+        return rollout_frame([record[:-1] for record in records], [record[-1] for record in records])
 
     def _job_config(self, job_id: str) -> dict[str, Any]:
         found = self._query("SELECT config FROM training_jobs WHERE id = ?", (job_id,))

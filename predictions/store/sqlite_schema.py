@@ -9,6 +9,10 @@ then linear in its size; a per-row recompute made a 2,000-row round quadratic (1
 outside the store are summarised at its next write or open. Metric columns come from the registry; the values
 of user scorers live in the JSON `scores` column and are summarised per round as JSON
 (`{name: {avg, min, max, count}}`) in the summary's own `scores` column.
+
+`training_rollout_steps` does the same for `training_rollouts` (an RL trainer's completions): per
+owner, job and step, the reward, completion length and metric aggregates, each reward function's
+as JSON (`{name: {count, avg, var, min, max}}`), and how many groups had all-equal rewards.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sqlite3
 from predictions.scoring.metrics import METRICS, PRIMARY_METRIC
 
 METRIC_COLUMNS = "".join(f"    {name} REAL,\n" for name in METRICS)
+AVERAGE_COLUMNS = "".join(f"    avg_{name} REAL,\n" for name in METRICS)
 
 TABLES = f"""
 CREATE TABLE IF NOT EXISTS training_jobs (
@@ -49,6 +54,51 @@ CREATE TABLE IF NOT EXISTS training_predictions (
     created_at TEXT NOT NULL,
     UNIQUE (user_id, job_id, step, sample_index)
 );
+CREATE TABLE IF NOT EXISTS training_rollouts (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    group_index INTEGER NOT NULL,
+    completion_index INTEGER NOT NULL,
+    prompt_id TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    completion TEXT NOT NULL,
+    rewards TEXT,
+    reward REAL,
+    completion_tokens INTEGER NOT NULL,
+    truncated INTEGER NOT NULL DEFAULT 0,
+    ground_truth TEXT,
+{METRIC_COLUMNS}    scores TEXT,
+    text_replacements INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    UNIQUE (user_id, job_id, generation, group_index, completion_index)
+);
+CREATE INDEX IF NOT EXISTS idx_training_rollouts_job_step ON training_rollouts (job_id, step);
+CREATE INDEX IF NOT EXISTS idx_training_rollouts_job_prompt ON training_rollouts (job_id, prompt_id);
+CREATE TABLE IF NOT EXISTS training_rollout_steps (
+    user_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    rollout_count INTEGER NOT NULL,
+    group_count INTEGER NOT NULL,
+    zero_std_groups INTEGER NOT NULL,
+    avg_reward REAL,
+    var_reward REAL,
+    min_reward REAL,
+    max_reward REAL,
+    avg_completion_tokens REAL,
+    var_completion_tokens REAL,
+    min_completion_tokens REAL,
+    max_completion_tokens REAL,
+    truncated_count INTEGER NOT NULL,
+    scored_count INTEGER NOT NULL,
+{AVERAGE_COLUMNS}    rewards TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    last_write TEXT NOT NULL,
+    PRIMARY KEY (user_id, job_id, step)
+) WITHOUT ROWID;
 """
 
 INDEXES = (
@@ -134,6 +184,48 @@ def _mark_round(row: str) -> str:
         SELECT 1 FROM training_rounds_pending WHERE job_id = {row}.job_id AND step = {row}.step);"""
 
 
+ROLLOUT_STEP = "g.user_id = r.user_id AND g.job_id = r.job_id AND g.step = r.step"
+
+REWARDS_SUMMARY = f"""(
+    SELECT json_group_object(key, json_object('count', n, 'avg', a, 'var', v, 'min', low, 'max', high))
+    FROM (
+        SELECT s.key, COUNT(s.value) AS n, AVG(s.value) AS a,
+               AVG(s.value * s.value) - AVG(s.value) * AVG(s.value) AS v, MIN(s.value) AS low,
+               MAX(s.value) AS high
+        FROM training_rollouts AS g, json_each(g.rewards) AS s
+        WHERE {ROLLOUT_STEP}
+        GROUP BY s.key
+    )
+)"""
+
+SUMMARIZE_ROLLOUTS = f"""
+SELECT r.user_id, r.job_id, r.step, COUNT(*),
+       (SELECT COUNT(*) FROM (SELECT 1 FROM training_rollouts AS g WHERE {ROLLOUT_STEP}
+                              GROUP BY g.generation, g.group_index)),
+       (SELECT COUNT(*) FROM (SELECT 1 FROM training_rollouts AS g WHERE {ROLLOUT_STEP}
+                              GROUP BY g.generation, g.group_index HAVING MIN(g.reward) = MAX(g.reward))),
+       AVG(r.reward), AVG(r.reward * r.reward) - AVG(r.reward) * AVG(r.reward), MIN(r.reward), MAX(r.reward),
+       AVG(r.completion_tokens),
+       AVG(r.completion_tokens * r.completion_tokens) - AVG(r.completion_tokens) * AVG(r.completion_tokens),
+       MIN(r.completion_tokens), MAX(r.completion_tokens), SUM(r.truncated), COUNT(r.{PRIMARY_METRIC}),
+       {", ".join(f"AVG(r.{name})" for name in METRICS)}, COALESCE({REWARDS_SUMMARY}, '{{}}'),
+       MIN(r.created_at), MAX(r.created_at)
+FROM training_rollouts AS r
+"""
+"""Population variances, E[x^2] - E[x]^2, since SQLite has no standard deviation; the reader takes roots."""
+
+
+def _refresh_rollout_step(row: str) -> str:
+    """Trigger body that recomputes the step of `row` (NEW or OLD) from its rollouts."""
+    return f"""
+    DELETE FROM training_rollout_steps
+    WHERE user_id = {row}.user_id AND job_id = {row}.job_id AND step = {row}.step;
+    INSERT INTO training_rollout_steps {SUMMARIZE_ROLLOUTS}
+    WHERE r.user_id = {row}.user_id AND r.job_id = {row}.job_id AND r.step = {row}.step
+    GROUP BY r.user_id, r.job_id, r.step;
+    """
+
+
 TRIGGERS = {
     "training_rounds_on_insert": f"""AFTER INSERT ON training_predictions
     BEGIN {_mark_round("NEW")} END""",
@@ -141,6 +233,14 @@ TRIGGERS = {
     BEGIN {_mark_round("OLD")} {_mark_round("NEW")} END""",
     "training_rounds_on_delete": f"""AFTER DELETE ON training_predictions
     BEGIN {_mark_round("OLD")} END""",
+    "training_rollout_steps_on_insert": f"""AFTER INSERT ON training_rollouts
+    BEGIN {_refresh_rollout_step("NEW")} END""",
+    "training_rollout_steps_on_update": f"""AFTER UPDATE ON training_rollouts
+    BEGIN {_refresh_rollout_step("OLD")} {_refresh_rollout_step("NEW")} END""",
+    "training_rollout_steps_on_delete": f"""AFTER DELETE ON training_rollouts
+    BEGIN {_refresh_rollout_step("OLD")} END""",
+    "training_rollouts_with_their_job": """AFTER DELETE ON training_jobs
+    BEGIN DELETE FROM training_rollouts WHERE user_id = OLD.user_id AND job_id = OLD.id; END""",
 }
 
 PENDING = "(job_id, step) IN (SELECT job_id, step FROM training_rounds_pending)"

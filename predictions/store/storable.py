@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from predictions.store.records import PredictionRow
+from predictions.store.records import PredictionRow, RolloutRow
 
 REPLACEMENT = "\ufffd"
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -39,6 +39,16 @@ def storable_row(row: PredictionRow) -> PredictionRow:
     """The row with storable prompt, ground truth and prediction, its replacement count added up."""
     texts, count = storable_fields(
         prompt=row.prompt, ground_truth=row.ground_truth, prediction=row.prediction
+    )
+    if not count:
+        return row
+    return dataclasses.replace(row, **texts, text_replacements=row.text_replacements + count)
+
+
+def storable_rollout(row: RolloutRow) -> RolloutRow:
+    """The rollout with storable prompt, prompt id, completion and ground truth, replacements counted."""
+    texts, count = storable_fields(
+        prompt=row.prompt, prompt_id=row.prompt_id, completion=row.completion, ground_truth=row.ground_truth
     )
     if not count:
         return row

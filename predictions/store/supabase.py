@@ -29,26 +29,45 @@ from supabase_auth.errors import AuthRetryableError
 from predictions.errors import AuthError, ConfigError, StoreError, StoreUnavailableError
 from predictions.scoring.metrics import METRICS
 from predictions.store import ingest_keys
-from predictions.store.checks import check_group_field, check_metric, check_page_args, check_status
+from predictions.store.checks import (
+    check_group_field,
+    check_limit,
+    check_metric,
+    check_page_args,
+    check_status,
+)
 from predictions.store.frames import (
     GROUP_COLUMNS,
     MATRIX_COLUMNS,
     PREDICTION_COLUMNS,
+    ROLLOUT_PROMPT_COLUMNS,
     ROUND_COLUMNS,
     TREND_COLUMNS,
     clean_scores,
     group_frame,
+    reward_trends_frame,
+    rollout_frame,
+    rollout_steps_frame,
     to_frame,
     with_custom_aggregates,
     with_score_columns,
 )
 from predictions.store.ingest_keys import IngestKey
-from predictions.store.records import Job, PredictionPage, PredictionRow, Trends, make_trends
+from predictions.store.records import (
+    Job,
+    PredictionPage,
+    PredictionRow,
+    RolloutRow,
+    RolloutTrends,
+    Trends,
+    make_trends,
+)
 from supabase import Client, ClientOptions, SupabaseException, create_client
 
 USER_ID_ENV = "PREDICTIONS_USER_ID"
 NATURAL_KEY = "user_id,job_id,step,sample_index"
 JOB_KEY = "user_id,id"
+ROLLOUT_KEY = "user_id,job_id,generation,group_index,completion_index"
 """Job ids are scoped per owner: both keys start with the owner (shared DESIGN.md)."""
 CHUNK_ROWS = 1000
 """Rows per upsert request: one round is one request; a huge write is split to keep bodies small."""
@@ -62,7 +81,11 @@ Postgres classes 08 (connection), 40 (deadlock, serialization), 53 (resources), 
 statement timeout), 58 (system I/O), and HTTP 5xx from a gateway. Every other code (4xx, 22 data,
 23 constraint, 42 schema) is a refusal for good."""
 
-INGEST_UPSERTS = {"training_predictions": "ingest_write_predictions", "training_jobs": "ingest_start_job"}
+INGEST_UPSERTS = {
+    "training_predictions": "ingest_write_predictions",
+    "training_jobs": "ingest_start_job",
+    "training_rollouts": "ingest_write_rollouts",
+}
 """The function that does a table's upsert for an ingest key (a trainer holds no table rights)."""
 
 JOB_FIELDS = (
@@ -157,6 +180,19 @@ def prediction_record(row: PredictionRow, owner: str) -> dict[str, Any]:
     record.update({metric: json_number(getattr(row, metric)) for metric in METRICS})
     record["scores"] = clean_scores(row.scores)
     record["metadata"] = json.loads(json.dumps(row.metadata, default=str)) if row.metadata else None
+    return record
+
+
+def rollout_record(row: RolloutRow, owner: str) -> dict[str, Any]:
+    record = {
+        name: getattr(row, name) for name in ("job_id", "prompt_id", "prompt", "completion", "ground_truth")
+    }
+    for name in ("step", "generation", "group_index", "completion_index", "completion_tokens"):
+        record[name] = int(getattr(row, name))
+    record.update(user_id=owner, truncated=bool(row.truncated), text_replacements=int(row.text_replacements))
+    record.update({metric: json_number(getattr(row, metric)) for metric in (*METRICS, "reward")})
+    record["rewards"] = clean_scores(row.rewards) or {}
+    record["scores"] = clean_scores(row.scores)
     return record
 
 
@@ -308,6 +344,17 @@ class SupabaseStore:
         for start in range(0, len(batch), self.chunk_rows):
             self._upsert("training_predictions", batch[start : start + self.chunk_rows], NATURAL_KEY)
 
+    def write_rollouts(self, rows: Sequence[RolloutRow]) -> None:
+        """One bulk upsert on the rollouts' natural key (the last of duplicate keys wins)."""
+        records = {}
+        for row in rows:
+            owner = self._owner(row.user_id)
+            key = (owner, row.job_id, row.generation, row.group_index, row.completion_index)
+            records[key] = rollout_record(row, owner)
+        batch = list(records.values())
+        for start in range(0, len(batch), self.chunk_rows):
+            self._upsert("training_rollouts", batch[start : start + self.chunk_rows], ROLLOUT_KEY)
+
     def start_job(
         self,
         job_id: str,
@@ -413,6 +460,40 @@ class SupabaseStore:
             to_frame(records, PREDICTION_COLUMNS), [record.get("scores") for record in records]
         )
         return PredictionPage(rows, int(result["total_count"]), offset, limit)
+
+    def rollout_trends(self, job_id: str) -> RolloutTrends:
+        records = self._rpc("rollout_trends", p_job_id=job_id, p_user_id=self._reader())
+        steps = rollout_steps_frame(records)
+        rewards = reward_trends_frame([r["step"] for r in records], [r["rewards"] for r in records])
+        return RolloutTrends(job_id, steps, rewards)
+
+    def rollout_prompts(self, job_id: str, *, limit: int = 500) -> pd.DataFrame:
+        check_limit(limit)
+        records = self._rpc("rollout_prompts", p_job_id=job_id, p_limit=limit, p_user_id=self._reader())
+        return to_frame(records, ROLLOUT_PROMPT_COLUMNS)
+
+    def prompt_rollouts(self, job_id: str, prompt_id: str, *, limit: int = 1000) -> pd.DataFrame:
+        check_limit(limit)
+        records = self._rpc(
+            "prompt_rollouts", p_job_id=job_id, p_prompt_id=prompt_id, p_limit=limit, p_user_id=self._reader()
+        )
+        return self._rollouts(records)
+
+    def step_rollouts(self, job_id: str, step: int, *, best: bool = True, limit: int = 5) -> pd.DataFrame:
+        check_limit(limit)
+        records = self._rpc(
+            "step_rollouts",
+            p_job_id=job_id,
+            p_step=int(step),
+            p_best=bool(best),
+            p_limit=limit,
+            p_user_id=self._reader(),
+        )
+        return self._rollouts(records)
+
+    @staticmethod
+    def _rollouts(records: list[dict[str, Any]]) -> pd.DataFrame:
+        return rollout_frame(records, [record.get("scores") for record in records])
 
     def close(self) -> None:
         """Close the HTTP connections of the REST and Auth clients."""

@@ -1,0 +1,188 @@
+"""`RolloutRecorder`'s hooks and wrappers called directly, as GRPOTrainer calls them, with a real
+`TrainerState`: values handed back unchanged, rows built once per batch, options checked at construction."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+
+import pytest
+import torch
+from transformers import TrainerControl, TrainerState
+from trl import GRPOConfig
+
+from predictions import ConfigError, RolloutRecorder
+from tests import helpers_training as h
+
+
+def config(tmp_path, **overrides) -> GRPOConfig:
+    options = {"output_dir": str(tmp_path), "report_to": [], "use_cpu": True, "num_generations": 2}
+    return GRPOConfig(**{**options, "per_device_train_batch_size": 4, **overrides})
+
+
+def begin(recorder, tmp_path, **overrides):
+    state = TrainerState(is_world_process_zero=True)
+    tok = h.tokenizer()
+    model = h.model(tok=tok)
+    model.train()
+    recorder.on_train_begin(
+        config(tmp_path, **overrides), state, TrainerControl(), model=model, processing_class=tok
+    )
+    return state, tok, model
+
+
+def reward_call(state, tok, completions=("ab", "ba", "cd", "dc"), **columns):
+    ids = [tok(text, add_special_tokens=False)["input_ids"] for text in completions]
+    return {
+        "prompts": ["x=", "x=", "y=", "y="],
+        "completions": list(completions),
+        "completion_ids": ids,
+        "answer": ["ab", "ab", "dc", "dc"],
+        "trainer_state": state,
+        "log_extra": lambda *a: None,
+        "log_metric": lambda *a: None,
+        **columns,
+    }
+
+
+def exact(prompts, completions, answer, **kwargs):
+    return [float(c == a) for c, a in zip(completions, answer, strict=True)]
+
+
+def length(completions, **kwargs):
+    return [float(len(c)) for c in completions]
+
+
+def test_values_go_back_unchanged_and_one_row_per_rollout_once_both_functions_scored(tmp_path, sqlite_store):
+    recorder = RolloutRecorder(store=sqlite_store)
+    first, second = recorder.wrap([exact, length])
+    assert (first.__name__, second.__name__) == ("exact", "length")  # TRL logs rewards/<name>
+    state, tok, _ = begin(recorder, tmp_path)
+    kwargs = reward_call(state, tok)
+    assert first(**kwargs) == [1.0, 0.0, 0.0, 1.0]
+    assert second(**kwargs) == [2.0, 2.0, 2.0, 2.0]
+    recorder.on_train_end(config(tmp_path), state, TrainerControl())
+    rows = sqlite_store.step_rollouts(recorder.job_id, 1, limit=10)
+    assert len(rows) == 4
+    assert sorted(map(tuple, rows[["group_index", "completion_index"]].values.tolist())) == [
+        (0, 0), (0, 1), (1, 0), (1, 1)
+    ]  # fmt: skip
+    assert rows["reward"].tolist() == [3.0, 3.0, 2.0, 2.0]
+    assert rows["exact_match"].tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert rows["prompt_id"].str.startswith("sha1:").all() and rows["prompt_id"].nunique() == 2
+
+
+def test_the_dataset_id_names_the_prompt_and_user_scorers_see_the_row(tmp_path, sqlite_store):
+    seen = []
+
+    def mine(prediction, ground_truth, sample):
+        seen.append(sample["id"])
+        return len(prediction)
+
+    recorder = RolloutRecorder(store=sqlite_store, scorers={"chars": mine})
+    (wrapped,) = recorder.wrap([exact])
+    state, tok, _ = begin(recorder, tmp_path)
+    wrapped(**reward_call(state, tok, id=["a", "a", "b", "b"]))
+    recorder.on_train_end(config(tmp_path), state, TrainerControl())
+    rows = sqlite_store.prompt_rollouts(recorder.job_id, "b")
+    assert rows["completion"].tolist() == ["cd", "dc"] and rows["chars"].tolist() == [2.0, 2.0]
+    assert seen == ["a", "a", "b", "b"]
+
+
+def test_async_and_partial_functions_keep_their_kind_and_name(tmp_path, sqlite_store):
+    async def judge(completions, **kwargs):
+        return [0.5] * len(completions)
+
+    recorder = RolloutRecorder(store=sqlite_store)
+    wrapped_judge, wrapped_partial = recorder.wrap([judge, functools.partial(length)])
+    assert asyncio.iscoroutinefunction(wrapped_judge) and wrapped_partial.__name__ == "length"
+    state, tok, _ = begin(recorder, tmp_path)
+    kwargs = reward_call(state, tok)
+    wrapped_partial(**kwargs)
+    assert asyncio.run(wrapped_judge(**kwargs)) == [0.5] * 4
+    recorder.on_train_end(config(tmp_path), state, TrainerControl())
+    assert sqlite_store.rollout_trends(recorder.job_id).rewards["name"].unique().tolist() == [
+        "judge",
+        "length",
+    ]
+
+
+def test_evaluation_rollouts_are_not_stored(tmp_path, sqlite_store):
+    recorder = RolloutRecorder(store=sqlite_store)
+    (wrapped,) = recorder.wrap([exact])
+    state, tok, model = begin(recorder, tmp_path)
+    model.eval()
+    assert wrapped(**reward_call(state, tok)) == [1.0, 0.0, 0.0, 1.0]
+    recorder.on_train_end(config(tmp_path), state, TrainerControl())
+    assert sqlite_store.rollout_prompts(recorder.job_id).empty
+
+
+def test_a_failure_to_record_is_logged_and_training_gets_its_values(tmp_path, sqlite_store, caplog):
+    recorder = RolloutRecorder(store=sqlite_store)
+    (wrapped,) = recorder.wrap([length])
+    state, tok, _ = begin(recorder, tmp_path)
+    broken = reward_call(state, tok, answer=["ab"])  # a column shorter than the batch
+    with caplog.at_level(logging.ERROR):
+        assert wrapped(**broken) == [2.0, 2.0, 2.0, 2.0]
+    assert "could not be recorded" in caplog.text
+    recorder.on_train_end(config(tmp_path), state, TrainerControl())
+    assert sqlite_store.rollout_prompts(recorder.job_id).empty
+
+
+def test_a_reward_call_before_train_begin_names_the_missing_callback():
+    recorder = RolloutRecorder()
+    (wrapped,) = recorder.wrap([exact])
+    with pytest.raises(ConfigError, match=r"callbacks=\[recorder\]"):
+        wrapped(prompts=["a"], completions=["a"], answer=["a"])
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"max_groups": 0}, "max_groups=0"),
+        ({"every_n_generations": True}, "every_n_generations=True"),
+        ({"job_id": " "}, "job_id=' '"),
+        ({"store": "sqlite"}, "store='sqlite'"),
+        ({"scorers": {"bad name": len}}, "bad name"),
+    ],
+)
+def test_bad_options_fail_at_construction_naming_the_option(options, named):
+    with pytest.raises(ConfigError, match=named):
+        RolloutRecorder(**options)
+
+
+def test_reward_models_and_duplicate_names_are_refused_by_wrap():
+    with pytest.raises(ConfigError, match=r"nn\.Module"):
+        RolloutRecorder().wrap([torch.nn.Linear(1, 1)])
+    with pytest.raises(ConfigError, match="distinct"):
+        RolloutRecorder().wrap([exact, exact])
+
+
+def test_a_trainer_without_groups_is_refused_at_train_begin(tmp_path, sqlite_store):
+    recorder = RolloutRecorder(store=sqlite_store)
+    recorder.wrap([exact])
+    with pytest.raises(ConfigError, match="GRPOConfig"):
+        recorder.on_train_begin(h.arguments(tmp_path), TrainerState(), TrainerControl())
+
+
+def test_rollouts_outlive_a_locked_store_and_a_poison_row_is_quarantined_alone(tmp_path):
+    from predictions.delivery.spool import quarantine_path
+    from predictions.delivery.writer import Writer
+    from predictions.store import SQLiteStore
+    from tests.test_security import rollouts
+
+    db = tmp_path / "p.db"
+    store = SQLiteStore(db, timeout_s=0.05)
+    good, other = rollouts("rl")
+    poison = dataclasses.replace(other, completion_index=7, prompt=None)  # NOT NULL: refused for good
+    with h.locked(db):
+        writer = Writer(store, retries=1, backoff_s=0.01)
+        writer.write_rollouts([good, poison, other])
+        writer.close()  # stored nothing: every call is in the spool
+    assert store.rollout_prompts("rl").empty and writer.spool_path.exists()
+    Writer(store).close()  # the next writer replays the spool first
+    assert store.prompt_rollouts("rl", "q0")["completion_index"].tolist() == [0, 1]
+    quarantined = quarantine_path(writer.spool_path).read_text()
+    assert '"completion_index": 7' in quarantined and '"completion_index": 0' not in quarantined
