@@ -10,7 +10,8 @@ from postgrest import APIError
 from predictions.errors import AuthError
 from predictions.store.protocol import sign_in_of, signed_in_email
 from predictions.store.records import PredictionRow
-from predictions.store.supabase import SupabaseStore, jwt_claims
+from predictions.store.supabase import SupabaseStore
+from predictions.store.supabase_rest import jwt_claims
 from supabase import create_client
 from tests.pg_fixtures import EMAIL_A, EMAIL_B, PASSWORD, USER_A, USER_B, service_store
 from tests.postgrest_server import TOKEN_LIFETIME_S

@@ -10,7 +10,8 @@ import pytest
 from predictions.errors import AuthError, ConfigError, StoreError, StoreUnavailableError
 from predictions.store import open_store
 from predictions.store.records import PredictionRow
-from predictions.store.supabase import SupabaseStore, key_role
+from predictions.store.supabase import SupabaseStore
+from predictions.store.supabase_rest import key_role
 from tests.pg_fixtures import USER_A, acting_as, service_store, user_store
 from tests.postgrest_server import api_key, sign
 

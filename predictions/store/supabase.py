@@ -6,27 +6,24 @@ key, which sees and writes every row, owned by the user named in PREDICTIONS_USE
 on the dashboard sees nothing until a user signs in with Supabase Auth, then that user's rows only;
 the session is refreshed before it expires. The SQL functions live in `supabase/migrations/`; they
 aggregate in Postgres and return one JSON value each, so PostgREST's row cap never truncates a read.
+
+This module is the store (what to write and read, and whose rows they are); `supabase_rest` sends
+requests and names their errors, `supabase_session` keeps the signed-in user's session fresh.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pandas as pd
-from postgrest import APIError, ReturnMethod
-from supabase_auth.errors import AuthError as SupabaseAuthError
-from supabase_auth.errors import AuthRetryableError
 
-from predictions.errors import AuthError, ConfigError, StoreError, StoreUnavailableError
+from predictions.errors import AuthError, ConfigError
 from predictions.scoring.metrics import METRICS
 from predictions.store import ingest_keys
 from predictions.store.checks import (
@@ -62,24 +59,15 @@ from predictions.store.records import (
     Trends,
     make_trends,
 )
-from supabase import Client, ClientOptions, SupabaseException, create_client
+from predictions.store.supabase_rest import Rest, key_role, make_client
+from predictions.store.supabase_session import USER_ID_ENV, Session, check_user_id
 
-USER_ID_ENV = "PREDICTIONS_USER_ID"
 NATURAL_KEY = "user_id,job_id,step,sample_index"
 JOB_KEY = "user_id,id"
 ROLLOUT_KEY = "user_id,job_id,generation,group_index,completion_index"
 """Job ids are scoped per owner: both keys start with the owner (shared DESIGN.md)."""
 CHUNK_ROWS = 1000
 """Rows per upsert request: one round is one request; a huge write is split to keep bodies small."""
-
-AUTH_CODES = frozenset({"42501", "PGRST300", "PGRST301", "PGRST302", "PGRST303", "401", "403"})
-"""PostgREST/Postgres codes meaning "not allowed": bad or expired JWT, missing privilege, RLS."""
-UNAVAILABLE_CODES = frozenset({"PGRST000", "PGRST001", "PGRST002", "PGRST003", "55P03", "408", "429"})
-UNAVAILABLE_CLASSES = ("08", "40", "53", "57", "58")
-"""Codes of a database or gateway that is down, overloaded or timing out right now: worth retrying.
-Postgres classes 08 (connection), 40 (deadlock, serialization), 53 (resources), 57 (shutdown,
-statement timeout), 58 (system I/O), and HTTP 5xx from a gateway. Every other code (4xx, 22 data,
-23 constraint, 42 schema) is a refusal for good."""
 
 INGEST_UPSERTS = {
     "training_predictions": "ingest_write_predictions",
@@ -103,58 +91,6 @@ JOB_FIELDS = (
     "round_count",
     "last_active",
 )
-
-
-def jwt_claims(token: str) -> dict[str, Any] | None:
-    """The claims of a JWT, unverified (the server verifies it); None when it is not a JWT."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
-        claims = json.loads(payload)
-    except (binascii.Error, ValueError):
-        return None
-    return claims if isinstance(claims, dict) else None
-
-
-def key_role(key: str) -> str:
-    """`anon` or `service_role` (or another role a custom JWT names), from a Supabase API key."""
-    if key.startswith("sb_publishable_"):
-        return "anon"
-    if key.startswith("sb_secret_"):
-        return "service_role"
-    role = (jwt_claims(key) or {}).get("role")
-    if not isinstance(role, str) or not role:
-        raise ConfigError(
-            "SUPABASE_KEY is not a Supabase API key: expected the project's anon or service_role key "
-            "(a JWT with a role claim) or an sb_publishable_/sb_secret_ key"
-        )
-    return role
-
-
-def drop_key_authorization(client: Client, key: str) -> None:
-    """Send an sb_publishable_/sb_secret_ key as the `apikey` header only.
-
-    supabase-py also puts the project key in `Authorization: Bearer`, where PostgREST expects a JWT:
-    the new keys are not JWTs and a PostgREST reached without Supabase's gateway refuses them
-    ("Expected 3 parts in JWT"). Without a user's session, Authorization is left out.
-    """
-    if jwt_claims(key) is None and client.options.headers.get("Authorization") == f"Bearer {key}":
-        client.options.headers.pop("Authorization")
-        client.auth._headers.pop("Authorization", None)
-
-
-def check_user_id(user_id: str | None) -> str | None:
-    if user_id is None:
-        return None
-    try:
-        return str(uuid.UUID(str(user_id)))
-    except ValueError as error:
-        raise ConfigError(
-            f"{USER_ID_ENV}={user_id!r} is not a user id; valid: the UUID of a Supabase Auth user "
-            "(Authentication > Users in the Supabase dashboard)"
-        ) from error
 
 
 def json_number(value: Any) -> Any:
@@ -196,25 +132,8 @@ def rollout_record(row: RolloutRow, owner: str) -> dict[str, Any]:
     return record
 
 
-def is_unavailable_code(code: str) -> bool:
-    """True for a PostgREST, Postgres or HTTP code of an outage (see UNAVAILABLE_CLASSES)."""
-    if code in UNAVAILABLE_CODES or (len(code) == 3 and code.startswith("5") and code.isdigit()):
-        return True
-    return len(code) == 5 and code.startswith(UNAVAILABLE_CLASSES)
-
-
 def utc_now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def api_error_text(error: APIError) -> str:
-    """PostgREST's message with its code, details and hint, the way people read them."""
-    text = f"{error.message or 'request failed'} (code {error.code})"
-    if error.details:
-        text += f"; details: {error.details}"
-    if error.hint:
-        text += f"; hint: {error.hint}"
-    return text
 
 
 class SupabaseStore:
@@ -243,29 +162,23 @@ class SupabaseStore:
         self.description = f"Supabase at {self.url}"
         self.key_role = key_role(key)
         self.chunk_rows = chunk_rows
-        self.signed_in_email: str | None = None
         self._user_id = check_user_id(user_id or os.environ.get(USER_ID_ENV) or None)
-        self._session_user_id: str | None = None
         self._job_owners: dict[str, str] = {}
         self._ingest_key = ingest_key or None
         self._ingest_owner: str | None = None
-        headers = dict(ClientOptions().headers)
-        if access_token and not refresh_token:
-            claims = jwt_claims(access_token) or {}
-            self._session_user_id = check_user_id(claims.get("sub"))
-            self.signed_in_email = claims.get("email")
-            headers["Authorization"] = f"Bearer {access_token}"
-        # Sessions are refreshed by `_rest()` before each request, not by a timer thread.
-        options = ClientOptions(headers=headers, postgrest_client_timeout=timeout_s, auto_refresh_token=False)
-        try:
-            self._client: Client = create_client(self.url, key, options)
-        except SupabaseException as error:
-            raise ConfigError(f"SUPABASE_URL={url!r} is not usable: {error.message}") from error
-        drop_key_authorization(self._client, key)
-        if access_token and refresh_token:
-            self._start_session(
-                "the given session", lambda: self._client.auth.set_session(access_token, refresh_token)
-            )
+        bare_token = access_token if access_token and not refresh_token else None
+        self._client = make_client(self.url, key, access_token=bare_token, timeout_s=timeout_s)
+        self._session = Session(self._client, self.url, self.description, self.key_role)
+        if bare_token:
+            self._session.adopt(bare_token)
+        elif access_token and refresh_token:
+            self._session.restore(access_token, refresh_token)
+        self._rest = Rest(
+            self._client,
+            self.description,
+            before_request=self._session.refresh,
+            needs_sign_in=lambda: self.requires_sign_in,
+        )
         if self._ingest_key:
             self._check_ingest_key()
 
@@ -274,7 +187,12 @@ class SupabaseStore:
     @property
     def requires_sign_in(self) -> bool:
         """True with an anon key while nobody is signed in: row-level security then shows nothing."""
-        return self.key_role == "anon" and self._session_user_id is None
+        return self._session.requires_sign_in
+
+    @property
+    def signed_in_email(self) -> str | None:
+        """The signed-in user's email address, when a session names one."""
+        return self._session.email
 
     def sign_in(self, email: str, password: str) -> None:
         """Sign in with Supabase Auth (email and password); later calls see that user's rows only.
@@ -282,26 +200,7 @@ class SupabaseStore:
         Raises AuthError with a message fit to show when the credentials are refused or Supabase Auth
         cannot be reached.
         """
-        credentials = {"email": email, "password": password}
-        self._start_session(
-            f"sign-in as {email}", lambda: self._client.auth.sign_in_with_password(credentials)
-        )
-        self.signed_in_email = self.signed_in_email or email
-
-    def _start_session(self, what: str, start: Callable[[], Any]) -> None:
-        """Run a Supabase Auth call that starts a session; its user is whose rows we see from now on."""
-        try:
-            response = start()
-        except AuthRetryableError as error:
-            raise AuthError(f"cannot reach Supabase Auth at {self.url}: {error.message}") from error
-        except SupabaseAuthError as error:
-            raise AuthError(f"{what} failed: {error.message}") from error
-        except httpx.HTTPError as error:
-            raise AuthError(f"cannot reach Supabase Auth at {self.url}: {error}") from error
-        if response.session is None or response.user is None:
-            raise AuthError(f"{what} gave no session; is the email address confirmed?")
-        self._session_user_id = response.user.id
-        self.signed_in_email = response.user.email
+        self._session.sign_in(email, password)
 
     # ingest keys (a signed-in user manages them; a trainer writes with one)
 
@@ -523,7 +422,7 @@ class SupabaseStore:
 
     def _owner(self, user_id: str | None) -> str:
         """Whose rows these are: the row's own user, the signed-in user, or the configured one."""
-        owner = check_user_id(user_id) or self._ingest_owner or self._session_user_id or self._user_id
+        owner = check_user_id(user_id) or self._ingest_owner or self._session.user_id or self._user_id
         if owner is not None:
             return owner
         if self.requires_sign_in:
@@ -540,17 +439,14 @@ class SupabaseStore:
 
     def _reader(self) -> str | None:
         """Whose jobs the reads show: the signed-in or configured user; None (every owner) for an admin."""
-        return self._session_user_id or self._user_id
+        return self._session.user_id or self._user_id
 
     def _upsert(self, table: str, records: list[dict[str, Any]], on_conflict: str) -> None:
         """A bulk upsert; with an ingest key, the same rows through the function that checks the key."""
         if self._ingest_key:
             self._function(INGEST_UPSERTS[table], p_key=self._ingest_key, p_rows=records)
             return
-        request = (
-            self._rest().table(table).upsert(records, on_conflict=on_conflict, returning=ReturnMethod.minimal)
-        )
-        self._call(request.execute)
+        self._rest.upsert(table, records, on_conflict)
 
     def _rpc(self, name: str, **params: Any) -> Any:
         """Call the SQL function `predictions_<name>` and return its JSON value."""
@@ -558,42 +454,4 @@ class SupabaseStore:
 
     def _function(self, name: str, **params: Any) -> Any:
         """Call a SQL function through PostgREST's /rpc and return its JSON value."""
-        return self._call(self._rest().rpc(name, params).execute).data
-
-    def _rest(self) -> Client:
-        """The client, its Supabase Auth session refreshed first when it is about to expire.
-
-        Requests are built from the client's headers, so this runs before each request is built.
-        """
-        try:
-            self._client.auth.get_session()  # refreshes within supabase-py's EXPIRY_MARGIN (10 s)
-        except (AuthRetryableError, httpx.HTTPError) as error:
-            raise StoreUnavailableError(f"cannot reach Supabase Auth at {self.url}: {error}") from error
-        except SupabaseAuthError as error:
-            raise AuthError(
-                f"{self.description}: the session could not be refreshed ({error.message}); sign in again"
-            ) from error
-        return self._client
-
-    def _call(self, request: Callable[[], Any]) -> Any:
-        """Run a request, turning client errors into the package's named errors."""
-        try:
-            return request()
-        except APIError as error:
-            raise self._error(error) from error
-        except httpx.TransportError as error:
-            raise StoreUnavailableError(f"{self.description} cannot be reached: {error!r}") from error
-
-    def _error(self, error: APIError) -> StoreError:
-        """The named error for a PostgREST error, with its `code`, `hint` and `details` attached."""
-        code = str(error.code or "")
-        text = f"{self.description}: {api_error_text(error)}"
-        if code in AUTH_CODES:
-            prefix = "sign in first: " if self.requires_sign_in else ""
-            named: StoreError = AuthError(prefix + text)
-        elif is_unavailable_code(code):
-            named = StoreUnavailableError(text)
-        else:
-            named = StoreError(text)
-        named.code, named.hint, named.details = error.code, error.hint, error.details
-        return named
+        return self._rest.function(name, **params)

@@ -1,0 +1,161 @@
+"""The REST transport to a Supabase project: the client, its keys, and PostgREST's errors as ours.
+
+It knows no jobs or rows: `SupabaseStore` says what to call, this module says how a request is sent
+and what a failure means (`AuthError`, `StoreUnavailableError` worth retrying, or `StoreError` for
+good), keeping PostgREST's code, hint and details on the error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from postgrest import APIError, ReturnMethod
+
+from predictions.errors import AuthError, ConfigError, StoreError, StoreUnavailableError
+from supabase import Client, ClientOptions, SupabaseException, create_client
+
+AUTH_CODES = frozenset({"42501", "PGRST300", "PGRST301", "PGRST302", "PGRST303", "401", "403"})
+"""PostgREST/Postgres codes meaning "not allowed": bad or expired JWT, missing privilege, RLS."""
+UNAVAILABLE_CODES = frozenset({"PGRST000", "PGRST001", "PGRST002", "PGRST003", "55P03", "408", "429"})
+UNAVAILABLE_CLASSES = ("08", "40", "53", "57", "58")
+"""Codes of a database or gateway that is down, overloaded or timing out right now: worth retrying.
+Postgres classes 08 (connection), 40 (deadlock, serialization), 53 (resources), 57 (shutdown,
+statement timeout), 58 (system I/O), and HTTP 5xx from a gateway. Every other code (4xx, 22 data,
+23 constraint, 42 schema) is a refusal for good."""
+
+
+def jwt_claims(token: str) -> dict[str, Any] | None:
+    """The claims of a JWT, unverified (the server verifies it); None when it is not a JWT."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        claims = json.loads(payload)
+    except (binascii.Error, ValueError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def key_role(key: str) -> str:
+    """`anon` or `service_role` (or another role a custom JWT names), from a Supabase API key."""
+    if key.startswith("sb_publishable_"):
+        return "anon"
+    if key.startswith("sb_secret_"):
+        return "service_role"
+    role = (jwt_claims(key) or {}).get("role")
+    if not isinstance(role, str) or not role:
+        raise ConfigError(
+            "SUPABASE_KEY is not a Supabase API key: expected the project's anon or service_role key "
+            "(a JWT with a role claim) or an sb_publishable_/sb_secret_ key"
+        )
+    return role
+
+
+def drop_key_authorization(client: Client, key: str) -> None:
+    """Send an sb_publishable_/sb_secret_ key as the `apikey` header only.
+
+    supabase-py also puts the project key in `Authorization: Bearer`, where PostgREST expects a JWT:
+    the new keys are not JWTs and a PostgREST reached without Supabase's gateway refuses them
+    ("Expected 3 parts in JWT"). Without a user's session, Authorization is left out.
+    """
+    if jwt_claims(key) is None and client.options.headers.get("Authorization") == f"Bearer {key}":
+        client.options.headers.pop("Authorization")
+        client.auth._headers.pop("Authorization", None)
+
+
+def make_client(url: str, key: str, *, access_token: str | None, timeout_s: float) -> Client:
+    """A supabase-py client for `url`, sending `access_token` (a user's JWT) when one is given.
+
+    Sessions are refreshed before each request (`Rest.before_request`), not by a timer thread.
+    """
+    headers = dict(ClientOptions().headers)
+    if access_token:
+        headers["Authorization"] = f"Bearer {access_token}"
+    options = ClientOptions(headers=headers, postgrest_client_timeout=timeout_s, auto_refresh_token=False)
+    try:
+        client = create_client(url, key, options)
+    except SupabaseException as error:
+        raise ConfigError(f"SUPABASE_URL={url!r} is not usable: {error.message}") from error
+    drop_key_authorization(client, key)
+    return client
+
+
+def is_unavailable_code(code: str) -> bool:
+    """True for a PostgREST, Postgres or HTTP code of an outage (see UNAVAILABLE_CLASSES)."""
+    if code in UNAVAILABLE_CODES or (len(code) == 3 and code.startswith("5") and code.isdigit()):
+        return True
+    return len(code) == 5 and code.startswith(UNAVAILABLE_CLASSES)
+
+
+def api_error_text(error: APIError) -> str:
+    """PostgREST's message with its code, details and hint, the way people read them."""
+    text = f"{error.message or 'request failed'} (code {error.code})"
+    if error.details:
+        text += f"; details: {error.details}"
+    if error.hint:
+        text += f"; hint: {error.hint}"
+    return text
+
+
+class Rest:
+    """PostgREST requests through one client, each failure raised as the package's named error.
+
+    `before_request` runs before a request is built (requests take the client's headers then: a
+    session refreshed there is the one sent); `needs_sign_in` says whether an AuthError should tell
+    the user to sign in first.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        description: str,
+        *,
+        before_request: Callable[[], None],
+        needs_sign_in: Callable[[], bool],
+    ):
+        self.client = client
+        self.description = description
+        self.before_request = before_request
+        self.needs_sign_in = needs_sign_in
+
+    def function(self, name: str, **params: Any) -> Any:
+        """Call a SQL function through PostgREST's /rpc and return its JSON value."""
+        self.before_request()
+        return self.call(self.client.rpc(name, params).execute).data
+
+    def upsert(self, table: str, records: list[dict[str, Any]], on_conflict: str) -> None:
+        """A bulk upsert on `on_conflict`'s columns, returning nothing."""
+        self.before_request()
+        request = self.client.table(table).upsert(
+            records, on_conflict=on_conflict, returning=ReturnMethod.minimal
+        )
+        self.call(request.execute)
+
+    def call(self, request: Callable[[], Any]) -> Any:
+        """Run a request, turning client errors into the package's named errors."""
+        try:
+            return request()
+        except APIError as error:
+            raise self.error(error) from error
+        except httpx.TransportError as error:
+            raise StoreUnavailableError(f"{self.description} cannot be reached: {error!r}") from error
+
+    def error(self, error: APIError) -> StoreError:
+        """The named error for a PostgREST error, with its `code`, `hint` and `details` attached."""
+        code = str(error.code or "")
+        text = f"{self.description}: {api_error_text(error)}"
+        if code in AUTH_CODES:
+            prefix = "sign in first: " if self.needs_sign_in() else ""
+            named: StoreError = AuthError(prefix + text)
+        elif is_unavailable_code(code):
+            named = StoreUnavailableError(text)
+        else:
+            named = StoreError(text)
+        named.code, named.hint, named.details = error.code, error.hint, error.details
+        return named
