@@ -59,7 +59,7 @@ from predictions.store.records import (
     make_trends,
     overall_improvement,
 )
-from predictions.store.sqlite_schema import create_schema, refresh_rounds
+from predictions.store.sqlite_schema import create_schema, refresh_summaries
 
 DEFAULT_DB_PATH = ".predictions/predictions.db"
 """The embedded store's file when PREDICTIONS_DB is not set, relative to the working directory."""
@@ -404,7 +404,7 @@ class SQLiteStore:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     statement(self._conn)
-                    refresh_rounds(self._conn)
+                    refresh_summaries(self._conn)
                 except BaseException:
                     self._conn.execute("ROLLBACK")
                     raise

@@ -215,15 +215,18 @@ FROM training_rollouts AS r
 """Population variances, E[x^2] - E[x]^2, since SQLite has no standard deviation; the reader takes roots."""
 
 
-def _refresh_rollout_step(row: str) -> str:
-    """Trigger body that recomputes the step of `row` (NEW or OLD) from its rollouts."""
-    return f"""
-    DELETE FROM training_rollout_steps
-    WHERE user_id = {row}.user_id AND job_id = {row}.job_id AND step = {row}.step;
-    INSERT INTO training_rollout_steps {SUMMARIZE_ROLLOUTS}
-    WHERE r.user_id = {row}.user_id AND r.job_id = {row}.job_id AND r.step = {row}.step
-    GROUP BY r.user_id, r.job_id, r.step;
-    """
+ROLLOUT_PENDING_TABLE = """
+CREATE TABLE IF NOT EXISTS training_rollout_steps_pending (
+    user_id TEXT NOT NULL, job_id TEXT NOT NULL, step INTEGER NOT NULL, PRIMARY KEY (user_id, job_id, step)
+) WITHOUT ROWID
+"""
+
+
+def _mark_rollout_step(row: str) -> str:
+    """Trigger body that marks the step of `row` (NEW or OLD) for `refresh_summaries`, as `_mark_round`."""
+    where = f"user_id = {row}.user_id AND job_id = {row}.job_id AND step = {row}.step"
+    return f"""INSERT INTO training_rollout_steps_pending SELECT {row}.user_id, {row}.job_id, {row}.step
+        WHERE NOT EXISTS (SELECT 1 FROM training_rollout_steps_pending WHERE {where});"""
 
 
 TRIGGERS = {
@@ -234,11 +237,11 @@ TRIGGERS = {
     "training_rounds_on_delete": f"""AFTER DELETE ON training_predictions
     BEGIN {_mark_round("OLD")} END""",
     "training_rollout_steps_on_insert": f"""AFTER INSERT ON training_rollouts
-    BEGIN {_refresh_rollout_step("NEW")} END""",
+    BEGIN {_mark_rollout_step("NEW")} END""",
     "training_rollout_steps_on_update": f"""AFTER UPDATE ON training_rollouts
-    BEGIN {_refresh_rollout_step("OLD")} {_refresh_rollout_step("NEW")} END""",
+    BEGIN {_mark_rollout_step("OLD")} {_mark_rollout_step("NEW")} END""",
     "training_rollout_steps_on_delete": f"""AFTER DELETE ON training_rollouts
-    BEGIN {_refresh_rollout_step("OLD")} END""",
+    BEGIN {_mark_rollout_step("OLD")} END""",
     "training_rollouts_with_their_job": """AFTER DELETE ON training_jobs
     BEGIN DELETE FROM training_rollouts WHERE user_id = OLD.user_id AND job_id = OLD.id; END""",
 }
@@ -262,6 +265,25 @@ def refresh_rounds(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+PENDING_STEPS = (
+    "(user_id, job_id, step) IN (SELECT user_id, job_id, step FROM training_rollout_steps_pending)"
+)
+REFRESH_ROLLOUT_STEPS = (
+    f"DELETE FROM training_rollout_steps WHERE {PENDING_STEPS}",
+    f"INSERT INTO training_rollout_steps {SUMMARIZE_ROLLOUTS} WHERE (r.user_id, r.job_id, r.step) IN "
+    "(SELECT user_id, job_id, step FROM training_rollout_steps_pending) GROUP BY r.user_id, r.job_id, r.step",
+    "DELETE FROM training_rollout_steps_pending",
+)
+
+
+def refresh_summaries(conn: sqlite3.Connection) -> None:
+    """Recompute every marked round and rollout step once (inside the write transaction that marked them)."""
+    refresh_rounds(conn)
+    if conn.execute("SELECT 1 FROM training_rollout_steps_pending LIMIT 1").fetchone() is not None:
+        for statement in REFRESH_ROLLOUT_STEPS:
+            conn.execute(statement)
+
+
 def create_schema(conn: sqlite3.Connection) -> None:
     """Create what is missing; a file from an older version gets new columns and its summary rebuilt.
 
@@ -282,10 +304,11 @@ def create_schema(conn: sqlite3.Connection) -> None:
             conn.execute(ROUNDS_TABLE)
             conn.execute(f"INSERT INTO training_rounds {SUMMARIZE} GROUP BY job_id, step")
         conn.execute(PENDING_TABLE)
+        conn.execute(ROLLOUT_PENDING_TABLE)
         for name, body in TRIGGERS.items():
             conn.execute(f"DROP TRIGGER IF EXISTS {name}")
             conn.execute(f"CREATE TRIGGER {name} {body}")
-        refresh_rounds(conn)
+        refresh_summaries(conn)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -317,7 +340,15 @@ def schema_is_current(conn: sqlite3.Connection) -> bool:
     triggers = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall())
     if any(triggers.get(name) != f"CREATE TRIGGER {name} {body}" for name, body in TRIGGERS.items()):
         return False
-    return not _has_pending_rounds(conn)  # rows another program wrote are summarised on opening
+    return not _has_pending(conn)  # rows another program wrote are summarised on opening
+
+
+def _has_pending(conn: sqlite3.Connection) -> bool:
+    """Rounds or rollout steps written but not summarised yet (by another program than the store)."""
+    for table in ("training_rounds_pending", "training_rollout_steps_pending"):
+        if not _columns(conn, table) or conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
+            return True
+    return False
 
 
 def _has_pending_rounds(conn: sqlite3.Connection) -> bool:
