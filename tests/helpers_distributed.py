@@ -232,3 +232,26 @@ class _RoundCounter(TrainerCallback):
 
     def on_epoch_end(self, args, state, control, **kwargs):
         self.rounds.append(state.global_step)
+
+
+# GRPO under DDP: each rank records its own rollouts
+
+
+def grpo_on_rank(rank: int, port: int, tmp_path: Path) -> None:
+    """A GRPOTrainer run under DDP with the recorder, 2 rollouts a rank a step: each group of 4 is split
+    over the two ranks. Each rank reports what its reward functions saw, by generation."""
+    join_as(rank, port, tmp_path)
+    from predictions import RolloutRecorder
+    from tests import helpers_grpo as g
+
+    recorder = RolloutRecorder(job_id="grpo-ddp")
+    funcs = g.reward_functions()
+    trainer = g.grpo_trainer(
+        tmp_path, recorder.wrap(funcs), [recorder], per_device_train_batch_size=2, ddp_backend="gloo"
+    )
+    assert dist.is_initialized() and dist.get_world_size() == WORLD
+    trainer.train()
+    seen = [len(call["values"]) for call in funcs[0].calls]
+    report(
+        tmp_path, rank, {"seen": seen, "job_id": recorder.job_id, "ids": [c["ids"] for c in funcs[0].calls]}
+    )

@@ -95,3 +95,13 @@ def count_generate(trainer: GRPOTrainer) -> list[int]:
 def logged(trainer: GRPOTrainer, *keys: str) -> list[tuple]:
     """Per-step values of the trainer's own log (loss, reward means...), in step order."""
     return [tuple(entry.get(key) for key in keys) for entry in trainer.state.log_history if "loss" in entry]
+
+
+def seed_grpo_job(tmp_path: Path, store: Any, steps: int = 6, name: str = "grpo-demo") -> str:
+    """A real GRPO run of `steps` steps recorded into `store`; returns the job id."""
+    from predictions import RolloutRecorder
+
+    recorder = RolloutRecorder(store=store, job_name=name)
+    trainer = grpo_trainer(tmp_path, recorder.wrap(reward_functions()), [recorder], max_steps=steps)
+    trainer.train()
+    return recorder.job_id

@@ -109,3 +109,28 @@ def test_deepspeed_zero3_rounds_complete_and_training_goes_on(tmp_path):
     rounds = stored(tmp_path, "zero3")
     assert len(rounds) == d.EPOCHS and all(len(a) == d.NUM_SAMPLES for a in rounds.values())
     assert job_status(tmp_path, "zero3") == "finished"
+
+
+@pytest.mark.timeout(600)
+def test_grpo_under_ddp_stores_every_rank_rollouts_once(tmp_path):
+    """Each rank writes the rollouts its reward functions saw (half of every group); together they
+    make each group whole, each rollout once."""
+    reports = spawn(d.grpo_on_rank, tmp_path)
+    assert reports[0]["job_id"] == reports[1]["job_id"] == "grpo-ddp"
+    with sqlite3.connect(tmp_path / "p.db") as connection:
+        rows = connection.execute(
+            "SELECT generation, group_index, completion_index, prompt_id FROM training_rollouts"
+            " WHERE job_id = 'grpo-ddp'"
+        ).fetchall()
+        steps = connection.execute(
+            "SELECT step, rollout_count, group_count FROM training_rollout_steps ORDER BY step"
+        ).fetchall()
+    seen = sum(sum(report["seen"]) for report in reports)
+    assert seen == 3 * 2 * 2 and len(rows) == seen  # 3 steps x 2 ranks x 2 rollouts, each stored once
+    assert len({row[:3] for row in rows}) == len(rows)
+    assert steps == [(1, 4, 1), (2, 4, 1), (3, 4, 1)]  # one whole group a step
+    assert all(len({p for gen, _, _, p in rows if gen == generation}) == 1 for generation in range(3))
+    for rank, report in enumerate(reports):  # rank r holds positions 2r and 2r+1 of each group
+        for generation, ids in enumerate(report["ids"]):
+            mine = sorted((c, p) for gen, _, c, p in rows if gen == generation and c // 2 == rank)
+            assert [p for _, p in mine] == ids

@@ -126,8 +126,8 @@ def test_a_failure_to_record_is_logged_and_training_gets_its_values(tmp_path, sq
     broken = reward_call(state, tok, answer=["ab"])  # a column shorter than the batch
     with caplog.at_level(logging.ERROR):
         assert wrapped(**broken) == [2.0, 2.0, 2.0, 2.0]
+        recorder.on_train_end(config(tmp_path), state, TrainerControl())  # rows are built off the step
     assert "could not be recorded" in caplog.text
-    recorder.on_train_end(config(tmp_path), state, TrainerControl())
     assert sqlite_store.rollout_prompts(recorder.job_id).empty
 
 

@@ -17,6 +17,7 @@ import functools
 import hashlib
 import inspect
 import logging
+import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -136,6 +137,7 @@ class RolloutRecorder(TrainerCallback):
         self.names: list[str] = []
         self._shape: RunShape | None = None
         self._writer: Writer | None = None
+        self._builder: Builder | None = None
         self._pending: dict[int, Batch] = {}
         self._lock = threading.Lock()
         self._step_calls = (-1, 0)
@@ -199,14 +201,24 @@ class RolloutRecorder(TrainerCallback):
     # one batch
 
     def _record(self, batch: Batch) -> None:
+        """In the training thread, only what changes later (the step, the model's mode) is read; the rows
+        are built, scored and queued by the builder thread, so a step waits microseconds, not milliseconds."""
         shape, kwargs = self._shape, batch.kwargs
         state = kwargs.get("trainer_state")
-        if self._writer is None or state is None or not getattr(shape.model, "training", True):
+        if self._builder is None or state is None or not getattr(shape.model, "training", True):
             return  # evaluation rollouts are not training rollouts
         generation = self._generation(state.global_step)
         if generation % self.options.every_n_generations:
             return
-        rows = self._rows(kwargs, batch.values, state.global_step + 1, generation)
+        offset = rank_and_world()[0] * len(kwargs["prompts"])  # the trainer gathers ranks in rank order
+        self._builder.put(
+            lambda: self._write(kwargs, batch.values, state.global_step + 1, generation, offset)
+        )
+
+    def _write(
+        self, kwargs: dict[str, Any], values: list[list[Any]], step: int, generation: int, offset: int
+    ) -> None:
+        rows = self._rows(kwargs, values, step, generation, offset)
         if rows:
             self._writer.write_rollouts(rows)
 
@@ -220,11 +232,10 @@ class RolloutRecorder(TrainerCallback):
         return global_step * shape.accumulation // shape.generate_every + calls
 
     def _rows(
-        self, kwargs: dict[str, Any], values: list[list[Any]], step: int, generation: int
+        self, kwargs: dict[str, Any], values: list[list[Any]], step: int, generation: int, offset: int
     ) -> list[RolloutRow]:
         shape, options = self._shape, self.options
         prompts, completions = kwargs["prompts"], kwargs["completions"]
-        offset = rank_and_world()[0] * len(prompts)  # the trainer gathers every rank's rollouts in rank order
         limit = options.max_groups
         keep = [
             i for i in range(len(prompts)) if limit is None or (offset + i) // shape.num_generations < limit
@@ -307,6 +318,8 @@ class RolloutRecorder(TrainerCallback):
         from predictions.store import open_store
 
         self._writer = Writer(store) if store is not None else Writer(None, open_store=open_store)
+        self._builder = Builder()
+        atexit.register(self._builder.close, 60.0)  # registered after the writer's: runs before it
         if state.is_world_process_zero:
             self._writer.start_job(
                 self.job_id,
@@ -324,6 +337,8 @@ class RolloutRecorder(TrainerCallback):
         """Finish the job (main process) and wait for every rank's rollouts to be stored or spooled."""
         if self._writer is None:
             return
+        self._builder.close()
+        self._builder = None
         if state.is_world_process_zero:
             self._writer.finish_job(self.job_id, status="finished")
         self._writer.close()
@@ -381,6 +396,31 @@ class RolloutRecorder(TrainerCallback):
                 "that wrote it"
             )
         return job_id
+
+
+class Builder:
+    """A daemon thread that runs queued jobs in order (building rows, handing them to the writer); a
+    failing job is logged and the next one runs. `close` waits for the queue to empty."""
+
+    def __init__(self):
+        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="predictions-rollouts", daemon=True)
+        self._thread.start()
+
+    def put(self, job: Callable[[], None]) -> None:
+        self._queue.put(job)
+
+    def close(self, timeout_s: float | None = None) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            try:
+                job()
+            except Exception:
+                logger.exception("rollouts of a reward call could not be recorded; training goes on")
 
 
 def run_shape(args: Any, tokenizer: Any, model: Any) -> RunShape:
