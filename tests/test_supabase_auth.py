@@ -48,7 +48,7 @@ def test_signing_in_shows_only_that_users_jobs(dashboard):
 
 def test_the_session_token_is_the_one_supabase_auth_issued(dashboard):
     dashboard.sign_in(EMAIL_B, PASSWORD)
-    session = dashboard._client.auth.get_session()
+    session = dashboard._session.auth.get_session()
     claims = jwt_claims(session.access_token)
     assert (claims["role"], claims["sub"], claims["email"]) == ("authenticated", USER_B, EMAIL_B)
     assert [job.id for job in dashboard.list_jobs()] == ["bob-run"]
@@ -113,7 +113,7 @@ def test_a_signed_in_session_is_refreshed_before_it_expires(jobs_of_two_users, s
     dashboard = SupabaseStore(jobs_of_two_users.url, jobs_of_two_users.publishable_key)
     before = token_grants(jobs_of_two_users)
     dashboard.sign_in(EMAIL_A, PASSWORD)
-    first = dashboard._client.auth.get_session().access_token
+    first = dashboard._session.auth.get_session().access_token
     assert [job.id for job in dashboard.list_jobs()] == ["ada-run"]
     assert token_grants(jobs_of_two_users) == before + 1
     time.sleep(5)
@@ -167,7 +167,10 @@ def test_new_api_keys_travel_in_the_apikey_header_only(jobs_of_two_users):
     dashboard = SupabaseStore(server.url, server.publishable_key)
     with pytest.raises(AuthError, match="sign in first"):
         dashboard.list_jobs()
+    before_sign_in = len(server.api.headers)
     dashboard.sign_in(EMAIL_B, PASSWORD)
+    for auth_request in server.api.headers[before_sign_in:]:  # Supabase Auth gets the key as apikey only
+        assert "authorization" not in auth_request and auth_request["apikey"] == server.publishable_key
     assert [job.id for job in dashboard.list_jobs()] == ["bob-run"]
     sent = server.api.headers[-1]
     assert sent["apikey"] == server.publishable_key

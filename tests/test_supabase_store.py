@@ -120,7 +120,7 @@ def test_the_test_server_enforces_the_row_cap_on_row_sets(postgrest, supabase_da
         )
     try:
         store = service_store(postgrest, USER_A)
-        assert len(store._client.rpc("test_numbers", {"p_count": 5000}).execute().data) == 1000
+        assert len(store._rest.client.rpc("test_numbers", {"p_count": 5000}).execute().data) == 1000
         store.close()
     finally:
         with psycopg.connect(supabase_database) as conn:

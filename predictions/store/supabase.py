@@ -59,7 +59,7 @@ from predictions.store.records import (
     Trends,
     make_trends,
 )
-from predictions.store.supabase_rest import Rest, key_role, make_client
+from predictions.store.supabase_rest import Rest, check_url, key_role, rest_client
 from predictions.store.supabase_session import USER_ID_ENV, Session, check_user_id
 
 NATURAL_KEY = "user_id,job_id,step,sample_index"
@@ -137,7 +137,7 @@ def utc_now() -> str:
 
 
 class SupabaseStore:
-    """A Supabase project through supabase-py: the team store, shared by many machines and users.
+    """A Supabase project through its REST and Auth APIs: the team store, shared by many machines and users.
 
     `key` is the project's anon (publishable) key, with `ingest_key` on a training machine (rows
     are written as the key's user) or on the dashboard, where a user signs in with `sign_in()` (or
@@ -158,7 +158,7 @@ class SupabaseStore:
         timeout_s: float = 30.0,
         chunk_rows: int = CHUNK_ROWS,
     ):
-        self.url = url.rstrip("/")
+        self.url = check_url(url)
         self.description = f"Supabase at {self.url}"
         self.key_role = key_role(key)
         self.chunk_rows = chunk_rows
@@ -166,17 +166,16 @@ class SupabaseStore:
         self._job_owners: dict[str, str] = {}
         self._ingest_key = ingest_key or None
         self._ingest_owner: str | None = None
-        bare_token = access_token if access_token and not refresh_token else None
-        self._client = make_client(self.url, key, access_token=bare_token, timeout_s=timeout_s)
-        self._session = Session(self._client, self.url, self.description, self.key_role)
-        if bare_token:
-            self._session.adopt(bare_token)
-        elif access_token and refresh_token:
+        self._session = Session(self.url, key, self.description, self.key_role)
+        if access_token and refresh_token:
             self._session.restore(access_token, refresh_token)
+        elif access_token:
+            self._session.adopt(access_token)
         self._rest = Rest(
-            self._client,
+            rest_client(self.url, key, timeout_s=timeout_s),
+            key,
             self.description,
-            before_request=self._session.refresh,
+            session_token=self._session.token,
             needs_sign_in=lambda: self.requires_sign_in,
         )
         if self._ingest_key:
@@ -396,8 +395,8 @@ class SupabaseStore:
 
     def close(self) -> None:
         """Close the HTTP connections of the REST and Auth clients."""
-        self._client.postgrest.aclose()
-        self._client.auth.close()
+        self._rest.close()
+        self._session.close()
 
     def check_can_write(self, user_id: str | None = None) -> None:
         """Raise ConfigError unless rows for `user_id` (default: the configured user) could be written:

@@ -3,6 +3,12 @@
 It knows no jobs or rows: `SupabaseStore` says what to call, this module says how a request is sent
 and what a failure means (`AuthError`, `StoreUnavailableError` worth retrying, or `StoreError` for
 good), keeping PostgREST's code, hint and details on the error.
+
+Requests go through postgrest-py's public client, not supabase-py's `Client`: that one also puts the
+project key in `Authorization: Bearer`, where PostgREST expects a JWT, and the new `sb_publishable_`/
+`sb_secret_` keys are not JWTs (a PostgREST reached without Supabase's gateway refuses them: "Expected
+3 parts in JWT"); supabase-py 2.x has no option to leave it out. Here `Authorization` carries the
+user's session token, else a legacy key (a JWT, whose role PostgREST takes), else nothing.
 """
 
 from __future__ import annotations
@@ -14,10 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from postgrest import APIError, ReturnMethod
+from postgrest import APIError, ReturnMethod, SyncPostgrestClient
 
 from predictions.errors import AuthError, ConfigError, StoreError, StoreUnavailableError
-from supabase import Client, ClientOptions, SupabaseException, create_client
 
 AUTH_CODES = frozenset({"42501", "PGRST300", "PGRST301", "PGRST302", "PGRST303", "401", "403"})
 """PostgREST/Postgres codes meaning "not allowed": bad or expired JWT, missing privilege, RLS."""
@@ -57,33 +62,32 @@ def key_role(key: str) -> str:
     return role
 
 
-def drop_key_authorization(client: Client, key: str) -> None:
-    """Send an sb_publishable_/sb_secret_ key as the `apikey` header only.
-
-    supabase-py also puts the project key in `Authorization: Bearer`, where PostgREST expects a JWT:
-    the new keys are not JWTs and a PostgREST reached without Supabase's gateway refuses them
-    ("Expected 3 parts in JWT"). Without a user's session, Authorization is left out.
-    """
-    if jwt_claims(key) is None and client.options.headers.get("Authorization") == f"Bearer {key}":
-        client.options.headers.pop("Authorization")
-        client.auth._headers.pop("Authorization", None)
-
-
-def make_client(url: str, key: str, *, access_token: str | None, timeout_s: float) -> Client:
-    """A supabase-py client for `url`, sending `access_token` (a user's JWT) when one is given.
-
-    Sessions are refreshed before each request (`Rest.before_request`), not by a timer thread.
-    """
-    headers = dict(ClientOptions().headers)
-    if access_token:
-        headers["Authorization"] = f"Bearer {access_token}"
-    options = ClientOptions(headers=headers, postgrest_client_timeout=timeout_s, auto_refresh_token=False)
+def check_url(url: str) -> str:
+    """The project URL without a trailing slash; ConfigError unless it is an http(s) URL."""
     try:
-        client = create_client(url, key, options)
-    except SupabaseException as error:
-        raise ConfigError(f"SUPABASE_URL={url!r} is not usable: {error.message}") from error
-    drop_key_authorization(client, key)
-    return client
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigError(
+            f"SUPABASE_URL={url!r} is not usable; valid: the project's URL, such as "
+            "https://<project>.supabase.co (Project Settings > API)"
+        )
+    return url.rstrip("/")
+
+
+def project_headers(key: str) -> dict[str, str]:
+    """The headers a project key travels in: always `apikey`; `Authorization` only for a JWT key."""
+    headers = {"apikey": key}
+    if jwt_claims(key) is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    return headers
+
+
+def rest_client(url: str, key: str, *, timeout_s: float) -> SyncPostgrestClient:
+    """postgrest-py's client for the project's REST API at `url`/rest/v1."""
+    http = httpx.Client(timeout=timeout_s, follow_redirects=True, http2=True)
+    return SyncPostgrestClient(f"{url}/rest/v1", headers=project_headers(key), http_client=http)
 
 
 def is_unavailable_code(code: str) -> bool:
@@ -106,36 +110,50 @@ def api_error_text(error: APIError) -> str:
 class Rest:
     """PostgREST requests through one client, each failure raised as the package's named error.
 
-    `before_request` runs before a request is built (requests take the client's headers then: a
-    session refreshed there is the one sent); `needs_sign_in` says whether an AuthError should tell
-    the user to sign in first.
+    `session_token` runs before each request is built and returns the signed-in user's access token
+    (refreshed when about to expire) or None; `needs_sign_in` says whether an AuthError should tell the
+    user to sign in first.
     """
 
     def __init__(
         self,
-        client: Client,
+        client: SyncPostgrestClient,
+        key: str,
         description: str,
         *,
-        before_request: Callable[[], None],
+        session_token: Callable[[], str | None],
         needs_sign_in: Callable[[], bool],
     ):
         self.client = client
+        self.key_token = key if jwt_claims(key) is not None else None
         self.description = description
-        self.before_request = before_request
+        self.session_token = session_token
         self.needs_sign_in = needs_sign_in
 
     def function(self, name: str, **params: Any) -> Any:
         """Call a SQL function through PostgREST's /rpc and return its JSON value."""
-        self.before_request()
+        self.authorize()
         return self.call(self.client.rpc(name, params).execute).data
 
     def upsert(self, table: str, records: list[dict[str, Any]], on_conflict: str) -> None:
         """A bulk upsert on `on_conflict`'s columns, returning nothing."""
-        self.before_request()
+        self.authorize()
         request = self.client.table(table).upsert(
             records, on_conflict=on_conflict, returning=ReturnMethod.minimal
         )
         self.call(request.execute)
+
+    def authorize(self) -> None:
+        """Set `Authorization` for the next request: the session's token, a JWT key, or nothing."""
+        token = self.session_token() or self.key_token
+        if token:
+            self.client.auth(token)
+        else:
+            self.client.headers.pop("Authorization", None)
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self.client.aclose()
 
     def call(self, request: Callable[[], Any]) -> Any:
         """Run a request, turning client errors into the package's named errors."""

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from supabase_auth import SyncGoTrueClient, SyncMemoryStorage
 from supabase_auth.errors import AuthError as SupabaseAuthError
 from supabase_auth.errors import AuthRetryableError
 
 from predictions.errors import AuthError, ConfigError, StoreUnavailableError
-from predictions.store.supabase_rest import jwt_claims
-from supabase import Client
+from predictions.store.supabase_rest import jwt_claims, project_headers
 
 USER_ID_ENV = "PREDICTIONS_USER_ID"
 
@@ -31,20 +31,32 @@ def check_user_id(user_id: str | None) -> str | None:
         ) from error
 
 
+def auth_client(url: str, key: str) -> SyncGoTrueClient:
+    """Supabase Auth's public client at `url`/auth/v1; sessions kept in memory, refreshed on demand."""
+    return SyncGoTrueClient(
+        url=f"{url}/auth/v1",
+        headers=project_headers(key),
+        auto_refresh_token=False,  # refreshed before each request (`token()`), not by a timer thread
+        persist_session=True,
+        storage=SyncMemoryStorage(),
+    )
+
+
 class Session:
-    """The Supabase Auth session of one client: whose rows the reads show and the writes own.
+    """The Supabase Auth session of one store: whose rows the reads show and the writes own.
 
     With an anon key (`key_role`) nobody is signed in until `sign_in()` or `restore()`; a bare
     `access_token` (`adopt()`) names its user but cannot be renewed.
     """
 
-    def __init__(self, client: Client, url: str, description: str, key_role: str):
-        self.client = client
+    def __init__(self, url: str, key: str, description: str, key_role: str):
+        self.auth = auth_client(url, key)
         self.url = url
         self.description = description
         self.key_role = key_role
         self.user_id: str | None = None
         self.email: str | None = None
+        self.bare_token: str | None = None
 
     @property
     def requires_sign_in(self) -> bool:
@@ -52,19 +64,20 @@ class Session:
         return self.key_role == "anon" and self.user_id is None
 
     def adopt(self, access_token: str) -> None:
-        """Take the user of an access token sent as it is (the client already carries it)."""
+        """Send an access token as it is, for its user, until it expires (it cannot be renewed)."""
         claims = jwt_claims(access_token) or {}
         self.user_id = check_user_id(claims.get("sub"))
         self.email = claims.get("email")
+        self.bare_token = access_token
 
     def restore(self, access_token: str, refresh_token: str) -> None:
         """Resume a session from its tokens, so it can be refreshed when it expires."""
-        self.start("the given session", lambda: self.client.auth.set_session(access_token, refresh_token))
+        self.start("the given session", lambda: self.auth.set_session(access_token, refresh_token))
 
     def sign_in(self, email: str, password: str) -> None:
         """Sign in with Supabase Auth (email and password); AuthError, fit to show, when refused."""
         credentials = {"email": email, "password": password}
-        self.start(f"sign-in as {email}", lambda: self.client.auth.sign_in_with_password(credentials))
+        self.start(f"sign-in as {email}", lambda: self.auth.sign_in_with_password(credentials))
         self.email = self.email or email
 
     def start(self, what: str, start: Callable[[], Any]) -> None:
@@ -82,13 +95,18 @@ class Session:
         self.user_id = response.user.id
         self.email = response.user.email
 
-    def refresh(self) -> None:
-        """Refresh the session when it is about to expire; run before each request is built."""
+    def token(self) -> str | None:
+        """The access token to send now, refreshed first when about to expire; None when signed out."""
         try:
-            self.client.auth.get_session()  # refreshes within supabase-py's EXPIRY_MARGIN (10 s)
+            session = self.auth.get_session()  # refreshes within supabase-auth's EXPIRY_MARGIN (10 s)
         except (AuthRetryableError, httpx.HTTPError) as error:
             raise StoreUnavailableError(f"cannot reach Supabase Auth at {self.url}: {error}") from error
         except SupabaseAuthError as error:
             raise AuthError(
                 f"{self.description}: the session could not be refreshed ({error.message}); sign in again"
             ) from error
+        return session.access_token if session is not None else self.bare_token
+
+    def close(self) -> None:
+        """Close Supabase Auth's HTTP connections."""
+        self.auth.close()
