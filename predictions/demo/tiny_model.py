@@ -10,12 +10,16 @@ import string
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
+    BartConfig,
+    BartForConditionalGeneration,
     GPT2Config,
     GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedModel,
     PreTrainedTokenizerFast,
+    T5Config,
+    T5ForConditionalGeneration,
 )
 
 DEFAULT_ALPHABET = string.ascii_lowercase + string.digits + " =?.,:-"
@@ -63,7 +67,12 @@ def build_tiny_model(
     max_positions: int = 64,
     seed: int = 0,
 ) -> PreTrainedModel:
-    """A freshly initialised GPT-2 or Llama sized for the tokenizer's vocabulary, seeded."""
+    """A freshly initialised GPT-2 or Llama (causal), or T5 or BART (encoder-decoder), seeded.
+
+    Sized for the tokenizer's vocabulary; the encoder-decoders start decoding at the pad token (T5)
+    or at eos (BART), as their released checkpoints do, and have no dropout so they learn in a few
+    hundred steps.
+    """
     import torch
 
     tokenizer = tokenizer or build_tokenizer()
@@ -90,4 +99,38 @@ def build_tiny_model(
             **ids,
         )
         return LlamaForCausalLM(config)
-    raise ValueError(f"kind={kind!r} is not a tiny model; valid: 'gpt2', 'llama'")
+    if kind in ("t5", "bart"):
+        return _encoder_decoder(kind, ids, hidden_size, layers, heads, max_positions)
+    raise ValueError(f"kind={kind!r} is not a tiny model; valid: 'gpt2', 'llama', 't5', 'bart'")
+
+
+def _encoder_decoder(
+    kind: str, ids: dict[str, int], hidden_size: int, layers: int, heads: int, max_positions: int
+) -> PreTrainedModel:
+    if kind == "t5":
+        config = T5Config(
+            d_model=hidden_size,
+            d_kv=hidden_size // heads,
+            d_ff=hidden_size * 2,
+            num_layers=layers,
+            num_heads=heads,
+            dropout_rate=0.0,
+            decoder_start_token_id=ids["pad_token_id"],
+            **ids,
+        )
+        return T5ForConditionalGeneration(config)
+    config = BartConfig(
+        d_model=hidden_size,
+        encoder_layers=layers,
+        decoder_layers=layers,
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
+        encoder_ffn_dim=hidden_size * 2,
+        decoder_ffn_dim=hidden_size * 2,
+        max_position_embeddings=max_positions,
+        dropout=0.0,
+        decoder_start_token_id=ids["eos_token_id"],
+        forced_eos_token_id=None,
+        **ids,
+    )
+    return BartForConditionalGeneration(config)

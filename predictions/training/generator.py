@@ -1,10 +1,12 @@
 """Batched, greedy generation for a round, asked the way the model was trained, stopped at the turn's end.
 
-Prompts are rendered as TRL's SFTTrainer rendered the dataset (see `rendering`), left padded so every
-prompt ends where generation starts, and only the new tokens up to the first end-of-turn token are
-decoded. The padding side, pad token, truncation side, train mode and `use_cache` are restored
-afterwards, so the training loop never sees a change (trl's LogCompletionsCallback leaves the
-padding side flipped).
+Prompts are rendered as TRL's SFTTrainer rendered the dataset (see `rendering`). A causal model's
+prompts are left padded so every prompt ends where generation starts, and only the tokens after the
+prompt are its answer; an encoder-decoder model (T5, BART) reads the prompt in its encoder, right
+padded as it was trained, and its answer is the decoder's output after the start token. Either way
+the answer is cut at the first end-of-turn token and at the first stop string. The padding side, pad
+token, truncation side, train mode and `use_cache` are restored afterwards, so the training loop
+never sees a change (trl's LogCompletionsCallback leaves the padding side flipped).
 """
 
 from __future__ import annotations
@@ -38,15 +40,30 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def is_encoder_decoder(model: Any) -> bool:
+    """True for T5, BART and other encoder-decoder models, also inside DDP, FSDP, DeepSpeed or PEFT.
+
+    PEFT's wrapper forwards `config` to the model it adapts; the other wrappers are unwrapped.
+    """
+    config = getattr(unwrap(model), "config", None) if isinstance(model, torch.nn.Module) else None
+    return getattr(config, "is_encoder_decoder", False) is True
+
+
+def padding_side(encoder_decoder: bool) -> str:
+    """Left for a causal model (the prompt ends where the answer starts); right for an encoder's input,
+    as it was trained (BART's learned positions would shift under left padding)."""
+    return "right" if encoder_decoder else "left"
+
+
 @contextmanager
-def generation_mode(model: torch.nn.Module | None, tokenizer: Any) -> Iterator[None]:
-    """Eval mode, cache on, left padding and truncation, a pad token; all put back on exit."""
+def generation_mode(model: torch.nn.Module | None, tokenizer: Any, *, side: str = "left") -> Iterator[None]:
+    """Eval mode, cache on, `side` padding, left truncation, a pad token; all put back on exit."""
     saved = (tokenizer.padding_side, tokenizer.truncation_side, model is None or model.training)
     config = getattr(model, "config", None)
     use_cache = getattr(config, "use_cache", None)
     pad_missing = tokenizer.pad_token is None
     try:
-        tokenizer.padding_side, tokenizer.truncation_side = "left", "left"
+        tokenizer.padding_side, tokenizer.truncation_side = side, "left"
         if pad_missing:
             tokenizer.pad_token = tokenizer.eos_token
         if model is not None:
@@ -127,6 +144,21 @@ def cut_at_stop(ids: list[int], stops: Sequence[int]) -> list[int]:
     return ids[:end]
 
 
+def stop_strings(model: Any, options: Mapping[str, Any]) -> list[str]:
+    """The stop strings in play: `generation_kwargs`' own, else the model's generation config's."""
+    value = options.get("stop_strings")
+    if value is None:
+        value = getattr(getattr(model, "generation_config", None), "stop_strings", None)
+    value = [value] if isinstance(value, str) else list(value or [])
+    return [text for text in value if isinstance(text, str) and text]
+
+
+def cut_at_string(text: str, strings: Sequence[str]) -> str:
+    """The text before the first stop string: generate stops after one, the answer ends before it."""
+    ends = [found for found in (text.find(s) for s in strings) if found >= 0]
+    return text[: min(ends)] if ends else text
+
+
 # generating
 
 
@@ -148,6 +180,7 @@ def generate(
         batch_size=batch_size,
         max_prompt_tokens=max_prompt_tokens,
         use_chat_template=use_chat_template,
+        encoder_decoder=is_encoder_decoder(model),
     )
     return generate_batches(
         model, tokenizer, batches, max_new_tokens=max_new_tokens, generation_kwargs=generation_kwargs
@@ -161,15 +194,16 @@ def encode_batches(
     batch_size: int = 8,
     max_prompt_tokens: int = 512,
     use_chat_template: str = "auto",
+    encoder_decoder: bool = False,
 ) -> list[BatchEncoding]:
-    """The prompts rendered and tokenized, left-padded, `batch_size` at a time.
+    """The prompts rendered and tokenized, padded for the model's kind, `batch_size` at a time.
 
     Everything that can fail on one rank alone happens here, before any rank enters a collective.
     """
     chat = rendering(samples, tokenizer, use_chat_template) == CHAT_TEMPLATE
     texts = prompt_texts(samples, tokenizer, chat)
     encode = encode_options(chat, max_prompt_tokens)
-    with generation_mode(None, tokenizer):
+    with generation_mode(None, tokenizer, side=padding_side(encoder_decoder)):
         return [
             tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, **encode)
             for start in range(0, len(texts), batch_size)
@@ -196,15 +230,27 @@ def generate_batches(
         "eos_token_id": stop_token_ids(inner, tokenizer),
         **(generation_kwargs or {}),
     }
+    strings = stop_strings(inner, options)
+    if strings:
+        options["tokenizer"] = tokenizer  # generate needs it to find stop strings in the tokens
+    encoder_decoder = is_encoder_decoder(model)
     answers: list[str] = []
-    with generation_mode(inner, tokenizer), sharded_generation(model) as synced, torch.no_grad():
+    side = padding_side(encoder_decoder)
+    with generation_mode(inner, tokenizer, side=side), sharded_generation(model) as synced, torch.no_grad():
         for batch in batches:
-            answers += _generate_batch(inner, tokenizer, batch, {**synced, **options})
+            texts = _generate_batch(inner, tokenizer, batch, {**synced, **options}, encoder_decoder)
+            answers += [cut_at_string(text, strings) for text in texts]
     return answers
 
 
-def _generate_batch(model: Any, tokenizer: Any, batch: BatchEncoding, options: dict[str, Any]) -> list[str]:
-    """Generate one left-padded batch and decode only the tokens after the prompt, up to a stop token."""
+def _generate_batch(
+    model: Any, tokenizer: Any, batch: BatchEncoding, options: dict[str, Any], encoder_decoder: bool
+) -> list[str]:
+    """Generate one batch and decode only the answer's tokens, up to a stop token.
+
+    A causal model's output repeats the prompt (left padded, so it ends at the same column in every
+    row); an encoder-decoder's output is the decoder's alone, opened by its start token.
+    """
     inputs = batch.to(model.device)
     options = {"pad_token_id": tokenizer.pad_token_id, "use_cache": True, **options}
     output = model.generate(**inputs, **options)
@@ -212,5 +258,6 @@ def _generate_batch(model: Any, tokenizer: Any, batch: BatchEncoding, options: d
         raise TypeError(f"generate() returned a {type(output).__name__}, not token ids")
     stops = options["eos_token_id"]
     stops = stops if isinstance(stops, list | tuple) else [stops]
-    new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
+    start = 1 if encoder_decoder else inputs["input_ids"].shape[1]
+    new_tokens = output[:, start:].tolist()
     return tokenizer.batch_decode([cut_at_stop(ids, stops) for ids in new_tokens], skip_special_tokens=True)

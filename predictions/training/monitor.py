@@ -34,9 +34,16 @@ from predictions.training.distributed import (
     rank_and_world,
     sharding,
 )
-from predictions.training.generator import encode_batches, generate_batches, has_chat_template, unwrap
+from predictions.training.generator import (
+    encode_batches,
+    generate_batches,
+    has_chat_template,
+    is_encoder_decoder,
+    unwrap,
+)
 from predictions.training.preemption import SignalGuard, guard_job
 from predictions.training.preflight import ModelInputs, preflight
+from predictions.training.rng import rng_untouched
 from predictions.training.samples import check_source, select_samples
 
 logger = logging.getLogger(__name__)
@@ -80,6 +87,7 @@ class PredictionsMonitor:
 
     # the three calls
 
+    @rng_untouched()
     def start(
         self,
         model: Any,
@@ -109,6 +117,7 @@ class PredictionsMonitor:
             self._start_job(store, model, name)
         return self.job_id
 
+    @rng_untouched()
     def round(self, model: Any, tokenizer: Any = None, *, step: int, epoch: float) -> bool:
         """Generate, score and store one round at `step`; True when training should stop.
 
@@ -123,7 +132,8 @@ class PredictionsMonitor:
         self._done_steps.add(step)
         tokenizer = tokenizer or self._active_tokenizer
         rank, world = rank_and_world()
-        batches = self._encode_shard(tokenizer, equal_shards(self.samples, world)[rank], rank)
+        shard = equal_shards(self.samples, world)[rank]
+        batches = self._encode_shard(tokenizer, shard, rank, is_encoder_decoder(model))
         if not all_ranks_ok(batches is not None):
             self.skipped[step] = [sample.index for sample in self.samples]
             if self.is_main:
@@ -151,7 +161,9 @@ class PredictionsMonitor:
 
     # a round
 
-    def _encode_shard(self, tokenizer: Any, shard: list[Sample], rank: int) -> list[Any] | None:
+    def _encode_shard(
+        self, tokenizer: Any, shard: list[Sample], rank: int, encoder_decoder: bool
+    ) -> list[Any] | None:
         """This rank's prompts rendered and tokenized, or None (logged) when that fails."""
         options = self.config
         try:
@@ -161,6 +173,7 @@ class PredictionsMonitor:
                 batch_size=options.batch_size,
                 max_prompt_tokens=options.max_prompt_tokens,
                 use_chat_template=options.use_chat_template,
+                encoder_decoder=encoder_decoder,
             )
         except Exception:
             logger.exception("predictions round: preparing the prompts failed on rank %s", rank)

@@ -22,6 +22,7 @@ from predictions.training.generator import (
     encode_options,
     generate,
     generation_mode,
+    is_encoder_decoder,
     prompt_texts,
     rendering,
     unwrap,
@@ -47,7 +48,7 @@ def preflight(
     inputs = None
     with agreed():
         inputs, longest = tokenize_prompts(inner, tokenizer, samples, config)
-        check_room(inner, longest, config.max_new_tokens)
+        check_room(inner, longest, config.max_new_tokens, encoder_decoder=is_encoder_decoder(inner))
     with agreed():
         check_one_token(model, tokenizer, batch, config)  # the wrapper: a sharded model generates in step
     return inputs
@@ -90,12 +91,23 @@ def tokenize_prompts(
     return ModelInputs(mode, shown), max((len(i) for i in ids), default=0)
 
 
-def check_room(model: Any, longest_prompt: int, max_new_tokens: int) -> None:
-    """The longest prompt plus the answer must fit in the model's positions, or generation fails."""
+def check_room(
+    model: Any, longest_prompt: int, max_new_tokens: int, *, encoder_decoder: bool = False
+) -> None:
+    """The longest prompt plus the answer must fit in the model's positions, or generation fails.
+
+    An encoder-decoder model reads the prompt in its encoder and writes the answer (after its start
+    token) in its decoder: each must fit on its own. Relative positions (T5) have no limit.
+    """
     config = getattr(model, "config", None)
     config = config.get_text_config() if hasattr(config, "get_text_config") else config
     limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
-    if not isinstance(limit, int) or longest_prompt + max_new_tokens <= limit:
+    if not isinstance(limit, int):
+        return
+    if encoder_decoder:
+        _check_encoder_decoder_room(limit, longest_prompt, max_new_tokens)
+        return
+    if longest_prompt + max_new_tokens <= limit:
         return
     room = limit - longest_prompt
     valid = f"max_new_tokens <= {room}" if room >= 1 else "a smaller max_prompt_tokens"
@@ -103,6 +115,19 @@ def check_room(model: Any, longest_prompt: int, max_new_tokens: int) -> None:
         f"max_new_tokens={max_new_tokens} does not fit: the longest tracked prompt has {longest_prompt} "
         f"tokens and the model has {limit} positions; valid: {valid}"
     )
+
+
+def _check_encoder_decoder_room(limit: int, longest_prompt: int, max_new_tokens: int) -> None:
+    if max_new_tokens + 1 > limit:
+        raise ConfigError(
+            f"max_new_tokens={max_new_tokens} does not fit: the decoder has {limit} positions, one for its "
+            f"start token; valid: max_new_tokens <= {limit - 1}"
+        )
+    if longest_prompt > limit:
+        raise ConfigError(
+            f"the longest tracked prompt has {longest_prompt} tokens and the encoder has {limit} positions; "
+            f"valid: max_prompt_tokens <= {limit}"
+        )
 
 
 def check_one_token(model: Any, tokenizer: Any, batch: list[Sample], config: PredictionsConfig) -> None:
@@ -122,7 +147,8 @@ def check_one_token(model: Any, tokenizer: Any, batch: list[Sample], config: Pre
             ) from error
         raise ConfigError(
             f"a one-token generate with this model and tokenizer={type(tokenizer).__name__} failed "
-            f"({_brief(error)}); valid: a causal language model with generate() and its own tokenizer"
+            f"({_brief(error)}); valid: a model with generate(), causal (GPT-2, Llama, ...) or "
+            "encoder-decoder (T5, BART, ...), and its own tokenizer"
         ) from error
 
 
