@@ -26,7 +26,7 @@ from predictions.store import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 streamlit.logger.set_log_level("error")  # AppTest's bare-mode warnings, once per page run
-PAGES = ("app_pages/trends.py", "app_pages/samples.py")
+PAGES = ("pages/trends.py", "pages/samples.py")
 JOB = "job-000"
 """The one job `bench_queries.fill` writes: a run whose CER falls round by round."""
 

@@ -23,7 +23,7 @@ import pytest
 from streamlit.proto.Metric_pb2 import Metric as MetricProto
 from streamlit.testing.v1 import AppTest
 
-from predictions.dashboard import analysis
+from predictions.dashboard import analysis, router
 from predictions.errors import StoreUnavailableError
 from predictions.scoring.metrics import score
 from predictions.store import SQLiteStore
@@ -48,10 +48,10 @@ from tests.seeding import (
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TRENDS, SAMPLES, PREDICTIONS, COMPARE = (
-    "app_pages/trends.py",
-    "app_pages/samples.py",
-    "app_pages/predictions_table.py",
-    "app_pages/compare.py",
+    "pages/trends.py",
+    "pages/samples.py",
+    "pages/predictions.py",
+    "pages/compare.py",
 )
 PAGES = (TRENDS, SAMPLES, PREDICTIONS, COMPARE)
 
@@ -544,13 +544,26 @@ def test_the_dashboard_never_imports_torch_or_transformers(seeded_db):
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_no_page_takes_streamlits_legacy_path_or_shadows_a_package():
-    """A `pages/` folder would make Streamlit run a page without app.py on a process's first run, and
-    a page named `predictions.py` would be imported instead of the package from its own folder."""
+def test_every_page_is_in_pages_named_after_its_url_path_and_routed():
+    """The design card's `pages/`: every file there is a page of the router, named after its URL path.
+
+    A process's first runs take Streamlit's legacy folder router, which finds a page by its file name:
+    a file named otherwise would answer "Page not found" there. Trends answers at `/` and `/trends`.
+    """
     root = Path(APP).parent
-    assert not (root / "pages").exists()
-    assert {Path(path).parent.name for path in PAGES} == {"app_pages"}
-    assert not {Path(path).stem for path in PAGES} & {"predictions", "app", "streamlit", "tests", "bench"}
+    paths = [Path(path) for path, *_ in router.PAGES]
+    assert sorted((root / "pages").glob("*.py")) == sorted(root / path for path in paths)
+    assert [(path.parent.name, path.stem) for path in paths] == [("pages", url) for *_, url in router.PAGES]
+    assert router.PAGES[0][0] == TRENDS and set(PAGES) <= {path for path, *_ in router.PAGES}
+
+
+def test_a_page_run_without_app_py_routes_itself(open_app, seeded_db):
+    """Every AppTest run starts on Streamlit's legacy `pages/` router (AppTest resets it each run), so
+    switching to a page runs the page file first, without app.py: it routes itself, sidebar and all."""
+    at = open_app(seeded_db, job=BIG_JOB, page=SAMPLES)
+    assert [title.value for title in at.main.title] == ["Samples"]  # the page ran once, with its view
+    assert [title.value for title in at.sidebar.title] == ["Predictions Monitor"]
+    assert at.sidebar.selectbox(key="job").value == BIG_JOB
 
 
 def test_no_bare_string_in_the_app_or_a_page_would_be_written_onto_the_page():
@@ -558,7 +571,7 @@ def test_no_bare_string_in_the_app_or_a_page_would_be_written_onto_the_page():
     import ast
 
     root = Path(APP).parent
-    for path in [Path(APP), *(root / page for page in PAGES)]:
+    for path in [Path(APP), *(root / page for page, *_ in router.PAGES)]:
         body = ast.parse(path.read_text()).body
         bare = [n.lineno for n in body[1:] if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)]
         assert bare == [], f"{path.name}: bare strings at lines {bare}"

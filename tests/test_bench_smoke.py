@@ -52,7 +52,7 @@ def test_query_benchmark_runs_on_postgres():
 
 def test_pages_benchmark_runs():
     results = bench_pages.main(["--rounds", "3", "--samples", "4", "--repeat", "1"])
-    assert set(results) == {"app_pages/trends.py", "app_pages/samples.py"}
+    assert set(results) == {"pages/trends.py", "pages/samples.py"}
 
 
 def test_no_benchmark_imports_the_tests():

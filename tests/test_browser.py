@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,7 @@ SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 PAGES = [
     # url path, job, charts drawn, screenshot name
     ("", COMPARE_JOBS[2], 4, "trends"),
+    ("trends", COMPARE_JOBS[2], 4, "trends-by-name"),
     ("samples", BIG_JOB, 2, "samples"),
     ("predictions", BIG_JOB, 0, "predictions"),
     ("compare", COMPARE_JOBS[2], 1, "compare"),
@@ -95,8 +97,8 @@ def demo_db() -> Path:
     return seed_demo(path)
 
 
-@pytest.fixture(scope="module")
-def app_url(demo_db: Path) -> Iterator[str]:
+@contextmanager
+def streamlit_server() -> Iterator[str]:
     """`streamlit run app.py` from the repository root, as a user starts it, on the seeded store."""
     port = free_port()
     env = {**os.environ, "PREDICTIONS_DB": str(DEMO_DB), "SUPABASE_URL": "", "SUPABASE_KEY": ""}
@@ -111,6 +113,13 @@ def app_url(demo_db: Path) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def app_url(demo_db: Path) -> Iterator[str]:
+    """One server for the module's tests."""
+    with streamlit_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +175,34 @@ def test_every_page_draws_its_charts_without_an_exception(app_url, page, path, j
     assert page.locator(CHARTS).count() == charts
     assert f"job={job}" in page.url  # the link keeps the job
     assert screenshot(page, name).stat().st_size > 20_000
+
+
+def test_a_fresh_server_renders_a_page_opened_by_url_first_with_the_sidebar(demo_db, page):
+    """A process's first requests take Streamlit's legacy `pages/` router, which runs the page file
+    without app.py: the page must still get the navigation, the sidebar and the store."""
+    store = SQLiteStore(demo_db)
+    labels = {job.id: job.label for job in store.list_jobs()}
+    store.close()
+    with streamlit_server() as url:
+        open_page(page, f"{url}/samples?job={BIG_JOB}", 2)
+        assert_full_page(page, "Samples", labels[BIG_JOB])
+        assert page.locator('h3:has-text("Sample 0")').count() == 1
+        open_page(page, f"{url}/trends?job={COMPARE_JOBS[2]}", 4)
+        assert_full_page(page, "Trends", labels[COMPARE_JOBS[2]])
+        assert page.get_by_text("Improvement").count() >= 1
+        assert f"/trends?job={COMPARE_JOBS[2]}" in page.url
+
+
+def assert_full_page(page, title: str, job_label: str) -> None:
+    """The page's own title, the sidebar's job picker on the job, the top navigation, no error."""
+    assert page.locator('[data-testid="stMainBlockContainer"] h1').first.inner_text() == title
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    assert sidebar.get_by_role("combobox", name="Job").input_value() == job_label
+    assert "Store" in sidebar.inner_text()
+    nav = [text.split()[-1] for text in page.locator('[data-testid="stTopNavLink"]').all_inner_texts()]
+    assert nav == ["Trends", "Samples", "Predictions", "Compare", "Keys"]
+    assert page.get_by_text("Page not found").count() == 0
+    assert page.dialogs == [] and exceptions(page) == []
 
 
 @pytest.mark.parametrize(("path", "charts"), [("", 0), ("samples", 2), ("predictions", 0), ("compare", 1)])

@@ -12,7 +12,7 @@ from predictions.store.records import PredictionRow
 from tests.pg_fixtures import EMAIL_A, PASSWORD, USER_A, USER_B, service_store, user_store
 from tests.test_app_pages import APP, assert_no_exception
 
-KEYS = "app_pages/keys.py"
+KEYS = "pages/keys.py"
 
 
 def write_job(store, job_id: str, prediction: str = "answer") -> None:

@@ -186,7 +186,7 @@ def test_the_samples_page_shows_the_exact_text_given_to_the_model(tmp_path, monk
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params["job"] = monitor.job_id
     at.run()
-    at.switch_page("app_pages/samples.py").run()
+    at.switch_page("pages/samples.py").run()
     assert not at.exception, [e.message for e in at.exception]
     (expander,) = [e for e in at.expander if e.label.startswith("Text given to the model")]
     assert expander.label == "Text given to the model (chat_template)"

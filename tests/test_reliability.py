@@ -301,8 +301,8 @@ def test_samples_and_predictions_pages_mark_replaced_text(tmp_path, monkeypatch)
         [storable_row(PredictionRow("job", 1, 1, i, "p", f"a{i}\x00", "t")) for i in (0, 1)]
     )
     store.write_predictions([PredictionRow("job", 1, 1, 2, "p", "clean", "t")])
-    samples = open_page(db, "app_pages/samples.py", monkeypatch, job="job", sample="1")
+    samples = open_page(db, "pages/samples.py", monkeypatch, job="job", sample="1")
     assert any("1 character(s) no store can hold" in caption.value for caption in samples.caption)
-    table = open_page(db, "app_pages/predictions_table.py", monkeypatch, job="job")
+    table = open_page(db, "pages/predictions.py", monkeypatch, job="job")
     assert "text_replacements" in list(table.dataframe[0].proto.column_order)
     assert table.dataframe[0].value["text_replacements"].tolist() == [1, 1, 0]

@@ -1,7 +1,7 @@
 """The sidebar and the shared states: store, sign-in, job picker, live polling, empty states.
 
-`app.py` calls these in order and leaves a `View` in `st.session_state`; each page reads it with
-`current_view()`, so pages never open stores or parse the URL themselves.
+The router (`router.py`) calls these in order and leaves a `View` in `st.session_state`; each page
+reads it with `router.current_view()`, so pages never open stores or parse the URL themselves.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from predictions.store.protocol import Store, sign_in_of, signed_in_email
 from predictions.store.records import Job
 
 REFRESH_CHOICES_S = (2, 5, 10, 30, 60)
-VIEW_KEY = "_predictions_view"
 SESSION_STORE_KEY = "_predictions_session_store"
 FINAL_STATUSES = ("finished", "failed")
 """Job statuses after which no round is written: the sidebar does not poll for them."""
@@ -246,26 +245,6 @@ def no_jobs(store: Store) -> None:
     st.code(CALLBACK_SNIPPET, language="python")
     st.caption("The callback writes to the same store this dashboard reads:")
     st.text(store.description)
-
-
-def current_view() -> View:
-    """The view `app.py` prepared for this run, taken so that a later run cannot see a stale one.
-
-    `app.py` leaves it in the session and then runs the page in the same script run.
-    """
-    view = st.session_state.pop(VIEW_KEY, None)
-    if view is None:
-        raise RuntimeError("a dashboard page runs inside app.py: start it with `streamlit run app.py`")
-    return view
-
-
-def require_job() -> View:
-    """The view, or the empty state and a stop when there is no job to show."""
-    view = current_view()
-    if view.job is None:
-        no_jobs(view.store)
-        st.stop()
-    return view
 
 
 def round_label(epoch: int, step: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from predictions.dashboard import analysis, charts, columns, queries, widgets
+from predictions.dashboard import analysis, charts, columns, queries, router, widgets
 from predictions.scoring.metrics import Metric
 from predictions.store.records import Trends
 
@@ -151,7 +151,7 @@ def latest_answers(view: widgets.View, rounds: pd.DataFrame, *, worst: bool = Tr
 
 
 def main() -> None:
-    view = widgets.require_job()
+    view = router.require_job()
     st.title("Trends")
     st.caption(widgets.plain(view.job.label))
     trends = queries.trends(view.store, view.ref())

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from predictions.dashboard import forms, widgets
+from predictions.dashboard import forms, router
 
 
 def main() -> None:
-    view = widgets.current_view()
+    view = router.current_view()
     st.title("Ingest keys")
     st.caption(
         "A training machine writes your runs with the anon key and one of these keys "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from predictions.dashboard import analysis, charts, columns, queries, widgets
+from predictions.dashboard import analysis, charts, columns, queries, router, widgets
 from predictions.scoring.metrics import PRIMARY_METRIC, Metric
 from predictions.store.records import Job
 
@@ -109,7 +109,7 @@ def same_sample(view: widgets.View, jobs: list[Job]) -> None:
 
 
 def main() -> None:
-    view = widgets.require_job()
+    view = router.require_job()
     st.title("Compare jobs")
     jobs = pick_jobs(view)
     if not jobs:

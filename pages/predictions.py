@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from predictions.dashboard import charts, columns, queries, widgets
+from predictions.dashboard import charts, columns, queries, router, widgets
 from predictions.scoring.metrics import Metric
 
 PAGE_SIZES = (25, 50, 100)
@@ -105,7 +105,7 @@ def table(view: widgets.View, chosen: dict) -> None:
 
 
 def main() -> None:
-    view = widgets.require_job()
+    view = router.require_job()
     st.title("Predictions")
     st.caption(widgets.plain(view.job.label))
     if view.job.round_count == 0:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from predictions.dashboard import analysis, charts, columns, diff, queries, widgets
+from predictions.dashboard import analysis, charts, columns, diff, queries, router, widgets
 from predictions.scoring.metrics import PRIMARY_METRIC
 from predictions.store.records import Job
 
@@ -134,7 +134,7 @@ def sample_detail(view: widgets.View, sample: int, rounds: pd.DataFrame) -> None
 
 
 def main() -> None:
-    view = widgets.require_job()
+    view = router.require_job()
     st.title("Samples")
     st.caption(widgets.plain(view.job.label))
     matrix = queries.sample_matrix(view.store, view.ref())
