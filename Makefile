@@ -7,7 +7,15 @@ DEMO_ARGS ?=
 
 .PHONY: setup chromium demo dashboard test lint bench clean
 
-setup: $(VENV)/.installed
+SUPABASE_CLI := devtools/node_modules/.bin/supabase
+
+setup: $(VENV)/.installed $(SUPABASE_CLI)
+
+# The official Supabase CLI, pinned in devtools/package-lock.json: the tests apply and check the
+# migrations with it (tests/test_supabase_cli.py). Needs node 20 and npm.
+$(SUPABASE_CLI): devtools/package.json devtools/package-lock.json
+	npm ci --prefix devtools --no-audit --no-fund
+	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -42,4 +50,4 @@ bench: setup
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .predictions .pytest_cache
+	rm -rf $(VENV) .predictions .pytest_cache devtools/node_modules

@@ -8,18 +8,18 @@ get a clean state by truncating the tables, never a new server. Registered in co
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from devtools.local_postgres import (
-    Postgres,
-    bootstrap,
-)
+from devtools.local_postgres import Postgres
 from tests.postgrest_server import PostgrestTestServer
 
 USER_A = "a0000000-0000-4000-8000-00000000000a"
@@ -70,17 +70,20 @@ def truncate(conninfo: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    server = Postgres(tmp_path_factory.mktemp("pgdata"))
+def postgres() -> Iterator[Postgres]:
+    """The session's server, in a directory of its own: pytest deletes old basetemp directories, and
+    with several pytest sessions on one machine that could be this one while its server runs."""
+    directory = Path(tempfile.mkdtemp(prefix="predictions-pg-"))
+    server = Postgres(directory)
     yield server
     server.close()
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
 def database(postgres: Postgres) -> Iterator[str]:
-    """A new, bootstrapped (Supabase roles, auth.uid()) but unmigrated database."""
+    """A new database prepared as Supabase prepares one (roles, auth schema), unmigrated; as `postgres`."""
     conninfo = postgres.create_database("predictions_migration")
-    bootstrap(conninfo)
     yield conninfo
     postgres.drop_database(conninfo)
 

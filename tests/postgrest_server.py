@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, urlsplit
 import jwt
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 TEST_JWT_SECRET = "predictions-monitor-test-secret-of-at-least-32-characters"
 TABLES = frozenset({"training_predictions", "training_jobs", "training_rollouts"})
@@ -109,6 +110,8 @@ class PostgrestApi:
 
     def __init__(self, conninfo: str, *, jwt_secret: str = TEST_JWT_SECRET, max_rows: int = 1000):
         self.conninfo = conninfo
+        self.auth_conninfo = make_conninfo(conninfo, user="supabase_auth_admin")
+        """Supabase Auth's own login, which owns auth.users."""
         self.jwt_secret = jwt_secret
         self.max_rows = max_rows
         self.new_keys = {
@@ -353,10 +356,28 @@ class PostgrestApi:
     # Supabase Auth: the password and refresh-token grants
 
     def add_user(self, email: str, password: str, user_id: str | None = None) -> str:
+        """A user of Supabase Auth: a row in auth.users (written as Auth writes it, as
+        supabase_auth_admin), so what references it sees it, and a password for the password grant."""
         user = User(user_id or str(uuid.uuid4()), email, password)
+        with psycopg.connect(self.auth_conninfo) as conn:
+            conn.execute(
+                "insert into auth.users (id, email) values (%s, %s)"
+                " on conflict (id) do update set email = excluded.email",
+                (user.id, email),
+            )
         with self._lock:
             self.users[email] = user
         return user.id
+
+    def delete_user(self, user_id: str) -> None:
+        """Delete a user as Supabase's Authentication page does: their auth.users row, their sessions."""
+        with psycopg.connect(self.auth_conninfo) as conn:
+            conn.execute("delete from auth.users where id = %s", (user_id,))
+        with self._lock:
+            for email in [email for email, user in self.users.items() if user.id == user_id]:
+                del self.users[email]
+                for token in [token for token, owner in self.refresh_tokens.items() if owner == email]:
+                    del self.refresh_tokens[token]
 
     def access_token(self, user_id: str, email: str | None = None, lifetime_s: int = TOKEN_LIFETIME_S) -> str:
         """A session JWT as Supabase Auth issues it: role authenticated, the user's id as sub."""
@@ -496,6 +517,9 @@ class PostgrestTestServer:
 
     def add_user(self, email: str, password: str, user_id: str | None = None) -> str:
         return self.api.add_user(email, password, user_id)
+
+    def delete_user(self, user_id: str) -> None:
+        self.api.delete_user(user_id)
 
     def session(self, email: str) -> dict[str, Any]:
         """A new session of a test user, as a sign-in returns it: access and refresh token."""

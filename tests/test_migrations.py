@@ -8,8 +8,8 @@ import uuid
 import psycopg
 import pytest
 
-from devtools.local_postgres import apply_migrations, migration_files, run_sql_file
-from tests.pg_fixtures import USER_A, USER_B
+from devtools.local_postgres import apply_migrations, migration_files, replay_migrations
+from tests.pg_fixtures import USER_A, USER_B, acting_as
 
 DASHBOARD_FUNCTIONS = {
     "predictions_list_jobs",
@@ -151,7 +151,7 @@ def test_applying_twice_is_harmless_and_keeps_rows(database):
         )
         conn.execute("insert into training_jobs (id, user_id, name) values ('job', %s, 'kept')", (USER_A,))
     before = schema_snapshot(database)
-    apply_migrations(database)
+    replay_migrations(database)
     assert schema_snapshot(database) == before
     assert fetch(database, "select job_id, exact_match from training_predictions") == [("job", 1.0)]
     assert fetch(database, "select name, status from training_jobs") == [("kept", "running")]
@@ -205,7 +205,7 @@ def test_old_duplicates_of_the_natural_key_are_set_aside_not_lost(database):
             ],
         )
     apply_migrations(database)
-    apply_migrations(database)
+    replay_migrations(database)
     assert fetch(database, "select id::text, prediction from training_predictions order by sample_index") == [
         (newer, "retry"),
         (other, "unique"),
@@ -229,14 +229,8 @@ ALL_ROWS = (
 )
 
 
-def apply_migrations_before(conninfo: str, timestamp: str) -> None:
-    for path in migration_files():
-        if path.name < timestamp:
-            run_sql_file(conninfo, path)
-
-
 def test_per_owner_keys_keep_every_row_and_its_owner_of_the_schema_before(database):
-    apply_migrations_before(database, OWNER_KEYS)
+    apply_migrations(database, before=OWNER_KEYS)
     with psycopg.connect(database) as conn:
         for job_id, user_id, steps in (("ada-run", USER_A, (1, 2)), ("bob-run", USER_B, (1,))):
             conn.execute(
@@ -253,7 +247,7 @@ def test_per_owner_keys_keep_every_row_and_its_owner_of_the_schema_before(databa
     rows_before = fetch(database, ALL_ROWS)
     jobs_before = fetch(database, "select id, user_id::text, name, started_at from training_jobs order by id")
     apply_migrations(database)
-    apply_migrations(database)
+    replay_migrations(database)
     assert fetch(database, ALL_ROWS) == rows_before
     assert (
         fetch(database, "select id, user_id::text, name, started_at from training_jobs order by id")
@@ -277,36 +271,129 @@ def test_per_owner_keys_keep_every_row_and_its_owner_of_the_schema_before(databa
     ) == [(4, 2)]
 
 
-def test_definer_functions_fix_their_search_path_and_ingest_helpers_are_private(database):
+API_FUNCTIONS = {
+    # a trainer with the publishable key and an ingest key (security definer: they check the key)
+    "ingest_whoami": ("anon",),
+    "ingest_write_predictions": ("anon",),
+    "ingest_start_job": ("anon",),
+    "ingest_write_rollouts": ("anon",),
+    # a signed-in user managing their keys
+    "ingest_key_create": ("authenticated",),
+    "ingest_key_list": ("authenticated",),
+    "ingest_key_revoke": ("authenticated",),
+    # the dashboard's reads (security invoker) and the pure helpers they call as their caller
+    **{name: ("authenticated", "service_role") for name in DASHBOARD_FUNCTIONS | {"predictions_delete_job"}},
+    "training_predictions_number": ("authenticated", "service_role"),
+    "training_predictions_metric": ("authenticated", "service_role"),
+    "training_predictions_check_metric": ("authenticated", "service_role"),
+    "training_owner_low": ("authenticated", "service_role"),
+    "training_owner_high": ("authenticated", "service_role"),
+}
+"""Who may call each function; every other function of public is an internal helper nobody calls."""
+
+
+@pytest.mark.parametrize("grants", ["new", "old"])
+def test_each_api_role_executes_exactly_its_functions_and_no_internal_helper(postgres, grants):
+    """Under either default grants: with the old ones, whatever `postgres` created was granted to every
+    API role, and service_role kept EXECUTE on the internal helpers (ingest_upsert writes any table)."""
+    conninfo = postgres.migrated_database(grants)
+    try:
+        rows = fetch(
+            conninfo,
+            "select proname, prosecdef, coalesce(proconfig, '{}'),"
+            " array(select r from unnest(array['anon', 'authenticated', 'service_role']) as r"
+            "       where has_function_privilege(r, p.oid, 'execute'))"
+            " from pg_proc as p where pronamespace = 'public'::regnamespace",
+        )
+        callers = {name: tuple(roles) for name, _, _, roles in rows}
+        assert {name: roles for name, roles in callers.items() if roles} == API_FUNCTIONS
+        assert all('search_path=""' in config for _, definer, config, _ in rows if definer), rows
+        assert "ingest_update_job" not in callers, "the dead function is gone"
+        with acting_as(conninfo, "service_role") as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("select ingest_upsert('auth.users', '{id}', %s, '[{\"email\": \"x\"}]')", (USER_A,))
+        assert fetch(conninfo, "select has_table_privilege('authenticated', 'ingest_keys', 'select')") == [
+            (False,)
+        ]
+    finally:
+        postgres.drop_database(conninfo)
+
+
+def test_ingest_upsert_writes_tables_of_this_project_only(database):
+    """Even its owner (the definer functions run as postgres) cannot point it at auth's tables."""
     apply_migrations(database)
-    rows = fetch(
-        database,
-        "select proname, coalesce(proconfig, '{}'), has_function_privilege('anon', oid, 'execute'),"
-        " has_function_privilege('authenticated', oid, 'execute')"
-        " from pg_proc where pronamespace = 'public'::regnamespace and prosecdef",
-    )
-    assert all('search_path=""' in config for _, config, _, _ in rows), rows
-    reachable = {name: (anon, authenticated) for name, _, anon, authenticated in rows}
-    for helper in (
-        "ingest_key_owner",
-        "ingest_upsert",
-        "training_rounds_refresh",
-        "training_rollout_steps_refresh",
-    ):
-        assert reachable[helper] == (False, False), helper
-    for trainer_call in (
-        "ingest_whoami",
-        "ingest_write_predictions",
-        "ingest_write_rollouts",
-        "ingest_start_job",
-        "ingest_update_job",
-    ):
-        assert reachable[trainer_call] == (True, True), trainer_call
-    for user_call in ("ingest_key_create", "ingest_key_list", "ingest_key_revoke"):
-        assert reachable[user_call] == (False, True), user_call
-    assert fetch(database, "select has_table_privilege('authenticated', 'ingest_keys', 'select')") == [
-        (False,)
-    ]
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not a table of this project"):
+        fetch(
+            database,
+            "select ingest_upsert('auth.refresh_tokens', '{id}', %s, '[{\"token\": \"x\"}]')",
+            (USER_A,),
+        )
+
+
+def test_a_users_ingest_keys_are_deleted_with_the_user(database):
+    apply_migrations(database)
+    with psycopg.connect(database) as conn:
+        conn.execute("set role supabase_auth_admin")
+        conn.execute("insert into auth.users (id, email) values (%s, 'a@x'), (%s, 'b@x')", (USER_A, USER_B))
+        conn.execute("reset role")
+        for user, label in ((USER_A, "gpu"), (USER_B, "gpu")):
+            conn.execute(
+                "insert into ingest_keys (user_id, label, key_hash, key_prefix) values (%s, %s, %s, 'pmi_')",
+                (user, label, f"hash-{user}"),
+            )
+        with pytest.raises(psycopg.errors.ForeignKeyViolation), conn.transaction():
+            conn.execute(
+                "insert into ingest_keys (user_id, label, key_hash, key_prefix)"
+                " values (gen_random_uuid(), 'ghost', 'h', 'p')"
+            )
+        conn.execute("set role supabase_auth_admin")
+        conn.execute("delete from auth.users where id = %s", (USER_A,))
+    assert fetch(database, "select user_id::text from ingest_keys") == [(USER_B,)]
+
+
+def scans(conninfo: str) -> dict[str, tuple[int, int]]:
+    """(sequential, index) scans so far of each table of ours, from PostgreSQL's statistics."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("select pg_stat_clear_snapshot()")
+        rows = conn.execute(
+            "select relname, seq_scan, coalesce(idx_scan, 0)"
+            " from pg_stat_user_tables where schemaname = 'public'"
+        ).fetchall()
+    return {name: (seq, idx) for name, seq, idx in rows}
+
+
+def test_owner_filters_use_the_owner_first_keys(database):
+    """A read for one owner goes through an index on user_id, never a scan of every owner's rows."""
+    apply_migrations(database)
+    with psycopg.connect(database) as conn:
+        conn.execute(
+            f"{INSERT_NEW} select 'job-' || (i % 20),"
+            " ('a0000000-0000-4000-8000-' || lpad((i % 50)::text, 12, '0'))::uuid,"
+            " 1, i % 7, i, 'p', 'x' from generate_series(1, 20000) as i"
+        )
+        conn.execute(
+            "insert into training_jobs (id, user_id)"
+            " select distinct job_id, user_id from training_predictions"
+        )
+        conn.execute("analyze")
+    owner = "a0000000-0000-4000-8000-000000000007"
+    before = scans(database)
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("set role service_role")
+        for call in (
+            "predictions_list_jobs(p_user_id => %s)",
+            "predictions_trends('job-7', %s)",
+            "predictions_rounds('job-7', %s)",
+            "predictions_page('job-7', p_user_id => %s)",
+            "predictions_sample_history('job-7', 7, %s)",
+            "predictions_sample_matrix('job-7', p_user_id => %s)",
+        ):
+            conn.execute(f"select {call}", (owner,))
+        conn.execute("select pg_stat_force_next_flush()")
+        conn.execute("select 1")
+    after = scans(database)
+    for table in ("training_predictions", "training_jobs", "training_rounds"):
+        assert after[table][0] == before[table][0], f"{table} was scanned whole"
+        assert after[table][1] > before[table][1], f"no index of {table} was used"
 
 
 def test_the_seed_table_gains_the_replacement_count_and_jobs_their_status_time(database):
@@ -318,7 +405,7 @@ def test_the_seed_table_gains_the_replacement_count_and_jobs_their_status_time(d
             (USER_A,),
         )
     apply_migrations(database)
-    apply_migrations(database)
+    replay_migrations(database)
     assert fetch(database, "select text_replacements from training_predictions") == [(0,)]
     with psycopg.connect(database) as conn:
         conn.execute(

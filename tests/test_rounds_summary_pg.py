@@ -8,7 +8,7 @@ import uuid
 import psycopg
 import pytest
 
-from devtools.local_postgres import apply_migrations
+from devtools.local_postgres import apply_migrations, replay_migrations
 from predictions.store.frames import TREND_COLUMNS
 from predictions.store.records import PredictionRow
 from tests.pg_fixtures import USER_A, USER_B, acting_as, user_store
@@ -85,7 +85,7 @@ def test_migrating_over_old_rows_builds_their_summary(database):
         (5, 3, 0, None, None, None, None, None, None),
         (10, 3, 0, None, None, None, None, None, None),
     ]
-    apply_migrations(database)  # a second run changes nothing
+    replay_migrations(database)  # a second run changes nothing
     assert fetch(database, "select count(*) from training_rounds") == [(2,)]
 
 

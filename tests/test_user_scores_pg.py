@@ -8,7 +8,7 @@ import json
 import psycopg
 import pytest
 
-from devtools.local_postgres import apply_migrations
+from devtools.local_postgres import apply_migrations, replay_migrations
 from tests.pg_fixtures import USER_A, USER_B, acting_as
 from tests.test_migrations import fetch
 
@@ -80,7 +80,7 @@ def test_rows_with_scores_from_before_the_migration_get_summarised(database):
         insert(conn, 1, 0, {"q": 0.5})
         conn.execute("alter table training_predictions enable trigger training_rounds_on_insert")
     assert fetch(database, "select scores from training_rounds") == []
-    apply_migrations(database)
+    replay_migrations(database)
     assert fetch(database, "select scores from training_rounds") == [
         ({"q": {"sum": 0.5, "count": 1, "min": 0.5, "max": 0.5}},)
     ]

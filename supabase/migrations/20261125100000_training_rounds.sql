@@ -23,8 +23,8 @@ create table if not exists public.training_rounds (
     count_word_overlap integer not null,
     min_char_error_rate double precision,
     max_char_error_rate double precision,
-    created_at timestamptz not null,
-    last_write timestamptz not null,
+    created_at timestamptz,  -- null for a round of seed rows without created_at (20261206203202)
+    last_write timestamptz,
     primary key (job_id, step, user_id)
 );
 create index if not exists training_rounds_user_id on public.training_rounds (user_id);
