@@ -7,6 +7,7 @@ what would be valid; after that, monitoring never stops a run.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -18,8 +19,9 @@ from predictions.store.protocol import Store
 
 CHAT_TEMPLATE_MODES = ("auto", "on", "off")
 DEFAULT_NUM_SAMPLES = 16
-RESERVED_GENERATION_KWARGS = ("max_new_tokens", "input_ids", "attention_mask")
-"""Set by their own options or by the generator; not allowed in `generation_kwargs`."""
+RESERVED_GENERATION_KWARGS = ("max_new_tokens", "input_ids", "attention_mask", "tokenizer")
+"""Set by their own options or by the generator (which hands `generate` the tokenizer for `stop_strings`);
+not allowed in `generation_kwargs`."""
 
 
 @dataclass
@@ -43,7 +45,8 @@ class PredictionsConfig:
         max_prompt_tokens: prompts are cut to their last this-many tokens.
         batch_size: prompts generated together.
         generation_kwargs: extra `model.generate` arguments; greedy decoding when empty. One answer
-            is stored per sample, so `num_return_sequences` must stay 1.
+            is stored per sample, so `num_return_sequences` must stay 1. `stop_strings` works as
+            given (the monitor passes the tokenizer) and the answer is cut before the first one.
         every_n_steps: also run a round every N optimizer steps; None runs one at each epoch end only.
         job_id: the run's id in the store (default: a new id for every run). An id that already has
             rounds continues that job only when training resumes from a checkpoint.
@@ -119,7 +122,7 @@ class PredictionsConfig:
         """The options as JSON-ready data for the job record; the store itself is left out."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "store"}
         data["sample_indices"] = list(self.sample_indices) if self.sample_indices is not None else None
-        data["generation_kwargs"] = {k: _jsonable(v) for k, v in self.generation_kwargs.items()}
+        data["generation_kwargs"] = {str(k): _jsonable(v) for k, v in self.generation_kwargs.items()}
         data["scorers"] = describe(self.scorers)
         data["metadata_fields"] = list(self.metadata_fields) if self.metadata_fields else None
         return data
@@ -169,7 +172,8 @@ def _check_generation_kwargs(value: Any) -> dict[str, Any]:
     if reserved:
         raise ConfigError(
             f"generation_kwargs sets {', '.join(reserved)}; valid: any generate() argument except "
-            f"{', '.join(RESERVED_GENERATION_KWARGS)} (use the max_new_tokens option)"
+            f"{', '.join(RESERVED_GENERATION_KWARGS)} (use the max_new_tokens option; the tokenizer is "
+            "passed to generate() for you)"
         )
     _check_generation_values(value)
     return dict(value)
@@ -210,4 +214,13 @@ def _check_store(store: object) -> None:
 
 
 def _jsonable(value: Any) -> Any:
-    return value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
+    """JSON data as it is; anything else summarised by its type (a tokenizer's repr runs to pages)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str | int | float | bool | type(None)):
+        return value
+    if type(value) in (list, tuple):  # a LogitsProcessorList is a list of objects: summarised
+        return [_jsonable(item) for item in value]
+    if type(value) is dict:
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    return f"<{type(value).__name__}>"
