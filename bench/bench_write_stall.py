@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         store = SlowStore(Path(folder) / "slow.db", args.latency)
         direct = blocked_ms(store.write_predictions, "direct", args.rounds, args.samples)
-        writer = Writer(store, spool_path=Path(folder) / "spool.jsonl")
+        writer = Writer(store, spool_path=Path(folder) / "outbox.db")
         background = blocked_ms(writer.write, "background", args.rounds, args.samples)
         start = time.perf_counter()
         writer.close()

@@ -31,6 +31,10 @@ class AuthError(StoreError):
     """Sign-in failed or the key is not allowed to do what was asked."""
 
 
+class OutboxError(PredictionsError):
+    """The local outbox cannot be read or written (a read-only directory, a full disk, a broken file)."""
+
+
 def is_transient(error: BaseException) -> bool:
     """True when the same call may succeed later (an outage); False when the store refused it for good."""
     if isinstance(error, StoreUnavailableError):

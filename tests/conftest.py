@@ -25,6 +25,12 @@ def make_store(backend: str, request: pytest.FixtureRequest, tmp_path) -> Store:
     raise ValueError(f"unknown backend {backend!r}")
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch) -> None:
+    """Each test its own user cache dir: a Supabase store's outbox lives there, never in the real one."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:
     backend_store = make_store(request.param, request, tmp_path)

@@ -44,7 +44,7 @@ def join_as(rank: int, port: int, tmp_path: Path, **env: str) -> None:
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
         PREDICTIONS_DB=str(tmp_path / "p.db"),
-        PREDICTIONS_SPOOL=str(tmp_path / "spool.jsonl"),
+        PREDICTIONS_SPOOL=str(tmp_path / "outbox.db"),
         **env,
     )
 

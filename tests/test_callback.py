@@ -13,10 +13,10 @@ import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState
 
 from predictions import ConfigError, DatasetError, PredictionsCallback
-from predictions.delivery.spool import replay_spool
 from predictions.store import SQLiteStore
 from predictions.training.monitor import RegressionWatch, equal_shards
 from tests import helpers_training as h
+from tests.helpers_outbox import ops, replay_into
 
 SAMPLES = h.pairs(12)
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,10 +197,10 @@ def test_a_store_down_for_the_whole_run_loses_nothing(tmp_path, monkeypatch):
         trainer = h.trainer(tmp_path, [callback], run_name="down")
         trainer.train()
     assert trainer.state.global_step == 8 and h.count_rows(db, callback.job_id) == 0
-    spool = tmp_path / "p.spool.jsonl"
-    assert len(spool.read_text().splitlines()) == 4  # start, two rounds, finish
-    assert replay_spool(store, spool).stored == 4
-    assert replay_spool(store, spool).stored == 0
+    outbox = tmp_path / "p.outbox.db"
+    assert ops(outbox) == ["start_job", "write_predictions", "write_predictions", "finish_job"]
+    assert replay_into(store, outbox).stored == 4
+    assert replay_into(store, outbox).stored == 0
     assert h.count_rows(db, callback.job_id) == 6
     assert store.list_jobs()[0].status == "finished"
 

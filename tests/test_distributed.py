@@ -14,6 +14,7 @@ import pytest
 import torch.multiprocessing as mp
 
 from tests import helpers_distributed as d
+from tests.helpers_outbox import kept
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +63,7 @@ def test_ddp_writes_each_row_once_and_a_failing_rank_costs_only_its_own_shard(tm
     assert sorted(rounds[steps[2]]) == tracked
     assert reports[0]["skipped"] == reports[1]["skipped"] == {str(steps[1]): tracked[3:]}
     assert job_status(tmp_path, "ddp") == "finished"
-    assert not (tmp_path / "spool.jsonl").exists()
+    assert kept(tmp_path / "outbox.db") == []
 
 
 @pytest.mark.timeout(300)

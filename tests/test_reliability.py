@@ -1,12 +1,11 @@
-"""Nothing lost, nothing stuck: faults injected for real into the writer, the spool and both stores.
+"""Nothing lost, nothing stuck: faults injected for real into the writer, the outbox and both stores.
 
-Poison rows the stores really refuse, truncated spool lines, a store locked or hanging, status calls
+Poison rows the stores really refuse, wrongly typed outbox entries, a store locked or hanging, status calls
 replayed out of order. The Trainer-level versions are in tests/test_reliability_training.py.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from datetime import UTC, datetime, timedelta
@@ -14,19 +13,14 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from predictions.delivery.spool import (
-    SPOOL_VERSION,
-    append_spool,
-    corrupt_path,
-    quarantine_path,
-    read_calls,
-    replay_spool,
-)
+from predictions.delivery.outbox import Outbox
+from predictions.delivery.spool import replay
 from predictions.delivery.writer import Writer
 from predictions.errors import StoreError, StoreUnavailableError, is_transient
 from predictions.store import SQLiteStore
 from predictions.store.records import PredictionRow
 from predictions.store.storable import storable, storable_row
+from tests.helpers_outbox import kept, key_of, replay_into
 from tests.helpers_training import count_rows, locked
 
 
@@ -80,79 +74,91 @@ def test_each_store_refuses_raw_unstorable_text_for_good(store):
 
 
 def test_a_refused_row_is_quarantined_and_the_rest_of_its_round_stored(store, tmp_path, caplog):
-    spool = tmp_path / "spool.jsonl"
-    writer = Writer(store, spool_path=spool, backoff_s=0.01)
+    path = tmp_path / "p.outbox.db"
+    writer = Writer(store, spool_path=path, backoff_s=0.01)
     with caplog.at_level(logging.ERROR):
         writer.write(rows(1, poison=2))
         writer.write(rows(2))
         writer.close()
     assert stored_indexes(store) == [(1, 0), (1, 1), (1, 3), *((2, i) for i in range(4))]
-    (refused,), bad = read_calls(quarantine_path(spool))
-    assert bad == [] and [r["sample_index"] for r in refused["rows"]] == [2]
-    assert "prompt" in refused["error"] and refused["v"] == SPOOL_VERSION
-    assert not spool.exists()
+    (refused,) = Outbox(path).quarantined()
+    assert [r["sample_index"] for r in refused.call["rows"]] == [2] and "prompt" in refused.error
+    assert refused.key == key_of(store) and kept(path) == []
     assert "refused 1 row(s) of job 'job' step 1 (sample 2) for good" in caplog.text
-    assert str(quarantine_path(spool)) in caplog.text
+    assert str(path) in caplog.text
 
 
-def test_a_refused_call_in_the_spool_never_blocks_the_calls_after_it(store, tmp_path):
-    spool = tmp_path / "spool.jsonl"
+def test_a_refused_call_in_the_outbox_never_blocks_the_calls_after_it(store, tmp_path):
+    path = tmp_path / "p.outbox.db"
     poison = {"op": "write_predictions", "rows": [r.as_dict() for r in rows(1, count=1, poison=0)]}
     good = [{"op": "write_predictions", "rows": [r.as_dict() for r in rows(step)]} for step in (2, 3)]
-    append_spool(spool, [poison, *good])
-    result = replay_spool(store, spool)
+    Outbox(path).append(key_of(store), [poison, *good])
+    result = replay_into(store, path)
     assert (result.stored, result.pending) == (3, 0)
-    assert len(stored_indexes(store)) == 8 and not spool.exists()
-    assert len(read_calls(quarantine_path(spool))[0]) == 1
+    assert len(stored_indexes(store)) == 8 and kept(path) == []
+    assert len(Outbox(path).quarantined()) == 1
 
 
-# the spool file
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"op": "write_predictions", "rows": 7},
+        {"op": "write_predictions", "rows": [7]},
+        {"op": "write_predictions", "rows": [{"job_id": "job", "step": 1}]},
+        {"op": "write_predictions", "rows": [{**rows(9)[0].as_dict(), "surprise": 1}]},
+        {"op": "start_job", "job_id": 5},
+        {"op": "drop_table"},
+        "not even a call",
+    ],
+)
+def test_a_wrongly_typed_entry_is_quarantined_and_every_other_call_stored(store, tmp_path, bad):
+    path = tmp_path / "p.outbox.db"
+    outbox = Outbox(path)
+    good = {"op": "write_predictions", "rows": [r.as_dict() for r in rows(1)]}
+    outbox.append(key_of(store), [good, bad, good])  # a string entry stands for any unreadable text
+    writer = Writer(store, spool_path=path)
+    writer.write(rows(2))
+    writer.close()
+    assert len(stored_indexes(store)) == 8 and kept(path) == []
+    (refused,) = outbox.quarantined()
+    assert "malformed call" in refused.error
+    Writer(store, spool_path=path).close()  # a retry never quarantines it again
+    assert len(outbox.quarantined()) == 1
 
 
-def test_a_truncated_last_line_is_set_aside_and_every_good_line_replayed(sqlite_store, tmp_path):
-    spool = tmp_path / "spool.jsonl"
-    append_spool(spool, [{"op": "write_predictions", "rows": [r.as_dict() for r in rows(s)]} for s in (1, 2)])
-    whole = spool.read_text()
-    spool.write_text(whole + whole.splitlines()[0][:37])  # a kill in the middle of an append
-    result = replay_spool(sqlite_store, spool)
-    assert (result.stored, result.corrupt) == (2, 1)
-    assert len(stored_indexes(sqlite_store)) == 8
-    assert corrupt_path(spool).read_text() == whole.splitlines()[0][:37] + "\n"
-    assert not spool.exists() and list(tmp_path.glob("*.replaying")) == []
+# the outbox
 
 
-def test_an_append_after_a_torn_line_starts_a_line_of_its_own(sqlite_store, tmp_path):
-    spool = tmp_path / "spool.jsonl"
-    spool.write_text('{"v": 1, "op": "write_predictions", "rows": [{"job_')  # a kill mid-append
-    append_spool(spool, [{"op": "write_predictions", "rows": [r.as_dict() for r in rows(1)]}])
-    result = replay_spool(sqlite_store, spool)
-    assert (result.stored, result.corrupt) == (1, 1) and len(stored_indexes(sqlite_store)) == 4
-
-
-def test_replaying_the_same_spool_twice_stores_each_row_once(store, tmp_path):
-    spool = tmp_path / "spool.jsonl"
-    calls = [{"op": "write_predictions", "rows": [r.as_dict() for r in rows(1)]}]
-    append_spool(spool, calls)
-    copy = spool.read_text()
-    replay_spool(store, spool)
-    spool.write_text(copy)  # a replay that crashed after storing, before removing its file
-    replay_spool(store, spool)
+def test_replaying_the_same_call_twice_stores_each_row_once(store, tmp_path):
+    path = tmp_path / "p.outbox.db"
+    call = {"op": "write_predictions", "rows": [r.as_dict() for r in rows(1)]}
+    Outbox(path).append(key_of(store), [call, call])  # a replay killed after storing, before deleting
+    assert replay_into(store, path).stored == 2
     assert store.rounds("job")["sample_count"].tolist() == [4]
 
 
-def test_a_spool_line_of_an_unknown_version_is_set_aside_not_guessed(sqlite_store, tmp_path):
-    spool = tmp_path / "spool.jsonl"
-    spool.write_text(json.dumps({"v": 99, "op": "write_predictions", "rows": []}) + "\n")
-    assert replay_spool(sqlite_store, spool).corrupt == 1
-    assert '"v": 99' in corrupt_path(spool).read_text()
+def test_a_killed_replayers_lease_expires_and_its_entries_are_replayed(sqlite_store, tmp_path):
+    now = [1000.0]
+    outbox = Outbox(tmp_path / "p.outbox.db", clock=lambda: now[0])
+    key = key_of(sqlite_store)
+    outbox.append(key, [{"op": "write_predictions", "rows": [r.as_dict() for r in rows(1)]}])
+    assert len(outbox.claim(key, lease_s=60)) == 1  # then the replayer is killed: no ack, no release
+    assert outbox.claim(key) == [] and outbox.count(key) == 1  # leased: not sent twice meanwhile
+    now[0] += 61
+    assert replay(sqlite_store, outbox, key).stored == 1
+    assert outbox.count(key) == 0 and len(stored_indexes(sqlite_store)) == 4
 
 
-def test_a_claimed_spool_left_by_a_killed_replay_is_adopted(sqlite_store, tmp_path):
-    spool = tmp_path / "spool.jsonl"
-    append_spool(spool, [{"op": "write_predictions", "rows": [r.as_dict() for r in rows(1)]}])
-    spool.rename(tmp_path / "spool.jsonl.999999999-dead.replaying")  # no such process
-    assert replay_spool(sqlite_store, spool).stored == 1
-    assert list(tmp_path.glob("*.replaying")) == []
+def test_an_entry_is_deleted_only_after_the_store_acknowledged_it(sqlite_store, tmp_path):
+    class Refusing(SQLiteStore):
+        def write_predictions(self, batch):
+            raise StoreUnavailableError("down")
+
+    outbox = Outbox(tmp_path / "p.outbox.db")
+    key = key_of(sqlite_store)
+    outbox.append(key, [{"op": "write_predictions", "rows": [r.as_dict() for r in rows(1)]}])
+    assert replay(Refusing(tmp_path / "predictions.db"), outbox, key).pending == 1
+    assert replay(sqlite_store, outbox, key).stored == 1 and outbox.count(key) == 0
 
 
 # outages
@@ -168,7 +174,7 @@ def test_a_store_that_cannot_be_opened_yet_is_opened_later_and_gets_every_row(tm
             raise StoreUnavailableError("locked, say")
         return SQLiteStore(db)
 
-    writer = Writer(None, open_store=open_later, spool_path=tmp_path / "p.spool.jsonl", backoff_s=0.01)
+    writer = Writer(None, open_store=open_later, spool_path=tmp_path / "p.outbox.db", backoff_s=0.01)
     writer.start_job("job")
     writer.write(rows(1))
     writer.write(rows(2))
@@ -178,13 +184,13 @@ def test_a_store_that_cannot_be_opened_yet_is_opened_later_and_gets_every_row(tm
     assert SQLiteStore(db).list_jobs()[0].status == "finished"
 
 
-def test_the_spool_is_retried_with_backoff_while_no_round_comes(tmp_path):
-    db, spool = tmp_path / "p.db", tmp_path / "p.spool.jsonl"
+def test_the_outbox_is_retried_with_backoff_while_no_round_comes(tmp_path):
+    db, path = tmp_path / "p.db", tmp_path / "p.outbox.db"
     store = SQLiteStore(db, timeout_s=0.05)
-    writer = Writer(store, spool_path=spool, retries=1, backoff_s=0.05)
+    writer = Writer(store, spool_path=path, retries=1, backoff_s=0.05)
     with locked(db):
         writer.write(rows(1))
-        wait_until(spool.exists)
+        wait_until(lambda: len(kept(path)) == 1)
     wait_until(lambda: count_rows(db, "job") == 4)  # no further call: the retry alone stores it
     writer.close()
 
@@ -202,17 +208,17 @@ def test_a_status_set_later_wins_whatever_order_the_calls_arrive_in(store):
 
 
 def test_a_finish_after_an_outage_leaves_the_job_finished(tmp_path):
-    db, spool = tmp_path / "p.db", tmp_path / "p.spool.jsonl"
+    db, path = tmp_path / "p.db", tmp_path / "p.outbox.db"
     store = SQLiteStore(db, timeout_s=0.05)
     with locked(db):
-        writer = Writer(store, spool_path=spool, retries=1)
+        writer = Writer(store, spool_path=path, retries=1)
         writer.start_job("job")
         writer.write(rows(1))
         writer.close()
-    finisher = Writer(store, spool_path=tmp_path / "elsewhere.jsonl")  # the finish lands first
+    finisher = Writer(store, spool_path=tmp_path / "elsewhere.db")  # the finish lands first
     finisher.finish_job("job")
     finisher.close()
-    replay_spool(store, spool)
+    replay_into(store, path)
     assert store.list_jobs()[0].status == "finished" and count_rows(db, "job") == 4
 
 
@@ -231,37 +237,36 @@ class HangingStore(SQLiteStore):
         super().write_predictions(batch)
 
 
-def test_a_close_that_times_out_spools_every_queued_call(tmp_path, caplog):
-    db, spool = tmp_path / "p.db", tmp_path / "p.spool.jsonl"
+def test_a_close_that_times_out_keeps_every_queued_call(tmp_path, caplog):
+    db, path = tmp_path / "p.db", tmp_path / "p.outbox.db"
     store = HangingStore(db)
-    writer = Writer(store, spool_path=spool)
+    writer = Writer(store, spool_path=path)
     for step in (1, 2, 3):
         writer.write(rows(step))
     writer.finish_job("job")
     writer.close(timeout_s=0.3)
-    assert "4 queued call(s) written to the spool" in caplog.text
+    assert "4 queued call(s) written to the outbox" in caplog.text
     store.gate.set()
-    replay_spool(SQLiteStore(db), spool)
+    writer.close()  # its thread, unblocked, replays too: wait for it, then replay what is left
+    replay_into(SQLiteStore(db), path)
     assert count_rows(db, "job") == 12
 
 
-def test_a_postgres_table_locked_at_close_gets_the_queued_rows_spooled(
-    postgrest, supabase_database, tmp_path
-):
+def test_a_postgres_table_locked_at_close_gets_the_queued_rows_kept(postgrest, supabase_database, tmp_path):
     from tests.pg_fixtures import user_store
 
     store = user_store(postgrest, timeout_s=30)
-    spool = tmp_path / "s.spool.jsonl"
-    writer = Writer(store, spool_path=spool)
+    path = tmp_path / "s.outbox.db"
+    writer = Writer(store, spool_path=path)
     with psycopg.connect(supabase_database, autocommit=False) as blocker:
         blocker.execute("lock table public.training_predictions in access exclusive mode")
         writer.write(rows(1))
         writer.write(rows(2))
         writer.close(timeout_s=0.5)
-        calls, _ = read_calls(spool)
+        calls = kept(path)
         blocker.rollback()
     assert [len(call["rows"]) for call in calls] == [4, 4]
-    replay_spool(store, spool)
+    replay_into(store, path)
     assert len(stored_indexes(store)) == 8
 
 

@@ -168,7 +168,7 @@ def test_a_trainer_without_groups_is_refused_at_train_begin(tmp_path, sqlite_sto
 
 
 def test_rollouts_outlive_a_locked_store_and_a_poison_row_is_quarantined_alone(tmp_path):
-    from predictions.delivery.spool import quarantine_path
+    from predictions.delivery.outbox import Outbox
     from predictions.delivery.writer import Writer
     from predictions.store import SQLiteStore
     from tests.test_security import rollouts
@@ -180,9 +180,9 @@ def test_rollouts_outlive_a_locked_store_and_a_poison_row_is_quarantined_alone(t
     with h.locked(db):
         writer = Writer(store, retries=1, backoff_s=0.01)
         writer.write_rollouts([good, poison, other])
-        writer.close()  # stored nothing: every call is in the spool
-    assert store.rollout_prompts("rl").empty and writer.spool_path.exists()
-    Writer(store).close()  # the next writer replays the spool first
+        writer.close()  # stored nothing: every call is in the outbox
+    assert store.rollout_prompts("rl").empty and len(Outbox(writer.spool_path).pending()) == 1
+    Writer(store).close()  # the next writer replays the outbox first
     assert store.prompt_rollouts("rl", "q0")["completion_index"].tolist() == [0, 1]
-    quarantined = quarantine_path(writer.spool_path).read_text()
-    assert '"completion_index": 7' in quarantined and '"completion_index": 0' not in quarantined
+    (quarantined,) = Outbox(writer.spool_path).quarantined()
+    assert [row["completion_index"] for row in quarantined.call["rows"]] == [7]

@@ -1,58 +1,78 @@
-"""`python -m predictions spool` on a real SQLite store: list, replay (quarantine too), discard."""
+"""`python -m predictions spool` on a real SQLite store and its outbox: list, replay, discard, bad paths."""
 
 from __future__ import annotations
 
 import pytest
 
 from predictions.__main__ import main
-from predictions.delivery.spool import append_spool, corrupt_path, quarantine, quarantine_path, read_calls
+from predictions.delivery.outbox import Key, Outbox
 from predictions.store import SQLiteStore
 from predictions.store.records import PredictionRow
+from tests.helpers_outbox import kept
 from tests.helpers_training import count_rows
 
 
 @pytest.fixture
 def pending(tmp_path, monkeypatch):
-    """A store whose spool holds two rounds and a torn line, and whose quarantine holds one refused row."""
+    """A store whose outbox holds two rounds, a quarantined row, and a call of another owner."""
     db = tmp_path / "p.db"
-    SQLiteStore(db).close()
+    store = SQLiteStore(db)
     for name, value in {"PREDICTIONS_DB": str(db), "SUPABASE_URL": "", "SUPABASE_KEY": ""}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("PREDICTIONS_SPOOL", raising=False)
-    spool = tmp_path / "p.spool.jsonl"
+    path, key = tmp_path / "p.outbox.db", Key(*store.outbox_key())
+    outbox = Outbox(path)
     rounds = [[PredictionRow("job", 1, step, i, "p", "x").as_dict() for i in range(3)] for step in (1, 2)]
-    append_spool(spool, [{"op": "write_predictions", "rows": rows} for rows in rounds])
-    with spool.open("a") as handle:
-        handle.write('{"v": 1, "op": "write_pre')
+    outbox.append(key, [{"op": "write_predictions", "rows": rows} for rows in rounds])
     refused = {"op": "write_predictions", "rows": [PredictionRow("job", 1, 3, 0, None, "x").as_dict()]}
-    quarantine(spool, refused, ValueError("NOT NULL constraint failed: training_predictions.prompt"))
-    return db, spool
+    outbox.quarantine(key, refused, "StoreError: NOT NULL constraint failed: training_predictions.prompt")
+    other = Key(key.store, "user someone-else")
+    outbox.append(other, [{"op": "finish_job", "job_id": "theirs", "status": "finished"}])
+    return db, path, key
 
 
-def test_list_shows_the_spool_the_quarantine_and_the_unreadable_lines(pending, capsys):
-    _, spool = pending
-    assert main(["spool"]) == 1  # something is pending
+def test_list_shows_every_owner_and_the_quarantine(pending, capsys):
+    _, path, key = pending
+    assert main(["spool"]) == 1  # something of yours is pending
     out = capsys.readouterr().out
-    assert f"spool {spool}: 2 call(s): write_predictions x2 (6 rows); jobs job" in out
-    assert "1 row(s) of job 'job' step 3 (sample 0): ValueError: NOT NULL constraint failed" in out
-    assert "unreadable lines: 1" in out
+    assert f"outbox {path}:" in out
+    assert f"{key.store} as local user (you): 2 call(s): write_predictions x2 (6 rows); jobs job" in out
+    assert "as user someone-else: 1 call(s): finish_job x1 (0 rows); jobs theirs" in out
+    assert "1 row(s) of job 'job' step 3 (sample 0): StoreError: NOT NULL constraint failed" in out
 
 
-def test_replay_stores_the_spool_now_and_a_quarantined_row_stays_quarantined(pending, capsys):
-    db, spool = pending
+def test_replay_stores_your_calls_and_never_another_owners(pending, capsys):
+    db, path, key = pending
     assert main(["spool", "replay", "--quarantine"]) == 0
     out = capsys.readouterr().out
     assert "3 call(s) stored, 0 still pending" in out and "refused for good" in out
-    assert count_rows(db, "job") == 6 and not spool.exists()
-    assert len(corrupt_path(spool).read_text().splitlines()) == 1
-    (still_refused,), _ = read_calls(quarantine_path(spool))
-    assert "NOT NULL" in still_refused["error"]
+    assert "not yours, left waiting" in out and "someone-else" in out
+    assert count_rows(db, "job") == 6 and kept(path, key) == []
+    assert [call["job_id"] for call in kept(path)] == ["theirs"]
+    (still_refused,) = Outbox(path).quarantined()
+    assert "NOT NULL" in still_refused.error
 
 
-def test_discard_removes_the_spool_or_the_quarantine(pending, capsys):
-    _, spool = pending
+def test_discard_removes_your_pending_calls_or_your_quarantined_ones(pending, capsys):
+    _, path, key = pending
     assert main(["spool", "discard", "--quarantine"]) == 0
-    assert not quarantine_path(spool).exists() and spool.exists()
+    assert Outbox(path).quarantined() == [] and len(kept(path, key)) == 2
     assert main(["spool", "discard"]) == 0
-    assert not spool.exists()
-    assert "discarded" in capsys.readouterr().out
+    assert kept(path, key) == [] and len(kept(path)) == 1  # the other owner's call stays
+    assert "discarded 2 pending call(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("action", ["list", "replay", "discard"])
+@pytest.mark.parametrize("where", ["a directory", "a file as a folder", "not a database"])
+def test_every_bad_outbox_path_gets_a_message(pending, tmp_path, capsys, where, action):
+    path = {
+        "a directory": tmp_path,
+        "a file as a folder": tmp_path / "p.db" / "outbox.db",
+        "not a database": tmp_path / "garbage.db",
+    }[where]
+    (tmp_path / "garbage.db").write_bytes(b"SQLite format 3\x00" + b"\xff" * 200)  # a broken database
+    if (where, action) == ("a file as a folder", "list"):
+        assert main(["spool", action, "--spool", str(path)]) == 0  # nothing there: nothing pending
+        return
+    assert main(["spool", action, "--spool", str(path)]) == 2
+    assert "error: the predictions outbox" in capsys.readouterr().out

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
+from pathlib import Path
 
-from predictions.delivery.spool import replay_spool, spool_path
+from predictions.delivery.outbox import Outbox
+from predictions.delivery.spool import outbox_path
 from predictions.delivery.writer import Writer
-from predictions.store import SQLiteStore
+from predictions.store import SQLiteStore, outbox_key_from_env
 from predictions.store.records import PredictionRow
+from tests.helpers_outbox import kept, key_of, ops, replay_into
 from tests.helpers_training import count_rows, locked
 
 
@@ -36,7 +38,7 @@ class CountingStore(SQLiteStore):
 def test_write_returns_at_once_and_each_round_is_one_store_call(tmp_path):
     store = CountingStore(tmp_path / "p.db")
     store.gate.clear()  # the store hangs until released
-    writer = Writer(store, spool_path=tmp_path / "spool.jsonl")
+    writer = Writer(store, spool_path=tmp_path / "p.outbox.db")
     started = time.perf_counter()
     writer.write(rows(1))
     writer.write(rows(2))
@@ -47,90 +49,92 @@ def test_write_returns_at_once_and_each_round_is_one_store_call(tmp_path):
     assert count_rows(tmp_path / "p.db", "job") == 6
 
 
-def test_a_store_down_for_the_whole_run_spools_everything_and_replay_stores_it_once(tmp_path):
-    db, spool = tmp_path / "p.db", tmp_path / "spool.jsonl"
+def test_a_store_down_for_the_whole_run_keeps_everything_and_replay_stores_it_once(tmp_path):
+    db, outbox = tmp_path / "p.db", tmp_path / "p.outbox.db"
     store = SQLiteStore(db, timeout_s=0.05)
     with locked(db):
-        writer = Writer(store, spool_path=spool, retries=2, backoff_s=0.01)
+        writer = Writer(store, spool_path=outbox, retries=2, backoff_s=0.01)
         writer.start_job("job", name="Job")
         writer.write(rows(1))
         writer.write(rows(2))
         writer.finish_job("job")
         writer.close()
-    ops = [json.loads(line)["op"] for line in spool.read_text().splitlines()]
-    assert ops == ["start_job", "write_predictions", "write_predictions", "finish_job"]
+    assert ops(outbox) == ["start_job", "write_predictions", "write_predictions", "finish_job"]
     assert count_rows(db, "job") == 0
-    assert replay_spool(store, spool).stored == 4
-    assert replay_spool(store, spool).stored == 0 and not spool.exists()
+    assert replay_into(store, outbox).stored == 4
+    assert replay_into(store, outbox).stored == 0 and kept(outbox) == []
     assert count_rows(db, "job") == 6
     assert store.list_jobs()[0].status == "finished"
 
 
-def test_the_next_writer_replays_the_spool_on_start(tmp_path):
-    db, spool = tmp_path / "p.db", tmp_path / "spool.jsonl"
+def test_the_next_writer_replays_the_outbox_on_start(tmp_path):
+    db, outbox = tmp_path / "p.db", tmp_path / "p.outbox.db"
     store = SQLiteStore(db, timeout_s=0.05)
     with locked(db):
-        first = Writer(store, spool_path=spool, retries=1)
+        first = Writer(store, spool_path=outbox, retries=1)
         first.write(rows(1))
         first.close()
-    assert spool.exists()
-    Writer(store, spool_path=spool).close()
-    assert count_rows(db, "job") == 3 and not spool.exists()
+    assert len(kept(outbox)) == 1
+    Writer(store, spool_path=outbox).close()
+    assert count_rows(db, "job") == 3 and kept(outbox) == []
 
 
-def test_the_spool_is_replayed_when_the_store_answers_again(tmp_path):
-    db, spool = tmp_path / "p.db", tmp_path / "spool.jsonl"
+def test_the_outbox_is_replayed_when_the_store_answers_again(tmp_path):
+    db, outbox = tmp_path / "p.db", tmp_path / "p.outbox.db"
     store = SQLiteStore(db, timeout_s=0.05)
-    writer = Writer(store, spool_path=spool, retries=1)
+    writer = Writer(store, spool_path=outbox, retries=1)
     with locked(db):
         writer.write(rows(1))
         writer.write(rows(2))
         deadline = time.monotonic() + 10
-        while spool.exists() is False or len(spool.read_text().splitlines()) < 2:
-            assert time.monotonic() < deadline, "the rounds never reached the spool"
+        while len(kept(outbox)) < 2:
+            assert time.monotonic() < deadline, "the rounds never reached the outbox"
             time.sleep(0.02)
     writer.write(rows(3))
     writer.close()
-    assert count_rows(db, "job") == 9 and not spool.exists()
+    assert count_rows(db, "job") == 9 and kept(outbox) == []
 
 
 def test_a_replay_while_still_down_keeps_every_call(tmp_path):
-    db, spool = tmp_path / "p.db", tmp_path / "spool.jsonl"
+    db, path = tmp_path / "p.db", tmp_path / "p.outbox.db"
     store = SQLiteStore(db, timeout_s=0.05)
-    spool.write_text(
-        "".join(json.dumps({"op": "write_predictions", "rows": [r.as_dict()]}) + "\n" for r in rows(1))
-    )
+    Outbox(path).append(key_of(store), [{"op": "write_predictions", "rows": [r.as_dict()]} for r in rows(1)])
     with locked(db):
-        assert replay_spool(store, spool).stored == 0
-    assert len(spool.read_text().splitlines()) == 3
-    assert [p.name for p in tmp_path.iterdir() if "replaying" in p.name] == []
+        result = replay_into(store, path)
+    assert (result.stored, result.pending) == (0, 3) and result.errors
+    assert len(Outbox(path).claim(key_of(store))) == 3  # given back at once, not held by a lease
 
 
-def test_no_store_at_all_spools_without_raising(tmp_path):
-    writer = Writer(None, spool_path=tmp_path / "spool.jsonl")
+def test_no_store_at_all_keeps_calls_without_raising(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREDICTIONS_DB", str(tmp_path / "never.db"))
+    writer = Writer(None, spool_path=tmp_path / "p.outbox.db")
     writer.write(rows(1))
     writer.close()
-    assert len((tmp_path / "spool.jsonl").read_text().splitlines()) == 1
+    assert len(kept(tmp_path / "p.outbox.db")) == 1
 
 
-def test_an_unwritable_spool_is_logged_not_raised(tmp_path, caplog):
+def test_an_unwritable_outbox_with_no_store_is_logged_not_raised(tmp_path, caplog, monkeypatch):
+    monkeypatch.setenv("PREDICTIONS_DB", str(tmp_path / "never.db"))
     blocker = tmp_path / "file"
     blocker.write_text("")
-    writer = Writer(None, spool_path=blocker / "spool.jsonl")  # a file where a folder should be
+    writer = Writer(None, spool_path=blocker / "p.outbox.db")  # a file where a folder should be
     writer.write(rows(1))
     writer.close()
-    assert "cannot write the predictions spool" in caplog.text
+    assert "can be neither stored nor kept" in caplog.text
+    assert "LOST 1 call(s)" in caplog.text and "3 row(s) of job 'job' step 1" in caplog.text
 
 
-def test_each_store_has_one_spool_location(tmp_path, monkeypatch, sqlite_store):
+def test_each_store_has_one_outbox_location(tmp_path, monkeypatch, sqlite_store):
     for name in ("PREDICTIONS_SPOOL", "PREDICTIONS_DB", "SUPABASE_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert spool_path(sqlite_store) == tmp_path / "predictions.spool.jsonl"
-    assert str(spool_path(None)) == ".predictions/predictions.spool.jsonl"  # beside the default file
+    assert outbox_path(key_of(sqlite_store).store) == tmp_path / "predictions.outbox.db"
+    default = outbox_key_from_env()[0]
+    assert outbox_path(default) == Path(".predictions/predictions.outbox.db").resolve()  # the default file
     monkeypatch.setenv("PREDICTIONS_DB", str(tmp_path / "other.db"))
-    assert spool_path(None) == tmp_path / "other.spool.jsonl"  # a store that could not be opened
+    assert outbox_path(outbox_key_from_env()[0]) == tmp_path / "other.outbox.db"  # not opened yet
     monkeypatch.setenv("SUPABASE_URL", "https://abc.supabase.co")
-    assert spool_path(None) == tmp_path / "cache/predictions/spool/abc.supabase.co.spool.jsonl"
-    monkeypatch.setenv("PREDICTIONS_SPOOL", str(tmp_path / "x.jsonl"))
-    assert spool_path(sqlite_store) == tmp_path / "x.jsonl"
+    monkeypatch.setenv("SUPABASE_KEY", "sb_secret_x")
+    assert outbox_path(outbox_key_from_env()[0]) == tmp_path / "cache/predictions/outbox.db"
+    monkeypatch.setenv("PREDICTIONS_SPOOL", str(tmp_path / "x.db"))
+    assert outbox_path(key_of(sqlite_store).store) == tmp_path / "x.db"

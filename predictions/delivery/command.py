@@ -1,7 +1,9 @@
-"""`python -m predictions spool`: list, replay or discard what is pending for the configured store.
+"""`python -m predictions spool`: list, replay or discard what the local outbox keeps for a store.
 
-The store and its spool are the ones a training run would use (`open_store()`'s environment and
-`.env`), or the spool named with `--spool`. Exit status 0 when nothing is left pending, 1 otherwise.
+The store and its outbox are the ones a training run would use (`open_store()`'s environment and
+`.env`), or the outbox file named with `--spool`. `list` shows every owner's calls; `replay` and
+`discard` act on the calls of the configured identity only (a replay never sends another owner's
+calls). Exit status 0 when nothing of that identity is left pending, 1 otherwise, 2 on an error.
 """
 
 from __future__ import annotations
@@ -11,103 +13,105 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from predictions.delivery.spool import (
-    append_spool,
-    corrupt_path,
-    quarantine_path,
-    read_calls,
-    replay_spool,
-    spool_path,
-)
+from predictions.delivery import legacy
+from predictions.delivery.outbox import Key, Outbox
+from predictions.delivery.spool import describe, outbox_path, replay
 from predictions.errors import PredictionsError
 
 ACTIONS = ("list", "replay", "discard")
-QUARANTINE_KEYS = ("error", "quarantined_at")
 
 
 def add_parser(commands: Any) -> None:
-    spool = commands.add_parser("spool", help="list, replay or discard spooled and quarantined store calls")
+    spool = commands.add_parser("spool", help="list, replay or discard the calls the local outbox keeps")
     spool.add_argument("action", nargs="?", choices=ACTIONS, default="list", help="default: list")
-    spool.add_argument("--spool", type=Path, default=None, help="the spool file (default: the store's own)")
+    spool.add_argument("--spool", type=Path, default=None, help="the outbox file (default: the store's own)")
     spool.add_argument(
         "--quarantine",
         action="store_true",
         help="replay: also retry the quarantined calls (after a fix); discard: discard those instead",
     )
+    spool.add_argument(
+        "--adopt",
+        action="store_true",
+        help=f"replay: also send, as yours, calls of an old JSONL spool kept as '{legacy.UNKNOWN_OWNER}'",
+    )
 
 
 def run(options: argparse.Namespace) -> int:
-    """Run one action; a store that cannot be opened is reported, not raised."""
+    """Run one action; a store that cannot be opened or an outbox that cannot be read is reported."""
     try:
         store = _open() if options.action == "replay" else None
-        path = options.spool or spool_path(store)
+        key = Key(*(store.outbox_key() if store is not None else _key_from_env()))
+        outbox = Outbox(options.spool or outbox_path(key.store))
+        legacy.migrate(outbox, key)
         if options.action == "replay":
-            return replay(store, path, options.quarantine)
+            return replay_now(store, outbox, key, options)
         if options.action == "discard":
-            return discard(quarantine_path(path) if options.quarantine else path)
-        return show(path)
+            return discard(outbox, key, options.quarantine)
+        return show(outbox, key)
     except PredictionsError as error:
         print(f"error: {error}")
         return 2
 
 
-def show(path: Path) -> int:
-    """Print what the spool, the quarantine and the unreadable lines hold, per job and call."""
-    calls, bad = read_calls(path)
-    refused, refused_bad = read_calls(quarantine_path(path))
-    print(f"spool {path}: {summary(calls)}")
-    print(f"quarantine {quarantine_path(path)}: {summary(refused)}")
+def show(outbox: Outbox, key: Key) -> int:
+    """Print the pending calls per store and owner, and the quarantined ones with their errors."""
+    pending = outbox.pending()
+    print(f"outbox {outbox.path}: {'empty' if not pending else ''}".rstrip())
+    for other, calls in pending.items():
+        mine = " (you)" if other == key else ""
+        print(f"  {other.store} as {other.owner}{mine}: {summary(calls)}")
+    refused = outbox.quarantined()
+    print(f"quarantine: {len(refused)} call(s)")
     for call in refused:
-        print(f"  {describe_refusal(call)}")
-    unreadable = len(bad) + len(refused_bad) + _line_count(corrupt_path(path))
-    print(f"unreadable lines: {unreadable} (set aside in {corrupt_path(path)})")
-    return 0 if not calls else 1
+        print(f"  {call.key.store} as {call.key.owner}: {describe(call.call)}: {call.error}")
+    return 1 if key in pending else 0
 
 
-def replay(store: Any, path: Path, with_quarantine: bool) -> int:
-    """Replay the spool now (and the quarantine, moved back into it, when asked)."""
-    if with_quarantine and quarantine_path(path).exists():
-        refused, _ = read_calls(quarantine_path(path))
-        cleaned = [{k: v for k, v in call.items() if k not in QUARANTINE_KEYS} for call in refused]
-        if append_spool(path, cleaned):
-            quarantine_path(path).unlink()
-    result = replay_spool(store, path)
-    print(f"{store.description}: {result.stored} call(s) stored, {result.pending} still pending")
-    if result.corrupt:
-        print(f"{result.corrupt} unreadable line(s) set aside in {corrupt_path(path)}")
-    kept = quarantine_path(path)
-    if kept.exists():
-        print(f"refused for good, kept in {kept}: {summary(read_calls(kept)[0])}")
+def replay_now(store: Any, outbox: Outbox, key: Key, options: argparse.Namespace) -> int:
+    """Replay the configured identity's calls now (quarantined and adopted ones too, when asked)."""
+    for alias in store.outbox_aliases():
+        outbox.rekey(key.store, alias, key.owner)
+    if options.adopt:
+        outbox.rekey(key.store, legacy.UNKNOWN_OWNER, key.owner)
+    if options.quarantine:
+        outbox.requeue_quarantine(key)
+    result = replay(store, outbox, key)
+    counts = f"{result.stored} call(s) stored, {result.pending} still pending"
+    print(f"{store.description} as {key.owner}: {counts}")
+    if result.errors:
+        print(f"stopped: {result.errors[-1]}")
+    refused = outbox.quarantined(key)
+    if refused:
+        print(f"refused for good, kept in the quarantine: {len(refused)} call(s)")
+    others = {other: calls for other, calls in outbox.pending().items() if other != key}
+    for other, calls in others.items():
+        print(f"not yours, left waiting: {other.store} as {other.owner}: {summary(calls)}")
     return 0 if not result.pending else 1
 
 
-def discard(path: Path) -> int:
-    calls, bad = read_calls(path)
-    if path.exists():
-        path.unlink()
-    print(f"discarded {path}: {summary(calls)}, {len(bad)} unreadable line(s)")
+def discard(outbox: Outbox, key: Key, quarantined: bool) -> int:
+    count = outbox.discard(key, quarantined=quarantined)
+    which = "quarantined" if quarantined else "pending"
+    print(f"discarded {count} {which} call(s) of {key.store} as {key.owner}")
     return 0
 
 
-def summary(calls: list[dict[str, Any]]) -> str:
+def summary(calls: list[dict[str, Any] | None]) -> str:
     """'3 call(s): write_predictions x2 (24 rows), finish_job x1; jobs run-1, run-2' or 'empty'."""
     if not calls:
         return "empty"
-    ops = Counter(call["op"] for call in calls)
-    rows = sum(len(call.get("rows") or []) for call in calls)
-    jobs = sorted({str(job_of(call)) for call in calls})
+    ops = Counter(str(call.get("op")) if call else "unreadable" for call in calls)
+    rows = sum(len(call["rows"]) for call in calls if call and isinstance(call.get("rows"), list))
+    jobs = sorted({str(job_of(call)) for call in calls if call})
     counted = ", ".join(f"{op} x{count}" for op, count in ops.items())
     return f"{len(calls)} call(s): {counted} ({rows} rows); jobs {', '.join(jobs)}"
 
 
 def job_of(call: dict[str, Any]) -> str | None:
-    return call.get("job_id") or (call.get("rows") or [{}])[0].get("job_id")
-
-
-def describe_refusal(call: dict[str, Any]) -> str:
-    from predictions.delivery.spool import describe
-
-    return f"{describe(call)}: {call.get('error')}"
+    rows = call.get("rows")
+    first = rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], dict) else {}
+    return call.get("job_id") or first.get("job_id")
 
 
 def _open() -> Any:
@@ -116,5 +120,7 @@ def _open() -> Any:
     return open_store()
 
 
-def _line_count(path: Path) -> int:
-    return len(path.read_text(encoding="utf-8", errors="replace").splitlines()) if path.exists() else 0
+def _key_from_env() -> tuple[str, str]:
+    from predictions.store import outbox_key_from_env
+
+    return outbox_key_from_env()

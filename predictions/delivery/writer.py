@@ -1,10 +1,12 @@
 """Non-blocking writes: the training loop hands rows over and goes on; a thread does the rest.
 
 The thread upserts each round in one store call. An outage (`is_transient`) is retried with backoff,
-then the call goes to the store's spool, which is replayed at start, retried with growing pauses while
-the store is down, and replayed again when it answers. A refusal for good is split down to the refused
-rows, which go to the quarantine; the rest is stored. So a row is always in the store, the spool or
-the quarantine, and no row blocks another. No method raises: failures are logged, rows kept.
+then the call goes to the local outbox (`delivery.outbox`), which is replayed at start, retried with
+growing pauses while the store is down, and replayed again when it answers. A refusal for good is
+split down to the refused rows, which are quarantined; the rest is stored. A refused key (`AuthError`)
+is one decision: writing stops for the session and every call goes to the outbox. Where the outbox
+cannot be written (read-only, full disk) calls still go straight to a store that answers, and those
+that can go nowhere are held in memory, retried, and named in an ERROR line. No method raises.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from predictions.delivery.spool import append_spool, deliver, now_text, replay_spool
-from predictions.delivery.spool import spool_path as spool_path_of
-from predictions.errors import ConfigError
+from predictions.delivery import legacy
+from predictions.delivery.outbox import Key, Outbox
+from predictions.delivery.spool import deliver, describe, now_text, outbox_path, replay
+from predictions.errors import AuthError, ConfigError, OutboxError
 from predictions.store.protocol import Store
 from predictions.store.records import PredictionRow, RolloutRow
 from predictions.store.storable import storable_rollout, storable_row
@@ -28,7 +31,7 @@ from predictions.store.storable import storable_rollout, storable_row
 logger = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 300.0
-"""How long train end waits for the store before it spools what is still queued."""
+"""How long train end waits for the store before it leaves what is still queued in the outbox."""
 MAX_PAUSE_S = 60.0
 """The longest pause between two tries of a store that is down."""
 _STOP = object()
@@ -38,7 +41,8 @@ class Writer:
     """Queues store calls for a background thread; `close()` waits for them at train end.
 
     `store` may be None with `open_store` given: the thread opens the store itself, trying again
-    while it cannot, and spools to `spool_path` (default: the store's own spool) meanwhile.
+    while it cannot, and keeps calls in the outbox meanwhile. `spool_path` is the outbox file
+    (default: the store's own, `spool.outbox_path`); `user_id` the run's owner, where it has its own.
     """
 
     def __init__(
@@ -49,15 +53,23 @@ class Writer:
         retries: int = 3,
         backoff_s: float = 0.5,
         open_store: Callable[[], Store] | None = None,
+        user_id: str | None = None,
     ):
-        self.store, self._open_store = store, open_store
-        self.spool_path = Path(spool_path) if spool_path else spool_path_of(store)
+        self.store, self._open_store, self.user_id = store, open_store, user_id
+        self.key = Key(*(store.outbox_key(user_id) if store is not None else key_from_env(user_id)))
+        self.spool_path = Path(spool_path) if spool_path else outbox_path(self.key.store)
+        self.outbox = Outbox(self.spool_path)
         self.retries, self.backoff_s = retries, backoff_s
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()  # put() is safe in a signal handler
         self._down = store is None
         self._pause_s, self._next_try = backoff_s, 0.0
         self._inflight: dict[str, Any] | None = None
-        self._abandoned = False
+        self._held: list[dict[str, Any]] = []
+        """Calls neither the store nor the outbox took: retried while the process lives."""
+        self._held_lock = threading.Lock()
+        self.auth_error: AuthError | None = None
+        """Set when the store refused the credentials: writing stopped for this session."""
+        self._migrated = False
         self.closed = False
         self._thread = threading.Thread(target=self._run, name="predictions-writer", daemon=True)
         self._thread.start()
@@ -88,48 +100,82 @@ class Writer:
     def finish_job(self, job_id: str, status: str = "finished") -> None:
         self._put({"op": "finish_job", "job_id": job_id, "status": status, "at": now_text()})
 
+    def spill(self) -> int:
+        """Move every queued call (and the one in flight) into the outbox now, in one transaction;
+        the thread then replays them. For a signal handler: after this, nothing is only in memory."""
+        calls = self._drain()
+        if self._inflight is not None:
+            calls.insert(0, self._inflight)  # stored twice at worst: upserts make that harmless
+        self._keep(calls)
+        return len(calls)
+
     def close(self, timeout_s: float | None = None) -> None:
-        """Wait for queued calls to be stored or spooled; past the timeout, spool what is left."""
+        """Wait for queued calls to be stored or kept; past the timeout, leave what is left in the outbox."""
         timeout_s = CLOSE_TIMEOUT_S if timeout_s is None else timeout_s
         if not self.closed:
             self.closed = True
             self._queue.put(_STOP)
         self._thread.join(timeout_s)
         if self._thread.is_alive():
-            left = self._abandon()
+            left = self.spill()
             logger.warning(
-                "predictions store still busy after %ss; %s queued call(s) written to the spool %s",
+                "predictions store still busy after %ss; %s queued call(s) written to the outbox %s",
                 timeout_s,
                 left,
                 self.spool_path,
             )
+        self._report_held()
 
     def _put(self, call: dict[str, Any]) -> None:
         if self.closed:
-            logger.warning("predictions writer is closed; a %s call goes to the spool", call.get("op"))
-            append_spool(self.spool_path, [call])
+            logger.warning("predictions writer is closed; a %s call goes to the outbox", call.get("op"))
+            self._keep([call])
             return
         try:
             self._queue.put(call)
         except Exception:  # a full or broken queue must not reach the training loop
             logger.exception("predictions writer could not queue a %s call", call.get("op"))
 
-    def _abandon(self) -> int:
-        """Spool every queued call and the one in flight (stored twice at worst: upserts make it harmless)."""
-        self._abandoned = True
+    def _drain(self) -> list[dict[str, Any]]:
         calls = []
         while True:
             try:
                 call = self._queue.get_nowait()
             except queue.Empty:
-                break
-            if call is not _STOP:
-                calls.append(call)
-        inflight = self._inflight
-        if inflight is not None:
-            calls.insert(0, inflight)
-        append_spool(self.spool_path, calls)
-        return len(calls)
+                return calls
+            if call is _STOP:
+                self._queue.put(_STOP)  # the thread still needs to see it
+                return calls
+            calls.append(call)
+
+    # the outbox
+
+    def _keep(self, calls: list[dict[str, Any]]) -> None:
+        """Put calls in the outbox; where it cannot be written, hold them in memory and say which."""
+        if not calls:
+            return
+        try:
+            self.outbox.append(self.key, calls)
+        except OutboxError as error:
+            with self._held_lock:
+                self._held.extend(calls)
+            logger.error(
+                "predictions: %s can be neither stored nor kept (%s); held in memory and retried while "
+                "this process runs",
+                "; ".join(describe(call) for call in calls),
+                error,
+            )
+
+    def _report_held(self) -> None:
+        with self._held_lock:
+            held, self._held = self._held, []
+        if held:
+            logger.error(
+                "predictions: LOST %s call(s) that neither the store nor the outbox %s took: %s",
+                len(held),
+                self.spool_path,
+                "; ".join(describe(call) for call in held),
+            )
 
     # the background thread
 
@@ -149,27 +195,26 @@ class Writer:
             except Exception:
                 logger.exception("predictions writer failed on a %s call", call.get("op"))
             self._inflight = None
-        if self._down and not self._abandoned:
-            self._recover(force=True)  # one last try, so a store back by train end gets every row
+        self._recover(force=True)  # a store back by train end gets every row, a signal's spilled ones too
 
     def _handle(self, call: dict[str, Any]) -> None:
-        """Store the call (after the spool, once the store is back), else spool it."""
-        if self._abandoned:
-            append_spool(self.spool_path, [call])
-            return
-        if self._down and not self._recover(force=True):
-            append_spool(self.spool_path, [call])
+        """Store the call (after the outbox, once the store is back), else keep it in the outbox."""
+        if self.auth_error is not None or (self._down and not self._recover(force=True)):
+            self._keep([call])
             return
         if not self._deliver_with_retries(call):
             self._mark_down()
-            append_spool(self.spool_path, [call])
+            self._keep([call])
 
     def _deliver_with_retries(self, call: dict[str, Any]) -> bool:
-        """True once stored or quarantined; False after `retries` outages in a row."""
+        """True once stored or quarantined; False after `retries` outages in a row or a refused key."""
         for attempt in range(self.retries):
             try:
-                deliver(self.store, call, self.spool_path)
+                deliver(self.store, call, self.outbox, self.key)
                 return True
+            except AuthError as error:
+                self._refuse_session(error)
+                return False
             except Exception as error:
                 count = f"{attempt + 1}/{self.retries}"
                 logger.warning("predictions store call %s failed (%s): %s", call["op"], count, error)
@@ -177,36 +222,83 @@ class Writer:
                     time.sleep(self.backoff_s * 2**attempt)
         return False
 
+    def _refuse_session(self, error: AuthError) -> None:
+        """The store refused the credentials: stop writing for this session, once, and say why."""
+        if self.auth_error is None:
+            self.auth_error = error
+            logger.error(
+                "predictions: %s refused the credentials: %s. Writing stops for this run; every call is kept "
+                "in the outbox %s. Fix the key, then run `python -m predictions spool replay`",
+                getattr(self.store, "description", "the store"),
+                error,
+                self.spool_path,
+            )
+
     def _recover(self, force: bool = False) -> bool:
-        """Open the store if need be and replay the spool; True when the store took every spooled call."""
-        if not force and time.monotonic() < self._next_try:
+        """Open the store if need be and replay the outbox and held calls; True when the store took them."""
+        if self.auth_error is not None or (not force and time.monotonic() < self._next_try):
             return False
         if self.store is None and not self._open():
             self._mark_down()
             return False
-        try:
-            result = replay_spool(self.store, self.spool_path)
-        except Exception:
-            logger.exception("predictions spool %s could not be replayed", self.spool_path)
-            self._mark_down()
-            return False
-        if result.stored:
-            logger.info("replayed %s spooled call(s) from %s", result.stored, self.spool_path)
-        if result.pending:
+        if not self._replay_outbox() or not self._send_held():
             self._mark_down()
             return False
         self._down, self._pause_s = False, self.backoff_s
+        return True
+
+    def _replay_outbox(self) -> bool:
+        """Replay this key's entries (moving an old JSONL spool in first); False when the store is down.
+
+        An outbox that cannot be used is logged, not taken for an outage: live calls still go straight
+        to the store."""
+        try:
+            if not self._migrated:
+                self._migrated = True
+                legacy.migrate(self.outbox, self.key)
+                for alias in self.store.outbox_aliases():  # kept by an earlier run under its key's name
+                    self._rekey(alias, self.key)
+            result = replay(self.store, self.outbox, self.key)
+        except OutboxError as error:
+            logger.error("predictions outbox cannot be replayed (%s); rows go straight to the store", error)
+            return True
+        if result.stored:
+            logger.info("replayed %s kept call(s) from %s", result.stored, self.spool_path)
+        if result.auth_error is not None:
+            self._refuse_session(result.auth_error)
+        return not result.errors
+
+    def _send_held(self) -> bool:
+        """Send the calls held in memory (the outbox could not take them); False at the first outage."""
+        with self._held_lock:
+            held, self._held = self._held, []
+        for position, call in enumerate(held):
+            if not self._deliver_with_retries(call):
+                with self._held_lock:
+                    self._held[:0] = held[position:]
+                return False
         return True
 
     def _open(self) -> bool:
         if self._open_store is None:
             return False
         try:
-            self.store = self._open_store()
-            return True
+            store = self._open_store()
         except Exception as error:
             logger.warning("predictions store cannot be opened yet: %s", error)
             return False
+        self.store = store
+        key = Key(*store.outbox_key(self.user_id))
+        if key != self.key and key.store == self.key.store:  # the same identity, now better known
+            self._rekey(self.key.owner, key)
+        self.key = key
+        return True
+
+    def _rekey(self, owner: str, key: Key) -> None:
+        try:
+            self.outbox.rekey(key.store, owner, key.owner)
+        except OutboxError as error:
+            logger.error("predictions outbox cannot be re-keyed: %s", error)
 
     def _mark_down(self) -> None:
         """Remember the outage; the next try waits twice as long as the last (at most MAX_PAUSE_S)."""
@@ -217,6 +309,13 @@ class Writer:
 
     def _pause(self) -> float:
         return max(0.0, self._next_try - time.monotonic())
+
+
+def key_from_env(user_id: str | None) -> tuple[str, str]:
+    """The outbox key of the store `open_store()` would open (it could not be opened yet)."""
+    from predictions.store import outbox_key_from_env
+
+    return outbox_key_from_env(user_id)
 
 
 def check_can_write(store: Store, user_id: str | None) -> None:

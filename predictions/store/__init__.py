@@ -8,6 +8,7 @@ from pathlib import Path
 from dotenv import find_dotenv, load_dotenv
 
 from predictions.errors import ConfigError
+from predictions.store.identity import sqlite_identity, supabase_identity
 from predictions.store.ingest_keys import INGEST_KEY_ENV
 from predictions.store.protocol import Store
 from predictions.store.records import Job, PredictionPage, PredictionRow, Trends
@@ -53,3 +54,19 @@ def open_store(*, env_file: str | os.PathLike[str] | None = None) -> Store:
 
         return SupabaseStore(url, key, ingest_key=ingest_key or None)
     return SQLiteStore(Path(os.environ.get("PREDICTIONS_DB") or DEFAULT_DB_PATH))
+
+
+def outbox_key_from_env(user_id: str | None = None) -> tuple[str, str]:
+    """The (store, owner) `open_store()` would give, without opening it (no network, no file)."""
+    load_dotenv(find_dotenv(usecwd=True), override=False)
+    url, key = os.environ.get("SUPABASE_URL", ""), os.environ.get("SUPABASE_KEY", "")
+    if url and key:
+        from predictions.store.supabase import USER_ID_ENV, key_role
+
+        return supabase_identity(
+            url,
+            role=key_role(key),
+            ingest_key=os.environ.get(INGEST_KEY_ENV) or None,
+            user_id=user_id or os.environ.get(USER_ID_ENV) or None,
+        )
+    return sqlite_identity(Path(os.environ.get("PREDICTIONS_DB") or DEFAULT_DB_PATH))

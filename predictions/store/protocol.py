@@ -98,6 +98,13 @@ class Store(Protocol):
     def step_rollouts(self, job_id: str, step: int, *, best: bool = True, limit: int = 5) -> pd.DataFrame:
         """A step's `limit` rollouts with the highest (`best`) or lowest total reward (nulls last)."""
 
+    def outbox_key(self, user_id: str | None = None) -> tuple[str, str]:
+        """(store, owner) keying this store's calls in the local outbox: which store, written as whom
+        (`user_id`: a run's own owner, where the store writes for several)."""
+
+    def outbox_aliases(self) -> tuple[str, ...]:
+        """Other owner names of the same owner (an ingest key's, before its user was known)."""
+
     def close(self) -> None:
         """Release connections."""
 

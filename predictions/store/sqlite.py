@@ -48,6 +48,7 @@ from predictions.store.frames import (
     with_custom_aggregates,
     with_score_columns,
 )
+from predictions.store.identity import sqlite_identity
 from predictions.store.records import (
     LOCAL_USER_ID,
     Job,
@@ -390,6 +391,13 @@ class SQLiteStore:
             f"ORDER BY reward IS NULL, reward {order}, generation, group_index, completion_index LIMIT ?"
         )
         return self._rollouts(sql, (job_id, int(step), limit))
+
+    def outbox_key(self, user_id: str | None = None) -> tuple[str, str]:
+        """(store, owner) of this store's writes for the local outbox: one local owner per file."""
+        return sqlite_identity(self.path)
+
+    def outbox_aliases(self) -> tuple[str, ...]:
+        return ()
 
     def close(self) -> None:
         with self._lock:

@@ -49,6 +49,7 @@ from predictions.store.frames import (
     with_custom_aggregates,
     with_score_columns,
 )
+from predictions.store.identity import ingest_key_owner, supabase_identity
 from predictions.store.ingest_keys import IngestKey
 from predictions.store.records import (
     Job,
@@ -176,7 +177,8 @@ class SupabaseStore:
             key,
             self.description,
             session_token=self._session.token,
-            needs_sign_in=lambda: self.requires_sign_in,
+            needs_sign_in=lambda: self.requires_sign_in and not self._ingest_key,
+            refused_key=lambda: ingest_keys.INGEST_KEY_ENV if self._ingest_key else None,
         )
         if self._ingest_key:
             self._check_ingest_key()
@@ -397,6 +399,21 @@ class SupabaseStore:
         """Close the HTTP connections of the REST and Auth clients."""
         self._rest.close()
         self._session.close()
+
+    def outbox_key(self, user_id: str | None = None) -> tuple[str, str]:
+        """(store, owner) of this store's writes for the local outbox (`predictions.store.identity`)."""
+        return supabase_identity(
+            self.url,
+            role=self.key_role,
+            ingest_key=self._ingest_key,
+            ingest_owner=self._ingest_owner,
+            session_user=self._session.user_id,
+            user_id=check_user_id(user_id) or self._user_id,
+        )
+
+    def outbox_aliases(self) -> tuple[str, ...]:
+        """Owner names meaning this store's owner too: its ingest key's, written before its user was known."""
+        return (ingest_key_owner(self._ingest_key),) if self._ingest_key and self._ingest_owner else ()
 
     def check_can_write(self, user_id: str | None = None) -> None:
         """Raise ConfigError unless rows for `user_id` (default: the configured user) could be written:

@@ -112,7 +112,7 @@ class Rest:
 
     `session_token` runs before each request is built and returns the signed-in user's access token
     (refreshed when about to expire) or None; `needs_sign_in` says whether an AuthError should tell the
-    user to sign in first.
+    user to sign in first, `refused_key` which key setting to name when a key is refused.
     """
 
     def __init__(
@@ -123,12 +123,14 @@ class Rest:
         *,
         session_token: Callable[[], str | None],
         needs_sign_in: Callable[[], bool],
+        refused_key: Callable[[], str | None] = lambda: None,
     ):
         self.client = client
         self.key_token = key if jwt_claims(key) is not None else None
         self.description = description
         self.session_token = session_token
         self.needs_sign_in = needs_sign_in
+        self.refused_key = refused_key
 
     def function(self, name: str, **params: Any) -> Any:
         """Call a SQL function through PostgREST's /rpc and return its JSON value."""
@@ -170,6 +172,8 @@ class Rest:
         text = f"{self.description}: {api_error_text(error)}"
         if code in AUTH_CODES:
             prefix = "sign in first: " if self.needs_sign_in() else ""
+            if self.refused_key():
+                prefix = f"{self.refused_key()} refused (revoked, or not a key of this project?): "
             named: StoreError = AuthError(prefix + text)
         elif is_unavailable_code(code):
             named = StoreUnavailableError(text)

@@ -302,7 +302,8 @@ class PredictionsMonitor:
         """Register the job (through the writer), and mark it failed if the process dies or is stopped."""
         from predictions.store import open_store
 
-        self.writer = Writer(store) if store is not None else Writer(None, open_store=open_store)
+        user_id = self.config.user_id
+        self.writer = Writer(store, user_id=user_id, open_store=None if store is not None else open_store)
         config = {**self.config.as_dict(), "rendering": self.inputs.rendering}
         config["model_inputs"] = {str(index): text for index, text in self.inputs.texts.items()}
         self.writer.start_job(

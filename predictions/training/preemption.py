@@ -1,9 +1,11 @@
-"""Preemption: SIGTERM (how clusters stop a job) and SIGINT mark the job failed and keep its rows.
+"""Preemption: SIGTERM (how clusters stop a job), SIGINT and SIGHUP mark the job failed and keep its rows.
 
-The handler is chained: it marks the job failed, lets the writer store or spool every queued call
-within `FLUSH_S`, puts the previous handler back and then lets the signal do what it did before
-(Python's KeyboardInterrupt for SIGINT, the default exit for SIGTERM, or the handler someone else
-installed). The Trainer calls no hook in that case, so without this the job would stay running.
+The handler is chained: it marks the job failed and first moves every call not yet stored into the
+local outbox (one quick transaction), so nothing is only in memory before anything slow starts; then
+the writer stores what it can within `FLUSH_S`. A second signal meanwhile ends the flush at once: the
+rows wait in the outbox. Finally the previous handler gets the signal (Python's KeyboardInterrupt for
+SIGINT, the default exit for SIGTERM and SIGHUP, or the handler someone else installed). A signal
+that was ignored (`SIG_IGN`, e.g. SIGINT under `nohup` or `&`) stays ignored: the guard never takes it.
 """
 
 from __future__ import annotations
@@ -18,17 +20,19 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
 FLUSH_S = 20.0
-"""Time the writer gets to store queued calls before it spools them: inside a cluster's usual 30 s grace."""
+"""Time the writer gets to store kept calls: inside a cluster's usual 30 s grace."""
 
 
 class SignalGuard:
-    """Runs `on_signal(signum)` once on SIGTERM or SIGINT, then hands the signal to the previous handler."""
+    """Runs `on_signal(signum)` once on SIGTERM, SIGINT or SIGHUP, then hands the signal to the previous
+    handler. `on_signal` must make every pending call safe before it does anything slow."""
 
-    def __init__(self, on_signal: Callable[[int], None]):
-        self.on_signal = on_signal
+    def __init__(self, on_signal: Callable[[int], None], flush: Callable[[], None] = lambda: None):
+        self.on_signal, self.flush = on_signal, flush
         self._previous: dict[int, Any] = {}
+        self._handling = False
 
     def install(self) -> SignalGuard:
         """Chain onto the current handlers; only the main thread may set handlers, elsewhere nothing."""
@@ -36,6 +40,8 @@ class SignalGuard:
             logger.warning("predictions: not on the main thread, so SIGTERM cannot mark the job failed")
             return self
         for signum in SIGNALS:
+            if signal.getsignal(signum) == signal.SIG_IGN:
+                continue  # ignored on purpose: neither fail the job nor stop the process
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
@@ -47,13 +53,24 @@ class SignalGuard:
                 signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
         previous = self._previous.get(signum)
-        self.uninstall()
-        logger.warning("predictions: got %s; storing or spooling queued rounds", signal.Signals(signum).name)
+        if self._handling:  # a second signal during the flush: every call is already in the outbox
+            logger.warning("predictions: got %s again; the rows not yet stored wait in the outbox", name)
+            self._chain(signum, frame, previous)
+            return
+        self._handling = True
+        logger.warning("predictions: got %s; keeping every queued call, then storing what can be", name)
         try:
-            self.on_signal(signum)
+            self.on_signal(signum)  # quick: the outbox holds everything after it
+            self.flush()  # slow: a second signal may interrupt it
         except Exception:
-            logger.exception("predictions: could not finish the job on %s", signal.Signals(signum).name)
+            logger.exception("predictions: could not finish the job on %s", name)
+        self._chain(signum, frame, previous)
+
+    def _chain(self, signum: int, frame: FrameType | None, previous: Any) -> None:
+        """Hand the signal to whoever had it before us."""
+        self.uninstall()
         if callable(previous):
             previous(signum, frame)
         elif previous in (signal.SIG_DFL, None):
@@ -66,6 +83,9 @@ def guard_job(writer: Any, job_id: str) -> SignalGuard:
     def fail_job(signum: int) -> None:
         if not writer.closed:
             writer.finish_job(job_id, status="failed")
-        writer.close(timeout_s=FLUSH_S)  # also when train end was already closing: bounded, then spooled
+        writer.spill()  # the failed finish and every queued round are in the outbox from here on
 
-    return SignalGuard(fail_job).install()
+    def flush() -> None:
+        writer.close(timeout_s=FLUSH_S)  # also when train end was already closing: bounded
+
+    return SignalGuard(fail_job, flush).install()

@@ -1,0 +1,148 @@
+"""The outbox keeps each owner's calls for that owner: two people on one Supabase project, a revoked
+key, an outbox that cannot be written. Real Postgres through the PostgREST emulator and supabase-py."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from predictions.delivery.outbox import Outbox
+from predictions.delivery.writer import Writer
+from predictions.errors import StoreUnavailableError
+from predictions.store import SQLiteStore, open_store
+from predictions.store.identity import ingest_key_owner
+from predictions.store.records import PredictionRow
+from tests.helpers_outbox import kept, key_of
+from tests.helpers_training import count_rows, locked
+from tests.pg_fixtures import USER_A, USER_B, acting_as, user_store
+from tests.test_ingest_keys import create_key, trainer_env
+
+
+def rows(job_id: str, step: int, count: int = 4) -> list[PredictionRow]:
+    return [PredictionRow(job_id, 1, step, i, f"p{i}", f"a{i}", f"a{i}") for i in range(count)]
+
+
+def owners(database: str) -> list[tuple[str, str, int]]:
+    """(job, owner, rows) as Postgres holds them, whoever is asking."""
+    with acting_as(database, "postgres") as conn:
+        return conn.execute(
+            "select job_id, user_id::text, count(*)::int from training_predictions group by 1, 2 order by 1"
+        ).fetchall()
+
+
+def unreachable():
+    raise StoreUnavailableError("Supabase is down")
+
+
+def test_a_replay_under_another_identity_never_sends_the_calls_it_did_not_write(
+    postgrest, supabase_database, monkeypatch, tmp_path
+):
+    path = tmp_path / "shared.outbox.db"  # one OS account: one outbox for both people
+    ada, bob = create_key(postgrest, USER_A, "ada-box"), create_key(postgrest, USER_B, "bob-box")
+    trainer_env(monkeypatch, postgrest, ada)
+    down = Writer(None, open_store=unreachable, spool_path=path, backoff_s=60)  # Ada's run, store down
+    down.start_job("ada-run", name="Ada's")
+    down.write(rows("ada-run", 1))
+    down.finish_job("ada-run")
+    down.close(timeout_s=5)
+    assert [key.owner for key in Outbox(path).pending()] == [ingest_key_owner(ada)]
+
+    trainer_env(monkeypatch, postgrest, bob)
+    bobs = Writer(open_store(env_file=tmp_path / "absent.env"), spool_path=path)  # Bob's run, store up
+    bobs.write(rows("bob-run", 1))
+    bobs.close()
+    assert owners(supabase_database) == [("bob-run", USER_B, 4)]
+    assert len(kept(path)) == 3  # Ada's calls wait for Ada
+
+    trainer_env(monkeypatch, postgrest, ada)
+    Writer(open_store(env_file=tmp_path / "absent.env"), spool_path=path).close()  # Ada again
+    assert owners(supabase_database) == [("ada-run", USER_A, 4), ("bob-run", USER_B, 4)]
+    assert kept(path) == []
+    with acting_as(supabase_database, "postgres") as conn:
+        assert conn.execute("select user_id::text, status from training_jobs").fetchall() == [
+            (USER_A, "finished")
+        ]
+
+
+def test_a_revoked_key_is_one_decision_and_the_rows_wait_for_a_new_key(
+    postgrest, monkeypatch, tmp_path, caplog
+):
+    path = tmp_path / "p.outbox.db"
+    secret = create_key(postgrest, USER_A, "laptop")
+    trainer_env(monkeypatch, postgrest, secret)
+    writer = Writer(open_store(env_file=tmp_path / "absent.env"), spool_path=path, backoff_s=0.01)
+    writer.start_job("run", name="Run")
+    writer.write(rows("run", 1))
+    writer.close()
+    owner = user_store(postgrest, USER_A)
+    owner.revoke_ingest_key("laptop")
+    writer = Writer(writer.store, spool_path=path, backoff_s=0.01)
+    before = len(postgrest.api.calls)
+    with caplog.at_level(logging.ERROR):
+        for step in range(2, 12):
+            writer.write(rows("run", step, count=100))
+        writer.finish_job("run")
+        writer.close()
+    assert len(postgrest.api.calls) - before <= 2  # one refusal, not one call per row
+    refusals = [r for r in caplog.records if "refused the credentials" in r.getMessage()]
+    assert len(refusals) == 1 and "PREDICTIONS_INGEST_KEY refused" in refusals[0].getMessage()
+    assert "sign in first" not in caplog.text
+    assert Outbox(path).quarantined() == [] and len(kept(path)) == 11  # 10 rounds and the finish
+
+    trainer_env(monkeypatch, postgrest, owner.create_ingest_key("laptop-2"))  # the same user's new key
+    Writer(open_store(env_file=tmp_path / "absent.env"), spool_path=path).close()
+    assert kept(path) == []
+    assert owner.predictions_page("run", limit=1).total_count == 4 + 1000
+    assert owner.list_jobs()[0].status == "finished"
+
+
+@pytest.mark.parametrize("outbox_at", ["a folder", "under a file", "/proc"])
+def test_an_outbox_that_cannot_be_written_never_stops_a_store_that_answers(tmp_path, outbox_at):
+    db = tmp_path / "p.db"
+    (tmp_path / "file").write_text("")
+    path = {"a folder": tmp_path, "under a file": tmp_path / "file" / "o.db", "/proc": "/proc/o.db"}[
+        outbox_at
+    ]
+    writer = Writer(SQLiteStore(db), spool_path=path)
+    for step in range(1, 6):
+        writer.write(rows("job", step))
+    writer.finish_job("job")
+    writer.close()
+    assert count_rows(db, "job") == 20
+    assert SQLiteStore(db).list_jobs()[0].status == "finished"
+
+
+def test_with_neither_store_nor_outbox_rows_are_held_and_stored_once_the_store_answers(tmp_path, caplog):
+    db = tmp_path / "p.db"
+    store = SQLiteStore(db, timeout_s=0.05)
+    writer = Writer(store, spool_path=tmp_path, retries=1, backoff_s=0.05)  # a folder: no outbox
+    with caplog.at_level(logging.ERROR), locked(db):
+        writer.write(rows("job", 1))
+        writer.write(rows("job", 2))
+        wait_for(lambda: "can be neither stored nor kept" in caplog.text)
+    writer.write(rows("job", 3))
+    writer.close()
+    assert count_rows(db, "job") == 12
+    assert "LOST" not in caplog.text  # named when held, stored when the store came back
+
+
+def test_keys_of_stores_and_owners(tmp_path, postgrest, monkeypatch):
+    store = SQLiteStore(tmp_path / "p.db")
+    assert key_of(store).store == f"sqlite:{(tmp_path / 'p.db').resolve()}"
+    monkeypatch.setenv("SUPABASE_URL", postgrest.url)
+    monkeypatch.setenv("SUPABASE_KEY", postgrest.service_key)
+    monkeypatch.setenv("PREDICTIONS_USER_ID", USER_A)
+    monkeypatch.delenv("PREDICTIONS_INGEST_KEY", raising=False)
+    service = open_store(env_file=tmp_path / "absent.env")
+    assert key_of(service).owner == f"user {USER_A}"
+    assert service.outbox_key(USER_B)[1] == f"user {USER_B}"  # a run written for another user
+
+
+def wait_for(condition, timeout_s: float = 20.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.02)
