@@ -44,10 +44,13 @@ def test_the_score_example_prints_what_the_readme_says():
     assert repr(score("Paris.", "Paris")) == shown
 
 
-def run_script(script: Path, folder: Path) -> subprocess.CompletedProcess:
-    """Run a README snippet as a user would, on a fresh SQLite store in `folder`."""
+def run_script(script: Path, folder: Path, **team: str) -> subprocess.CompletedProcess:
+    """Run a README snippet as a user would, on a fresh SQLite store in `folder`, or on the Supabase
+    project that `team` (SUPABASE_URL=..., SUPABASE_KEY=..., PREDICTIONS_INGEST_KEY=...) names."""
     env = {**os.environ, "PREDICTIONS_DB": str(folder / "example.db"), "TQDM_DISABLE": "1"}
-    env.pop("SUPABASE_URL", None)
+    for name in ("SUPABASE_URL", "SUPABASE_KEY", "PREDICTIONS_INGEST_KEY", "PREDICTIONS_USER_ID"):
+        env.pop(name, None)
+    env.update(team)
     return subprocess.run(
         [sys.executable, str(script)], cwd=folder, env=env, capture_output=True, text=True, timeout=300
     )
@@ -56,14 +59,34 @@ def run_script(script: Path, folder: Path) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_the_readme_example_runs(tmp_path):
     (example,) = [block for block in python_blocks() if "readme-example" in block]
+    (trends,) = [block for block in python_blocks() if ".trends(callback.job_id)" in block]
     (reading,) = [block for block in python_blocks() if "store = open_store()" in block]
     script = tmp_path / "example.py"
-    script.write_text(example + "\n" + reading, encoding="utf-8")
+    script.write_text(example + "\n" + trends + "\n" + reading, encoding="utf-8")
     result = run_script(script, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "avg_char_error_rate" in result.stdout
     assert "readme-example 80" in result.stdout  # the job listed with its latest step
     assert (tmp_path / "example.db").exists()
+
+
+@pytest.mark.slow
+def test_the_readme_example_runs_unchanged_on_a_team_training_machine(postgrest, tmp_path):
+    """Supabase with the publishable key and an ingest key, which writes and reads nothing."""
+    from tests.pg_fixtures import USER_A, user_store
+
+    owner = user_store(postgrest, USER_A)
+    secret = owner.create_ingest_key("readme-machine")
+    (example,) = [block for block in python_blocks() if "readme-example" in block]
+    script = tmp_path / "example.py"
+    script.write_text(example, encoding="utf-8")
+    team = {"SUPABASE_URL": postgrest.url, "SUPABASE_KEY": postgrest.publishable_key}
+    result = run_script(script, tmp_path, **team, PREDICTIONS_INGEST_KEY=secret)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "stored job" in result.stdout and not (tmp_path / "example.db").exists()
+    (job,) = owner.list_jobs()
+    assert (job.name, job.status, job.latest_step) == ("readme-example", "finished", 80)
+    owner.close()
 
 
 @pytest.mark.slow

@@ -162,6 +162,13 @@ class SupabaseStore:
         self.url = check_url(url)
         self.description = f"Supabase at {self.url}"
         self.key_role = key_role(key)
+        if ingest_key and self.key_role != "anon":
+            raise ConfigError(
+                f"{ingest_keys.INGEST_KEY_ENV} goes with the project's publishable (anon) key, and "
+                f"SUPABASE_KEY is a {self.key_role} key: set SUPABASE_KEY to the publishable key "
+                "(Project Settings > API Keys), or drop the ingest key to write as an admin with "
+                f"{USER_ID_ENV}"
+            )
         self.chunk_rows = chunk_rows
         self._user_id = check_user_id(user_id or os.environ.get(USER_ID_ENV) or None)
         self._job_owners: dict[str, str] = {}
@@ -224,10 +231,9 @@ class SupabaseStore:
         """Ask whose key this is before any training step: a wrong or revoked key is an AuthError now."""
         try:
             whoami = self._function("ingest_whoami", p_key=self._ingest_key)
-        except AuthError as error:
+        except AuthError as error:  # its text ends with the server's hint: where a valid key comes from
             raise AuthError(
-                f"{ingest_keys.INGEST_KEY_ENV} is refused by {self.description}: {error}; create a key on "
-                "the dashboard's Keys page (or with store.create_ingest_key) and set it"
+                f"{ingest_keys.INGEST_KEY_ENV} is refused by {self.description}: {error}"
             ) from error
         self._ingest_owner = whoami["user_id"]
         self.ingest_key_label: str = whoami["label"]

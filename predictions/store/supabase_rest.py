@@ -23,6 +23,7 @@ import httpx
 from postgrest import APIError, ReturnMethod, SyncPostgrestClient
 
 from predictions.errors import AuthError, ConfigError, StoreError, StoreUnavailableError
+from predictions.store.ingest_keys import INGEST_KEY_ENV, SECRET_PREFIX
 
 AUTH_CODES = frozenset({"42501", "PGRST300", "PGRST301", "PGRST302", "PGRST303", "401", "403"})
 """PostgREST/Postgres codes meaning "not allowed": bad or expired JWT, missing privilege, RLS."""
@@ -32,6 +33,8 @@ UNAVAILABLE_CLASSES = ("08", "40", "53", "57", "58")
 Postgres classes 08 (connection), 40 (deadlock, serialization), 53 (resources), 57 (shutdown,
 statement timeout), 58 (system I/O), and HTTP 5xx from a gateway. Every other code (4xx, 22 data,
 23 constraint, 42 schema) is a refusal for good."""
+API_PATHS = ("/rest/v1", "/auth/v1")
+"""Paths of a project's APIs: a URL copied from an API reference often ends in one."""
 
 
 def jwt_claims(token: str) -> dict[str, Any] | None:
@@ -47,23 +50,40 @@ def jwt_claims(token: str) -> dict[str, Any] | None:
     return claims if isinstance(claims, dict) else None
 
 
+API_KEYS_PAGE = "Project Settings > API Keys"
+
+
 def key_role(key: str) -> str:
-    """`anon` or `service_role` (or another role a custom JWT names), from a Supabase API key."""
+    """`anon` or `service_role` (or another role a custom JWT names), from a Supabase API key.
+
+    A key of the wrong kind is a ConfigError naming what it is and where the right one comes from."""
     if key.startswith("sb_publishable_"):
         return "anon"
     if key.startswith("sb_secret_"):
         return "service_role"
-    role = (jwt_claims(key) or {}).get("role")
+    if key.startswith(SECRET_PREFIX):
+        raise ConfigError(
+            f"SUPABASE_KEY holds an ingest key ({SECRET_PREFIX}...); it goes in {INGEST_KEY_ENV}, with the "
+            f"project's publishable (anon) key as SUPABASE_KEY ({API_KEYS_PAGE})"
+        )
+    claims = jwt_claims(key) or {}
+    role = claims.get("role")
     if not isinstance(role, str) or not role:
         raise ConfigError(
-            "SUPABASE_KEY is not a Supabase API key: expected the project's anon or service_role key "
-            "(a JWT with a role claim) or an sb_publishable_/sb_secret_ key"
+            "SUPABASE_KEY is not a Supabase API key: expected the project's publishable or secret key "
+            f"(sb_publishable_/sb_secret_) or its legacy anon or service_role key ({API_KEYS_PAGE})"
+        )
+    if "sub" in claims:
+        raise ConfigError(
+            f"SUPABASE_KEY is a user's session token (role {role}), not a project key: set the project's "
+            f"publishable (anon) key ({API_KEYS_PAGE}) and sign in"
         )
     return role
 
 
 def check_url(url: str) -> str:
-    """The project URL without a trailing slash; ConfigError unless it is an http(s) URL."""
+    """The project URL without a trailing slash; ConfigError unless it is an http(s) URL of a project
+    (not one of its API paths, which the clients add themselves)."""
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL:
@@ -72,6 +92,13 @@ def check_url(url: str) -> str:
         raise ConfigError(
             f"SUPABASE_URL={url!r} is not usable; valid: the project's URL, such as "
             "https://<project>.supabase.co (Project Settings > API)"
+        )
+    api_path = next((path for path in API_PATHS if parsed.path.rstrip("/").endswith(path)), None)
+    if api_path:
+        project = url.rstrip("/").removesuffix(api_path)
+        raise ConfigError(
+            f"SUPABASE_URL={url!r} ends in {api_path}: set the project's URL without it, {project!r}; "
+            "the store adds the API paths itself"
         )
     return url.rstrip("/")
 
