@@ -198,9 +198,15 @@ def test_a_running_job_gone_quiet_is_flagged_and_a_busy_one_is_not(open_app, tmp
     assert not open_app(db, job="busy").sidebar.warning
 
 
-def test_a_link_opens_the_job_it_names_and_an_unknown_job_falls_back(open_app, seeded_db):
+def test_a_link_opens_the_job_it_names_and_an_unknown_job_says_so_without_switching(open_app, seeded_db):
     assert open_app(seeded_db, job=COMPARE_JOBS[0]).sidebar.selectbox(key="job").value == COMPARE_JOBS[0]
-    assert open_app(seeded_db, job="no-such-job").sidebar.selectbox(key="job").value == BIG_JOB
+    at = open_app(seeded_db, job="**someone else's** job")
+    assert at.sidebar.selectbox(key="job").value is None
+    assert [w.value for w in at.warning] == ["No such job, or not yours:"]
+    assert "**someone else's** job" in [text.value for text in at.text]  # shown as text, not markdown
+    assert not at.get("vega_lite_chart") and not at.metric
+    at.sidebar.selectbox(key="job").set_value(BIG_JOB).run()
+    assert at.query_params["job"] == BIG_JOB and not at.warning and at.metric
 
 
 # trends

@@ -101,9 +101,15 @@ def test_keys_are_created_shown_once_listed_and_revoked_on_the_keys_page(
     trainer.close()
     at.run()
     assert not [code for code in at.code if code.value.startswith("PREDICTIONS_INGEST_KEY=")], "shown twice"
-    assert at.selectbox(key="revoke_label").value == "gpu-box-1"
-    button(at, "Revoke key").click().run()
+    assert at.selectbox(key="revoke_label").value is None, "no key is picked for the user"
+    at.selectbox(key="revoke_label").set_value("gpu-box-1").run()
+    assert [w.value for w in at.warning] == [
+        "Revoke gpu\\-box\\-1? Training machines using it stop writing at their next round."
+    ]
+    assert at.dataframe[0].value["Revoked"].isna().all(), "asked first, nothing revoked yet"
+    button(at, "Yes, revoke it").click().run()
     assert_no_exception(at)
+    assert [s.value for s in at.success] == ["Revoked gpu\\-box\\-1: machines using it can no longer write."]
     assert at.dataframe[0].value["Revoked"].notna().all()
     with pytest.raises(AuthError):
         open_store()

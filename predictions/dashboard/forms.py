@@ -90,16 +90,26 @@ def keys_table(keys: IngestKeyManager) -> list[str]:
 
 
 def revoke_form(keys: IngestKeyManager, active: list[str]) -> None:
-    """Revoke an active key: machines using it are refused from their next write."""
+    """Revoke an active key, once the user confirms the one they picked; then say what happened.
+
+    Machines using the key are refused from their next write, so nothing is revoked on one click.
+    """
+    done = st.session_state.pop("revoked_key", None)
+    if done is not None:
+        st.success(f"Revoked {plain(done)}: machines using it can no longer write.")
     if not active:
         return
-    with st.form("revoke_ingest_key"):
-        label = st.selectbox("Key", active, key="revoke_label")
-        revoked = st.form_submit_button("Revoke key")
-    if revoked:
-        try:
-            keys.revoke_ingest_key(label)
-        except StoreError as error:
-            st.error(f"Not revoked: {plain(error)}")
-            return
-        st.rerun()
+    label = st.selectbox("Key to revoke", active, index=None, placeholder="Pick a key", key="revoke_label")
+    if label is None:
+        return
+    st.warning(f"Revoke {plain(label)}? Training machines using it stop writing at their next round.")
+    if not st.button("Yes, revoke it", type="primary", key="revoke_confirm"):
+        return
+    try:
+        keys.revoke_ingest_key(label)
+    except StoreError as error:
+        st.error(f"Not revoked: {plain(error)}")
+        return
+    st.session_state["revoked_key"] = label
+    st.session_state.pop("revoke_label", None)
+    st.rerun()

@@ -61,7 +61,8 @@ def sidebar() -> widgets.View | None:
     job = widgets.job_picker(jobs) if jobs else None
     if job is not None:
         forms.delete_job_control(store, job)
-    view = widgets.View(store, jobs, job)
+    wanted = st.query_params.get("job")
+    view = widgets.View(store, jobs, job, wanted if job is None and wanted else None)
     widgets.live_watch(view, widgets.live_controls(job))
     widgets.store_badge(store)
     return view
@@ -97,6 +98,9 @@ def current_view() -> widgets.View:
 def require_job() -> widgets.View:
     """The view, or the empty state and a stop when there is no job to show."""
     view = current_view()
+    if view.missing_job is not None:
+        widgets.missing_job(view.missing_job)
+        st.stop()
     if view.job is None:
         widgets.no_jobs(view.store)
         st.stop()

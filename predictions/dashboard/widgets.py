@@ -43,6 +43,8 @@ class View:
     store: Store
     jobs: tuple[Job, ...]
     job: Job | None
+    missing_job: str | None = None
+    """A job id the URL named that is not among `jobs`: another user's, deleted, or mistyped."""
 
     def ref(self, job: Job | None = None) -> queries.JobRef:
         """The cache key of a job's data (the picked job by default)."""
@@ -134,16 +136,22 @@ def signed_in_badge(store: Store) -> None:
 # job picker and live polling
 
 
-def job_picker(jobs: tuple[Job, ...]) -> Job:
+def job_picker(jobs: tuple[Job, ...]) -> Job | None:
     """The sidebar's job choice, most recent first, running jobs marked; kept in the URL as `?job=`.
 
-    A link with `?job=<id>` opens that job; an unknown id falls back to the most recent job.
+    A link with `?job=<id>` opens that job. An id this user cannot see (another user's job, a deleted
+    or mistyped one) opens none: the picker waits for a choice, and the page says so (`missing_job`)
+    rather than quietly showing another job.
     """
     by_id = {job.id: job for job in jobs}
+    wanted = st.query_params.get("job")
     if st.session_state.get("job") not in by_id:
-        wanted = st.query_params.get("job")
-        st.session_state["job"] = wanted if wanted in by_id else jobs[0].id
-    job_id = st.sidebar.selectbox("Job", list(by_id), key="job", format_func=lambda i: by_id[i].label)
+        st.session_state["job"] = None if wanted not in (None, *by_id) else wanted or jobs[0].id
+    job_id = st.sidebar.selectbox(
+        "Job", list(by_id), key="job", format_func=lambda i: by_id[i].label, placeholder="Pick a job"
+    )
+    if job_id is None:
+        return None
     st.query_params["job"] = job_id
     job = by_id[job_id]
     st.sidebar.caption(job_caption(job))
@@ -237,6 +245,13 @@ def store_badge(store: Store) -> None:
 
 
 # states the pages share
+
+
+def missing_job(job_id: str) -> None:
+    """A job the URL names that this user cannot see; whose it is, or whether it exists, is not said."""
+    st.warning("No such job, or not yours:", icon=":material/search_off:")
+    st.text(job_id)
+    st.caption("Pick one of your jobs in the sidebar.")
 
 
 def no_jobs(store: Store) -> None:
