@@ -41,6 +41,9 @@ _EXPORTS = {
     "AuthError": "predictions.errors",
 }
 
+TRAIN_EXTRA_MODULES = ("torch", "transformers", "accelerate")
+"""What `pip install 'predictions-monitor[train]'` brings; the training names cannot load without them."""
+
 __all__ = [
     "AuthError",
     "ConfigError",
@@ -62,4 +65,16 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'predictions' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+    try:
+        module = importlib.import_module(_EXPORTS[name])
+    except ModuleNotFoundError as error:
+        missing = (error.name or "").split(".")[0]
+        if missing not in TRAIN_EXTRA_MODULES:
+            raise
+        raise ModuleNotFoundError(
+            f"{name} needs the 'train' extra, and {missing!r} is not installed; install it with "
+            "pip install 'predictions-monitor[train]' (torch first, the build for your machine: "
+            "see the README)",
+            name=error.name,
+        ) from error
+    return getattr(module, name)

@@ -155,7 +155,20 @@ def job_picker(jobs: tuple[Job, ...]) -> Job | None:
     st.query_params["job"] = job_id
     job = by_id[job_id]
     st.sidebar.caption(job_caption(job))
+    if (model := model_caption(job)) is not None:
+        st.sidebar.caption(plain(model))
     return job
+
+
+def model_caption(job: Job) -> str | None:
+    """The model the job trains, with the adapter recorded for a PEFT run (type and rank)."""
+    if not job.model:
+        return None
+    adapter = (job.config or {}).get("adapter")
+    if not isinstance(adapter, dict):
+        return f"Model: {job.model}"
+    rank = f", rank {adapter['rank']}" if adapter.get("rank") is not None else ""
+    return f"Model: {job.model} · {adapter.get('type') or 'PEFT'} adapter{rank}"
 
 
 def job_caption(job: Job) -> str:

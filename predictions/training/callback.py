@@ -58,8 +58,7 @@ class PredictionsCallback(TrainerCallback):
         )
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        every = self.config.every_n_steps
-        if every and state.global_step % every == 0:
+        if self.monitor.round_due(state.global_step):
             return self._round(state, control, kwargs.get("model"))
         return None
 

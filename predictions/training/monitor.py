@@ -39,8 +39,8 @@ from predictions.training.generator import (
     generate_batches,
     has_chat_template,
     is_encoder_decoder,
-    unwrap,
 )
+from predictions.training.model_info import adapter, model_name
 from predictions.training.preemption import SignalGuard, guard_job
 from predictions.training.preflight import ModelInputs, preflight
 from predictions.training.rng import rng_untouched
@@ -148,6 +148,21 @@ class PredictionsMonitor:
             logger.warning("stop: average CER rose %s rounds in a row", self.config.stop_after_regressions)
             return True
         return False
+
+    def round_due(self, step: int) -> bool:
+        """Whether `every_n_steps` asks for a round at this optimizer step."""
+        every = self.config.every_n_steps
+        return bool(every) and step % every == 0
+
+    def step(self, model: Any, tokenizer: Any = None, *, step: int, epoch: float) -> bool:
+        """Call after every optimizer step: a round when `every_n_steps` asks for one, else nothing.
+
+        Returns what `round` returns (True when training should stop); False when no round is due,
+        and always when `every_n_steps` is None (then only the rounds you call yourself happen).
+        """
+        if not self.round_due(step):
+            return False
+        return self.round(model, tokenizer, step=step, epoch=epoch)
 
     def finish(self, status: str = "finished") -> None:
         """Mark the job finished (or failed) and wait for the writer to store (or spool) every row."""
@@ -306,6 +321,8 @@ class PredictionsMonitor:
         self.writer = Writer(store, user_id=user_id, open_store=None if store is not None else open_store)
         config = {**self.config.as_dict(), "rendering": self.inputs.rendering}
         config["model_inputs"] = {str(index): text for index, text in self.inputs.texts.items()}
+        if (adapted := adapter(model)) is not None:
+            config["adapter"] = adapted
         self.writer.start_job(
             self.job_id,
             name=self.config.job_name or name or self.job_id,
@@ -395,14 +412,6 @@ def answers_by_index(samples: list[Sample], shards: list[list[str] | None]) -> d
 def mean(values: list[float | None]) -> float | None:
     scored = [value for value in values if value is not None]
     return sum(scored) / len(scored) if scored else None
-
-
-def model_name(model: Any) -> str | None:
-    """The checkpoint name when the model was loaded from one, else its class name."""
-    if model is None:
-        return None
-    model = unwrap(model)
-    return getattr(getattr(model, "config", None), "name_or_path", "") or type(model).__name__
 
 
 def generated_job_id(name: str | None = None) -> str:

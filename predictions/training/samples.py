@@ -2,7 +2,9 @@
 
 Sources: a `datasets.Dataset`, a list of dicts, or a JSONL, JSON or CSV path. Formats are TRL's
 shapes: chat `messages` (the last assistant turn is the ground truth), or a `prompt` with a
-`completion` (or `response`, `answer`), each plain text or a list of chat turns. A language-modelling
+`completion` (or `response`, `answer`), each plain text or a list of chat turns. A preference dataset
+(DPO, ORPO, KTO-style pairs: `prompt`, `chosen`, `rejected`) is asked its prompt and scored against
+`chosen`; without a `prompt` field, a conversational `chosen` is read as a chat. A language-modelling
 `text` dataset has no prompt to ask, so it is refused with the fields to add.
 """
 
@@ -24,7 +26,8 @@ from predictions.scoring.sample import Messages, Sample
 
 logger = logging.getLogger(__name__)
 
-RESPONSE_FIELDS = ("response", "completion", "answer")
+RESPONSE_FIELDS = ("response", "completion", "answer", "chosen")
+"""Ground truth fields, in order of preference; `chosen` is a preference dataset's preferred answer."""
 PATH_SUFFIXES = (".jsonl", ".json", ".csv")
 
 
@@ -51,14 +54,32 @@ def select_samples(source: Any, config: PredictionsConfig) -> list[Sample]:
     fields = field_names(records)
     for name in config.metadata_fields or ():
         _require(name, fields)
-    if config.messages_field or (not config.prompt_field and "messages" in fields):
-        name = config.messages_field or "messages"
+    chat_field = config.messages_field or _default_chat_field(records, fields, config)
+    if chat_field:
+        name = chat_field
         _require(name, fields)
         samples = [chat_sample(i, records[i][name], name) for i in indices]
     else:
         prompt_name, response_name = prompt_fields(fields, config)
         samples = [prompt_sample(i, records[i], prompt_name, response_name) for i in indices]
     return [with_record(sample, records[sample.index], config.metadata_fields) for sample in samples]
+
+
+def _default_chat_field(records: Any, fields: list[str], config: PredictionsConfig) -> str | None:
+    """`messages` when present; else a preference dataset's conversational `chosen` with no `prompt`
+    (TRL's implicit prompt: the turns before the last assistant turn are the prompt)."""
+    if config.prompt_field:
+        return None
+    if "messages" in fields:
+        return "messages"
+    if (
+        "prompt" not in fields
+        and "chosen" in fields
+        and len(records)
+        and isinstance(records[0]["chosen"], list)
+    ):
+        return "chosen"
+    return None
 
 
 def with_record(sample: Sample, record: Mapping[str, Any], metadata_fields: Sequence[str] | None) -> Sample:
