@@ -24,7 +24,7 @@ import pandas as pd
 from bench.common import machine, median_time, print_table
 from predictions.store import SQLiteStore
 from predictions.store.protocol import Store
-from predictions.store.records import PredictionRow
+from predictions.store.records import PageQuery, PredictionRow
 
 BASELINE = "fetch all + average"
 """The baseline each backend's speedup is judged by: on Postgres, rows as JSON, as PostgREST sends them."""
@@ -91,7 +91,7 @@ def measure(store: Store, baselines: dict[str, Callable[[str], list]], job_id: s
         "trends": lambda: store.trends(job_id),
         "sample matrix": lambda: store.sample_matrix(job_id),
         "page (50, by CER)": lambda: store.predictions_page(
-            job_id, sort_by="char_error_rate", descending=True
+            job_id, PageQuery(sort_by="char_error_rate", descending=True)
         ),
         "group trends (category)": lambda: store.group_trends(job_id, "category"),
     }

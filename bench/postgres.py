@@ -24,7 +24,7 @@ from predictions.store.frames import (
     with_custom_aggregates,
     with_score_columns,
 )
-from predictions.store.records import PredictionRow
+from predictions.store.records import PageQuery, PredictionRow
 
 SCORE_ROWS = f"SELECT epoch, step, {', '.join(METRICS)} FROM public.training_predictions WHERE job_id = %s"
 USER_ID = "c0000000-0000-4000-8000-00000000000c"
@@ -65,11 +65,15 @@ class PostgresReads:
         columns = self._rpc("predictions_sample_matrix(%s, %s)", job_id, metric)
         return to_frame(list(zip(*(columns[c] for c in MATRIX_COLUMNS), strict=True)), MATRIX_COLUMNS)
 
-    def predictions_page(self, job_id: str, *, sort_by: str, descending: bool, limit: int = 50):
-        result = self._rpc(
-            "predictions_page(p_job_id => %s, p_sort_by => %s, p_descending => %s, p_limit => %s)",
-            job_id, sort_by, descending, limit,
-        )  # fmt: skip
+    def predictions_page(self, job_id: str, query: PageQuery):
+        metric, low, high = query.metric_range or (None, None, None)
+        arguments = {
+            "p_job_id": job_id, "p_step": query.step, "p_wrong_only": query.wrong_only,
+            "p_sort_by": query.sort_by, "p_descending": query.descending, "p_limit": query.limit,
+            "p_offset": query.offset, "p_metric": metric, "p_low": low, "p_high": high,
+        }  # fmt: skip
+        call = ", ".join(f"{name} => %s" for name in arguments)
+        result = self._rpc(f"predictions_page({call})", *arguments.values())
         records = result["rows"]
         rows = with_score_columns(to_frame(records, PREDICTION_COLUMNS), [r["scores"] for r in records])
         return rows, result["total_count"]

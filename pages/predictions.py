@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import astuple, replace
+
 import streamlit as st
 
 from predictions.dashboard import charts, columns, queries, router, widgets
 from predictions.scoring.metrics import Metric
+from predictions.store.records import MetricRange, PageQuery
 
 PAGE_SIZES = (25, 50, 100)
 ROW_LABELS = {"sample_index": "Sample", "step": "Step", "epoch": "Epoch"}
@@ -22,7 +25,7 @@ def worst_first(metrics: dict[str, Metric]) -> None:
     st.session_state["table_desc"] = metric is not None and worst_first_descending(metric)
 
 
-def metric_filter(metrics: dict[str, Metric]) -> tuple[str, float | None, float | None] | None:
+def metric_filter(metrics: dict[str, Metric]) -> MetricRange | None:
     """Only rows whose chosen metric lies between two bounds (either may stay empty)."""
     cols = st.columns([3, 2, 2, 4])
     name = cols[0].selectbox(
@@ -36,9 +39,9 @@ def metric_filter(metrics: dict[str, Metric]) -> tuple[str, float | None, float 
     return None if name is None else (name, low, high)
 
 
-def filters(view: widgets.View) -> dict:
-    """Round, wrong answers, a metric's range, sort column and direction, page size: a page query's
-    arguments; every metric of the job (built-in or the user's) can sort and filter."""
+def filters(view: widgets.View) -> PageQuery:
+    """Round, wrong answers, a metric's range, sort column and direction, page size: the first page's
+    query; every metric of the job (built-in or the user's) can sort and filter."""
     trends = queries.trends(view.store, view.ref())
     rounds = trends.rounds
     metrics = {metric.name: metric for metric in charts.shown(trends.metrics)}
@@ -63,35 +66,31 @@ def filters(view: widgets.View) -> dict:
     descending = cols[2].toggle("Descending", key="table_desc")
     wrong_only = cols[3].toggle("Wrong answers only", key="table_wrong")
     limit = cols[4].selectbox("Rows a page", PAGE_SIZES, index=1, key="table_limit")
-    return {
-        "step": step,
-        "sort_by": sort_by,
-        "descending": descending,
-        "wrong_only": wrong_only,
-        "metric_range": metric_filter(metrics),
-        "limit": limit,
-    }
+    return PageQuery(
+        step=step,
+        wrong_only=wrong_only,
+        sort_by=sort_by,
+        descending=descending,
+        limit=limit,
+        metric_range=metric_filter(metrics),
+    )
 
 
-def table(view: widgets.View, chosen: dict) -> None:
+def table(view: widgets.View, chosen: PageQuery) -> None:
     """The filtered page of rows and the pager under it; the pager restarts when a filter changes."""
     metrics = queries.trends(view.store, view.ref()).metrics
-    first = queries.predictions_page(view.store, view.ref(), **chosen, offset=0)
-    pages = max(1, -(-first.total_count // chosen["limit"]))
-    pager_key = "table_page_" + "_".join(str(value) for value in chosen.values())
+    first = queries.predictions_page(view.store, view.ref(), chosen)
+    pages = max(1, -(-first.total_count // chosen.limit))
+    pager_key = "table_page_" + "_".join(str(value) for value in astuple(replace(chosen, offset=0)))
     number = st.session_state.get(pager_key, 1)
-    page = (
-        first
-        if number == 1
-        else queries.predictions_page(view.store, view.ref(), **chosen, offset=(number - 1) * chosen["limit"])
-    )
+    page = first if number == 1 else queries.predictions_page(view.store, view.ref(), chosen.page(number))
     shown = (
         f"rows {page.offset + 1}-{page.offset + len(page.rows)} of {page.total_count}"
         if len(page.rows)
         else ""
     )
     st.caption(f"{page.total_count} matching rows · {shown}" if shown else "No row matches these filters.")
-    if chosen["wrong_only"] and page.total_count == 0 and view.job.round_count != 0:
+    if chosen.wrong_only and page.total_count == 0 and view.job.round_count != 0:
         st.caption("Rows without a ground truth are never counted as wrong.")
     st.dataframe(
         columns.coloured(columns.prediction_rows(page.rows), metrics),

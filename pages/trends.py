@@ -7,7 +7,7 @@ import streamlit as st
 
 from predictions.dashboard import analysis, charts, columns, queries, router, widgets
 from predictions.scoring.metrics import Metric
-from predictions.store.records import Trends
+from predictions.store.records import PageQuery, Trends
 
 HEADLINES_A_ROW = 6
 
@@ -133,9 +133,8 @@ def latest_answers(view: widgets.View, rounds: pd.DataFrame, *, worst: bool = Tr
     all_right = latest["avg_exact_match"] == 1.0
     worst = worst and not all_right
     sort_by = "char_error_rate" if worst else "sample_index"
-    page = queries.predictions_page(
-        view.store, view.ref(), step=int(latest["step"]), sort_by=sort_by, descending=worst, limit=5
-    )
+    query = PageQuery(step=int(latest["step"]), sort_by=sort_by, descending=worst, limit=5)
+    page = queries.predictions_page(view.store, view.ref(), query)
     st.subheader("Worst answers in the latest round" if worst else "Answers in the latest round")
     if all_right:
         st.success(

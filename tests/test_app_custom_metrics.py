@@ -11,6 +11,7 @@ import pytest
 
 from predictions.dashboard import palette
 from predictions.store import SQLiteStore
+from predictions.store.records import PageQuery
 from tests import test_app_pages as pages
 from tests.test_app_pages import COMPARE, PREDICTIONS, SAMPLES, chart_rows, specs
 from tests.test_custom_metrics_contract import custom_rows
@@ -92,7 +93,7 @@ def test_the_table_has_a_sortable_filterable_column_per_user_metric(open_app, cu
     assert table["quality"].dropna().is_monotonic_decreasing
     at.selectbox(key="table_filter_metric").set_value("quality").run()
     at.number_input(key="table_filter_high").set_value(0.5).run()
-    expected = stored.predictions_page(JOB, metric_range=("quality", None, 0.5)).total_count
+    expected = stored.predictions_page(JOB, PageQuery(metric_range=("quality", None, 0.5))).total_count
     assert at.caption[1].value.startswith(f"{expected} matching rows")
     assert (at.dataframe[0].value["quality"] <= 0.5).all()
 

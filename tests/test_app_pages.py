@@ -27,7 +27,7 @@ from predictions.dashboard import analysis, router
 from predictions.errors import StoreUnavailableError
 from predictions.scoring.metrics import score
 from predictions.store import SQLiteStore
-from predictions.store.records import PredictionRow
+from predictions.store.records import PageQuery, PredictionRow
 from tests.pg_fixtures import EMAIL_A, PASSWORD, USER_A, USER_B, service_store
 from tests.seeding import (
     BIG_JOB,
@@ -372,7 +372,7 @@ def test_predictions_table_filters_sorts_and_pages(open_app, seeded_db, seeded):
     assert set(table["step"]) == {1000}
     assert table["char_error_rate"].is_monotonic_decreasing
     at.toggle(key="table_wrong").set_value(True).run()
-    wrong = seeded.predictions_page(BIG_JOB, step=1000, wrong_only=True).total_count
+    wrong = seeded.predictions_page(BIG_JOB, PageQuery(step=1000, wrong_only=True)).total_count
     assert at.caption[1].value.startswith(f"{wrong} matching rows")
     assert not at.dataframe[0].value["exact_match"].any()
 
@@ -383,7 +383,7 @@ def test_predictions_table_pages_and_shows_scores_as_bars(open_app, seeded_db, s
     (pager,) = at.get("pagination")
     assert pager.num_pages == 200
     pager.set_value(3).run()
-    page = seeded.predictions_page(BIG_JOB, limit=25, offset=50)
+    page = seeded.predictions_page(BIG_JOB, PageQuery(limit=25, offset=50))
     table = at.dataframe[0].value
     assert table["sample_index"].tolist() == page.rows["sample_index"].tolist()
     assert table["step"].tolist() == page.rows["step"].tolist()

@@ -14,6 +14,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState
 
 from predictions import ConfigError, DatasetError, PredictionsCallback
 from predictions.store import SQLiteStore
+from predictions.store.records import PageQuery
 from predictions.training.monitor import RegressionWatch, equal_shards
 from tests import helpers_training as h
 from tests.helpers_outbox import ops, replay_into
@@ -167,7 +168,7 @@ def test_two_epochs_with_a_real_trainer(tmp_path, sqlite_store, kind):
     recorder = h.EventRecorder()
     h.trainer(tmp_path, [callback, recorder], kind=kind, run_name=f"tiny-{kind}").train()
     assert recorder.events.count("on_epoch_end") == 2
-    rows = sqlite_store.predictions_page(callback.job_id, limit=100).rows
+    rows = sqlite_store.predictions_page(callback.job_id, PageQuery(limit=100)).rows
     assert len(rows) == 2 * 4 and rows["char_error_rate"].notna().all()
     by_step = rows.groupby("step")["sample_index"].apply(sorted)
     assert by_step.index.tolist() == [4, 8] and by_step.iloc[0] == by_step.iloc[1]
@@ -180,7 +181,7 @@ def test_chat_format_with_a_chat_template_end_to_end(tmp_path, sqlite_store):
     tok = h.tokenizer(chat=True)
     callback = PredictionsCallback(h.chat_rows(6), num_samples=3, max_new_tokens=4, store=sqlite_store)
     h.trainer(tmp_path, [callback], kind="llama", tok=tok, epochs=1, run_name="chat").train()
-    rows = sqlite_store.predictions_page(callback.job_id, limit=100).rows
+    rows = sqlite_store.predictions_page(callback.job_id, PageQuery(limit=100)).rows
     assert len(rows) == 3 and rows["char_error_rate"].notna().all()
     truths = {m["messages"][-1]["content"] for m in h.chat_rows(6)}
     assert set(rows["ground_truth"]) <= truths

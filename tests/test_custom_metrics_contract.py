@@ -12,7 +12,7 @@ import pytest
 from predictions.errors import ConfigError
 from predictions.scoring.metrics import METRICS, score
 from predictions.store.frames import GROUP_COLUMNS, TREND_COLUMNS
-from predictions.store.records import PredictionRow
+from predictions.store.records import PageQuery, PredictionRow
 
 CATEGORIES = ("math", "code", "chat")
 
@@ -38,7 +38,7 @@ def custom_rows(job_id: str, rounds: int = 3, samples: int = 12, seed: int = 1) 
 
 def rows_frame(store, job_id: str) -> pd.DataFrame:
     """Every row of the job as the store gives it back, page by page."""
-    page = store.predictions_page(job_id, sort_by="step", limit=1000)
+    page = store.predictions_page(job_id, PageQuery(sort_by="step", limit=1000))
     assert page.total_count == len(page.rows)
     return page.rows
 
@@ -86,14 +86,14 @@ def test_the_jobs_metric_list_comes_from_the_store(custom_store):
 
 
 def test_pages_sort_and_filter_by_a_user_score(custom_store):
-    page = custom_store.predictions_page("job", sort_by="quality", descending=True, limit=1000)
+    page = custom_store.predictions_page("job", PageQuery(sort_by="quality", descending=True, limit=1000))
     values = page.rows["quality"]
     assert values.iloc[:-3].is_monotonic_decreasing and values.iloc[-3:].isna().all()  # nulls last
-    kept = custom_store.predictions_page("job", metric_range=("quality", 0.25, 0.75), limit=1000)
+    kept = custom_store.predictions_page("job", PageQuery(metric_range=("quality", 0.25, 0.75), limit=1000))
     rows = rows_frame(custom_store, "job")
     assert kept.total_count == int(rows["quality"].between(0.25, 0.75).sum())
     assert kept.rows["quality"].between(0.25, 0.75).all()
-    wrong = custom_store.predictions_page("job", metric_range=("answer", None, 0.0), limit=1000)
+    wrong = custom_store.predictions_page("job", PageQuery(metric_range=("answer", None, 0.0), limit=1000))
     assert wrong.total_count == int((rows["answer"] == 0).sum())
 
 
@@ -131,8 +131,11 @@ def test_group_trends_of_an_unknown_field_put_every_row_in_one_group(custom_stor
     ("call", "message"),
     [
         (lambda s: s.sample_matrix("job", "no such"), "metric='no such'"),
-        (lambda s: s.predictions_page("job", sort_by="x; drop table"), "sort_by="),
-        (lambda s: s.predictions_page("job", metric_range=("prompt", 0, 1)), "metric_range='prompt'"),
+        (lambda s: s.predictions_page("job", PageQuery(sort_by="x; drop table")), "sort_by="),
+        (
+            lambda s: s.predictions_page("job", PageQuery(metric_range=("prompt", 0, 1))),
+            "metric_range='prompt'",
+        ),
         (lambda s: s.group_trends("job", "a.b"), "field='a.b'"),
     ],
 )

@@ -14,7 +14,7 @@ from predictions import PredictionsCallback
 from predictions.errors import AuthError, ConfigError, StoreError
 from predictions.store import open_store
 from predictions.store.ingest_keys import SECRET_PREFIX
-from predictions.store.records import PredictionRow
+from predictions.store.records import PageQuery, PredictionRow
 from predictions.store.supabase import SupabaseStore
 from tests.pg_fixtures import USER_A, USER_B, acting_as, user_store
 from tests.test_callback import SAMPLES, begin
@@ -168,7 +168,8 @@ def test_another_users_key_writes_only_that_users_own_jobs(keys, monkeypatch, tm
     bob = user_store(keys, USER_B)
     (job,) = bob.list_jobs()
     assert (job.name, job.status, job.round_count) == ("Bob's run", "failed", 4)
-    assert set(bob.predictions_page("run-1", limit=100).rows["prediction"]) == {"bob's answer", "planted"}
+    bobs = bob.predictions_page("run-1", PageQuery(limit=100)).rows
+    assert set(bobs["prediction"]) == {"bob's answer", "planted"}
     bob.close()
 
 

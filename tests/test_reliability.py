@@ -18,7 +18,7 @@ from predictions.delivery.spool import replay
 from predictions.delivery.writer import Writer
 from predictions.errors import StoreError, StoreUnavailableError, is_transient
 from predictions.store import SQLiteStore
-from predictions.store.records import PredictionRow
+from predictions.store.records import PageQuery, PredictionRow
 from predictions.store.storable import storable, storable_row
 from tests.helpers_outbox import kept, key_of, replay_into
 from tests.helpers_training import count_rows, locked
@@ -33,7 +33,7 @@ def rows(step: int, job_id: str = "job", count: int = 4, poison: int | None = No
 
 
 def stored_indexes(store, job_id: str = "job") -> list[tuple[int, int]]:
-    frame = store.predictions_page(job_id, limit=1000).rows
+    frame = store.predictions_page(job_id, PageQuery(limit=1000)).rows
     return sorted(zip(frame["step"].tolist(), frame["sample_index"].tolist(), strict=True))
 
 

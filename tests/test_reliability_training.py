@@ -31,7 +31,7 @@ from predictions.delivery.outbox import Outbox
 from predictions.delivery.spool import outbox_path
 from predictions.delivery.writer import Writer
 from predictions.store import SQLiteStore
-from predictions.store.records import PredictionRow
+from predictions.store.records import PageQuery, PredictionRow
 from tests import helpers_training as h
 from tests.helpers_outbox import kept, key_of
 from tests.pg_fixtures import USER_A, service_store
@@ -87,7 +87,7 @@ def postgres_locked(conninfo: str):
 
 
 def rows_of(store, job_id: str) -> list[tuple[int, int]]:
-    frame = store.predictions_page(job_id, limit=1000).rows
+    frame = store.predictions_page(job_id, PageQuery(limit=1000)).rows
     return sorted(zip(frame["step"].tolist(), frame["sample_index"].tolist(), strict=True))
 
 

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from predictions.errors import AuthError, StoreError
-from predictions.store.records import PredictionRow, RolloutRow
+from predictions.store.records import PageQuery, PredictionRow, RolloutRow
 from predictions.store.supabase import SupabaseStore
 from tests.pg_fixtures import USER_A, USER_B, acting_as, service_store, user_store
 from tests.postgrest_server import TEST_JWT_SECRET, sign
@@ -205,7 +205,7 @@ def test_writing_under_another_users_job_id_before_and_after_them_changes_nothin
     assert b_view(postgrest) == before
     assert before["job"] == ("b-job", "b-job name", "running", 2, 2)
     assert set(before["page"]["prediction"]) == {"bob's secret answer"}
-    seen_by_a = intruder.predictions_page("b-job", limit=1000).rows
+    seen_by_a = intruder.predictions_page("b-job", PageQuery(limit=1000)).rows
     assert set(seen_by_a["prediction"]) == {"planted before", "planted after"}
     assert [job.name for job in intruder.list_jobs()] == ["planted after"]
     intruder.close()

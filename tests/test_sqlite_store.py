@@ -8,7 +8,7 @@ import time
 
 from predictions.store import SQLiteStore
 from predictions.store.protocol import Store, sign_in_of, signed_in_email
-from predictions.store.records import PredictionRow
+from predictions.store.records import PageQuery, PredictionRow
 
 MIN_ROUNDS, MAX_ROUNDS, SAMPLES, MIN_READS = 30, 3000, 50, 20
 
@@ -20,7 +20,7 @@ def read_until_done(path: str, done, errors, reads) -> None:
         while not done.is_set():
             for job in store.list_jobs():
                 store.trends(job.id)
-                store.predictions_page(job.id, sort_by="char_error_rate", limit=20)
+                store.predictions_page(job.id, PageQuery(sort_by="char_error_rate", limit=20))
             with reads.get_lock():
                 reads.value += 1
     except Exception as error:  # reported to the parent, which fails the test

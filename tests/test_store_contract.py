@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from predictions.errors import ConfigError, StoreError
 from predictions.scoring.metrics import score
 from predictions.store.frames import MATRIX_COLUMNS, PREDICTION_COLUMNS, TREND_COLUMNS
-from predictions.store.records import PredictionRow
+from predictions.store.records import PageQuery, PredictionRow
 
 
 def round_rows(job_id, step, pairs, *, epoch=1, start=0):
@@ -100,7 +102,7 @@ def test_more_than_1500_rows_read_back_in_full_through_pages(store):
         store.write_predictions(round_rows("big", step, pairs, epoch=step))
     seen, offset = [], 0
     while True:
-        page = store.predictions_page("big", sort_by="step", limit=500, offset=offset)
+        page = store.predictions_page("big", PageQuery(sort_by="step", limit=500, offset=offset))
         assert page.total_count == 1600
         if page.rows.empty:
             break
@@ -148,22 +150,22 @@ def test_sample_matrix_holds_one_metric_per_sample_and_round(store):
 def test_page_filters_by_round_and_wrong_answers(store):
     store.write_predictions(round_rows("job", 1, [("a", "a"), ("b", "a"), ("c", None)]))
     store.write_predictions(round_rows("job", 2, [("a", "a"), ("a", "a"), ("c", None)], epoch=2))
-    assert store.predictions_page("job", step=2).total_count == 3
-    wrong = store.predictions_page("job", wrong_only=True)
+    assert store.predictions_page("job", PageQuery(step=2)).total_count == 3
+    wrong = store.predictions_page("job", PageQuery(wrong_only=True))
     assert wrong.total_count == 1
     assert wrong.rows[["step", "sample_index"]].values.tolist() == [[1, 1]]
-    assert store.predictions_page("job", step=2, wrong_only=True).total_count == 0
+    assert store.predictions_page("job", PageQuery(step=2, wrong_only=True)).total_count == 0
 
 
 def test_page_sorts_by_a_metric_with_nulls_last(store):
     store.write_predictions(
         round_rows("job", 1, [("abxx", "abcd"), ("c", None), ("abcd", "abcd"), ("x", "abcd")])
     )
-    ascending = store.predictions_page("job", sort_by="char_error_rate")
+    ascending = store.predictions_page("job", PageQuery(sort_by="char_error_rate"))
     assert ascending.rows["sample_index"].tolist() == [2, 0, 3, 1]
-    descending = store.predictions_page("job", sort_by="char_error_rate", descending=True)
+    descending = store.predictions_page("job", PageQuery(sort_by="char_error_rate", descending=True))
     assert descending.rows["sample_index"].tolist() == [3, 0, 2, 1]
-    second_page = store.predictions_page("job", sort_by="char_error_rate", limit=2, offset=2)
+    second_page = store.predictions_page("job", PageQuery(sort_by="char_error_rate", limit=2, offset=2))
     assert second_page.rows["sample_index"].tolist() == [3, 1]
     assert second_page.total_count == 4
 
@@ -177,9 +179,25 @@ def test_page_sorts_by_a_metric_with_nulls_last(store):
         ({"offset": -1}, "offset=-1"),
     ],
 )
-def test_page_rejects_invalid_arguments(store, options, message):
+def test_a_page_query_rejects_invalid_arguments_before_any_store_sees_them(options, message):
     with pytest.raises(ConfigError, match=message):
-        store.predictions_page("job", **options)
+        PageQuery(**options)
+
+
+def test_equal_page_queries_are_one_cache_key():
+    """The dashboard caches pages by query: a step from a frame (numpy) or a range given as a list
+    must key the same page as plain values."""
+    plain = PageQuery(step=3, metric_range=("char_error_rate", 0, None), limit=25)
+    from_frame = PageQuery(step=np.int64(3), metric_range=["char_error_rate", 0.0, None], limit=np.int32(25))
+    assert plain == from_frame and hash(plain) == hash(from_frame)
+    assert type(from_frame.step) is int and from_frame.metric_range == ("char_error_rate", 0.0, None)
+    assert plain.page(3) == PageQuery(step=3, metric_range=("char_error_rate", 0, None), limit=25, offset=50)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plain.offset = 10
+    with pytest.raises(ConfigError, match="limit=True"):
+        PageQuery(limit=True)
+    with pytest.raises(ConfigError, match="bound 'low' is not a number"):
+        PageQuery(metric_range=("char_error_rate", "low", None))
 
 
 def test_jobs_are_listed_most_recent_first_with_their_latest_round(store):

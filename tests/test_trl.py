@@ -11,6 +11,7 @@ from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
 from predictions import PredictionsCallback
+from predictions.store.records import PageQuery
 from tests import helpers_training as h
 
 pytestmark = pytest.mark.slow
@@ -49,7 +50,7 @@ def conversational_rows() -> list[dict[str, list[dict[str, str]]]]:
 
 def stored(store, callback) -> tuple[Any, dict]:
     """The job's rows and its recorded config."""
-    rows = store.predictions_page(callback.job_id, limit=100).rows
+    rows = store.predictions_page(callback.job_id, PageQuery(limit=100)).rows
     (job,) = [job for job in store.list_jobs() if job.id == callback.job_id]
     return rows, job.config
 

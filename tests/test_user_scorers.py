@@ -11,6 +11,7 @@ from predictions import ConfigError, PredictionsCallback, PredictionsConfig
 from predictions.scorers import ChoiceMatch, NumericAnswer
 from predictions.scoring.sample import Sample
 from predictions.scoring.user_scorers import as_score, describe, run_scorers
+from predictions.store.records import PageQuery
 from tests import helpers_training as h
 from tests.test_callback import at, begin
 
@@ -105,7 +106,7 @@ def test_a_round_stores_user_scores_and_metadata_even_when_a_scorer_raises(tmp_p
     control = TrainerControl()
     callback.on_epoch_end(args, at(state, 3, 1.0), control, model=model)
     callback.on_train_end(args, state, control, model=model)
-    history = sqlite_store.predictions_page(callback.job_id, limit=10).rows
+    history = sqlite_store.predictions_page(callback.job_id, PageQuery(limit=10)).rows
     assert len(history) == 6
     categories = history["metadata"].map(lambda metadata: metadata["category"])
     assert history.loc[categories == "even", "half"].tolist() == [0.5] * 3

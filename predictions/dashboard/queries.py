@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from predictions.store.protocol import Store, signed_in_email
-from predictions.store.records import Job, PredictionPage, Trends
+from predictions.store.records import Job, PageQuery, PredictionPage, Trends
 
 DEFAULT_REFRESH_S = 5
 """The live view's default poll interval, and the TTL of every cached query."""
@@ -78,29 +78,9 @@ def sample_history(_store: Store, ref: JobRef, sample_index: int) -> pd.DataFram
 
 
 @st.cache_data(ttl=DEFAULT_REFRESH_S, show_spinner=False, max_entries=256)
-def predictions_page(
-    _store: Store,
-    ref: JobRef,
-    *,
-    step: int | None = None,
-    wrong_only: bool = False,
-    sort_by: str = "sample_index",
-    descending: bool = False,
-    limit: int = 50,
-    offset: int = 0,
-    metric_range: tuple[str, float | None, float | None] | None = None,
-) -> PredictionPage:
-    """One filtered, sorted page of rows; the total count comes with it."""
-    return _store.predictions_page(
-        ref.job_id,
-        step=step,
-        wrong_only=wrong_only,
-        sort_by=sort_by,
-        descending=descending,
-        limit=limit,
-        offset=offset,
-        metric_range=metric_range,
-    )
+def predictions_page(_store: Store, ref: JobRef, query: PageQuery) -> PredictionPage:
+    """One filtered, sorted page of rows; the total count comes with it (the query is the cache key)."""
+    return _store.predictions_page(ref.job_id, query)
 
 
 def job_csv(store: Store, job_id: str) -> str:
@@ -110,7 +90,7 @@ def job_csv(store: Store, job_id: str) -> str:
     """
     buffer, offset = io.StringIO(), 0
     while True:
-        page = store.predictions_page(job_id, sort_by="step", limit=CSV_PAGE_ROWS, offset=offset)
+        page = store.predictions_page(job_id, PageQuery(sort_by="step", limit=CSV_PAGE_ROWS, offset=offset))
         # CRLF as RFC 4180 says: then a cell holding a lone CR is quoted too, not read as a line end
         spreadsheet_safe(page.rows).to_csv(buffer, index=False, header=offset == 0, lineterminator="\r\n")
         offset += len(page.rows)

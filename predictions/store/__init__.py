@@ -11,12 +11,13 @@ from predictions.errors import ConfigError
 from predictions.store.identity import sqlite_identity, supabase_identity
 from predictions.store.ingest_keys import INGEST_KEY_ENV
 from predictions.store.protocol import Store
-from predictions.store.records import Job, PredictionPage, PredictionRow, Trends
+from predictions.store.records import Job, PageQuery, PredictionPage, PredictionRow, Trends
 from predictions.store.sqlite import DEFAULT_DB_PATH, SQLiteStore
 
 __all__ = [
     "DEFAULT_DB_PATH",
     "Job",
+    "PageQuery",
     "PredictionPage",
     "PredictionRow",
     "SQLiteStore",

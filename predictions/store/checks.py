@@ -4,31 +4,13 @@ what would be valid."""
 from __future__ import annotations
 
 from predictions.errors import ConfigError
-from predictions.scoring.names import CUSTOM_NAME, check_metric_name, is_custom_name
-from predictions.store.frames import SORTABLE_COLUMNS
+from predictions.scoring.names import CUSTOM_NAME, check_metric_name
 from predictions.store.records import JOB_STATUSES
 
 
 def check_metric(metric: str) -> str:
     """A built-in metric or a user scorer's name (any job may have one)."""
     return check_metric_name(metric)
-
-
-def check_page_args(
-    sort_by: str, limit: int, offset: int, metric_range: tuple[str, float | None, float | None] | None = None
-) -> None:
-    """Validate the arguments of `predictions_page` before they reach SQL."""
-    if sort_by not in SORTABLE_COLUMNS and not is_custom_name(sort_by):
-        raise ConfigError(
-            f"sort_by={sort_by!r} is not sortable; valid: {', '.join(SORTABLE_COLUMNS)} "
-            "or a user scorer's name"
-        )
-    if metric_range is not None:
-        check_metric_name(metric_range[0], "metric_range")
-    if not 1 <= limit <= 1000:
-        raise ConfigError(f"limit={limit!r} is out of range; valid: 1 to 1000 rows a page")
-    if offset < 0:
-        raise ConfigError(f"offset={offset!r} is negative; valid: 0 or more")
 
 
 def check_group_field(field: str) -> str:

@@ -7,7 +7,16 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
-from predictions.store.records import Job, PredictionPage, PredictionRow, RolloutRow, RolloutTrends, Trends
+from predictions.store.records import (
+    DEFAULT_PAGE,
+    Job,
+    PageQuery,
+    PredictionPage,
+    PredictionRow,
+    RolloutRow,
+    RolloutTrends,
+    Trends,
+)
 
 
 @runtime_checkable
@@ -64,23 +73,9 @@ class Store(Protocol):
     def sample_matrix(self, job_id: str, metric: str = "char_error_rate") -> pd.DataFrame:
         """One metric for every sample and round (`MATRIX_COLUMNS`), in long form for a heatmap."""
 
-    def predictions_page(
-        self,
-        job_id: str,
-        *,
-        step: int | None = None,
-        wrong_only: bool = False,
-        sort_by: str = "sample_index",
-        descending: bool = False,
-        limit: int = 50,
-        offset: int = 0,
-        metric_range: tuple[str, float | None, float | None] | None = None,
-    ) -> PredictionPage:
-        """A page of rows, optionally one round's and only wrong answers, sorted (nulls last).
-
-        `sort_by` is a column of `SORTABLE_COLUMNS` or a user scorer's name; `metric_range` =
-        (metric, low, high) keeps rows whose metric lies within (inclusive; None leaves a side open).
-        """
+    def predictions_page(self, job_id: str, query: PageQuery = DEFAULT_PAGE) -> PredictionPage:
+        """A page of a job's rows (`PREDICTION_COLUMNS`): the round, filters, order and slice that
+        `query` names (see `PageQuery`), with how many rows match in all."""
 
     def group_trends(self, job_id: str, field: str) -> pd.DataFrame:
         """Per round and per value of the rows' metadata `field` (`GROUP_COLUMNS` and a user scorer's

@@ -7,14 +7,17 @@ responses, so the dashboard and the tests treat SQLite and Supabase alike.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import pandas as pd
 
+from predictions.errors import ConfigError
 from predictions.scoring.metrics import REGISTRY, Metric
-from predictions.store.frames import custom_names, job_metrics
+from predictions.scoring.names import check_metric_name, is_custom_name
+from predictions.store.frames import SORTABLE_COLUMNS, custom_names, job_metrics
 
 LOCAL_USER_ID = "00000000-0000-0000-0000-000000000000"
 """The owner written when no user is given: the embedded store has one local user."""
@@ -137,6 +140,75 @@ class Trends:
     overall_improvement: float | None
     metrics: tuple[Metric, ...] = tuple(REGISTRY.values())
     group_fields: tuple[str, ...] = ()
+
+
+MetricRange = tuple[str, float | None, float | None]
+"""(metric, low, high): rows whose metric lies within, inclusive; None leaves a side open."""
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """Which rows of a job one page shows, and in what order: checked when made, frozen, hashable.
+
+    `step` keeps one round; `wrong_only` the rows whose answer is not an exact match (rows without a
+    ground truth are never wrong); `metric_range` a metric's range. `sort_by` is a column of
+    `SORTABLE_COLUMNS` or a user scorer's name (nulls last, then step and sample). The dashboard's
+    cache keys on the query itself.
+    """
+
+    step: int | None = None
+    wrong_only: bool = False
+    sort_by: str = "sample_index"
+    descending: bool = False
+    limit: int = 50
+    offset: int = 0
+    metric_range: MetricRange | None = None
+
+    def __post_init__(self) -> None:
+        if self.sort_by not in SORTABLE_COLUMNS and not is_custom_name(self.sort_by):
+            raise ConfigError(
+                f"sort_by={self.sort_by!r} is not sortable; valid: {', '.join(SORTABLE_COLUMNS)} "
+                "or a user scorer's name"
+            )
+        if not _is_int(self.limit) or not 1 <= self.limit <= 1000:
+            raise ConfigError(f"limit={self.limit!r} is out of range; valid: 1 to 1000 rows a page")
+        if not _is_int(self.offset) or self.offset < 0:
+            raise ConfigError(f"offset={self.offset!r} is negative; valid: 0 or more")
+        if self.step is not None and not _is_int(self.step):
+            raise ConfigError(f"step={self.step!r} is not a step; valid: a round's step (an int) or None")
+        # plain values, so equal queries hash alike (numpy ints from a frame, a list for a range)
+        object.__setattr__(self, "step", None if self.step is None else int(self.step))
+        object.__setattr__(self, "limit", int(self.limit))
+        object.__setattr__(self, "offset", int(self.offset))
+        object.__setattr__(self, "wrong_only", bool(self.wrong_only))
+        object.__setattr__(self, "descending", bool(self.descending))
+        if self.metric_range is not None:
+            metric, low, high = self.metric_range
+            check_metric_name(metric, "metric_range")
+            object.__setattr__(self, "metric_range", (metric, _bound(low), _bound(high)))
+
+    def page(self, number: int) -> PageQuery:
+        """The same query at its `number`-th page (1-based)."""
+        return replace(self, offset=(max(1, number) - 1) * self.limit)
+
+
+def _is_int(value: Any) -> bool:
+    """An integer, numpy's included, but not a bool (True is no page size)."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral)
+
+
+def _bound(value: float | None) -> float | None:
+    """A metric range's side as a float; None stays open."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"metric_range bound {value!r} is not a number; valid: a number or None") from error
+
+
+DEFAULT_PAGE = PageQuery()
+"""The first 50 rows of a job by sample index: what `predictions_page(job_id)` returns."""
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from predictions.store.checks import (
     check_group_field,
     check_limit,
     check_metric,
-    check_page_args,
     check_status,
 )
 from predictions.store.frames import (
@@ -50,8 +49,10 @@ from predictions.store.frames import (
 )
 from predictions.store.identity import sqlite_identity
 from predictions.store.records import (
+    DEFAULT_PAGE,
     LOCAL_USER_ID,
     Job,
+    PageQuery,
     PredictionPage,
     PredictionRow,
     RolloutRow,
@@ -336,34 +337,22 @@ class SQLiteStore:
         )
         return self._frame(sql, (job_id,), MATRIX_COLUMNS)
 
-    def predictions_page(
-        self,
-        job_id: str,
-        *,
-        step: int | None = None,
-        wrong_only: bool = False,
-        sort_by: str = "sample_index",
-        descending: bool = False,
-        limit: int = 50,
-        offset: int = 0,
-        metric_range: tuple[str, float | None, float | None] | None = None,
-    ) -> PredictionPage:
-        check_page_args(sort_by, limit, offset, metric_range)
+    def predictions_page(self, job_id: str, query: PageQuery = DEFAULT_PAGE) -> PredictionPage:
         where, params = "job_id = ?", [job_id]
-        if step is not None:
-            where, params = where + " AND step = ?", [*params, step]
-        if wrong_only:
+        if query.step is not None:
+            where, params = where + " AND step = ?", [*params, query.step]
+        if query.wrong_only:
             where += " AND exact_match < 1"
-        if metric_range is not None:
-            metric, low, high = metric_range
+        if query.metric_range is not None:
+            metric, low, high = query.metric_range
             where += f" AND {metric_sql(metric)} BETWEEN coalesce(?, -1e308) AND coalesce(?, 1e308)"
             params = [*params, low, high]
-        key = sort_by if sort_by in SORTABLE_COLUMNS else metric_sql(sort_by)
-        order = f"{key} IS NULL, {key} {'DESC' if descending else 'ASC'}, step, sample_index"
+        key = query.sort_by if query.sort_by in SORTABLE_COLUMNS else metric_sql(query.sort_by)
+        order = f"{key} IS NULL, {key} {'DESC' if query.descending else 'ASC'}, step, sample_index"
         sql = f"{SELECT_PREDICTIONS} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"
-        rows = self._rows(sql, (*params, limit, offset))
+        rows = self._rows(sql, (*params, query.limit, query.offset))
         total = self._query(f"SELECT COUNT(*) FROM training_predictions WHERE {where}", params)[0][0]
-        return PredictionPage(rows, total, offset, limit)
+        return PredictionPage(rows, total, query.offset, query.limit)
 
     def rollout_trends(self, job_id: str) -> RolloutTrends:
         records = self._query(ROLLOUT_STEPS, (job_id,))

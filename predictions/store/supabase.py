@@ -30,7 +30,6 @@ from predictions.store.checks import (
     check_group_field,
     check_limit,
     check_metric,
-    check_page_args,
     check_status,
 )
 from predictions.store.frames import (
@@ -52,7 +51,9 @@ from predictions.store.frames import (
 from predictions.store.identity import ingest_key_owner, supabase_identity
 from predictions.store.ingest_keys import IngestKey
 from predictions.store.records import (
+    DEFAULT_PAGE,
     Job,
+    PageQuery,
     PredictionPage,
     PredictionRow,
     RolloutRow,
@@ -333,29 +334,17 @@ class SupabaseStore:
         columns = self._rpc("sample_matrix", p_job_id=job_id, p_metric=metric, p_user_id=self._reader())
         return to_frame(list(zip(*(columns[name] for name in MATRIX_COLUMNS), strict=True)), MATRIX_COLUMNS)
 
-    def predictions_page(
-        self,
-        job_id: str,
-        *,
-        step: int | None = None,
-        wrong_only: bool = False,
-        sort_by: str = "sample_index",
-        descending: bool = False,
-        limit: int = 50,
-        offset: int = 0,
-        metric_range: tuple[str, float | None, float | None] | None = None,
-    ) -> PredictionPage:
-        check_page_args(sort_by, limit, offset, metric_range)
-        metric, low, high = metric_range or (None, None, None)
+    def predictions_page(self, job_id: str, query: PageQuery = DEFAULT_PAGE) -> PredictionPage:
+        metric, low, high = query.metric_range or (None, None, None)
         result = self._rpc(
             "page",
             p_job_id=job_id,
-            p_step=None if step is None else int(step),
-            p_wrong_only=bool(wrong_only),
-            p_sort_by=sort_by,
-            p_descending=bool(descending),
-            p_limit=int(limit),
-            p_offset=int(offset),
+            p_step=query.step,
+            p_wrong_only=query.wrong_only,
+            p_sort_by=query.sort_by,
+            p_descending=query.descending,
+            p_limit=query.limit,
+            p_offset=query.offset,
             p_user_id=self._reader(),
             p_metric=metric,
             p_low=json_number(low),
@@ -365,7 +354,7 @@ class SupabaseStore:
         rows = with_score_columns(
             to_frame(records, PREDICTION_COLUMNS), [record.get("scores") for record in records]
         )
-        return PredictionPage(rows, int(result["total_count"]), offset, limit)
+        return PredictionPage(rows, int(result["total_count"]), query.offset, query.limit)
 
     def rollout_trends(self, job_id: str) -> RolloutTrends:
         records = self._rpc("rollout_trends", p_job_id=job_id, p_user_id=self._reader())
