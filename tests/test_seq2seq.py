@@ -16,6 +16,7 @@ from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTraining
 from predictions import ConfigError, PredictionsCallback, PredictionsMonitor
 from predictions.demo.run import make_pairs
 from predictions.scoring.sample import Sample
+from predictions.store.records import PageQuery
 from predictions.training.generator import generate, is_encoder_decoder
 from predictions.training.preflight import check_room
 from tests import helpers_training as h
@@ -94,7 +95,7 @@ def test_the_monitor_stores_an_encoder_decoders_answers(sqlite_store):
     ) as m:
         m.start(model)
         m.round(model, step=1, epoch=1)
-    rows = sqlite_store.predictions_page(m.job_id, limit=10).rows
+    rows = sqlite_store.predictions_page(m.job_id, PageQuery(limit=10)).rows
     model.eval()
     assert rows["prediction"].tolist() == [reference(model, tok, p) for p in rows["prompt"]]
 
@@ -144,7 +145,7 @@ def test_seq2seq_trainer_rounds_store_what_generate_answers(tmp_path, sqlite_sto
         callbacks=[callback, reference_callback],
     )
     trainer.train()
-    rows = sqlite_store.predictions_page(callback.job_id, limit=1000).rows
+    rows = sqlite_store.predictions_page(callback.job_id, PageQuery(limit=1000)).rows
     steps = sorted(rows["step"].unique().tolist())
     assert steps == list(range(15, 151, 15)) and sorted(reference_callback.answers) == steps
     for step, answers in reference_callback.answers.items():

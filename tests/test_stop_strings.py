@@ -13,6 +13,7 @@ from transformers import LogitsProcessorList, Trainer
 from predictions import ConfigError, PredictionsCallback, PredictionsConfig
 from predictions.demo.run import encode_pairs
 from predictions.demo.tiny_model import build_tokenizer
+from predictions.store.records import PageQuery
 from predictions.training.generator import cut_at_string, stop_strings
 from tests import helpers_training as h
 
@@ -76,7 +77,7 @@ def test_a_model_that_writes_past_the_stop_string_is_stored_up_to_it(tmp_path, s
         callbacks=[callback],
     )
     trainer.train()
-    rows = sqlite_store.predictions_page(callback.job_id, limit=100).rows
+    rows = sqlite_store.predictions_page(callback.job_id, PageQuery(limit=100)).rows
     raw = [continuation(trainer.model, tok, prompt) for prompt in rows["prompt"]]
     assert all(STOP in text for text in raw), "the model never wrote the stop string: the test shows nothing"
     assert not rows["prediction"].str.contains("#").any()
