@@ -12,7 +12,7 @@ from predictions.delivery.writer import Writer
 from predictions.errors import StoreUnavailableError
 from predictions.store import SQLiteStore, open_store
 from predictions.store.identity import ingest_key_owner
-from predictions.store.records import PredictionRow
+from predictions.store.records import PageQuery, PredictionRow
 from tests.helpers_outbox import kept, key_of
 from tests.helpers_training import count_rows, locked
 from tests.pg_fixtures import USER_A, USER_B, acting_as, user_store
@@ -93,7 +93,7 @@ def test_a_revoked_key_is_one_decision_and_the_rows_wait_for_a_new_key(
     trainer_env(monkeypatch, postgrest, owner.create_ingest_key("laptop-2"))  # the same user's new key
     Writer(open_store(env_file=tmp_path / "absent.env"), spool_path=path).close()
     assert kept(path) == []
-    assert owner.predictions_page("run", limit=1).total_count == 4 + 1000
+    assert owner.predictions_page("run", PageQuery(limit=1)).total_count == 4 + 1000
     assert owner.list_jobs()[0].status == "finished"
 
 
