@@ -33,7 +33,8 @@ from predictions.scoring.user_scorers import check_scorers, run_scorers
 from predictions.store.protocol import Store
 from predictions.store.records import RolloutRow
 from predictions.training.distributed import broadcast_from_main, rank_and_world
-from predictions.training.monitor import fail_unfinished_job, generated_job_id, model_name
+from predictions.training.model_info import model_name
+from predictions.training.monitor import fail_unfinished_job, generated_job_id
 from predictions.training.preemption import guard_job
 
 logger = logging.getLogger(__name__)
