@@ -16,6 +16,7 @@ from transformers import Trainer
 from predictions import PredictionsCallback, PredictionsConfig, PredictionsMonitor
 from predictions.demo.run import encode_pairs
 from predictions.store import SQLiteStore
+from predictions.store.records import PageQuery
 from predictions.training.model_info import adapter, model_name
 from predictions.training.samples import select_samples
 from tests import helpers_training as h
@@ -55,7 +56,7 @@ def test_a_preference_dataset_is_scored_against_chosen(conversational, sqlite_st
     ) as monitor:
         monitor.start(model)
         monitor.round(model, step=1, epoch=1)
-    stored = sqlite_store.predictions_page(monitor.job_id, limit=10).rows
+    stored = sqlite_store.predictions_page(monitor.job_id, PageQuery(limit=10)).rows
     assert stored["char_error_rate"].notna().all() and stored["exact_match"].notna().all()
     assert stored["ground_truth"].tolist() == [PAIRS[i]["response"] for i in stored["sample_index"]]
 
@@ -94,7 +95,7 @@ def test_a_dpo_trainer_run_gets_scored_rounds(tmp_path, sqlite_store):
         processing_class=tok,
         callbacks=[callback],
     ).train()
-    stored = sqlite_store.predictions_page(callback.job_id, limit=100).rows
+    stored = sqlite_store.predictions_page(callback.job_id, PageQuery(limit=100)).rows
     assert len(stored) == len(rows) and stored["char_error_rate"].notna().all()
 
 
