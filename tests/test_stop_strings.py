@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from transformers import LogitsProcessorList, Trainer
 
 from predictions import ConfigError, PredictionsCallback, PredictionsConfig
+from predictions.config import RESERVED_GENERATION_KWARGS
 from predictions.demo.run import encode_pairs
 from predictions.demo.tiny_model import build_tokenizer
 from predictions.store.records import PageQuery
@@ -58,6 +61,26 @@ def test_the_job_config_is_json_with_a_summary_of_other_values():
         ConfigError, match=r"generation_kwargs sets tokenizer; .*passed to generate\(\) for you"
     ):
         PredictionsConfig(generation_kwargs={"stop_strings": [STOP], "tokenizer": stop_tokenizer()})
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+OTHER_VALUES = st.floats() | st.binary(max_size=4) | st.sets(st.integers(), max_size=2) | st.builds(object)
+
+
+@given(st.dictionaries(st.text(max_size=12), JSON_VALUES, max_size=4), st.lists(OTHER_VALUES, max_size=3))
+def test_any_generation_kwargs_are_recorded_as_json(json_kwargs, others):
+    """JSON values are kept as given; anything else (NaN, bytes, sets, objects, nested) becomes text."""
+    refused = (*RESERVED_GENERATION_KWARGS, "num_return_sequences", "temperature", "other_values")
+    kwargs = {k: v for k, v in json_kwargs.items() if k not in refused}
+    mixed = {**kwargs, "other_values": [[value] for value in others]}
+    recorded = PredictionsConfig(generation_kwargs=mixed).as_dict()["generation_kwargs"]
+    assert json.loads(json.dumps(recorded, allow_nan=False)) == recorded
+    assert {k: recorded[k] for k in kwargs} == kwargs
+    assert all(isinstance(item[0], str | float) for item in recorded["other_values"])
 
 
 @pytest.mark.slow
