@@ -307,7 +307,24 @@ def test_samples_and_predictions_pages_mark_replaced_text(tmp_path, monkeypatch)
     )
     store.write_predictions([PredictionRow("job", 1, 1, 2, "p", "clean", "t")])
     samples = open_page(db, "pages/samples.py", monkeypatch, job="job", sample="1")
-    assert any("1 character(s) no store can hold" in caption.value for caption in samples.caption)
+    assert any("1 value(s) no store can hold changed" in caption.value for caption in samples.caption)
     table = open_page(db, "pages/predictions.py", monkeypatch, job="job")
     assert "text_replacements" in list(table.dataframe[0].proto.column_order)
     assert table.dataframe[0].value["text_replacements"].tolist() == [1, 1, 0]
+
+
+def test_pages_reads_survive_any_stored_score_key(store):
+    odd = {"has space": 1.0, "text_replacements": 2.0, 'quo"te': 3.0, "ok": 0.5, "": 1.0}
+    store.write_predictions(
+        [
+            PredictionRow("job", 1, 1, i, "p", "x", "x", 1.0, 0.0, scores=odd, metadata={"k": "v"})
+            for i in range(2)
+        ]
+    )
+    trends = store.trends("job")
+    assert [m.name for m in trends.metrics if m.name == "ok"] == ["ok"]
+    assert "avg_ok" in trends.rounds.columns and "avg_has space" not in trends.rounds.columns
+    assert store.group_trends("job", "k")["avg_ok"].tolist() == [0.5]
+    page = store.predictions_page("job").rows
+    assert page["ok"].tolist() == [0.5, 0.5] and page["text_replacements"].tolist() == [0, 0]
+    assert len(store.sample_history("job", 0)) == 1

@@ -27,8 +27,8 @@ from predictions import ConfigError, PredictionsCallback
 from predictions.__main__ import main
 from predictions.delivery import writer as writer_module
 from predictions.delivery.legacy import UNKNOWN_OWNER, legacy_spools
-from predictions.delivery.outbox import Outbox
-from predictions.delivery.spool import outbox_path
+from predictions.delivery.outbox import LEASE_S, Outbox
+from predictions.delivery.spool import outbox_path, replay
 from predictions.delivery.writer import Writer
 from predictions.store import SQLiteStore
 from predictions.store.records import PageQuery, PredictionRow
@@ -245,6 +245,7 @@ def test_a_store_hanging_at_train_end_gets_the_queued_rows_kept(backend, tmp_pat
 
 
 PREEMPTED_RUN = """
+import signal
 import sys
 from pathlib import Path
 
@@ -252,46 +253,108 @@ from transformers import TrainerCallback
 
 from predictions import PredictionsCallback
 from tests import helpers_training as h
-from tests.helpers_outbox import key_of, kept
 
 class Announce(TrainerCallback):
     def on_epoch_end(self, args, state, control, **kwargs):
         print(f"round {state.global_step}", flush=True)
 
+if "ignore-sigint" in sys.argv:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what `nohup` and a shell's `&` do
 callback = PredictionsCallback(h.pairs(12), num_samples=3, max_new_tokens=2, job_id="preempted")
-h.trainer(Path(sys.argv[1]), [callback, Announce()], epochs=200).train()
+h.trainer(Path(sys.argv[1]), [callback, Announce()], epochs=int(sys.argv[2])).train()
 """
 
 
-def test_sigterm_after_the_first_round_marks_the_job_failed_and_keeps_every_round(backend, tmp_path):
-    store = backend.store
+def start_run(backend, tmp_path, epochs: int = 200, *flags: str) -> subprocess.Popen:
+    """A training subprocess on the backend's store, its outbox at `tmp_path / "s.outbox.db"`."""
     env = {
         **os.environ,
         **backend.env,
         "PYTHONPATH": str(ROOT),
         "PREDICTIONS_SPOOL": str(tmp_path / "s.outbox.db"),
     }
-    run = subprocess.Popen(
-        [sys.executable, "-c", PREEMPTED_RUN, str(tmp_path)],
+    return subprocess.Popen(
+        [sys.executable, "-c", PREEMPTED_RUN, str(tmp_path), str(epochs), *flags],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def first_round(run: subprocess.Popen) -> list[str]:
+    """Read the run's output until its first round is announced (queued for the writer)."""
     announced = [run.stdout.readline()]
-    while announced[-1] and not announced[-1].startswith("round "):  # the first round is queued
+    while announced[-1] and not announced[-1].startswith("round "):
         announced.append(run.stdout.readline())
-    run.send_signal(signal.SIGTERM)
+    return announced
+
+
+def announced_steps(lines: list[str]) -> list[int]:
+    return [int(line.split()[1]) for line in lines if line.startswith("round ")]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_after_the_first_round_marks_the_job_failed_and_keeps_every_round(backend, tmp_path, signum):
+    if signum == signal.SIGHUP and "SQLite" not in backend.store.description:
+        pytest.skip("SIGHUP takes the same path on every store; once is enough")
+    store = backend.store
+    run = start_run(backend, tmp_path)
+    announced = first_round(run)
+    run.send_signal(signum)
     out, err = run.communicate(timeout=120)
     announced += out.splitlines()
-    assert run.returncode == -signal.SIGTERM, err  # the signal still did what it did before
-    steps = [int(line.split()[1]) for line in announced if line.startswith("round ")]
+    assert run.returncode == -signum, err  # the signal still did what it did before
+    steps = announced_steps(announced)
     assert steps and steps[0] == 4
     Writer(store, spool_path=tmp_path / "s.outbox.db").close()  # the next open replays any kept call
     stored = {step for step, _ in rows_of(store, "preempted")}
     assert set(steps) <= stored
     assert status_of(store, "preempted") == "failed"
+
+
+def test_a_second_sigterm_during_the_flush_loses_neither_the_rows_nor_the_job(backend, tmp_path):
+    store, outbox = backend.store, tmp_path / "s.outbox.db"
+    run = start_run(backend, tmp_path)
+    announced = first_round(run)
+    lock = Lock(backend.lock)
+    lock.take()  # the store hangs: the flush would take its full 20 s
+    try:
+        run.send_signal(signal.SIGTERM)
+        wait_until(lambda: any(call and call.get("status") == "failed" for call in kept(outbox)))
+        run.send_signal(signal.SIGTERM)  # impatient: stop now
+        out, err = run.communicate(timeout=120)
+    finally:
+        lock.release()
+    assert run.returncode == -signal.SIGTERM, err
+    assert "got SIGTERM again" in err
+    steps = announced_steps(announced + out.splitlines())
+    later = Outbox(outbox, clock=lambda: time.time() + LEASE_S)  # the killed run's claims have expired
+    replay(store, later, key_of(store))
+    assert set(steps) <= {step for step, _ in rows_of(store, "preempted")}
+    assert status_of(store, "preempted") == "failed"
+
+
+def test_sigint_to_a_run_that_ignores_it_changes_nothing(tmp_path, monkeypatch):
+    db = tmp_path / "p.db"
+    backend = Backend(SQLiteStore(db), lambda: h.locked(db), lambda: None, {"PREDICTIONS_DB": str(db)})
+    monkeypatch.setenv("SUPABASE_URL", "")
+    run = start_run(backend, tmp_path, 3, "ignore-sigint")
+    announced = first_round(run)
+    run.send_signal(signal.SIGINT)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    assert announced_steps(announced + out.splitlines()) == [4, 8, 12]
+    assert [step for step, _ in rows_of(backend.store, "preempted")] == [4] * 3 + [8] * 3 + [12] * 3
+    assert status_of(backend.store, "preempted") == "finished" and kept(tmp_path / "s.outbox.db") == []
+
+
+def wait_until(condition, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize(

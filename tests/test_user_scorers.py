@@ -26,6 +26,8 @@ def length(prediction, ground_truth, sample):
         ([length], "scorers=.* valid: a dict"),
         ({"char_error_rate": length}, "name 'char_error_rate'"),
         ({"prompt": length}, "name 'prompt'"),
+        ({"text_replacements": length}, "name 'text_replacements'"),
+        ({"reward": length}, "name 'reward'"),
         ({"2nd": length}, "name '2nd'"),
         ({"has space": length}, "name 'has space'"),
         ({"ok": "not callable"}, r"scorers\['ok'\]='not callable' is not callable"),
@@ -34,6 +36,14 @@ def length(prediction, ground_truth, sample):
 def test_bad_scorers_fail_at_construction_naming_the_option(scorers, message):
     with pytest.raises(ConfigError, match=message):
         PredictionsConfig(scorers=scorers)
+
+
+def test_every_column_of_every_frame_is_a_reserved_name():
+    import predictions.store.frames as frames
+    from predictions.scoring.names import is_custom_name
+
+    columns = {c for name in dir(frames) if name.endswith("_COLUMNS") for c in getattr(frames, name)}
+    assert [c for c in columns if is_custom_name(c)] == []  # a scorer of that name would shadow it
 
 
 @pytest.mark.parametrize("fields", ["category", ["a", "a"], ["bad-name"], []])

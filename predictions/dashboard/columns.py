@@ -72,7 +72,9 @@ ROW_COLUMNS = {
     "prediction": text("Prediction", width=140),
     "ground_truth": text("Ground truth", width=140),
     "text_replacements": st.column_config.NumberColumn(
-        "Replaced", width="small", help="characters no store can hold (NUL, half an emoji), stored as \ufffd"
+        "Replaced",
+        width="small",
+        help="values no store can hold, changed: NUL or half an emoji to \ufffd, NaN to empty, too deep cut",
     ),
 }
 
@@ -111,4 +113,7 @@ def replaced_note(count: int) -> str | None:
     """What to say under a text whose unstorable characters were replaced, or None."""
     if not count:
         return None
-    return f":material/warning: {count} character(s) no store can hold (NUL, half an emoji) stored as \ufffd"
+    return (
+        f":material/warning: {count} value(s) no store can hold changed: NUL or half an emoji stored as "
+        "\ufffd, NaN or infinity as empty, too deep or too long cut (the rest of the row as written)"
+    )

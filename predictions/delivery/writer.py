@@ -26,7 +26,7 @@ from predictions.delivery.spool import deliver, describe, now_text, outbox_path,
 from predictions.errors import AuthError, ConfigError, OutboxError
 from predictions.store.protocol import Store
 from predictions.store.records import PredictionRow, RolloutRow
-from predictions.store.storable import storable_rollout, storable_row
+from predictions.store.storable import storable_job, storable_rollout, storable_row
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +95,15 @@ class Writer:
         self._put(call)
 
     def start_job(self, job_id: str, **details: Any) -> None:
+        """Queue the job's start; its id, name, model and config made storable (`storable_job`)."""
+        try:
+            job_id, details = storable_job(job_id, details)
+        except Exception:
+            logger.exception("predictions writer could not make the start of job %r storable", job_id)
         self._put({"op": "start_job", "job_id": job_id, **details, "at": now_text()})
 
     def finish_job(self, job_id: str, status: str = "finished") -> None:
+        job_id, _ = storable_job(job_id, {})
         self._put({"op": "finish_job", "job_id": job_id, "status": status, "at": now_text()})
 
     def spill(self) -> int:

@@ -14,14 +14,28 @@ CUSTOM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 """A user scorer's name: an identifier, so it is safe as a JSON key, a column and a SQL path."""
 RESERVED_NAMES = frozenset(
     {"id", "job_id", "user_id", "epoch", "step", "sample_index", "prompt", "ground_truth", "prediction"}
-    | {"scores", "metadata", "created_at", "updated_at", "value", "group", "round", "job"}
-    | {"sample_count", "scored_count", *REGISTRY}
+    | {"scores", "metadata", "created_at", "updated_at", "value", "group", "round", "job", "name", "status"}
+    | {"text_replacements", "storable_changes", "model", "config", "sample_count", "scored_count", *REGISTRY}
+    | {"avg", "min", "max", "std", "count", "first_step", "last_step", "generation", "group_index"}
+    | {"completion", "completion_index", "completion_tokens", "prompt_id", "reward", "rewards", "truncated"}
+    | {"group_count", "rollout_count", "truncated_count", "zero_std_groups"}
 )
-"""Names a user scorer cannot take: the columns its values sit beside in the dashboard's frames."""
+"""Names a user scorer cannot take: every column of the store's frames (a test checks they are all
+here) and every internal name its values sit beside; `avg_<name>` of a reserved name is a column too."""
+
+
+AGGREGATES = ("avg_", "min_", "max_", "std_", "var_")
+"""Prefixes of aggregate columns: `avg_<name>` of a reserved name is reserved too."""
+
+
+def is_reserved(name: str) -> bool:
+    return name in RESERVED_NAMES or any(
+        name.startswith(p) and name[len(p) :] in RESERVED_NAMES for p in AGGREGATES
+    )
 
 
 def is_custom_name(name: Any) -> bool:
-    return isinstance(name, str) and CUSTOM_NAME.fullmatch(name) is not None and name not in RESERVED_NAMES
+    return isinstance(name, str) and CUSTOM_NAME.fullmatch(name) is not None and not is_reserved(name)
 
 
 def check_metric_name(name: Any, option: str = "metric") -> str:

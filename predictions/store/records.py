@@ -31,7 +31,8 @@ class PredictionRow:
 
     Its fields are the table's: a column per built-in metric, `scores` for the values of user scorers
     by name, `metadata` for the sample fields kept with the row (to group by), `text_replacements`
-    how many characters no store can hold (NUL, lone surrogates) became U+FFFD.
+    how many values no store can hold were changed (NUL and lone surrogates to U+FFFD, NaN and
+    infinities to null, too deep or too long cut; `predictions.store.storable`).
     """
 
     job_id: str

@@ -21,6 +21,7 @@ import pandas as pd
 
 from predictions.errors import StoreError, StoreUnavailableError
 from predictions.scoring.metrics import METRICS, PRIMARY_METRIC
+from predictions.scoring.names import is_custom_name
 from predictions.store.checks import (
     check_group_field,
     check_limit,
@@ -458,4 +459,4 @@ class SQLiteStore:
     def _custom_names(self, job_id: str) -> list[str]:
         """The user scorers a job's rounds have values of, from the summary (one row per round)."""
         sql = "SELECT DISTINCT s.key FROM training_rounds AS r, json_each(r.scores) AS s WHERE r.job_id = ?"
-        return sorted(row[0] for row in self._query(sql, (job_id,)))
+        return sorted(row[0] for row in self._query(sql, (job_id,)) if is_custom_name(row[0]))  # SQL-safe

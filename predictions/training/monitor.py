@@ -377,7 +377,7 @@ def build_rows(
 ) -> list[PredictionRow]:
     """One scored row per sample (built-in and user scorers); the epoch is the 1-based epoch of the step.
 
-    Text a store cannot hold is made storable by `Writer.write`, which every row passes through.
+    Values a store cannot hold are made storable by `Writer.write`, which every row passes through.
     """
     epoch_number = max(1, math.ceil(round(epoch or 0.0, 6)))
     scores = score_batch(answers, [sample.ground_truth for sample in samples])
