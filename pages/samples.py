@@ -9,7 +9,7 @@ import streamlit as st
 
 from predictions.dashboard import analysis, charts, columns, diff, queries, router, widgets
 from predictions.scoring.metrics import PRIMARY_METRIC
-from predictions.store.records import Job
+from predictions.store.records import Trends
 
 LISTS = (
     ("Most improved", analysis.most_improved, "CER fell the most from the first round to the latest."),
@@ -97,16 +97,15 @@ LIST_COLUMNS = {
 }
 
 
-def model_input(job: Job, sample: int) -> None:
+def model_input(config: dict, sample: int) -> None:
     """The exact text the model was given (template, truncation), as the monitor recorded it at start."""
-    config = job.config or {}
     text = (config.get("model_inputs") or {}).get(str(sample))
     if text is not None:
         with st.expander(f"Text given to the model ({config.get('rendering', 'raw')})"):
             st.code(text, language=None, wrap_lines=True)
 
 
-def sample_detail(view: widgets.View, sample: int, rounds: pd.DataFrame) -> None:
+def sample_detail(view: widgets.View, sample: int, trends: Trends) -> None:
     """The prompt, the ground truth, the sample against the job average, and every round's answer."""
     history = queries.sample_history(view.store, view.ref(), sample)
     if history.empty:
@@ -126,9 +125,9 @@ def sample_detail(view: widgets.View, sample: int, rounds: pd.DataFrame) -> None
         language=None,
         wrap_lines=True,
     )
-    model_input(view.job, sample)
+    model_input(trends.config, sample)
     if history["char_error_rate"].notna().any():
-        st.altair_chart(charts.sample_chart(history, rounds), key="sample_chart")
+        st.altair_chart(charts.sample_chart(history, trends.rounds), key="sample_chart")
     st.caption("Every round's answer: red struck text is missing or wrong, green is added.")
     st.html(diff.DIFF_CSS + diff.HISTORY_CSS + diff.history_html(history))
 
@@ -152,7 +151,7 @@ def main() -> None:
     else:
         st.info("No ground truth, so no scores: the answers are below, compared round to round.", icon="📝")
     st.subheader(f"Sample {sample}")
-    sample_detail(view, sample, queries.trends(view.store, view.ref()).rounds)
+    sample_detail(view, sample, queries.trends(view.store, view.ref()))
 
 
 main()

@@ -155,11 +155,29 @@ def test_job_picker_lists_the_most_recent_first_marks_running_jobs_and_keeps_the
     picker.set_value(COMPARE_JOBS[1]).run()
     assert at.query_params["job"] == COMPARE_JOBS[1]
     assert at.caption[0].value == "lr 3e\\-4"  # the page names the picked job, markdown escaped
-    assert not [toggle for toggle in at.sidebar.toggle if toggle.key == "live"]  # a finished job: not live
-    assert "Live updates off: this job has finished." in [caption.value for caption in at.sidebar.caption]
+    assert at.sidebar.toggle(key="live").value is True  # a finished job: new runs still show live
+    assert "This job has finished; new runs still appear while Live is on." in [
+        caption.value for caption in at.sidebar.caption
+    ]
     assert any(f"SQLite at {seeded_db}" == text.value for text in at.sidebar.text)
     picker.set_value(SINGLE_JOB).run()  # a running job is watched live
     assert at.sidebar.toggle(key="live").value is True
+
+
+def test_a_run_started_while_a_finished_job_is_picked_appears_with_a_notice(open_app, tmp_path):
+    db = tmp_path / "new.db"
+    store = SQLiteStore(db)
+    write_job(store, "done", rounds=2, samples=2, status="finished")
+    at = open_app(db, job="done")
+    assert not [c for c in at.sidebar.caption if c.value == "New run"]
+    store.start_job("fresh", name="**fresh** <b>run</b>")  # what the live poll's rerun then reads
+    at.run()
+    picker = at.sidebar.selectbox(key="job")
+    assert "● **fresh** <b>run</b>" in picker.options and picker.value == "done"
+    assert "**fresh** <b>run</b>" in [text.value for text in at.sidebar.text]  # the name as text
+    at.sidebar.button(key="open_new_fresh").click().run()
+    assert at.sidebar.selectbox(key="job").value == "fresh" and at.query_params["job"] == "fresh"
+    assert not [c for c in at.sidebar.caption if c.value == "New run"]
 
 
 def backdate(db: Path, job_id: str, *, started_hours_ago: float, round_every_minutes: float) -> None:

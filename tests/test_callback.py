@@ -70,7 +70,7 @@ def test_a_step_gets_one_round_even_when_it_is_also_an_epoch_end(tmp_path, sqlit
         "finished",
         "GPT2LMHeadModel",
     )
-    assert job.config["every_n_steps"] == 2
+    assert sqlite_store.trends(job.id).config["every_n_steps"] == 2
 
 
 def test_the_job_is_running_after_train_begin(tmp_path, sqlite_store):

@@ -78,7 +78,7 @@ def test_an_ingest_key_writes_as_its_owner_with_only_the_anon_key(keys, monkeypa
         "finished",
         3,
     )
-    assert job.config == {"lr": 0.1}
+    assert owner.trends("run-1").config == {"lr": 0.1}
     assert set(owner.predictions_page("run-1").rows["prediction"]) == {"ada's answer", "x"}
     (stored,) = owner.sample_history("run-1", 0).query("step == 3").to_dict("records")
     assert (stored["bleu"], stored["metadata"]) == (0.25, {"topic": "maths"})

@@ -63,7 +63,7 @@ def test_every_rollout_is_stored_once_and_training_is_unchanged(tmp_path, sqlite
     assert steps["avg_reward"].tolist() == pytest.approx(logged_rewards, abs=1e-6)  # aligned with the steps
     (job,) = [job for job in sqlite_store.list_jobs() if job.id == recorder.job_id]
     assert job.status == "finished" and job.name == "grpo"
-    assert job.config["reward_functions"] == ["accuracy", "brevity"]
+    assert sqlite_store.trends(job.id).config["reward_functions"] == ["accuracy", "brevity"]
 
 
 @pytest.mark.timeout(600)

@@ -108,8 +108,9 @@ def test_a_model_that_writes_past_the_stop_string_is_stored_up_to_it(tmp_path, s
     assert rows["exact_match"].tolist() == (rows["prediction"] == rows["ground_truth"]).astype(float).tolist()
     assert rows["exact_match"].mean() >= 0.75  # it learned: right answers are stored whole
     (job,) = sqlite_store.list_jobs()
-    assert job.config["generation_kwargs"] == {"stop_strings": [STOP]}
-    assert len(json.dumps(job.config, allow_nan=False)) < 2000
+    config = sqlite_store.trends(job.id).config
+    assert config["generation_kwargs"] == {"stop_strings": [STOP]}
+    assert len(json.dumps(config, allow_nan=False)) < 2000
 
 
 def continuation(model: Any, tok: Any, prompt: str) -> str:

@@ -211,7 +211,7 @@ def test_jobs_are_listed_most_recent_first_with_their_latest_round(store):
     jobs = {job.id: job for job in store.list_jobs()}
     assert [job.id for job in store.list_jobs()] == ["new", "orphan", "old"]
     assert (jobs["old"].status, jobs["old"].name, jobs["old"].model) == ("finished", "Old run", "gpt2")
-    assert jobs["old"].config == {"num_samples": 2}
+    assert store.trends("old").config == {"num_samples": 2}  # the light list carries no config
     assert jobs["old"].finished_at is not None
     assert (jobs["old"].latest_step, jobs["old"].round_count) == (5, 1)
     assert (jobs["orphan"].status, jobs["orphan"].latest_epoch, jobs["orphan"].latest_step) == (
@@ -271,3 +271,28 @@ def test_a_deleted_job_is_gone_with_its_rows_and_rounds(store):
     assert store.predictions_page("keep").total_count == 2
     with pytest.raises(StoreError, match="no job 'junk'"):
         store.delete_job("junk")
+
+
+def test_the_jobs_version_moves_with_every_change_the_job_list_shows(store):
+    """What the dashboard polls instead of the list: equal while nothing changed, different after a start,
+    a new round, a finish and a delete."""
+    versions = [store.jobs_version()]
+
+    def changed() -> bool:
+        versions.append(store.jobs_version())
+        return versions[-1] != versions[-2]
+
+    assert not changed()
+    store.start_job("run")
+    assert changed()
+    time.sleep(0.01)
+    store.write_predictions(round_rows("run", 1, [("a", "a")]))
+    assert changed() and not changed()
+    time.sleep(0.01)
+    store.write_predictions(round_rows("run", 2, [("a", "a")]))
+    assert changed()
+    time.sleep(0.01)
+    store.finish_job("run")
+    assert changed()
+    store.delete_job("run")
+    assert changed() and not changed()

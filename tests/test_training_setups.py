@@ -137,8 +137,9 @@ def test_a_lora_run_records_its_adapter_and_the_sidebar_shows_it(tmp_path, monke
     ).train()
     (job,) = store.list_jobs()
     assert job.model == "tiny-gpt2" and job.round_count == 1
-    assert job.config["adapter"] == {"type": "LORA", "rank": 4, "name": "default", "base_model": "tiny-gpt2"}
-    json.dumps(job.config, allow_nan=False)
+    config = store.trends(job.id).config
+    assert config["adapter"] == {"type": "LORA", "rank": 4, "name": "default", "base_model": "tiny-gpt2"}
+    json.dumps(config, allow_nan=False)
     store.close()
     monkeypatch.setenv("PREDICTIONS_DB", str(db))
     monkeypatch.setenv("SUPABASE_URL", "")

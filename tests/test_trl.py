@@ -51,8 +51,7 @@ def conversational_rows() -> list[dict[str, list[dict[str, str]]]]:
 def stored(store, callback) -> tuple[Any, dict]:
     """The job's rows and its recorded config."""
     rows = store.predictions_page(callback.job_id, PageQuery(limit=100)).rows
-    (job,) = [job for job in store.list_jobs() if job.id == callback.job_id]
-    return rows, job.config
+    return rows, store.trends(callback.job_id).config
 
 
 @pytest.mark.timeout(300)

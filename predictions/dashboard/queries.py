@@ -47,9 +47,21 @@ def job_ref(store: Store, job: Job) -> JobRef:
     return JobRef(store_key(store), job.id, job_version(job))
 
 
-@st.cache_data(ttl=DEFAULT_REFRESH_S, show_spinner=False, max_entries=64)
-def list_jobs(_store: Store, key: str) -> list[Job]:
-    """Every job the store shows this user, most recently active first."""
+JOB_LIST_TTL_S = 300
+"""How long an unchanged job list is kept: a change shows at once through `jobs_version`; this only
+bounds what the version cannot see (rows another program wrote without the store)."""
+
+
+def jobs_version(store: Store) -> tuple:
+    """What changes whenever the job list would; read on every script run and poll (index reads)."""
+    return store.jobs_version()
+
+
+@st.cache_data(ttl=JOB_LIST_TTL_S, show_spinner=False, max_entries=64)
+def list_jobs(_store: Store, key: str, version: tuple) -> list[Job]:
+    """Every job the store shows this user, most recently active first; read again when `version`
+    (the store's `jobs_version`) changes, so between changes every run and poll of every session
+    shares one read."""
     return _store.list_jobs()
 
 

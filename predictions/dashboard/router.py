@@ -54,16 +54,19 @@ def sidebar() -> widgets.View | None:
         return None
     widgets.signed_in_badge(store)
     try:
-        jobs = tuple(queries.list_jobs(store, queries.store_key(store)))
+        version = queries.jobs_version(store)
+        jobs = tuple(queries.list_jobs(store, queries.store_key(store), version))
     except StoreError as error:
         widgets.store_unreachable(error)
         return None
+    widgets.new_job_notice(jobs)
     job = widgets.job_picker(jobs) if jobs else None
     if job is not None:
+        widgets.model_line(store, job)
         forms.delete_job_control(store, job)
     wanted = st.query_params.get("job")
     view = widgets.View(store, jobs, job, wanted if job is None and wanted else None)
-    widgets.live_watch(view, widgets.live_controls(job))
+    widgets.live_watch(view, version, widgets.live_controls(job))
     widgets.store_badge(store)
     return view
 

@@ -155,16 +155,25 @@ def job_picker(jobs: tuple[Job, ...]) -> Job | None:
     st.query_params["job"] = job_id
     job = by_id[job_id]
     st.sidebar.caption(job_caption(job))
-    if (model := model_caption(job)) is not None:
-        st.sidebar.caption(plain(model))
     return job
 
 
-def model_caption(job: Job) -> str | None:
+def model_line(store: Store, job: Job) -> None:
+    """The model caption under the picker; the adapter comes from the job's config (with its trends,
+    cached per job version: the job list carries no config)."""
+    try:
+        config = queries.trends(store, queries.job_ref(store, job)).config
+    except StoreError:
+        config = {}
+    if (model := model_caption(job, config)) is not None:
+        st.sidebar.caption(plain(model))
+
+
+def model_caption(job: Job, config: dict | None = None) -> str | None:
     """The model the job trains, with the adapter recorded for a PEFT run (type and rank)."""
     if not job.model:
         return None
-    adapter = (job.config or {}).get("adapter")
+    adapter = (config or {}).get("adapter")
     if not isinstance(adapter, dict):
         return f"Model: {job.model}"
     rank = f", rank {adapter['rank']}" if adapter.get("rank") is not None else ""
@@ -183,12 +192,12 @@ def job_caption(job: Job) -> str:
 def live_controls(job: Job | None) -> int | None:
     """The live toggle and its interval; the interval in seconds while live, else None.
 
-    A finished or failed job writes no more rounds, so there is nothing to watch: no toggle, not live.
+    Shown whatever job is picked: a finished job writes no more rounds, but a new run can start at any
+    time and should appear without a reload.
     """
     if job is not None and job.status in FINAL_STATUSES:
-        st.sidebar.caption(f"Live updates off: this job has {job.status}.")
-        return None
-    live = st.sidebar.toggle("Live", value=True, key="live", help="Poll the store for new rounds")
+        st.sidebar.caption(f"This job has {job.status}; new runs still appear while Live is on.")
+    live = st.sidebar.toggle("Live", value=True, key="live", help="Poll the store for new jobs and rounds")
     interval = st.sidebar.select_slider(
         "Refresh every",
         REFRESH_CHOICES_S,
@@ -200,32 +209,58 @@ def live_controls(job: Job | None) -> int | None:
     return interval if live else None
 
 
-def live_watch(view: View, interval: int | None) -> None:
-    """Poll the job list every `interval` seconds in a fragment; rerun the app when something changed.
+def live_watch(view: View, version: tuple, interval: int | None) -> None:
+    """Poll the store's `jobs_version` every `interval` seconds in a fragment; rerun the app when it
+    differs from `version`, the one this run's job list was read at.
 
-    Only this fragment polls. A new round (or a new job) clears the cached job list and reruns the
-    page, which then reads the changed job under a new cache key; quiet polls redraw nothing else.
+    Only this fragment polls, and a quiet poll reads three index values: the job list (and every page's
+    data, keyed by each job's version) is read again only after something changed.
     """
     if interval is None:
         with st.sidebar:
             silence_warning(view.store, view.job)
         return
-    seen = {job.id: queries.job_version(job) for job in view.jobs}
 
     def poll() -> None:
         try:
-            jobs = {job.id: job for job in view.store.list_jobs()}
+            changed = queries.jobs_version(view.store) != version
         except StoreError as error:
             st.caption(f"⚠️ Last poll failed: {error}")
             return
-        if {job_id: queries.job_version(job) for job_id, job in jobs.items()} != seen:
-            queries.list_jobs.clear()
-            st.rerun()
+        if changed:
+            st.rerun(scope="app")
         st.caption(f"Live · checked at {datetime.now():%H:%M:%S}")
-        silence_warning(view.store, jobs.get(view.job.id) if view.job else None)
+        silence_warning(view.store, view.job)
 
     with st.sidebar:
         st.fragment(poll, run_every=interval)()
+
+
+KNOWN_JOBS_KEY = "_predictions_known_jobs"
+NEW_JOBS_KEY = "_predictions_new_jobs"
+
+
+def new_job_notice(jobs: tuple[Job, ...]) -> None:
+    """A sidebar notice for each job that appeared since this session's last run, with a button to open
+    it: a run started while another job is picked must not go unseen."""
+    known = st.session_state.get(KNOWN_JOBS_KEY)
+    ids = {job.id for job in jobs}
+    st.session_state[KNOWN_JOBS_KEY] = ids
+    new = [i for i in st.session_state.get(NEW_JOBS_KEY, []) if i in ids]
+    if known is not None:
+        new += [job.id for job in jobs if job.id not in known and job.id not in new]
+    st.session_state[NEW_JOBS_KEY] = new
+    by_id = {job.id: job for job in jobs}
+    for job_id in new:
+        with st.sidebar.container(border=True):
+            st.caption("New run")
+            st.text(by_id[job_id].name or job_id)
+            st.button("Open it", key=f"open_new_{job_id}", on_click=_open_new_job, args=(job_id,))
+
+
+def _open_new_job(job_id: str) -> None:
+    st.session_state["job"] = job_id
+    st.session_state[NEW_JOBS_KEY] = [i for i in st.session_state.get(NEW_JOBS_KEY, []) if i != job_id]
 
 
 def silence_warning(store: Store, job: Job | None) -> None:

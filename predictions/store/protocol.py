@@ -61,6 +61,10 @@ class Store(Protocol):
     def list_jobs(self) -> list[Job]:
         """Every visible job, most recently active first, including jobs with prediction rows only."""
 
+    def jobs_version(self) -> tuple:
+        """A few values that change whenever the job list would: a job started, finished or deleted, a
+        round written. Cheap (index reads), so the dashboard polls it and re-reads the list on a change."""
+
     def trends(self, job_id: str) -> Trends:
         """Aggregates per round (`TREND_COLUMNS`), ordered by step, and the overall improvement."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import pandas as pd
@@ -103,14 +103,17 @@ class RolloutTrends:
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """A training run as the job picker shows it; jobs known only from prediction rows have no name."""
+    """A training run as the job picker shows it; jobs known only from prediction rows have no name.
+
+    No config: the list is read on every change of any job (10,000 configs with their rendered model
+    inputs were 12.8 MB a read); a job's config comes with its `Trends`.
+    """
 
     id: str
     status: str = "unknown"
     name: str | None = None
     model: str | None = None
     user_id: str | None = None
-    config: dict[str, Any] | None = None
     started_at: str | None = None
     updated_at: str | None = None
     finished_at: str | None = None
@@ -133,7 +136,8 @@ class Trends:
 
     `rounds` has `TREND_COLUMNS` and, per user scorer, `avg_<name>`, `min_<name>` and `max_<name>`.
     `metrics` lists every metric of the job (built-in first) and `group_fields` the sample fields
-    its rows keep to group by, both from the store: the dashboard has no list of its own.
+    its rows keep to group by, both from the store: the dashboard has no list of its own. `config` is
+    what the job recorded when it started (options, training arguments, model inputs); empty if none.
     """
 
     job_id: str
@@ -141,6 +145,7 @@ class Trends:
     overall_improvement: float | None
     metrics: tuple[Metric, ...] = tuple(REGISTRY.values())
     group_fields: tuple[str, ...] = ()
+    config: dict[str, Any] = field(default_factory=dict)
 
 
 MetricRange = tuple[str, float | None, float | None]
@@ -235,6 +240,6 @@ def make_trends(
 ) -> Trends:
     """Trends with the job's metric list and group fields, described by the job's recorded config."""
     config = config if isinstance(config, dict) else {}
-    fields = config.get("metadata_fields") or ()
+    group_fields = config.get("metadata_fields") or ()
     metrics = job_metrics(custom_names(rounds), config.get("scorers"))
-    return Trends(job_id, rounds, improvement, metrics, tuple(str(f) for f in fields))
+    return Trends(job_id, rounds, improvement, metrics, tuple(str(f) for f in group_fields), config)

@@ -161,7 +161,7 @@ WITH activity AS (
     FROM training_rounds GROUP BY job_id
 ), ids AS (SELECT id FROM training_jobs UNION SELECT job_id FROM activity)
 SELECT ids.id AS id, COALESCE(j.status, 'unknown') AS status, j.name AS name, j.model AS model,
-       j.user_id AS user_id, j.config AS config, j.started_at AS started_at, j.updated_at AS updated_at,
+       j.user_id AS user_id, j.started_at AS started_at, j.updated_at AS updated_at,
        j.finished_at AS finished_at, a.latest_epoch AS latest_epoch, a.latest_step AS latest_step,
        COALESCE(a.round_count, 0) AS round_count,
        NULLIF(MAX(COALESCE(j.updated_at, ''), COALESCE(a.last_write, '')), '') AS last_active
@@ -170,6 +170,10 @@ LEFT JOIN training_jobs AS j ON j.id = ids.id
 LEFT JOIN activity AS a ON a.job_id = ids.id
 ORDER BY last_active DESC, ids.id
 """
+
+JOBS_VERSION = """SELECT (SELECT MAX(updated_at) FROM training_jobs), (SELECT COUNT(*) FROM training_jobs),
+    (SELECT MAX(updated_at) FROM training_rounds)"""
+"""Index reads: a new round moves the summary's latest write; a start, finish or delete the jobs'."""
 
 SELECT_PREDICTIONS = f"SELECT {', '.join(PREDICTION_COLUMNS)}, scores FROM training_predictions"
 
@@ -299,11 +303,10 @@ class SQLiteStore:
 
     def list_jobs(self) -> list[Job]:
         """Each row mapped to `Job` by its column names (the aliases of LIST_JOBS), never by position."""
-        jobs = []
-        for record in self._records(LIST_JOBS, ()):
-            config = json.loads(record["config"]) if record["config"] else None
-            jobs.append(Job(**{**record, "config": config}))
-        return jobs
+        return [Job(**record) for record in self._records(LIST_JOBS, ())]
+
+    def jobs_version(self) -> tuple:
+        return tuple(self._query(JOBS_VERSION, ())[0])
 
     def trends(self, job_id: str) -> Trends:
         records = self._query(TRENDS, (job_id,))
@@ -454,7 +457,8 @@ class SQLiteStore:
 
     def _job_config(self, job_id: str) -> dict[str, Any]:
         found = self._query("SELECT config FROM training_jobs WHERE id = ?", (job_id,))
-        return (from_json(found[0][0]) or {}) if found else {}
+        config = from_json(found[0][0]) if found else None
+        return config if isinstance(config, dict) else {}
 
     def _custom_names(self, job_id: str) -> list[str]:
         """The user scorers a job's rounds have values of, from the summary (one row per round)."""

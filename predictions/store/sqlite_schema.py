@@ -143,6 +143,10 @@ SUMMARY_COLUMNS = {
 }
 """The summary's columns, in the order SUMMARIZE fills them."""
 
+ROUNDS_INDEX_NAME = "idx_training_rounds_updated"
+ROUNDS_INDEX = f"CREATE INDEX IF NOT EXISTS {ROUNDS_INDEX_NAME} ON training_rounds (updated_at)"
+"""The latest round write of all jobs in one index read: what the dashboard's poll watches."""
+
 ROUNDS_TABLE = f"""
 CREATE TABLE training_rounds (
     {", ".join(f"{name} {kind}" for name, kind in SUMMARY_COLUMNS.items())},
@@ -303,6 +307,7 @@ def create_schema(conn: sqlite3.Connection) -> None:
             conn.execute("DROP TABLE IF EXISTS training_rounds")
             conn.execute(ROUNDS_TABLE)
             conn.execute(f"INSERT INTO training_rounds {SUMMARIZE} GROUP BY job_id, step")
+        conn.execute(ROUNDS_INDEX)
         conn.execute(PENDING_TABLE)
         conn.execute(ROLLOUT_PENDING_TABLE)
         for name, body in TRIGGERS.items():
@@ -336,6 +341,8 @@ def schema_is_current(conn: sqlite3.Connection) -> bool:
     if _rounds_table_is_stale(conn):
         return False
     if any(old in _table_sql(conn, table) for table, (old, _, _) in OWNER_KEYS.items()):
+        return False
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (ROUNDS_INDEX_NAME,)).fetchone() is None:
         return False
     triggers = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall())
     if any(triggers.get(name) != f"CREATE TRIGGER {name} {body}" for name, body in TRIGGERS.items()):

@@ -84,7 +84,6 @@ JOB_FIELDS = (
     "name",
     "model",
     "user_id",
-    "config",
     "started_at",
     "updated_at",
     "finished_at",
@@ -302,6 +301,9 @@ class SupabaseStore:
     def list_jobs(self) -> list[Job]:
         records = self._rpc("list_jobs", p_user_id=self._reader())
         return [Job(**{name: record.get(name) for name in JOB_FIELDS}) for record in records]
+
+    def jobs_version(self) -> tuple:
+        return tuple(self._rpc("jobs_version", p_user_id=self._reader()))
 
     def trends(self, job_id: str) -> Trends:
         result = self._rpc("trends", p_job_id=job_id, p_user_id=self._reader())
