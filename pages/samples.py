@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from predictions.dashboard import analysis, charts, columns, diff, queries, router, widgets
-from predictions.scoring.metrics import PRIMARY_METRIC
+from predictions.scoring.metrics import PRIMARY_METRIC, Metric
 from predictions.store.records import Trends
 
 LISTS = (
@@ -64,10 +64,38 @@ def heatmap(view: widgets.View, matrix: pd.DataFrame, sample: int) -> None:
         matrix = queries.sample_matrix(view.store, view.ref(), metric.name)
     frame, stride = analysis.heatmap_frame(matrix)
     st.subheader(f"{metric.label} by sample and round")
+    frame, shown = heatmap_page(frame, metric)
     chart = charts.heatmap_chart(frame, sample, metric)
     st.altair_chart(chart, on_select=choose_from_heatmap, key="heatmap")
     note = f" Showing every {ordinal(stride)} round, counted back from the latest." if stride > 1 else ""
-    st.caption(f"Green is good, yellow half way, red bad. Click a cell to open that sample.{note}")
+    st.caption(f"Green is good, yellow half way, red bad. Click a cell to open that sample.{shown}{note}")
+
+
+def heatmap_page(frame: pd.DataFrame, metric: Metric) -> tuple[pd.DataFrame, str]:
+    """At most `HEATMAP_PAGE_SAMPLES` samples, worst latest value first (or by index), a page at a time:
+    at 1,000 samples one chart would give each sample under a pixel. Returns the page's cells and a note."""
+    indices = sorted(frame["sample_index"].unique().tolist())
+    size = analysis.HEATMAP_PAGE_SAMPLES
+    if len(indices) <= size:
+        return frame, ""
+    order, page = st.columns(2)
+    worst = order.radio("Order", ("Worst first", "By sample"), key="heatmap_order", horizontal=True)
+    if worst == "Worst first":
+        indices = analysis.samples_worst_first(frame, metric.lower_is_better)
+    starts = range(0, len(indices), size)
+    chosen = page.selectbox(
+        "Samples",
+        range(len(starts)),
+        key="heatmap_page",
+        format_func=lambda p: (
+            f"{starts[p] + 1:,} to {min(starts[p] + size, len(indices)):,} of {len(indices):,}"
+        ),
+    )
+    kept = analysis.page_of(indices, chosen, size)
+    cells = frame[frame["sample_index"].isin(kept)]
+    if worst == "Worst first":  # the chart lists samples in this order, not by index
+        cells = cells.assign(rank=cells["sample_index"].map({s: i for i, s in enumerate(kept)}))
+    return cells, f" {len(kept)} of {len(indices):,} samples on this page."
 
 
 def sample_lists(summary: pd.DataFrame) -> None:

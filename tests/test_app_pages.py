@@ -537,16 +537,28 @@ def test_supabase_sign_in_is_per_session(two_users_jobs, monkeypatch):
 # performance: a job of 100 rounds x 100 samples
 
 
-def test_trends_and_samples_of_a_100_by_100_job_render_every_round_and_cell(open_app, tmp_path):
-    """Their speed is measured by bench/bench_pages.py (docs/benchmarks.md), not by a timed test."""
+def test_trends_and_samples_of_a_100_by_100_job_render_every_round_and_a_page_of_samples(open_app, tmp_path):
+    """Their speed is measured by bench/bench_pages.py and bench_scale.py (docs/benchmarks.md), not by a
+    timed test. The heatmap shows 50 samples a page, worst latest CER first; every sample is on a page."""
     store = SQLiteStore(tmp_path / "big.db")
-    seed_big(store, rounds=100, samples=100)
-    store.close()
+    seed_big(store, rounds=100, samples=101)
     at = open_app(tmp_path / "big.db", job=BIG_JOB)
     assert len(chart_rows(at, 0)) == 100
     at.switch_page(SAMPLES).run()
     assert_no_exception(at)
-    assert len(chart_rows(at, 0)) == 50 * 100
+    rows = chart_rows(at, 0)
+    assert (rows["round"].nunique(), rows["sample_index"].nunique()) == (50, 50)
+    latest = store.sample_matrix(BIG_JOB).sort_values("step").groupby("sample_index")["value"].last()
+    worst = latest.sort_index().sort_values(ascending=False, kind="stable").index.tolist()
+    assert rows.sort_values("rank")["sample_index"].drop_duplicates().tolist() == worst[:50]
+    assert specs(at)[0]["encoding"]["y"]["sort"]["field"] == "rank"
+    page = at.selectbox(key="heatmap_page")
+    assert page.options == ["1 to 50 of 101", "51 to 100 of 101", "101 to 101 of 101"]
+    page.set_value(2).run()
+    assert chart_rows(at, 0)["sample_index"].unique().tolist() == worst[100:]
+    at.radio(key="heatmap_order").set_value("By sample").run()
+    assert sorted(chart_rows(at, 0)["sample_index"].unique().tolist()) == [100]  # page 3 by index
+    store.close()
 
 
 def test_the_dashboard_never_imports_torch_or_transformers(seeded_db):

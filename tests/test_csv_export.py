@@ -52,3 +52,18 @@ def test_line_breaks_inside_a_cell_stay_inside_it(store):
     texts = ["two\nlines", "carriage\rreturn", "both\r\nends"]
     store.write_predictions([PredictionRow("job", 1, 10, i, "p", text) for i, text in enumerate(texts)])
     assert [row["prediction"] for row in read_csv(queries.job_csv(store, "job"))] == texts
+
+
+def test_a_job_larger_than_a_page_is_exported_whole_in_order_with_fixed_columns(store):
+    """Keyset pages of 1,000: 2,500 rows over 5 rounds, a user score only from round 3 on."""
+    store.write_predictions(
+        [
+            PredictionRow("job", 1, step, i, "p", f"{step}-{i}", scores={"judge": 0.5} if step >= 3 else None)
+            for step in range(1, 6)
+            for i in range(500)
+        ]
+    )
+    read = read_csv(queries.job_csv(store, "job"))
+    assert [row["prediction"] for row in read] == [f"{s}-{i}" for s in range(1, 6) for i in range(500)]
+    assert list(read[0]) == list(read[-1]) and list(read[0])[-1] == "judge"
+    assert {row["judge"] for row in read[:1000]} == {""} and {row["judge"] for row in read[1000:]} == {"0.5"}

@@ -23,6 +23,8 @@ DASHBOARD_FUNCTIONS = {
     "predictions_rollout_prompts",
     "predictions_prompt_rollouts",
     "predictions_step_rollouts",
+    "predictions_jobs_version",
+    "predictions_rows_after",
 }
 
 # The seed plan's table, as the seed project created it: no scores, no natural key, no defaults.

@@ -296,3 +296,15 @@ def test_the_jobs_version_moves_with_every_change_the_job_list_shows(store):
     assert changed()
     store.delete_job("run")
     assert changed() and not changed()
+
+
+def test_rows_after_pages_through_a_job_by_its_key(store):
+    store.write_predictions([r for step in (2, 1) for r in round_rows("job", step, [("a", "a")] * 3)])
+    store.write_predictions(round_rows("other", 1, [("a", "a")]))
+    first = store.rows_after("job", limit=4)
+    assert list(zip(first["step"], first["sample_index"], strict=True)) == [(1, 0), (1, 1), (1, 2), (2, 0)]
+    rest = store.rows_after("job", (2, 0), limit=4)
+    assert list(zip(rest["step"], rest["sample_index"], strict=True)) == [(2, 1), (2, 2)]
+    assert store.rows_after("job", (2, 2)).empty
+    with pytest.raises(ConfigError, match="limit=0"):
+        store.rows_after("job", limit=0)

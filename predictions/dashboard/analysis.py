@@ -31,6 +31,8 @@ STILL_FAILING_CER = 0.3
 """A sample never right whose latest CER is at least this is 'still failing'."""
 HEATMAP_MAX_ROUNDS = 50
 """More rounds than this are thinned to every k-th round (the latest always kept) in the heatmap."""
+HEATMAP_PAGE_SAMPLES = 50
+"""Samples per heatmap page: about 14 px a row at the chart's full height, readable and clickable."""
 SILENCE_FACTOR = 3
 """A running job is 'silent' once it has written nothing for this many times its usual round gap..."""
 SILENCE_MIN = timedelta(minutes=10)
@@ -176,6 +178,21 @@ def heatmap_frame(matrix: pd.DataFrame, max_rounds: int = HEATMAP_MAX_ROUNDS) ->
     frame = matrix[matrix["step"].isin(kept)].copy()
     frame["round"] = np.searchsorted(steps, frame["step"].to_numpy()) + 1
     return frame, stride
+
+
+def samples_worst_first(frame: pd.DataFrame, lower_is_better: bool = True) -> list[int]:
+    """Sample indices by their latest value, worst first (unscored last), ties by index: the order
+    a page of the heatmap at 1,000 samples shows them in."""
+    latest = frame.sort_values("step").dropna(subset=["value"]).groupby("sample_index")["value"].last()
+    order = latest.sort_index().sort_values(ascending=not lower_is_better, kind="stable").index.tolist()
+    return order + sorted(set(frame["sample_index"].unique().tolist()) - set(order))
+
+
+def page_of(items: list[int], page: int, size: int) -> list[int]:
+    """The `page`-th (0-based) slice of `size` items; the last page when `page` is past the end."""
+    pages = max(1, math.ceil(len(items) / size))
+    start = min(max(page, 0), pages - 1) * size
+    return items[start : start + size]
 
 
 def selected_sample(event: object, field: str = "sample_index") -> int | None:

@@ -104,19 +104,22 @@ def heatmap_chart(
     """Samples (rows) by rounds (columns), coloured by a metric on the shared scale: green good, red bad.
 
     A click selects a sample (the `sample` selection, on its `sample_index`); the selected sample's row
-    is outlined. `frame` is `analysis.heatmap_frame`'s output.
+    is outlined. `frame` is `analysis.heatmap_frame`'s output; with a `rank` column, samples are listed
+    in that order (worst first) instead of by index.
     """
     metric = as_metric(metric)
     scale = palette.error_scale(metric.lower_is_better, metric.bounds)
     pick = alt.selection_point(name="sample", fields=["sample_index"], on="click", clear=False)
     samples = frame["sample_index"].nunique()
     chosen = alt.datum.sample_index == (selected if selected is not None else -1)
+    ranked = "rank" in frame.columns
+    order = alt.EncodingSortField("rank", op="min") if ranked else "ascending"
     return (
-        alt.Chart(frame[["sample_index", "round", "epoch", "step", "value"]])
+        alt.Chart(frame[["sample_index", "round", "epoch", "step", "value", *(["rank"] if ranked else [])]])
         .mark_rect()
         .encode(
             x=alt.X("round:O", title="Round", axis=alt.Axis(labelOverlap=True, labelAngle=0)),
-            y=alt.Y("sample_index:O", title="Sample", axis=alt.Axis(labelOverlap=True)),
+            y=alt.Y("sample_index:O", title="Sample", sort=order, axis=alt.Axis(labelOverlap=True)),
             color=alt.Color("value:Q", title=metric.label, scale=scale),
             stroke=alt.condition(chosen, alt.value("#111"), alt.value(None)),
             strokeWidth=alt.condition(chosen, alt.value(1.5), alt.value(0)),

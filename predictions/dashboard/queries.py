@@ -14,6 +14,8 @@ from typing import NamedTuple
 import pandas as pd
 import streamlit as st
 
+from predictions.scoring.metrics import METRICS
+from predictions.store.frames import PREDICTION_COLUMNS
 from predictions.store.protocol import Store, signed_in_email
 from predictions.store.records import Job, PageQuery, PredictionPage, Trends
 
@@ -96,18 +98,25 @@ def predictions_page(_store: Store, ref: JobRef, query: PageQuery) -> Prediction
 
 
 def job_csv(store: Store, job_id: str) -> str:
-    """Every row of a job as CSV, read page by page so no single request hits a row cap.
+    """Every row of a job as CSV in (step, sample) order, read in keyset pages (`rows_after`) so no
+    request hits a row cap and each page starts where the last ended (offset pages re-sorted and
+    skipped every earlier row: 51 s for 200k rows).
 
     Called only when the download button is clicked (Streamlit runs a callable `data` lazily).
     """
-    buffer, offset = io.StringIO(), 0
+    buffer, after = io.StringIO(), None
+    custom = [metric.name for metric in store.trends(job_id).metrics if metric.name not in METRICS]
+    columns = [*PREDICTION_COLUMNS, *custom]  # every page the same columns, whichever scores it holds
     while True:
-        page = store.predictions_page(job_id, PageQuery(sort_by="step", limit=CSV_PAGE_ROWS, offset=offset))
-        # CRLF as RFC 4180 says: then a cell holding a lone CR is quoted too, not read as a line end
-        spreadsheet_safe(page.rows).to_csv(buffer, index=False, header=offset == 0, lineterminator="\r\n")
-        offset += len(page.rows)
-        if page.rows.empty or offset >= page.total_count:
+        rows = store.rows_after(job_id, after, limit=CSV_PAGE_ROWS).reindex(columns=columns)
+        if rows.empty and after is not None:
             return buffer.getvalue()
+        # CRLF as RFC 4180 says: then a cell holding a lone CR is quoted too, not read as a line end
+        spreadsheet_safe(rows).to_csv(buffer, index=False, header=after is None, lineterminator="\r\n")
+        if len(rows) < CSV_PAGE_ROWS:
+            return buffer.getvalue()
+        last = rows.iloc[-1]
+        after = (int(last["step"]), int(last["sample_index"]))
 
 
 def spreadsheet_safe(rows: pd.DataFrame) -> pd.DataFrame:

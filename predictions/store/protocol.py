@@ -74,6 +74,12 @@ class Store(Protocol):
     def sample_history(self, job_id: str, sample_index: int) -> pd.DataFrame:
         """One sample's rows (`PREDICTION_COLUMNS`) in every round, ordered by step."""
 
+    def rows_after(
+        self, job_id: str, after: tuple[int, int] | None = None, *, limit: int = 1000
+    ) -> pd.DataFrame:
+        """Up to `limit` (at most 1,000) of a job's rows (`PREDICTION_COLUMNS`) in (step, sample_index)
+        order, after the row keyed `after`: keyset pages, so reading a whole job stays linear."""
+
     def sample_matrix(self, job_id: str, metric: str = "char_error_rate") -> pd.DataFrame:
         """One metric for every sample and round (`MATRIX_COLUMNS`), in long form for a heatmap."""
 

@@ -334,6 +334,16 @@ class SQLiteStore:
         sql = f"{SELECT_PREDICTIONS} WHERE job_id = ? AND sample_index = ? ORDER BY step"
         return self._rows(sql, (job_id, sample_index))
 
+    def rows_after(
+        self, job_id: str, after: tuple[int, int] | None = None, *, limit: int = 1000
+    ) -> pd.DataFrame:
+        step, sample = after if after is not None else (None, None)
+        sql = (
+            f"{SELECT_PREDICTIONS} WHERE job_id = ? AND (? IS NULL OR (step, sample_index) > (?, ?)) "
+            "ORDER BY step, sample_index LIMIT ?"
+        )
+        return self._rows(sql, (job_id, step, step, sample, check_limit(limit)))
+
     def sample_matrix(self, job_id: str, metric: str = PRIMARY_METRIC) -> pd.DataFrame:
         sql = (
             f"SELECT sample_index, epoch, step, {metric_sql(metric)} FROM training_predictions "

@@ -331,6 +331,22 @@ class SupabaseStore:
             to_frame(records, PREDICTION_COLUMNS), [record.get("scores") for record in records]
         )
 
+    def rows_after(
+        self, job_id: str, after: tuple[int, int] | None = None, *, limit: int = 1000
+    ) -> pd.DataFrame:
+        step, sample = (int(after[0]), int(after[1])) if after is not None else (None, None)
+        records = self._rpc(
+            "rows_after",
+            p_job_id=job_id,
+            p_after_step=step,
+            p_after_sample=sample,
+            p_limit=check_limit(limit),
+            p_user_id=self._reader(),
+        )
+        return with_score_columns(
+            to_frame(records, PREDICTION_COLUMNS), [record.get("scores") for record in records]
+        )
+
     def sample_matrix(self, job_id: str, metric: str = "char_error_rate") -> pd.DataFrame:
         check_metric(metric)
         columns = self._rpc("sample_matrix", p_job_id=job_id, p_metric=metric, p_user_id=self._reader())
