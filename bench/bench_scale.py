@@ -86,7 +86,7 @@ def page_times(db: Path, page: str, repeat: int) -> tuple[float, float]:
         at.run()
         start = time.perf_counter()
         if page != PAGES[0]:
-            at.switch_page(f"app_pages/{page}.py")
+            at.switch_page(f"pages/{page}.py")
         st.cache_data.clear()
         at.run()
         colds.append(time.perf_counter() - start)
