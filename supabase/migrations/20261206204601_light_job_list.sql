@@ -2,7 +2,7 @@
 -- changes, and at 10,000 jobs the configs (with their rendered model inputs) were 12.8 MB a read. A
 -- job's config comes with its trends (predictions_trends). predictions_jobs_version is what the
 -- dashboard polls instead of the list: three index reads that change whenever the list would.
--- Starts from predictions_list_jobs of 20261126090000_job_identity_per_owner.sql.
+-- Starts from predictions_list_jobs of 20261206203202_advisors_and_owners.sql (its owner bounds).
 
 create index if not exists training_rounds_owner_last_write on public.training_rounds (user_id, last_write);
 create index if not exists training_jobs_owner_updated_at on public.training_jobs (user_id, updated_at);
@@ -16,12 +16,13 @@ set search_path = ''
 set timezone = 'UTC'
 as $$
     with jobs as (
-        select * from public.training_jobs where user_id = coalesce(p_user_id, auth.uid(), user_id)
+        select * from public.training_jobs
+        where user_id between public.training_owner_low(p_user_id) and public.training_owner_high(p_user_id)
     ), activity as (
         select user_id, job_id, max(epoch) as latest_epoch, max(step) as latest_step,
                count(distinct step) as round_count, max(last_write) as last_write
         from public.training_rounds
-        where user_id = coalesce(p_user_id, auth.uid(), user_id)
+        where user_id between public.training_owner_low(p_user_id) and public.training_owner_high(p_user_id)
         group by user_id, job_id
     ), ids as (
         select user_id, id from jobs
@@ -53,10 +54,13 @@ security invoker
 set search_path = ''
 set timezone = 'UTC'
 as $$
+    with owners as (
+        select public.training_owner_low(p_user_id) as low, public.training_owner_high(p_user_id) as high
+    )
     select jsonb_build_array(
-        (select max(updated_at) from public.training_jobs where user_id = coalesce(p_user_id, auth.uid(), user_id)),
-        (select count(*) from public.training_jobs where user_id = coalesce(p_user_id, auth.uid(), user_id)),
-        (select max(last_write) from public.training_rounds where user_id = coalesce(p_user_id, auth.uid(), user_id))
+        (select max(updated_at) from public.training_jobs, owners where user_id between low and high),
+        (select count(*) from public.training_jobs, owners where user_id between low and high),
+        (select max(last_write) from public.training_rounds, owners where user_id between low and high)
     )
 $$;
 revoke execute on function public.predictions_jobs_version(uuid) from public, anon;
@@ -83,7 +87,8 @@ as $$
     from (
         select *
         from public.training_predictions
-        where job_id = p_job_id and user_id = coalesce(p_user_id, auth.uid(), user_id)
+        where job_id = p_job_id
+          and user_id between public.training_owner_low(p_user_id) and public.training_owner_high(p_user_id)
           and (p_after_step is null or (step, sample_index) > (p_after_step, coalesce(p_after_sample, -1)))
         order by step, sample_index
         limit least(greatest(coalesce(p_limit, 1000), 1), 1000)
