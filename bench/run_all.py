@@ -13,6 +13,7 @@ SCRIPTS = (
     "bench_scoring",
     "bench_generation",
     "bench_write_stall",
+    "bench_rollouts",
     "bench_round_writes",
     "bench_queries",
     "bench_pages",

@@ -10,6 +10,9 @@ from predictions.scoring.metrics import PRIMARY_METRIC, Metric
 from predictions.store.records import Job
 
 DEFAULT_JOBS = 3
+# An RL job's mean total reward per step, drawn like a metric (its column is `avg_reward`). A comment:
+# Streamlit's magic would write a bare string onto the page.
+MEAN_REWARD = Metric("reward", "Mean reward (RL rollouts)", "Mean reward", bounds=(None, None), builtin=False)
 
 
 def job_names(jobs: list[Job]) -> dict[str, str]:
@@ -79,6 +82,19 @@ SUMMARY_COLUMNS = {
 }
 
 
+def rewards(view: widgets.View, jobs: list[Job], x: str) -> None:
+    """The mean reward per step of every chosen job that has RL rollouts, overlaid."""
+    names, frames = job_names(jobs), []
+    for job in jobs:
+        steps = queries.rollout_trends(view.store, view.ref(job)).steps
+        if not steps.empty:
+            extra = {"job": names[job.id], "epoch": float("nan"), "round": range(1, len(steps) + 1)}
+            frames.append(steps.assign(sample_count=steps["rollout_count"], **extra))
+    if frames:
+        axis = "round" if x == "round" else "step"
+        st.altair_chart(charts.compare_chart(pd.concat(frames), MEAN_REWARD, axis), key="compare_rewards")
+
+
 def same_sample(view: widgets.View, jobs: list[Job]) -> None:
     """One sample's latest answer in every chosen job, side by side in a table (text, never HTML)."""
     st.subheader("One sample across jobs")
@@ -138,6 +154,7 @@ def main() -> None:
     else:
         drawn = trends.groupby(["job", "epoch"], sort=False).tail(1) if x == "epoch" else trends
         st.altair_chart(charts.compare_chart(drawn, metric, x or "step"), key="compare_chart")
+    rewards(view, jobs, x or "step")
     st.dataframe(columns.coloured(summary(jobs, trends)), hide_index=True, column_config=SUMMARY_COLUMNS)
     same_sample(view, jobs)
 

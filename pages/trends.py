@@ -157,6 +157,8 @@ def main() -> None:
     rounds = trends.rounds
     if rounds.empty:
         st.info("This job has no prediction rounds yet. They appear here as the callback writes them.")
+        if (view.job.config or {}).get("kind") == "rollouts":
+            st.page_link("pages/rollouts.py", label="This job's RL rollouts", icon=":material/casino:")
         return
     metrics = charted(trends)
     if not metrics:

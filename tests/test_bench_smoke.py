@@ -71,3 +71,14 @@ def test_round_write_benchmark_runs():
 
     results = bench_round_writes.main(["--sizes", "4", "8", "--rounds", "2"])
     assert set(results) == {4, 8} and all(wall > 0 for wall, _ in results.values())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_rollouts_benchmark_runs_and_checks_generate_calls_and_losses():
+    from bench import bench_rollouts
+
+    results = bench_rollouts.main(
+        ["--steps", "2", "--batch", "8", "--group", "4", "--length", "8", "--latency", "0.01"]
+    )
+    assert results["step ms"] > 0 and results["recorder median ms"] > 0

@@ -102,3 +102,19 @@ def test_the_plain_pytorch_loop_runs_and_writes_its_rounds(tmp_path):
     assert (job.name, job.status, job.round_count) == ("loop", "finished", 2)
     assert store.rounds(job.id)["sample_count"].tolist() == [8, 8]
     store.close()
+
+
+@pytest.mark.slow
+def test_the_grpo_example_stores_every_rollout(tmp_path):
+    (example,) = [block for block in python_blocks() if "RolloutRecorder(" in block]
+    script = tmp_path / "grpo.py"
+    script.write_text(example, encoding="utf-8")
+    result = run_script(script, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "avg_reward" in result.stdout
+    store = SQLiteStore(tmp_path / "example.db")
+    (job,) = store.list_jobs()
+    assert (job.name, job.status) == ("grpo-example", "finished")
+    steps = store.rollout_trends(job.id).steps
+    assert steps["step"].tolist() == [1, 2, 3, 4] and steps["rollout_count"].tolist() == [8, 8, 8, 8]
+    store.close()

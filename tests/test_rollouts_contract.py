@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import math
 import random
+import uuid
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from predictions.errors import ConfigError
 from predictions.scoring.metrics import METRICS, score
@@ -210,3 +213,36 @@ def test_reads_check_their_limit(store):
         store.step_rollouts("rl", 1, limit=0)
     with pytest.raises(ConfigError, match="limit=5000"):
         store.prompt_rollouts("rl", "q", limit=5000)
+
+
+TEXT = st.text(alphabet=st.characters(codec=None), max_size=40) | st.sampled_from(
+    ["\x00", "\ud83d", "**bold** <b>x</b>", "=HYPERLINK()", ""]
+)
+REWARD = st.none() | st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10, 10) | st.booleans()
+
+
+@given(
+    completion=TEXT,
+    prompt=TEXT,
+    truth=st.none() | TEXT,
+    rewards=st.dictionaries(TEXT.filter(bool), REWARD, max_size=3),
+)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_text_and_reward_is_stored_storable_and_read_back_as_written(
+    store, completion, prompt, truth, rewards
+):
+    """Whatever a model writes and a reward function returns is stored (text made storable and counted,
+    non-finite rewards as null), never refused, on every store."""
+    from predictions.store.storable import storable, storable_rollout
+
+    job_id = f"prop-{uuid.uuid4().hex[:8]}"
+    row = storable_rollout(rollout(job_id, 1, 0, 0, 0, completion=completion, prompt=prompt, rewards=rewards,
+                                   truth=truth, prompt_id="p"))  # fmt: skip
+    store.write_rollouts([row])
+    (stored,) = store.prompt_rollouts(job_id, "p").to_dict("records")
+    assert stored["completion"] == storable(completion)[0] and stored["prompt"] == storable(prompt)[0]
+    expected = {storable(name)[0]: value for name, value in rewards.items()}
+    finite = {name: float(v) for name, v in expected.items() if v is not None and math.isfinite(float(v))}
+    assert {k: v for k, v in stored["rewards"].items() if v is not None} == finite
+    assert set(stored["rewards"]) == set(expected)
+    assert stored["text_replacements"] == row.text_replacements

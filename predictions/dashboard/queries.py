@@ -17,7 +17,7 @@ import streamlit as st
 from predictions.scoring.metrics import METRICS
 from predictions.store.frames import PREDICTION_COLUMNS
 from predictions.store.protocol import Store, signed_in_email
-from predictions.store.records import Job, PageQuery, PredictionPage, Trends
+from predictions.store.records import Job, PageQuery, PredictionPage, RolloutTrends, Trends
 
 DEFAULT_REFRESH_S = 5
 """The live view's default poll interval, and the TTL of every cached query."""
@@ -95,6 +95,30 @@ def sample_history(_store: Store, ref: JobRef, sample_index: int) -> pd.DataFram
 def predictions_page(_store: Store, ref: JobRef, query: PageQuery) -> PredictionPage:
     """One filtered, sorted page of rows; the total count comes with it (the query is the cache key)."""
     return _store.predictions_page(ref.job_id, query)
+
+
+@st.cache_data(ttl=DEFAULT_REFRESH_S, show_spinner=False, max_entries=256)
+def rollout_trends(_store: Store, ref: JobRef) -> RolloutTrends:
+    """An RL job's rollouts per step and per reward function, from the store's summary."""
+    return _store.rollout_trends(ref.job_id)
+
+
+@st.cache_data(ttl=DEFAULT_REFRESH_S, show_spinner=False, max_entries=64)
+def rollout_prompts(_store: Store, ref: JobRef) -> pd.DataFrame:
+    """The prompts an RL job's rollouts answered, first seen first."""
+    return _store.rollout_prompts(ref.job_id)
+
+
+@st.cache_data(ttl=DEFAULT_REFRESH_S, show_spinner=False, max_entries=256)
+def prompt_rollouts(_store: Store, ref: JobRef, prompt_id: str) -> pd.DataFrame:
+    """One prompt's rollouts at every step."""
+    return _store.prompt_rollouts(ref.job_id, prompt_id)
+
+
+@st.cache_data(ttl=DEFAULT_REFRESH_S, show_spinner=False, max_entries=256)
+def step_rollouts(_store: Store, ref: JobRef, step: int, best: bool, limit: int = 5) -> pd.DataFrame:
+    """A step's best (or worst) rollouts by total reward."""
+    return _store.step_rollouts(ref.job_id, step, best=best, limit=limit)
 
 
 def job_csv(store: Store, job_id: str) -> str:

@@ -23,6 +23,7 @@ PAGES = (
     ("pages/samples.py", "Samples", ":material/grid_on:", "samples"),
     ("pages/predictions.py", "Predictions", ":material/table_rows:", "predictions"),
     ("pages/compare.py", "Compare", ":material/stacked_line_chart:", "compare"),
+    ("pages/rollouts.py", "Rollouts", ":material/casino:", "rollouts"),
     ("pages/keys.py", "Keys", ":material/key:", "keys"),
 )
 HOME_URL_PATH = "home"

@@ -182,6 +182,8 @@ def model_caption(job: Job, config: dict | None = None) -> str | None:
 
 def job_caption(job: Job) -> str:
     """Status and progress of a job in one line (numbers only: names are shown by widgets, as text)."""
+    if not job.round_count and (job.config or {}).get("kind") == "rollouts":
+        return f"{job.status} · RL rollouts: see the Rollouts page"
     where = (
         f"epoch {job.latest_epoch} · step {job.latest_step}" if job.latest_step is not None else "no rounds"
     )

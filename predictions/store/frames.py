@@ -264,6 +264,12 @@ def rollout_frame(records: Sequence[Any], scores: Sequence[Any]) -> pd.DataFrame
     """Rollout rows (`ROLLOUT_COLUMNS`): `rewards` parsed into dicts, `truncated` as booleans, each user
     scorer's values as a column of its own."""
     frame = to_frame(records, ROLLOUT_COLUMNS)
-    frame["rewards"] = pd.Series([from_json(value) or {} for value in frame["rewards"]], dtype=object)
+    rewards = [_reward_values(from_json(value) or {}) for value in frame["rewards"]]
+    frame["rewards"] = pd.Series(rewards, dtype=object)
     frame["truncated"] = pd.Series([bool(value) for value in frame["truncated"]], dtype=bool)
     return with_score_columns(frame, scores)
+
+
+def _reward_values(rewards: dict[str, Any]) -> dict[str, float | None]:
+    """Rewards as floats (Postgres's jsonb gives a whole number back as an int)."""
+    return {name: None if value is None else float(value) for name, value in rewards.items()}

@@ -50,13 +50,18 @@ def storable_fields(**texts: str | None) -> tuple[dict[str, str | None], int]:
 
 
 def storable_rollout(row: RolloutRow) -> RolloutRow:
-    """The rollout with storable prompt, prompt id, completion and ground truth, replacements counted."""
+    """The rollout with storable prompt, prompt id, completion, ground truth and reward function names
+    (JSON keys: Postgres's jsonb refuses NUL and lone surrogates too), replacements counted."""
     texts, count = storable_fields(
         prompt=row.prompt, prompt_id=row.prompt_id, completion=row.completion, ground_truth=row.ground_truth
     )
+    rewards = {}
+    for name, value in (row.rewards or {}).items():
+        key, replaced = storable(str(name))
+        rewards[key], count = value, count + replaced
     if not count:
         return row
-    return dataclasses.replace(row, **texts, text_replacements=row.text_replacements + count)
+    return dataclasses.replace(row, **texts, rewards=rewards, text_replacements=row.text_replacements + count)
 
 
 @dataclasses.dataclass

@@ -1,0 +1,134 @@
+"""Rollouts: an RL job's completions (GRPO and the like) as the trainer generated them, step by step.
+
+Reward trends per function and total, completion length, groups with nothing to learn from; the
+alarm when the reward rises while the answers get worse; the best and worst completions of a step;
+and one prompt's history, every group's completions side by side.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from predictions.dashboard import (
+    charts,
+    columns,
+    diff,
+    queries,
+    rollout_analysis,
+    rollout_charts,
+    router,
+    widgets,
+)
+
+ROLLOUT_COLUMNS = {
+    "reward": st.column_config.NumberColumn("Reward", format="%.3f", width=80),
+    "rewards": st.column_config.TextColumn("Each function", width="medium"),
+    "completion": columns.text("Completion", width="large"),
+    "completion_tokens": st.column_config.NumberColumn("Tokens", width=70),
+    "prompt": columns.text("Prompt"),
+    "ground_truth": columns.text("Ground truth"),
+}
+
+
+def headline(steps: pd.DataFrame) -> None:
+    """The latest step's mean reward, length and flat-group share, each with its change."""
+    latest = steps.iloc[-1]
+    previous = steps.iloc[-2] if len(steps) > 1 else None
+
+    def delta(column: str, scale: float = 1.0) -> float | None:
+        return None if previous is None else float((latest[column] - previous[column]) * scale)
+
+    flat = steps["zero_std_groups"] / steps["group_count"]
+    cards = st.columns(4)
+    cards[0].metric("Mean reward", f"{latest['avg_reward']:.3f}", delta("avg_reward"), border=True)
+    length = f"{latest['avg_completion_tokens']:.1f} tok"
+    cards[1].metric("Mean length", length, delta("avg_completion_tokens"), delta_color="off", border=True)
+    cards[2].metric("Equal-reward groups", f"{flat.iloc[-1]:.0%}", border=True)
+    latest_count = f"{int(latest['rollout_count'])} rollouts at the latest"
+    cards[3].metric("Steps", len(steps), latest_count, delta_color="off", border=True)
+
+
+def trend_charts(trends) -> None:
+    steps = trends.steps
+    st.altair_chart(
+        rollout_charts.reward_chart(rollout_charts.reward_frame(steps, trends.rewards)), key="rewards"
+    )
+    left, right = st.columns(2)
+    left.altair_chart(rollout_charts.length_chart(steps), key="length")
+    right.altair_chart(rollout_charts.flat_groups_chart(steps), key="flat_groups")
+    if steps["scored_count"].sum() > 0:
+        rounds = steps.assign(epoch=1, sample_count=steps["rollout_count"])
+        st.altair_chart(charts.trend_chart(rounds, "char_error_rate"), key="rollout_cer")
+
+
+def as_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rollout rows for a table: each function's reward as `name=value` text."""
+    rewards = [", ".join(f"{k}={diff._number(v)}" for k, v in sorted(r.items())) for r in rows["rewards"]]
+    return rows.assign(rewards=rewards)[list(ROLLOUT_COLUMNS)]
+
+
+def best_and_worst(view: widgets.View, steps: pd.DataFrame) -> None:
+    st.subheader("Best and worst completions of a step")
+    numbers = steps["step"].tolist()
+    step = (
+        st.select_slider("Step", numbers, value=numbers[-1], key="rollout_step")
+        if len(numbers) > 1
+        else numbers[0]
+    )
+    best, worst = st.tabs(["Best", "Worst"])
+    for tab, is_best in ((best, True), (worst, False)):
+        rows = queries.step_rollouts(view.store, view.ref(), int(step), is_best)
+        tab.dataframe(
+            as_table(rows), hide_index=True, column_config=ROLLOUT_COLUMNS, key=f"rollouts_{is_best}"
+        )
+
+
+def prompt_history(view: widgets.View) -> None:
+    """Pick a prompt; its rewards over the steps, then every group's completions side by side."""
+    st.subheader("A prompt's history")
+    prompts = queries.rollout_prompts(view.store, view.ref())
+    labels = {
+        row.prompt_id: f"{row.prompt_id} · {row.prompt[:60]}" for row in prompts.itertuples(index=False)
+    }
+    prompt_id = st.selectbox("Prompt", list(labels), format_func=labels.get, key="rollout_prompt")
+    history = queries.prompt_rollouts(view.store, view.ref(), prompt_id)
+    if history.empty:
+        st.text("No rollouts of this prompt.")
+        return
+    first = history.iloc[0]
+    left, right = st.columns(2)
+    left.caption("Prompt, as given to the model")
+    left.code(first["prompt"], language=None, wrap_lines=True)
+    right.caption("Ground truth")
+    truth = first["ground_truth"]
+    right.code(truth if isinstance(truth, str) else "(none: not scored)", language=None, wrap_lines=True)
+    st.altair_chart(rollout_charts.prompt_chart(history), key="prompt_chart")
+    note = "red struck text is missing or wrong, green is added" if isinstance(truth, str) else "as generated"
+    st.caption(f"Every group of this prompt, its completions side by side ({note}).")
+    st.html(
+        diff.DIFF_CSS + diff.HISTORY_CSS + rollout_analysis.GROUPS_CSS + rollout_analysis.groups_html(history)
+    )
+
+
+def main() -> None:
+    view = router.require_job()
+    st.title("Rollouts")
+    st.caption(widgets.plain(view.job.label))
+    trends = queries.rollout_trends(view.store, view.ref())
+    if trends.steps.empty:
+        st.info(
+            "This job has no rollouts. An RL trainer's rollouts are stored by RolloutRecorder: "
+            "GRPOTrainer(reward_funcs=recorder.wrap(funcs), callbacks=[recorder]).",
+            icon="🎲",
+        )
+        return
+    for alarm in rollout_analysis.alarms(trends.steps):
+        st.warning(widgets.plain(alarm.message), icon="🚨")
+    headline(trends.steps)
+    trend_charts(trends)
+    best_and_worst(view, trends.steps)
+    prompt_history(view)
+
+
+main()

@@ -1,0 +1,172 @@
+"""The Rollouts page in Streamlit's AppTest, from `app.py`: a real GRPO job's charts, best and worst
+completions and a prompt's history; the alarm on a job whose reward rises while its answers get worse;
+model output holding HTML shown as text."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from predictions.scoring.metrics import score
+from predictions.store import SQLiteStore
+from predictions.store.records import RolloutRow
+from tests import helpers_grpo as g
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+ROLLOUTS = "pages/rollouts.py"
+XSS = '<img src=x onerror="alert(1)">**bold**'
+
+
+def hacked_job(store: SQLiteStore, job_id: str = "hacked") -> None:
+    """Six steps of two groups: the reward rises each step while the answers drift from the truth and
+    grow longer; one completion holds HTML."""
+    store.start_job(job_id, name="hacked run", config={"kind": "rollouts"})
+    rows = []
+    for step in range(1, 7):
+        for group in range(2):
+            for index in range(2):
+                right = step <= 2 and index == 0
+                completion = "12" if right else "12" + " padding" * step
+                if step == 6 and group == 0 and index == 1:
+                    completion = XSS
+                rows.append(
+                    RolloutRow(
+                        job_id=job_id, step=step, generation=step - 1, group_index=group,
+                        completion_index=index, prompt_id=f"q{group}", prompt=f"what is 3*4? ({group})",
+                        completion=completion, rewards={"judge": step / 6 + index / 10},
+                        reward=step / 6 + index / 10, completion_tokens=2 + 3 * step,
+                        truncated=step == 6, ground_truth="12", **score(completion, "12").as_dict(),
+                    )
+                )  # fmt: skip
+    store.write_rollouts(rows)
+    store.finish_job(job_id)
+
+
+@pytest.fixture(scope="module")
+def rollouts_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A store with a real GRPO job (6 steps) and the hacked job."""
+    path = tmp_path_factory.mktemp("rollouts") / "predictions.db"
+    store = SQLiteStore(path)
+    hacked_job(store)
+    job_id = g.seed_grpo_job(tmp_path_factory.mktemp("grpo"), store)
+    store.close()
+    return path, job_id
+
+
+def open_rollouts(monkeypatch, db: Path, job: str) -> AppTest:
+    monkeypatch.setenv("PREDICTIONS_DB", str(db))
+    monkeypatch.setenv("SUPABASE_URL", "")
+    monkeypatch.setenv("SUPABASE_KEY", "")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["job"] = job
+    at.run()
+    at.switch_page(ROLLOUTS).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def html_texts(at: AppTest) -> str:
+    return " ".join(element.proto.body for element in at.get("html"))
+
+
+def readable(body: str) -> str:
+    """The html as it reads: a diff's new side (struck-out text dropped), tags dropped, entities decoded."""
+    return html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"<del>.*?</del>", "", body, flags=re.S)))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_grpo_job_shows_its_reward_trends_best_worst_and_a_prompts_history(monkeypatch, rollouts_db):
+    db, job_id = rollouts_db
+    at = open_rollouts(monkeypatch, db, job_id)
+    assert at.title[0].value == "Rollouts"
+    specs = [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
+    titles = [spec.get("title", {}).get("text") if isinstance(spec.get("title"), dict) else spec.get("title")
+              for spec in specs]  # fmt: skip
+    assert titles[:3] == [
+        "Reward per step (mean ± std)",
+        "Completion length (tokens)",
+        "Groups with equal rewards (share)",
+    ]
+    store = SQLiteStore(db)
+    trends = store.rollout_trends(job_id)
+    assert len(trends.steps) == 6
+    metric = next(m for m in at.metric if m.label == "Mean reward")
+    assert metric.value == f"{trends.steps['avg_reward'].iloc[-1]:.3f}"
+    best = at.dataframe[0].value
+    assert best["reward"].tolist() == store.step_rollouts(job_id, 6)["reward"].tolist()
+    first_prompt = store.rollout_prompts(job_id)["prompt_id"].iloc[0]
+    history = store.prompt_rollouts(job_id, first_prompt)
+    body = html_texts(at)
+    assert body.count("<tr>") == history.groupby(["generation", "group_index"]).ngroups
+    assert all(text in readable(body) for text in history["completion"])
+    store.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_alarm_names_the_rising_reward_the_falling_truth_and_the_growing_length(monkeypatch, rollouts_db):
+    db, _ = rollouts_db
+    at = open_rollouts(monkeypatch, db, "hacked")
+    warnings = [w.value for w in at.warning]
+    assert any("Reward rose by" in w and "exact match" in w for w in warnings), warnings
+    assert any("Completions grew from" in w for w in warnings), warnings
+    at.selectbox(key="rollout_prompt").set_value("q0").run()
+    body = html_texts(at)
+    assert XSS in readable(body) and "<img" not in body  # escaped: shown as text, never as a tag
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_rollout_jobs_are_in_the_picker_and_compared_by_mean_reward(monkeypatch, rollouts_db):
+    db, job_id = rollouts_db
+    at = open_rollouts(monkeypatch, db, job_id)
+    assert {"grpo-demo", "hacked run"} <= set(at.sidebar.selectbox[0].options)
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    at.multiselect(key="compare_jobs").set_value([job_id, "hacked"]).run()
+    (chart,) = [c for c in at.get("vega_lite_chart") if "Mean reward" in c.proto.spec]
+    rows = pa.ipc.open_stream(chart.proto.datasets[-1].data.data).read_pandas()
+    assert sorted(rows["job"].unique()) == ["grpo-demo", "hacked run"]
+    assert rows.groupby("job").size().tolist() == [6, 6]
+    at.switch_page("pages/trends.py").run()
+    assert [link.proto.label for link in at.get("page_link")] == ["This job's RL rollouts"]
+
+
+def test_the_rollouts_page_imports_no_torch_and_writes_no_bare_string(tmp_path):
+    """The dashboard path stays light (no torch, no transformers), and Streamlit's magic has nothing
+    to write but the module docstring."""
+    import ast
+    import os
+    import subprocess
+    import sys
+
+    body = ast.parse((Path(APP).parent / ROLLOUTS).read_text()).body
+    assert [n.lineno for n in body[1:] if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)] == []
+    store = SQLiteStore(tmp_path / "p.db")
+    hacked_job(store)
+    store.close()
+    script = "; ".join(
+        [
+            "import sys",
+            "from streamlit.testing.v1 import AppTest",
+            f"at = AppTest.from_file({APP!r}, default_timeout=60)",
+            "at.query_params['job'] = 'hacked'",
+            "at.run()",
+            f"at.switch_page({ROLLOUTS!r}).run()",
+            "assert not at.exception and at.title[0].value == 'Rollouts' and at.warning",
+            "print(sorted(name for name in ('torch', 'transformers') if name in sys.modules))",
+        ]
+    )
+    env = {**os.environ, "PREDICTIONS_DB": str(tmp_path / "p.db"), "SUPABASE_URL": "", "SUPABASE_KEY": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
