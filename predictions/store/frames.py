@@ -170,7 +170,7 @@ def _parsed(values: Sequence[Any]) -> list[dict[str, Any]]:
 def with_score_columns(rows: pd.DataFrame, scores: Sequence[Any]) -> pd.DataFrame:
     """Rows with each user scorer's values as a float column of its own, after the fixed columns."""
     parsed = _parsed(scores)
-    names = sorted({name for values in parsed for name in values if is_custom_name(name)})
+    names = sorted(filter(is_custom_name, {name for values in parsed for name in values}))  # names once
     extra = {name: np.array([values.get(name) for values in parsed], dtype="float64") for name in names}
     if "metadata" in rows.columns:
         metadata = [from_json(value) for value in rows["metadata"]]
@@ -182,7 +182,7 @@ def with_score_columns(rows: pd.DataFrame, scores: Sequence[Any]) -> pd.DataFram
 def with_custom_aggregates(rounds: pd.DataFrame, summaries: Sequence[Any]) -> pd.DataFrame:
     """Rounds with `avg_`, `min_` and `max_` columns for every user scorer any round has values of."""
     parsed = _parsed(summaries)
-    names = sorted({name for summary in parsed for name in summary if is_custom_name(name)})
+    names = sorted(filter(is_custom_name, {name for summary in parsed for name in summary}))
     extra = {
         f"{aggregate}_{name}": np.array(
             [(summary.get(name) or {}).get(aggregate) for summary in parsed], dtype="float64"
