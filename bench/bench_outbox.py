@@ -1,5 +1,6 @@
 """The local outbox: what keeping a round costs (append, per row) and how fast a replay drains it into
-SQLite and into PostgreSQL (rows/s), with leases, per-call acknowledgement and deletes as in a run.
+SQLite and into PostgreSQL (rows/s), with leases, per-call acknowledgement and deletes as in a run;
+beside it the same rounds written straight to the store, so the outbox's own share shows.
 
 Run: python bench/bench_outbox.py [--rounds 50 --samples 64 --backend sqlite|postgres|both]
 PostgreSQL: the migrated throwaway database of devtools/local_postgres.py, rows upserted with psycopg
@@ -80,12 +81,17 @@ def measure(store, folder: Path, rounds: int, samples: int) -> dict[str, float]:
     result = replay(store, outbox, KEY)
     replayed = time.perf_counter() - started
     assert result.stored == rounds and outbox.count(KEY) == 0, result
+    started = time.perf_counter()
+    for call in calls:  # the same rounds again, straight to the store: what the store itself costs
+        store.write_predictions([PredictionRow(**row) for row in call["rows"]])
+    direct = time.perf_counter() - started
     rows = rounds * samples
     return {
         "append ms per round": appended / rounds * 1000,
         "append us per row": appended / rows * 1e6,
         "replay rows/s": rows / replayed,
         "replay ms per round": replayed / rounds * 1000,
+        "direct write ms per round": direct / rounds * 1000,
     }
 
 

@@ -15,6 +15,7 @@ SCRIPTS = (
     "bench_write_stall",
     "bench_rollouts",
     "bench_round_writes",
+    "bench_outbox",
     "bench_queries",
     "bench_pages",
 )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import bench_generation, bench_pages, bench_queries, bench_scoring, bench_write_stall
+from bench import bench_generation, bench_outbox, bench_pages, bench_queries, bench_scoring, bench_write_stall
 
 
 def test_scoring_benchmark_runs(capsys):
@@ -28,6 +28,11 @@ def test_generation_benchmark_runs_and_matches_one_by_one_outputs():
 def test_write_stall_benchmark_runs():
     results = bench_write_stall.main(["--rounds", "3", "--samples", "4", "--latency", "0.01"])
     assert results["writer max"] < results["direct median"]
+
+
+def test_outbox_benchmark_runs_on_sqlite():
+    results = bench_outbox.main(["--rounds", "3", "--samples", "4", "--backend", "sqlite"])
+    assert results["sqlite"]["replay rows/s"] > 0 and results["sqlite"]["append us per row"] > 0
 
 
 def test_query_benchmark_runs_on_sqlite():
