@@ -48,6 +48,7 @@ class PredictionsConfig:
             is stored per sample, so `num_return_sequences` must stay 1. `stop_strings` works as
             given (the monitor passes the tokenizer) and the answer is cut before the first one.
         every_n_steps: also run a round every N optimizer steps; None runs one at each epoch end only.
+            `PredictionsMonitor` honours it in `step()`, called after every optimizer step.
         job_id: the run's id in the store (default: a new id for every run). An id that already has
             rounds continues that job only when training resumes from a checkpoint.
         job_name: the name the dashboard shows (default: the TrainingArguments run_name, else the id).
