@@ -157,7 +157,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ]
     print_table(title, ("what", "ms", "% of the step", "goal"), rows)
     same = plain["losses"] == recorded["losses"]
-    print(f"\nlosses identical with and without the recorder: {same}; {stored} rollouts stored")
+    per_step = ", ".join(f"{value * 1000:.2f}" for value in spent)
+    cpu_steps = ", ".join(f"{value * 1000:.2f}" for value in recorded["cpu"])
+    print(f"\nrecorder ms per step, wall: {per_step}\nrecorder ms per step, CPU: {cpu_steps}")
+    print(f"losses identical with and without the recorder: {same}; {stored} rollouts stored")
     assert plain["generates"] == recorded["generates"], "the recorder changed the number of generate calls"
     assert same, "the recorder changed training"
     assert stored == options.steps * options.batch, "rollouts were lost"
