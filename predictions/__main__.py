@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -20,7 +19,7 @@ from predictions.demo.run import (
     start_dashboard,
     stop_dashboard,
 )
-from predictions.store import DEFAULT_DB_PATH
+from predictions.store.settings import StoreSettings
 
 
 def parser() -> argparse.ArgumentParser:
@@ -32,7 +31,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--rounds-per-epoch", type=_positive, default=5, help="prediction rounds an epoch (default: 5)"
     )
-    demo.add_argument("--db", default=os.environ.get("PREDICTIONS_DB") or DEFAULT_DB_PATH, help="SQLite file")
+    demo.add_argument("--db", default=StoreSettings.from_env().db_path, help="SQLite file")
     demo.add_argument(
         "--learning-rates",
         type=float,

@@ -9,8 +9,9 @@ from pathlib import Path
 from predictions.delivery.outbox import Outbox
 from predictions.delivery.spool import outbox_path
 from predictions.delivery.writer import Writer
-from predictions.store import SQLiteStore, outbox_key_from_env
+from predictions.store import SQLiteStore
 from predictions.store.records import PredictionRow
+from predictions.store.settings import StoreSettings
 from tests.helpers_outbox import kept, key_of, ops, replay_into
 from tests.helpers_training import count_rows, locked
 
@@ -129,12 +130,16 @@ def test_each_store_has_one_outbox_location(tmp_path, monkeypatch, sqlite_store)
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert outbox_path(key_of(sqlite_store).store) == tmp_path / "predictions.outbox.db"
-    default = outbox_key_from_env()[0]
-    assert outbox_path(default) == Path(".predictions/predictions.outbox.db").resolve()  # the default file
+
+    def unopened() -> str:
+        """The store `open_store()` would open, as the outbox names it (it is not opened)."""
+        return StoreSettings.from_env().outbox_key()[0]
+
+    assert outbox_path(unopened()) == Path(".predictions/predictions.outbox.db").resolve()  # the default file
     monkeypatch.setenv("PREDICTIONS_DB", str(tmp_path / "other.db"))
-    assert outbox_path(outbox_key_from_env()[0]) == tmp_path / "other.outbox.db"  # not opened yet
+    assert outbox_path(unopened()) == tmp_path / "other.outbox.db"
     monkeypatch.setenv("SUPABASE_URL", "https://abc.supabase.co")
     monkeypatch.setenv("SUPABASE_KEY", "sb_secret_x")
-    assert outbox_path(outbox_key_from_env()[0]) == tmp_path / "cache/predictions/outbox.db"
+    assert outbox_path(unopened()) == tmp_path / "cache/predictions/outbox.db"
     monkeypatch.setenv("PREDICTIONS_SPOOL", str(tmp_path / "x.db"))
     assert outbox_path(key_of(sqlite_store).store) == tmp_path / "x.db"

@@ -6,18 +6,17 @@ reads it with `router.current_view()`, so pages never open stores or parse the U
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import streamlit as st
 
-from predictions import store as store_module
 from predictions.dashboard import analysis, queries
 from predictions.errors import AuthError, StoreError
 from predictions.store.protocol import Store, sign_in_of, signed_in_email
 from predictions.store.records import Job
+from predictions.store.settings import StoreSettings
 
 REFRESH_CHOICES_S = (2, 5, 10, 30, 60)
 SESSION_STORE_KEY = "_predictions_session_store"
@@ -55,17 +54,12 @@ class View:
 
 
 @st.cache_resource(show_spinner=False)
-def _shared_store(env_key: tuple[str, ...]) -> Store:
+def _shared_store(settings: StoreSettings) -> Store:
     """One store per configuration, shared by every session: SQLite, or Supabase with a service key.
 
-    `env_key` is the configuration it was opened with, so a changed environment opens a new one.
+    Keyed on every setting (keys included), so a changed environment opens a new store.
     """
-    return store_module.open_store()
-
-
-def _env_key() -> tuple[str, ...]:
-    names = ("PREDICTIONS_DB", "SUPABASE_URL", "SUPABASE_KEY")
-    return tuple(os.environ.get(name, "") for name in names)
+    return settings.open_store()
 
 
 def open_dashboard_store() -> Store:
@@ -76,11 +70,12 @@ def open_dashboard_store() -> Store:
     """
     if SESSION_STORE_KEY in st.session_state:
         return st.session_state[SESSION_STORE_KEY]
-    shared = _shared_store(_env_key())
+    settings = StoreSettings.from_env()
+    shared = _shared_store(settings)
     account = sign_in_of(shared)
     if account is None or not account.requires_sign_in:
         return shared
-    st.session_state[SESSION_STORE_KEY] = store_module.open_store()
+    st.session_state[SESSION_STORE_KEY] = settings.open_store()
     return st.session_state[SESSION_STORE_KEY]
 
 

@@ -121,6 +121,6 @@ def _open() -> Any:
 
 
 def _key_from_env() -> tuple[str, str]:
-    from predictions.store import outbox_key_from_env
+    from predictions.store.settings import StoreSettings
 
-    return outbox_key_from_env()
+    return StoreSettings.from_env().outbox_key()

@@ -9,7 +9,6 @@ statuses make a repeat harmless, so at-least-once is exactly-once in effect.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 from predictions.delivery.outbox import LEASE_S, Key, Outbox
 from predictions.errors import AuthError, OutboxError, is_transient
 from predictions.store.records import PredictionRow, RolloutRow
+from predictions.store.settings import StoreSettings
 
 logger = logging.getLogger(__name__)
 
@@ -26,23 +26,14 @@ ROW_OPS = {"write_predictions": PredictionRow, "write_rollouts": RolloutRow}
 """Calls that carry rows, and their row type: a refused one is split down to the refused rows."""
 NOT_ARGUMENTS = ("v", "op", "job_id", "rows")
 """Keys of a kept call that are not arguments of the store method."""
-OUTBOX_NAME = "outbox.db"
 
 
 # where
 
 
 def outbox_path(store_id: str) -> Path:
-    """The outbox of a store (`Key.store`): PREDICTIONS_SPOOL, else beside a SQLite file, else one per
-    OS user in the user cache dir (entries are keyed by store and owner inside)."""
-    if os.environ.get("PREDICTIONS_SPOOL"):
-        return Path(os.environ["PREDICTIONS_SPOOL"])
-    if store_id.startswith("sqlite:"):
-        database = Path(store_id.removeprefix("sqlite:"))
-        return database.with_name(f"{database.stem}.outbox.db")
-    from platformdirs import user_cache_path
-
-    return user_cache_path("predictions") / OUTBOX_NAME
+    """The outbox of a store (`Key.store`), where the settings put it (`StoreSettings.outbox_path`)."""
+    return StoreSettings.from_env().outbox_path(store_id)
 
 
 # the calls

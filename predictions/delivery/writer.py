@@ -26,6 +26,7 @@ from predictions.delivery.spool import deliver, describe, now_text, outbox_path,
 from predictions.errors import AuthError, ConfigError, OutboxError
 from predictions.store.protocol import Store
 from predictions.store.records import PredictionRow, RolloutRow
+from predictions.store.settings import StoreSettings
 from predictions.store.storable import storable_job, storable_rollout, storable_row
 
 logger = logging.getLogger(__name__)
@@ -319,9 +320,7 @@ class Writer:
 
 def key_from_env(user_id: str | None) -> tuple[str, str]:
     """The outbox key of the store `open_store()` would open (it could not be opened yet)."""
-    from predictions.store import outbox_key_from_env
-
-    return outbox_key_from_env(user_id)
+    return StoreSettings.from_env().outbox_key(user_id)
 
 
 def check_can_write(store: Store, user_id: str | None) -> None:

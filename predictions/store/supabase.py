@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -61,6 +60,7 @@ from predictions.store.records import (
     Trends,
     make_trends,
 )
+from predictions.store.settings import StoreSettings
 from predictions.store.supabase_rest import Rest, check_url, key_role, rest_client
 from predictions.store.supabase_session import USER_ID_ENV, Session, check_user_id
 
@@ -170,7 +170,7 @@ class SupabaseStore:
                 f"{USER_ID_ENV}"
             )
         self.chunk_rows = chunk_rows
-        self._user_id = check_user_id(user_id or os.environ.get(USER_ID_ENV) or None)
+        self._user_id = check_user_id(user_id or StoreSettings.from_env().user_id or None)
         self._job_owners: dict[str, str] = {}
         self._ingest_key = ingest_key or None
         self._ingest_owner: str | None = None
