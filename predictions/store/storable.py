@@ -50,18 +50,22 @@ def storable_fields(**texts: str | None) -> tuple[dict[str, str | None], int]:
 
 
 def storable_rollout(row: RolloutRow) -> RolloutRow:
-    """The rollout with storable prompt, prompt id, completion, ground truth and reward function names
-    (JSON keys: Postgres's jsonb refuses NUL and lone surrogates too), replacements counted."""
-    texts, count = storable_fields(
-        prompt=row.prompt, prompt_id=row.prompt_id, completion=row.completion, ground_truth=row.ground_truth
-    )
-    rewards = {}
-    for name, value in (row.rewards or {}).items():
-        key, replaced = storable(str(name))
-        rewards[key], count = value, count + replaced
-    if not count:
+    """Every field of a rollout storable as `storable_row` makes a row's: texts and ids, the reward
+    function names (JSON keys: Postgres's jsonb refuses NUL and lone surrogates too) and user scores;
+    the changes added to `text_replacements`. Reward values stay as given: the stores null non-finite
+    ones."""
+    changes = Changes()
+    texts = {
+        name: storable_value(getattr(row, name), changes)
+        for name in ("job_id", "user_id", "prompt_id", "prompt", "completion", "ground_truth")
+    }
+    rewards = {storable_text(str(name), changes): value for name, value in (row.rewards or {}).items()}
+    scores = storable_scores(row.scores, changes)
+    if not changes.count:
         return row
-    return dataclasses.replace(row, **texts, rewards=rewards, text_replacements=row.text_replacements + count)
+    return dataclasses.replace(
+        row, **texts, rewards=rewards, scores=scores, text_replacements=row.text_replacements + changes.count
+    )
 
 
 @dataclasses.dataclass
