@@ -147,8 +147,8 @@ def main() -> None:
     metric = metrics[name or PRIMARY_METRIC]
     if metric.column not in trends or trends[metric.column].isna().all():
         st.info(
-            f"None of these jobs has a scored round of {metric.title.lower()}, so there is nothing "
-            "to overlay.",
+            f"None of these jobs has a scored round of {widgets.plain(metric.title.lower())}, so there is "
+            "nothing to overlay.",
             icon="📝",
         )
     else:

@@ -63,7 +63,7 @@ def heatmap(view: widgets.View, matrix: pd.DataFrame, sample: int) -> None:
     if metric.name != PRIMARY_METRIC:
         matrix = queries.sample_matrix(view.store, view.ref(), metric.name)
     frame, stride = analysis.heatmap_frame(matrix)
-    st.subheader(f"{metric.label} by sample and round")
+    st.subheader(widgets.plain(f"{metric.label} by sample and round"))
     frame, shown = heatmap_page(frame, metric)
     chart = charts.heatmap_chart(frame, sample, metric)
     st.altair_chart(chart, on_select=choose_from_heatmap, key="heatmap")
@@ -129,7 +129,7 @@ def model_input(config: dict, sample: int) -> None:
     """The exact text the model was given (template, truncation), as the monitor recorded it at start."""
     text = (config.get("model_inputs") or {}).get(str(sample))
     if text is not None:
-        with st.expander(f"Text given to the model ({config.get('rendering', 'raw')})"):
+        with st.expander(widgets.plain(f"Text given to the model ({config.get('rendering', 'raw')})")):
             st.code(text, language=None, wrap_lines=True)
 
 

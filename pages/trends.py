@@ -32,7 +32,7 @@ def headline(column, rounds: pd.DataFrame, metric: Metric) -> None:
     change = None if delta is None else f"{delta:+.3f}"
     unchanged = change in ("+0.000", "-0.000")
     column.metric(
-        metric.label,
+        widgets.plain(metric.label),  # a user scorer's title is the job's text: never Markdown
         "—" if latest is None else f"{latest:.3f}",
         delta="no change" if unchanged else change,
         delta_color="off" if unchanged else delta_colour(metric),
@@ -40,7 +40,7 @@ def headline(column, rounds: pd.DataFrame, metric: Metric) -> None:
         chart_data=history if len(history) > 1 else None,
         border=True,
         height="stretch",  # cards with and without a sparkline, one height
-        help=f"Average {metric.title.lower()}, latest round; change since the previous.",
+        help=widgets.plain(f"Average {metric.title.lower()}, latest round; change since the previous."),
     )
 
 

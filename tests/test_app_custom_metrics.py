@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from predictions.dashboard import palette
+from predictions.dashboard import palette, widgets
 from predictions.store import SQLiteStore
 from predictions.store.records import PageQuery
 from tests import test_app_pages as pages
@@ -107,3 +107,25 @@ def test_compare_offers_every_metric_of_the_chosen_jobs(open_app, custom_db, sto
     assert chart_rows(at, 0)["value"].tolist() == pytest.approx(
         stored.trends(JOB).rounds["avg_answer"].tolist()
     )
+
+
+BEACON = "![x](http://127.0.0.1:9/beacon.png) <img src=x>"
+
+
+def test_a_scorer_title_in_markdown_is_shown_as_text_on_every_page(open_app, tmp_path):
+    path = tmp_path / "markdown.db"
+    store = SQLiteStore(path)
+    scorers = {"quality": {"title": BEACON, "higher_is_better": False, "bounds": [None, None]}}
+    config = {"scorers": scorers, "rendering": BEACON, "model_inputs": {"0": "x"}}
+    store.start_job("md", name=BEACON, config=config)
+    store.write_predictions(custom_rows("md"))
+    store.close()
+    escaped = widgets.plain(BEACON)
+    trends = open_app(path, job="md")
+    (card,) = [metric for metric in trends.metric if "beacon" in metric.label]
+    assert card.label == escaped and "![" not in card.label  # Markdown would fetch the image
+    samples = open_app(path, job="md", page=SAMPLES, sample="0")
+    samples.selectbox(key="heatmap_metric").set_value("quality").run()
+    rendered = [h.value for h in samples.subheader] + [e.label for e in samples.expander]
+    assert any(escaped in text for text in rendered)
+    assert [text for text in rendered if "beacon" in text and "![" in text] == []
