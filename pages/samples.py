@@ -14,7 +14,7 @@ from predictions.store.records import Trends
 LISTS = (
     ("Most improved", analysis.most_improved, "CER fell the most from the first round to the latest."),
     ("Still failing", analysis.still_failing, "Never right in any round, and still far off."),
-    ("Regressed", analysis.regressed, "Right in an earlier round, wrong in the latest."),
+    ("Regressed", analysis.regressed, "Right in an earlier round, wrong in the latest (best earlier CER)."),
 )
 
 
@@ -101,7 +101,10 @@ def heatmap_page(frame: pd.DataFrame, metric: Metric) -> tuple[pd.DataFrame, str
 def sample_lists(summary: pd.DataFrame) -> None:
     """The three lists; selecting a row opens that sample."""
     for tab, (title, pick, about) in zip(st.tabs([title for title, _, _ in LISTS]), LISTS, strict=True):
-        frame = pick(summary)[["sample_index", "first_cer", "latest_cer"]]
+        # a regression is judged against the sample's best earlier round, not its first (1.0 -> 0.11
+        # read as an improvement when the sample had been right in between)
+        earlier = "best_earlier_cer" if title == "Regressed" else "first_cer"
+        frame = pick(summary)[["sample_index", earlier, "latest_cer"]]
         with tab:
             st.caption(about)
             if frame.empty:
@@ -121,6 +124,7 @@ def sample_lists(summary: pd.DataFrame) -> None:
 LIST_COLUMNS = {
     "sample_index": st.column_config.NumberColumn("Sample", width=70),
     "first_cer": columns.cer("First CER", width=140),
+    "best_earlier_cer": columns.cer("Best earlier CER", width=140),
     "latest_cer": columns.cer("Latest CER", width=140),  # three columns fit the narrow side column
 }
 

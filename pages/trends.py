@@ -128,12 +128,15 @@ def group_trends(view: widgets.View, trends: Trends, metrics: list[Metric], x: s
 
 
 def latest_answers(view: widgets.View, rounds: pd.DataFrame, *, worst: bool = True) -> None:
-    """The latest round's worst (or, unscored or all right, first) answers: the numbers above in words."""
+    """The latest round's worst (or, unscored or all right, first) answers: the numbers above in words.
+
+    Worst answers are wrong ones only: a round with three wrong answers lists three, never a right one.
+    """
     latest = rounds.iloc[-1]
     all_right = latest["avg_exact_match"] == 1.0
     worst = worst and not all_right
     sort_by = "char_error_rate" if worst else "sample_index"
-    query = PageQuery(step=int(latest["step"]), sort_by=sort_by, descending=worst, limit=5)
+    query = PageQuery(step=int(latest["step"]), sort_by=sort_by, descending=worst, wrong_only=worst, limit=5)
     page = queries.predictions_page(view.store, view.ref(), query)
     st.subheader("Worst answers in the latest round" if worst else "Answers in the latest round")
     if all_right:
@@ -157,7 +160,7 @@ def main() -> None:
     rounds = trends.rounds
     if rounds.empty:
         st.info("This job has no prediction rounds yet. They appear here as the callback writes them.")
-        if (view.job.config or {}).get("kind") == "rollouts":
+        if trends.config.get("kind") == "rollouts":
             st.page_link("pages/rollouts.py", label="This job's RL rollouts", icon=":material/casino:")
         return
     metrics = charted(trends)

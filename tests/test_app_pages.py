@@ -611,3 +611,19 @@ def test_no_bare_string_in_the_app_or_a_page_would_be_written_onto_the_page():
         body = ast.parse(path.read_text()).body
         bare = [n.lineno for n in body[1:] if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)]
         assert bare == [], f"{path.name}: bare strings at lines {bare}"
+
+
+def test_worst_answers_list_only_wrong_ones(open_app, tmp_path):
+    store = SQLiteStore(tmp_path / "worst.db")
+    pairs = [("Paris", "Paris"), ("Rome", "Rome"), ("Lyon", "Paris"), ("Oslo", "Oslo"), ("Bern", "Rome")]
+    for step in (1, 2):
+        store.write_predictions(
+            [
+                PredictionRow("w", 1, step, i, f"q{i}", p, t, **score(p, t).as_dict())
+                for i, (p, t) in enumerate(pairs)
+            ]
+        )
+    store.close()
+    at = open_app(tmp_path / "worst.db", job="w")
+    assert "Worst answers in the latest round" in [header.value for header in at.subheader]
+    assert at.dataframe[-1].value["prediction"].tolist() == ["Lyon", "Bern"]  # no right answer listed

@@ -146,6 +146,8 @@ def test_most_improved_still_failing_and_regressed():
     assert analysis.most_improved(summary)["sample_index"].tolist() == [0, 2, 1]
     assert analysis.still_failing(summary)["sample_index"].tolist() == [1]
     assert analysis.regressed(summary)["sample_index"].tolist() == [2]
+    regressed = summary.set_index("sample_index").loc[2]  # 0.6, 0.0, 0.4: judged against 0.0, not 0.6
+    assert (regressed["best_earlier_cer"], regressed["latest_cer"]) == (0.0, 0.4)
 
 
 def test_sample_lists_on_a_seeded_job_agree_with_a_direct_computation(sqlite_store):

@@ -133,7 +133,8 @@ def steps_per_epoch(rounds: pd.DataFrame) -> float | None:
 
 
 def sample_summary(matrix: pd.DataFrame) -> pd.DataFrame:
-    """One row per scored sample: CER first, best, latest; improvement; the last step it was right.
+    """One row per scored sample: CER first, best, best before the latest round, latest; improvement;
+    the last step it was right.
 
     `matrix` is the long form of `Store.sample_matrix` for CER. 'Right' is a CER of 0, the same as an
     exact match after stripping (the edit distance is 0 only when the texts are equal).
@@ -144,6 +145,8 @@ def sample_summary(matrix: pd.DataFrame) -> pd.DataFrame:
         {"first_cer": values.first(), "best_cer": values.min(), "latest_cer": values.last()}
     )
     summary["latest_step"] = rows.groupby("sample_index")["step"].max()
+    earlier = rows[rows["step"] < rows["sample_index"].map(summary["latest_step"])]
+    summary["best_earlier_cer"] = earlier.groupby("sample_index")["value"].min()
     summary["last_right_step"] = rows[rows["value"] == 0].groupby("sample_index")["step"].max()
     summary["improvement"] = summary["first_cer"] - summary["latest_cer"]
     return summary.reset_index()
