@@ -63,7 +63,7 @@ def sidebar() -> widgets.View | None:
     widgets.new_job_notice(jobs)
     job = widgets.job_picker(jobs) if jobs else None
     if job is not None:
-        widgets.model_line(store, job)
+        widgets.job_lines(store, job)
         forms.delete_job_control(store, job)
     wanted = st.query_params.get("job")
     view = widgets.View(store, jobs, job, wanted if job is None and wanted else None)

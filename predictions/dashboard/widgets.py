@@ -149,17 +149,17 @@ def job_picker(jobs: tuple[Job, ...]) -> Job | None:
         return None
     st.query_params["job"] = job_id
     job = by_id[job_id]
-    st.sidebar.caption(job_caption(job))
     return job
 
 
-def model_line(store: Store, job: Job) -> None:
-    """The model caption under the picker; the adapter comes from the job's config (with its trends,
-    cached per job version: the job list carries no config)."""
+def job_lines(store: Store, job: Job) -> None:
+    """The job's status and model under the picker. The job's kind and adapter come from its config,
+    which comes with its trends (cached per job version): the job list carries no config."""
     try:
         config = queries.trends(store, queries.job_ref(store, job)).config
     except StoreError:
         config = {}
+    st.sidebar.caption(job_caption(job, config))
     if (model := model_caption(job, config)) is not None:
         st.sidebar.caption(plain(model))
 
@@ -175,9 +175,9 @@ def model_caption(job: Job, config: dict | None = None) -> str | None:
     return f"Model: {job.model} · {adapter.get('type') or 'PEFT'} adapter{rank}"
 
 
-def job_caption(job: Job) -> str:
+def job_caption(job: Job, config: dict | None = None) -> str:
     """Status and progress of a job in one line (numbers only: names are shown by widgets, as text)."""
-    if not job.round_count and (job.config or {}).get("kind") == "rollouts":
+    if not job.round_count and (config or {}).get("kind") == "rollouts":
         return f"{job.status} · RL rollouts: see the Rollouts page"
     where = (
         f"epoch {job.latest_epoch} · step {job.latest_step}" if job.latest_step is not None else "no rounds"
