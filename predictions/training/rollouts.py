@@ -330,7 +330,7 @@ class RolloutRecorder(TrainerCallback):
                 user_id=self.options.user_id,
             )
             atexit.register(fail_unfinished_job, self._writer, self.job_id)
-            self._guard = guard_job(self._writer, self.job_id)
+            self._guard = guard_job(DrainFirst(self._builder, self._writer), self.job_id)
         else:
             atexit.register(self._writer.close, 60.0)
 
@@ -422,6 +422,29 @@ class Builder:
                 job()
             except Exception:
                 logger.exception("rollouts of a reward call could not be recorded; training goes on")
+
+
+class DrainFirst:
+    """The writer as the signal guard uses it, except that closing first lets the builder turn the
+    batches it still holds into rows (bounded), so a stopped run keeps its last rollouts too."""
+
+    def __init__(self, builder: Builder, writer: Writer):
+        self.builder, self.writer = builder, writer
+
+    @property
+    def closed(self) -> bool:
+        return self.writer.closed
+
+    def finish_job(self, job_id: str, status: str = "finished") -> None:
+        self.writer.finish_job(job_id, status=status)
+
+    def spill(self) -> None:
+        self.writer.spill()
+
+    def close(self, timeout_s: float | None = None) -> None:
+        self.builder.close(timeout_s)
+        self.writer.spill()  # what the builder handed over since the first spill
+        self.writer.close(timeout_s=timeout_s)
 
 
 def run_shape(args: Any, tokenizer: Any, model: Any) -> RunShape:
