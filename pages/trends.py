@@ -7,7 +7,7 @@ import streamlit as st
 
 from predictions.dashboard import analysis, charts, columns, queries, router, widgets
 from predictions.scoring.metrics import Metric
-from predictions.store.records import PageQuery, Trends
+from predictions.store.records import Job, PageQuery, Trends
 
 HEADLINES_A_ROW = 6
 
@@ -79,9 +79,14 @@ def headline_metrics(rounds: pd.DataFrame, trends: Trends) -> None:
     )
 
 
-def regression_banner(rounds: pd.DataFrame) -> None:
-    """The early warning: the latest round is clearly worse than the best one."""
+def regression_banner(rounds: pd.DataFrame, job: Job, config: dict) -> None:
+    """The early warning: the latest round is clearly worse than the best one. A job the early-stop
+    rule already stopped says so instead, with its reason and the best checkpoint."""
     found = analysis.regression_warning(rounds)
+    if job.status == "stopped":
+        best = f" The best round was step {found.best_step} (CER {found.best_cer:.3f})." if found else ""
+        st.warning(widgets.plain(widgets.stop_text(job, config) + best), icon=":material/front_hand:")
+        return
     if found is None:
         return
     latest = widgets.round_label(found.latest_epoch, found.latest_step)
@@ -107,6 +112,25 @@ def trend_charts(rounds: pd.DataFrame, metrics: list[Metric]) -> str:
             chart = charts.trend_chart(data, metric, x or "step")
             column.altair_chart(chart, key=f"trend_{metric.name}")
     return x or "step"
+
+
+def loss_section(view: widgets.View, rounds: pd.DataFrame) -> None:
+    """The Trainer's loss, the answers' CER and the learning rate on one step axis, and a warning when
+    the loss keeps falling while the answers get worse (the model learns the training set, not the task)."""
+    series = queries.training_series(view.store, view.ref())
+    if series.empty:
+        return
+    st.subheader("Loss and answers")
+    found = analysis.loss_divergence(rounds, series)
+    if found is not None:
+        st.warning(
+            f"Training loss fell from {found.loss_from:.3f} to {found.loss_to:.3f} over steps "
+            f"{found.first_step} to {found.last_step} while the answers' average CER rose from "
+            f"{found.metric_from:.3f} to {found.metric_to:.3f}: the model may be fitting the training "
+            f"data rather than the task. Consider the checkpoint from step {found.first_step}.",
+            icon=":material/trending_down:",
+        )
+    st.altair_chart(charts.loss_chart(series, rounds), key="trends_loss")
 
 
 def group_trends(view: widgets.View, trends: Trends, metrics: list[Metric], x: str) -> None:
@@ -173,10 +197,11 @@ def main() -> None:
         latest_answers(view, rounds, worst=False)
         return
     headline_metrics(rounds, trends)
-    regression_banner(rounds)
+    regression_banner(rounds, view.job, trends.config)
     if len(analysis.scored(rounds)) == 1:
         st.info("Only one round so far: trend lines appear after the next round.", icon="⏳")
     x = trend_charts(rounds, metrics)
+    loss_section(view, rounds)
     group_trends(view, trends, metrics, x)
     latest_answers(view, rounds)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from predictions.errors import ConfigError
+from predictions.scoring.metrics import PRIMARY_METRIC, REGISTRY
 from predictions.scoring.names import CUSTOM_NAME
 from predictions.scoring.user_scorers import check_scorers, describe
 from predictions.store.protocol import Store
@@ -53,8 +54,11 @@ class PredictionsConfig:
             rounds continues that job only when training resumes from a checkpoint.
         job_name: the name the dashboard shows (default: the TrainingArguments run_name, else the id).
         user_id: the owner written with every row (default: the store's local user).
-        stop_after_regressions: stop training once the round's average CER has risen this many
-            rounds in a row; None never stops.
+        stop_after_regressions: stop training once the round's average of `stop_metric` has got
+            worse this many rounds in a row; None never stops. The job is then marked `stopped`, with
+            the reason.
+        stop_metric: the metric `stop_after_regressions` watches: a built-in metric or one of your
+            `scorers`, judged in its own direction (default: char_error_rate, where higher is worse).
         scorers: your own metrics, by name: functions `(prediction, ground_truth, sample) -> float |
             bool | None` (or objects with that `__call__` and optional `title`, `higher_is_better`),
             run on the main process each round; see `predictions.scorers` for ready-made ones.
@@ -79,6 +83,7 @@ class PredictionsConfig:
     job_name: str | None = None
     user_id: str | None = None
     stop_after_regressions: int | None = None
+    stop_metric: str | None = None
     scorers: Mapping[str, Any] | None = None
     metadata_fields: Sequence[str] | None = None
     store: Store | None = field(default=None, repr=False)
@@ -98,6 +103,7 @@ class PredictionsConfig:
         self.scorers = check_scorers(self.scorers)
         self.metadata_fields = _check_metadata_fields(self.metadata_fields)
         self._check_fields_agree()
+        self._check_stop_metric()
         _check_store(self.store)
 
     def _check_fields_agree(self) -> None:
@@ -107,6 +113,31 @@ class PredictionsConfig:
                 f"messages_field={self.messages_field!r} cannot be combined with prompt_field or "
                 "response_field; valid: a chat messages field, or prompt/response fields"
             )
+
+    def _check_stop_metric(self) -> None:
+        """A metric this run computes, and only with the rule that uses it."""
+        name = self.stop_metric
+        if name is None:
+            return
+        valid = [*REGISTRY, *self.scorers]
+        if name not in valid:
+            raise ConfigError(
+                f"stop_metric={name!r} is not a metric of this run; valid: {', '.join(map(repr, valid))}"
+            )
+        if self.stop_after_regressions is None:
+            raise ConfigError(
+                f"stop_metric={name!r} is set but stop_after_regressions is None, so nothing would stop; "
+                "valid: set stop_after_regressions (e.g. 3) too, or leave stop_metric out"
+            )
+
+    @property
+    def watched_metric(self) -> tuple[str, bool]:
+        """The metric the early-stop rule watches and whether lower is better (from the registry or
+        the scorer's `higher_is_better`)."""
+        name = self.stop_metric or PRIMARY_METRIC
+        if name in REGISTRY:
+            return name, REGISTRY[name].lower_is_better
+        return name, not describe({name: self.scorers[name]})[name]["higher_is_better"]
 
     @classmethod
     def from_options(cls, **options: Any) -> PredictionsConfig:

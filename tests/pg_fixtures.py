@@ -60,10 +60,8 @@ def acting_as(conninfo: str, role: str, user_id: str | None = None) -> Iterator[
 
 def truncate(conninfo: str) -> None:
     with psycopg.connect(conninfo) as conn:
-        conn.execute(
-            "truncate public.training_predictions, public.training_jobs, public.training_rollouts, "
-            "public.ingest_keys"
-        )
+        tables = "training_predictions, training_jobs, training_rollouts, training_series, ingest_keys"
+        conn.execute(f"truncate {', '.join(f'public.{name}' for name in tables.split(', '))}")
 
 
 # fixtures

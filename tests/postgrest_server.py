@@ -42,7 +42,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 TEST_JWT_SECRET = "predictions-monitor-test-secret-of-at-least-32-characters"
-TABLES = frozenset({"training_predictions", "training_jobs", "training_rollouts"})
+TABLES = frozenset({"training_predictions", "training_jobs", "training_rollouts", "training_series"})
 SCHEMA = "public"
 TOKEN_LIFETIME_S = 3600
 

@@ -15,7 +15,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState
 from predictions import ConfigError, DatasetError, PredictionsCallback
 from predictions.store import SQLiteStore
 from predictions.store.records import PageQuery
-from predictions.training.monitor import RegressionWatch, equal_shards
+from predictions.training.monitor import equal_shards
 from tests import helpers_training as h
 from tests.helpers_outbox import ops, replay_into
 
@@ -143,19 +143,6 @@ def test_equal_shards_pad_the_last_one():
     assert equal_shards([1, 2, 3, 4, 5], 2) == [[1, 2, 3], [4, 5, 5]]
     assert equal_shards([1], 3) == [[1], [1], [1]]
     assert equal_shards([1, 2], 1) == [[1, 2]]
-
-
-def test_regression_watch_counts_rises_in_a_row():
-    watch = RegressionWatch(2)
-    assert [watch.observe(c) for c in (0.5, 0.6, 0.4, 0.5, None, 0.7)] == [
-        False,
-        False,
-        False,
-        False,
-        False,
-        True,
-    ]
-    assert not any(RegressionWatch(None).observe(c) for c in (0.1, 0.2, 0.3))
 
 
 # real Trainer runs

@@ -29,7 +29,7 @@ def test_a_plain_loop_gets_rounds_and_a_finished_job(sqlite_store):
         SAMPLES, tokenizer=tok, num_samples=3, max_new_tokens=3, store=sqlite_store
     ) as monitor:
         job_id = monitor.start(model)
-        assert monitor.round(model, step=5, epoch=1) is False
+        assert not monitor.round(model, step=5, epoch=1).should_stop
         monitor.round(model, tok, step=5, epoch=1)  # the same step again: no second round
         monitor.round(model, step=10, epoch=2)
     rounds = sqlite_store.rounds(job_id)

@@ -165,7 +165,7 @@ def test_the_monitor_step_helper_honours_every_n_steps(sqlite_store):
     assert sqlite_store.rounds(every_two.job_id)["step"].tolist() == [2, 4, 6, 7]
     with PredictionsMonitor(PAIRS, tokenizer=tok, **options) as by_hand:
         by_hand.start(model)
-        assert not any(by_hand.step(model, step=step, epoch=1) for step in range(1, 5))
+        assert not any(by_hand.step(model, step=step, epoch=1).averages for step in range(1, 5))
     assert sqlite_store.rounds(by_hand.job_id).empty
 
 

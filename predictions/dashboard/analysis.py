@@ -247,3 +247,49 @@ def human_duration(duration: timedelta) -> str:
     if hours:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     return f"{minutes} min" if minutes else f"{seconds} s"
+
+
+OVERFIT_ROUNDS = 3
+"""The loss must fall, and the metric get worse, over this many rounds in a row to warn."""
+
+
+@dataclass(frozen=True)
+class LossDivergence:
+    """Training loss falling round after round while the answers' metric gets worse: overfitting."""
+
+    first_step: int
+    last_step: int
+    loss_from: float
+    loss_to: float
+    metric_from: float
+    metric_to: float
+
+
+def loss_at_rounds(rounds: pd.DataFrame, series: pd.DataFrame) -> pd.Series:
+    """The training loss as of each round: the last `loss` logged at or before the round's step."""
+    loss = series[series["name"] == "loss"].sort_values("step")
+    if loss.empty or rounds.empty:
+        return pd.Series([np.nan] * len(rounds), index=rounds.index, dtype=float)
+    found = np.searchsorted(loss["step"].to_numpy(), rounds["step"].to_numpy(), side="right") - 1
+    values = loss["value"].to_numpy(float)
+    return pd.Series(np.where(found >= 0, values[np.maximum(found, 0)], np.nan), index=rounds.index)
+
+
+def loss_divergence(
+    rounds: pd.DataFrame, series: pd.DataFrame, column: str = CER, lower_is_better: bool = True
+) -> LossDivergence | None:
+    """A `LossDivergence` when, over the last `OVERFIT_ROUNDS` scored rounds, the training loss fell at
+    every round while `column` (an `avg_` metric) got worse at every round; else None."""
+    rows = rounds[rounds[column].notna()].assign(loss=lambda r: loss_at_rounds(r, series))
+    rows = rows.tail(OVERFIT_ROUNDS)
+    if len(rows) < OVERFIT_ROUNDS or rows["loss"].isna().any():
+        return None
+    loss_steps, metric_steps = np.diff(rows["loss"].to_numpy()), np.diff(rows[column].to_numpy(float))
+    worse = metric_steps > 0 if lower_is_better else metric_steps < 0
+    if not ((loss_steps < 0).all() and worse.all()):
+        return None
+    first, last = rows.iloc[0], rows.iloc[-1]
+    return LossDivergence(
+        int(first["step"]), int(last["step"]), float(first["loss"]), float(last["loss"]),
+        float(first[column]), float(last[column]),
+    )  # fmt: skip

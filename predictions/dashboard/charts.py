@@ -200,3 +200,58 @@ def compare_chart(trends: pd.DataFrame, metric: Metric | str, x: str = "step", b
         )
         .properties(title=metric.title, height=320)
     )
+
+
+SERIES_TITLES = {"loss": "Training loss", "eval_loss": "Eval loss", "learning_rate": "Learning rate"}
+
+
+def loss_chart(
+    series: pd.DataFrame, rounds: pd.DataFrame, metric: Metric | str = PRIMARY_METRIC
+) -> alt.VConcatChart:
+    """The Trainer's loss (training and eval) above the answers' metric, then the learning rate: three
+    charts on one shared step axis, so 'loss falls while the answers get worse' is seen at a glance."""
+    metric = as_metric(metric)
+    step = alt.X(
+        "step:Q", title="Step", axis=alt.Axis(format="d", tickMinStep=1), scale=alt.Scale(nice=False)
+    )
+    named = series.assign(series=series["name"].map(SERIES_TITLES))
+    losses = named[named["name"].isin(["loss", "eval_loss"])]
+    loss = (
+        alt.Chart(losses)
+        .mark_line(point=alt.OverlayMarkDef(size=16))
+        .encode(
+            x=step,
+            y=alt.Y("value:Q", title="Loss", scale=alt.Scale(zero=False)),
+            color=alt.Color(
+                "series:N",
+                title=None,
+                scale=alt.Scale(domain=["Training loss", "Eval loss"], range=[palette.LINE, palette.AVERAGE]),
+                legend=alt.Legend(orient="top"),
+            ),
+            tooltip=["series:N", "step:Q", alt.Tooltip("value:Q", format=".4f")],
+        )
+        .properties(height=180, title="Loss")
+    )
+    answers = rounds[["epoch", "step", metric.column]].dropna().rename(columns={metric.column: "value"})
+    quality = (
+        alt.Chart(answers)
+        .mark_line(color=LINE_COLOR, point=alt.OverlayMarkDef(size=28, color=LINE_COLOR))
+        .encode(
+            x=step,
+            y=alt.Y("value:Q", title=metric.label, scale=_y_scale(metric, answers["value"])),
+            tooltip=["epoch:Q", "step:Q", alt.Tooltip("value:Q", title=metric.title, format=".3f")],
+        )
+        .properties(height=180, title=f"Answers: {metric.title}")
+    )
+    rate = named[named["name"] == "learning_rate"]
+    lr = (
+        alt.Chart(rate)
+        .mark_line(color=palette.AVERAGE)
+        .encode(
+            x=step,
+            y=alt.Y("value:Q", title="Learning rate", axis=alt.Axis(format=".1e")),
+            tooltip=["step:Q", alt.Tooltip("value:Q", title="Learning rate", format=".3e")],
+        )
+        .properties(height=110, title="Learning rate")
+    )
+    return alt.vconcat(loss, quality, lr).resolve_scale(x="shared")

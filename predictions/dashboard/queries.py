@@ -74,6 +74,12 @@ def trends(_store: Store, ref: JobRef) -> Trends:
 
 
 @st.cache_data(ttl=DEFAULT_REFRESH_S, show_spinner=False, max_entries=64)
+def training_series(_store: Store, ref: JobRef) -> pd.DataFrame:
+    """What the Trainer logged for the job (loss, eval loss, learning rate), long form by step."""
+    return _store.training_series(ref.job_id)
+
+
+@st.cache_data(ttl=DEFAULT_REFRESH_S, show_spinner=False, max_entries=64)
 def sample_matrix(_store: Store, ref: JobRef, metric: str = "char_error_rate") -> pd.DataFrame:
     """One metric for every sample and round, long form."""
     return _store.sample_matrix(ref.job_id, metric)

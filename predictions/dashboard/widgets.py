@@ -14,14 +14,13 @@ import streamlit as st
 
 from predictions.dashboard import analysis, queries
 from predictions.errors import AuthError, StoreError
+from predictions.scoring.metrics import REGISTRY
 from predictions.store.protocol import Store, sign_in_of, signed_in_email
-from predictions.store.records import Job
+from predictions.store.records import FINAL_STATUSES, Job
 from predictions.store.settings import StoreSettings
 
 REFRESH_CHOICES_S = (2, 5, 10, 30, 60)
 SESSION_STORE_KEY = "_predictions_session_store"
-FINAL_STATUSES = ("finished", "failed")
-"""Job statuses after which no round is written: the sidebar does not poll for them."""
 
 CALLBACK_SNIPPET = """from predictions import PredictionsCallback
 
@@ -153,7 +152,7 @@ def job_picker(jobs: tuple[Job, ...]) -> Job | None:
 
 
 def job_lines(store: Store, job: Job) -> None:
-    """The job's status and model under the picker. The job's kind and adapter come from its config,
+    """The job's status and model under the picker (and why, for a job the early-stop rule stopped). The job's kind and adapter come from its config,
     which comes with its trends (cached per job version): the job list carries no config."""
     try:
         config = queries.trends(store, queries.job_ref(store, job)).config
@@ -162,6 +161,8 @@ def job_lines(store: Store, job: Job) -> None:
     st.sidebar.caption(job_caption(job, config))
     if (model := model_caption(job, config)) is not None:
         st.sidebar.caption(plain(model))
+    if job.status == "stopped":
+        st.sidebar.warning(plain(stop_text(job, config)), icon=":material/front_hand:")
 
 
 def model_caption(job: Job, config: dict | None = None) -> str | None:
@@ -173,6 +174,19 @@ def model_caption(job: Job, config: dict | None = None) -> str | None:
         return f"Model: {job.model}"
     rank = f", rank {adapter['rank']}" if adapter.get("rank") is not None else ""
     return f"Model: {job.model} · {adapter.get('type') or 'PEFT'} adapter{rank}"
+
+
+def stop_text(job: Job, config: dict | None = None) -> str:
+    """Why the early-stop rule stopped a job, in words (the metric's title from the job's `config`, its
+    trends', when given; else its name)."""
+    reason = job.stop_reason
+    if reason is None:
+        return "Stopped by the early-stop rule."
+    scorers = config.get("scorers") if isinstance(config, dict) else None
+    described = scorers.get(reason.metric) if isinstance(scorers, dict) else None
+    title = described.get("title") if isinstance(described, dict) else None
+    builtin = REGISTRY.get(reason.metric)
+    return reason.describe(builtin.label if builtin else title)
 
 
 def job_caption(job: Job, config: dict | None = None) -> str:

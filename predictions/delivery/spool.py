@@ -16,13 +16,13 @@ from typing import Any
 
 from predictions.delivery.outbox import LEASE_S, Key, Outbox
 from predictions.errors import AuthError, OutboxError, is_transient
-from predictions.store.records import PredictionRow, RolloutRow
+from predictions.store.records import PredictionRow, RolloutRow, SeriesPoint
 from predictions.store.settings import StoreSettings
 
 logger = logging.getLogger(__name__)
 
-OPS = ("write_predictions", "write_rollouts", "start_job", "finish_job")
-ROW_OPS = {"write_predictions": PredictionRow, "write_rollouts": RolloutRow}
+OPS = ("write_predictions", "write_rollouts", "write_series", "start_job", "finish_job")
+ROW_OPS = {"write_predictions": PredictionRow, "write_rollouts": RolloutRow, "write_series": SeriesPoint}
 """Calls that carry rows, and their row type: a refused one is split down to the refused rows."""
 NOT_ARGUMENTS = ("v", "op", "job_id", "rows")
 """Keys of a kept call that are not arguments of the store method."""
@@ -46,6 +46,8 @@ def send(store: Any, call: dict[str, Any]) -> None:
         store.write_predictions([PredictionRow(**row) for row in call["rows"]])
     elif call["op"] == "write_rollouts":
         store.write_rollouts([RolloutRow(**row) for row in call["rows"]])
+    elif call["op"] == "write_series":
+        store.write_series([SeriesPoint(**point) for point in call["rows"]])
     elif call["op"] == "start_job":
         store.start_job(call["job_id"], **details)
     else:
@@ -122,6 +124,8 @@ def describe(call: Any) -> str:
     if call["op"] == "write_rollouts":
         keys = ", ".join(f"{row.get('group_index')}/{row.get('completion_index')}" for row in fields)
         return f"{where} (generation {first.get('generation')}, group/completion {keys})"
+    if call["op"] == "write_series":
+        return f"{where} ({', '.join(str(row.get('name')) for row in fields)})"
     return f"{where} (sample {', '.join(str(row.get('sample_index')) for row in fields)})"
 
 

@@ -25,7 +25,7 @@ from predictions.delivery.outbox import Key, Outbox
 from predictions.delivery.spool import deliver, describe, now_text, outbox_path, replay
 from predictions.errors import AuthError, ConfigError, OutboxError
 from predictions.store.protocol import Store
-from predictions.store.records import PredictionRow, RolloutRow
+from predictions.store.records import PredictionRow, RolloutRow, SeriesPoint
 from predictions.store.settings import StoreSettings
 from predictions.store.storable import storable_job, storable_rollout, storable_row
 
@@ -95,6 +95,13 @@ class Writer:
             return
         self._put(call)
 
+    def write_series(self, points: Sequence[SeriesPoint]) -> None:
+        """Queue values the Trainer logged (loss, learning rate) for a single bulk upsert."""
+        if points:
+            self._put(
+                {"op": "write_series", "job_id": points[0].job_id, "rows": [p.as_dict() for p in points]}
+            )
+
     def start_job(self, job_id: str, **details: Any) -> None:
         """Queue the job's start; its id, name, model and config made storable (`storable_job`)."""
         try:
@@ -103,9 +110,13 @@ class Writer:
             logger.exception("predictions writer could not make the start of job %r storable", job_id)
         self._put({"op": "start_job", "job_id": job_id, **details, "at": now_text()})
 
-    def finish_job(self, job_id: str, status: str = "finished") -> None:
+    def finish_job(self, job_id: str, status: str = "finished", stop_reason: dict | None = None) -> None:
+        """Queue the job's last status; a `stopped` job's reason goes with it."""
         job_id, _ = storable_job(job_id, {})
-        self._put({"op": "finish_job", "job_id": job_id, "status": status, "at": now_text()})
+        call = {"op": "finish_job", "job_id": job_id, "status": status, "at": now_text()}
+        if stop_reason is not None:
+            call["stop_reason"] = stop_reason
+        self._put(call)
 
     def spill(self) -> int:
         """Move every queued call (and the one in flight) into the outbox now, in one transaction;

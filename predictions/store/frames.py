@@ -33,6 +33,8 @@ TREND_COLUMNS = (
 )
 """A trends frame's fixed columns; each custom metric adds its own `avg_`, `min_` and `max_` columns."""
 ROUND_COLUMNS = ("epoch", "step", "sample_count", "created_at")
+SERIES_COLUMNS = ("step", "name", "value")
+"""A job's logged training series (loss, eval loss, learning rate), long form, ordered by step."""
 PREDICTION_COLUMNS = (
     "job_id",
     "epoch",

@@ -15,6 +15,7 @@ from predictions.store.records import (
     PredictionRow,
     RolloutRow,
     RolloutTrends,
+    SeriesPoint,
     Trends,
 )
 
@@ -33,6 +34,10 @@ class Store(Protocol):
         """Upsert rollouts on (user_id, job_id, generation, group_index, completion_index): a replay never
         duplicates one; the per-step summary follows in the same transaction."""
 
+    def write_series(self, points: Sequence[SeriesPoint]) -> None:
+        """Upsert values the Trainer logged (loss, eval loss, learning rate), keyed (user_id, job_id, step,
+        name): a replayed write never duplicates a point."""
+
     def start_job(
         self,
         job_id: str,
@@ -48,8 +53,13 @@ class Store(Protocol):
         `at` (ISO-8601 UTC, default now) is when the status was set: a status set earlier than the
         job's current one is ignored, so a replayed start never undoes a later finish."""
 
-    def finish_job(self, job_id: str, *, status: str = "finished", at: str | None = None) -> None:
-        """Mark a job finished or failed, unless a later status (by `at`) is already recorded."""
+    def finish_job(
+        self, job_id: str, *, status: str = "finished", at: str | None = None, stop_reason: dict | None = None
+    ) -> None:
+        """Mark a job finished, stopped or failed, unless a later status (by `at`) is already recorded.
+
+        `stop_reason` ({"metric", "rounds", "step"}, `StopReason.as_dict()`) is kept with a `stopped`
+        status, and dropped when a later status replaces it."""
 
     def delete_job(self, job_id: str, *, user_id: str | None = None) -> None:
         """Delete one of the caller's jobs and all its rows; StoreError when the caller has no such job.
@@ -70,6 +80,10 @@ class Store(Protocol):
 
     def rounds(self, job_id: str) -> pd.DataFrame:
         """The prediction rounds of a job (`ROUND_COLUMNS`), ordered by step."""
+
+    def training_series(self, job_id: str) -> pd.DataFrame:
+        """The values the Trainer logged for a job (`SERIES_COLUMNS`, long form), ordered by step; at most
+        `MAX_SERIES_POINTS`."""
 
     def sample_history(self, job_id: str, sample_index: int) -> pd.DataFrame:
         """One sample's rows (`PREDICTION_COLUMNS`) in every round, ordered by step."""

@@ -22,7 +22,10 @@ from predictions.store.frames import SORTABLE_COLUMNS, custom_names, job_metrics
 LOCAL_USER_ID = "00000000-0000-0000-0000-000000000000"
 """The owner written when no user is given: the embedded store has one local user."""
 
-JOB_STATUSES = ("running", "finished", "failed")
+JOB_STATUSES = ("running", "finished", "stopped", "failed")
+"""`stopped`: the early-stop rule (`stop_after_regressions`) ended training; the job keeps its reason."""
+FINAL_STATUSES = ("finished", "stopped", "failed")
+"""Statuses after which a job writes no more rounds (until a resume sets it running again)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,51 @@ class PredictionRow:
     def as_dict(self) -> dict[str, Any]:
         """The fields by name, values as they are (not deep-copied like `dataclasses.asdict`)."""
         return {field.name: getattr(self, field.name) for field in fields(self)}
+
+
+SERIES_NAMES = ("loss", "eval_loss", "learning_rate")
+"""What the Trainer logs that is kept beside the answers: training loss, eval loss, learning rate."""
+MAX_SERIES_POINTS = 30000
+"""The most points a `training_series` read returns (10,000 logged steps of all three)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPoint:
+    """One value the Trainer logged at a step (`name`: one of `SERIES_NAMES`), a `training_series` row."""
+
+    job_id: str
+    step: int
+    name: str
+    value: float
+    user_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class StopReason:
+    """Why the early-stop rule stopped a job: `metric` got worse `rounds` rounds in a row, up to `step`."""
+
+    metric: str
+    rounds: int
+    step: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "rounds": self.rounds, "step": self.step}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> StopReason | None:
+        """The reason a store kept (JSON), or None when there is none or it is not one."""
+        try:
+            return cls(str(data["metric"]), int(data["rounds"]), int(data["step"]))
+        except (TypeError, KeyError, ValueError):
+            return None
+
+    def describe(self, title: str | None = None) -> str:
+        """'Stopped at step 12: the average CER got worse 2 rounds in a row.'"""
+        rounds = f"{self.rounds} round{'s' if self.rounds != 1 else ''} in a row"
+        return f"Stopped at step {self.step}: the average {title or self.metric} got worse {rounds}."
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +170,8 @@ class Job:
     round_count: int = 0
     last_active: str | None = None
     """When the job last wrote a round or changed status (ISO-8601): how long a running job is silent."""
+    stop_reason: StopReason | None = None
+    """Why the early-stop rule stopped it (status `stopped` only)."""
 
     @property
     def label(self) -> str:

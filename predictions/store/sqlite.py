@@ -36,6 +36,7 @@ from predictions.store.frames import (
     ROLLOUT_PROMPT_COLUMNS,
     ROLLOUT_SUMMARY_COLUMNS,
     ROUND_COLUMNS,
+    SERIES_COLUMNS,
     SORTABLE_COLUMNS,
     TREND_COLUMNS,
     clean_scores,
@@ -52,12 +53,15 @@ from predictions.store.identity import sqlite_identity
 from predictions.store.records import (
     DEFAULT_PAGE,
     LOCAL_USER_ID,
+    MAX_SERIES_POINTS,
     Job,
     PageQuery,
     PredictionPage,
     PredictionRow,
     RolloutRow,
     RolloutTrends,
+    SeriesPoint,
+    StopReason,
     Trends,
     make_trends,
     overall_improvement,
@@ -98,18 +102,22 @@ ON CONFLICT (user_id, id) DO UPDATE SET
     config = COALESCE(excluded.config, config), updated_at = excluded.updated_at,
     status = CASE WHEN excluded.status_at >= COALESCE(status_at, '') THEN 'running' ELSE status END,
     finished_at = CASE WHEN excluded.status_at >= COALESCE(status_at, '') THEN NULL ELSE finished_at END,
+    stop_reason = CASE WHEN excluded.status_at >= COALESCE(status_at, '') THEN NULL ELSE stop_reason END,
     status_at = MAX(excluded.status_at, COALESCE(status_at, ''))
 """
-"""A job's status is the latest one set (by `status_at`), whatever order the calls arrive in."""
+"""A job's status is the latest one set (by `status_at`), whatever order the calls arrive in; a stop
+reason goes with the `stopped` status that set it (a resumed job runs again without one)."""
 
 FINISH_JOB = """
-INSERT INTO training_jobs (id, user_id, status, started_at, updated_at, finished_at, status_at)
+INSERT INTO training_jobs (id, user_id, status, started_at, updated_at, finished_at, status_at, stop_reason)
 VALUES (:job_id, COALESCE((SELECT user_id FROM training_jobs WHERE id = :job_id LIMIT 1), :user_id),
-        :status, :now, :now, :now, :at)
+        :status, :now, :now, :now, :at, :stop_reason)
 ON CONFLICT (user_id, id) DO UPDATE SET updated_at = excluded.updated_at,
     status = CASE WHEN excluded.status_at >= COALESCE(status_at, '') THEN excluded.status ELSE status END,
     finished_at = CASE WHEN excluded.status_at >= COALESCE(status_at, '') THEN excluded.finished_at
                        ELSE finished_at END,
+    stop_reason = CASE WHEN excluded.status_at >= COALESCE(status_at, '') THEN excluded.stop_reason
+                       ELSE stop_reason END,
     status_at = MAX(excluded.status_at, COALESCE(status_at, ''))
 """
 """A finish that arrives before its job's start (replayed after an outage) creates the job, finished;
@@ -150,6 +158,13 @@ ROLLOUT_PROMPTS = """
 SELECT prompt_id, MIN(prompt), MIN(ground_truth), COUNT(*), MIN(step), MAX(step)
 FROM training_rollouts WHERE job_id = ? GROUP BY prompt_id ORDER BY MIN(step), prompt_id LIMIT ?
 """
+UPSERT_SERIES = """
+INSERT INTO training_series (job_id, user_id, step, name, value, created_at) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (user_id, job_id, step, name) DO UPDATE SET value = excluded.value
+"""
+SERIES = (
+    f"SELECT {', '.join(SERIES_COLUMNS)} FROM training_series WHERE job_id = ? ORDER BY step, name LIMIT ?"
+)
 
 TRENDS = f"SELECT {', '.join(TREND_COLUMNS)}, scores FROM training_rounds WHERE job_id = ? ORDER BY step"
 ROUNDS = f"SELECT {', '.join(ROUND_COLUMNS)} FROM training_rounds WHERE job_id = ? ORDER BY step"
@@ -162,7 +177,8 @@ WITH activity AS (
 ), ids AS (SELECT id FROM training_jobs UNION SELECT job_id FROM activity)
 SELECT ids.id AS id, COALESCE(j.status, 'unknown') AS status, j.name AS name, j.model AS model,
        j.user_id AS user_id, j.started_at AS started_at, j.updated_at AS updated_at,
-       j.finished_at AS finished_at, a.latest_epoch AS latest_epoch, a.latest_step AS latest_step,
+       j.finished_at AS finished_at, j.stop_reason AS stop_reason,
+       a.latest_epoch AS latest_epoch, a.latest_step AS latest_step,
        COALESCE(a.round_count, 0) AS round_count,
        NULLIF(MAX(COALESCE(j.updated_at, ''), COALESCE(a.last_write, '')), '') AS last_active
 FROM ids
@@ -275,12 +291,22 @@ class SQLiteStore:
         values = (job_id, user_id or LOCAL_USER_ID, name, model, config_text, now, now, utc_text(at or now))
         self._write(lambda c: c.execute(UPSERT_JOB, values))
 
-    def finish_job(self, job_id: str, *, status: str = "finished", at: str | None = None) -> None:
+    def finish_job(
+        self, job_id: str, *, status: str = "finished", at: str | None = None, stop_reason: dict | None = None
+    ) -> None:
         check_status(status)
         now = utc_now()
         values = {"now": now, "at": utc_text(at or now), "status": status, "job_id": job_id}
+        values["stop_reason"] = json.dumps(stop_reason) if status == "stopped" and stop_reason else None
         values["user_id"] = LOCAL_USER_ID
         self._write(lambda c: c.execute(FINISH_JOB, values))
+
+    def write_series(self, points: Sequence[SeriesPoint]) -> None:
+        now = utc_now()
+        values = [
+            (p.job_id, p.user_id or LOCAL_USER_ID, int(p.step), p.name, float(p.value), now) for p in points
+        ]
+        self._write(lambda c: c.executemany(UPSERT_SERIES, values))
 
     def delete_job(self, job_id: str, *, user_id: str | None = None) -> None:
         """Delete a job (of `user_id`, when given) and its rows in one transaction; StoreError when
@@ -294,6 +320,7 @@ class SQLiteStore:
             jobs = conn.execute(
                 f"DELETE FROM training_jobs WHERE id = ? {owner}", (job_id, user_id, user_id)
             ).rowcount
+            conn.execute(f"DELETE FROM training_series WHERE job_id = ? {owner}", (job_id, user_id, user_id))
             if rows == 0 and jobs == 0:
                 raise StoreError(f"{self.description}: no job {job_id!r} to delete")
 
@@ -303,7 +330,11 @@ class SQLiteStore:
 
     def list_jobs(self) -> list[Job]:
         """Each row mapped to `Job` by its column names (the aliases of LIST_JOBS), never by position."""
-        return [Job(**record) for record in self._records(LIST_JOBS, ())]
+        jobs = []
+        for record in self._records(LIST_JOBS, ()):
+            reason = StopReason.from_dict(from_json(record["stop_reason"]))
+            jobs.append(Job(**{**record, "stop_reason": reason}))
+        return jobs
 
     def jobs_version(self) -> tuple:
         return tuple(self._query(JOBS_VERSION, ())[0])
@@ -329,6 +360,9 @@ class SQLiteStore:
 
     def rounds(self, job_id: str) -> pd.DataFrame:
         return self._frame(ROUNDS, (job_id,), ROUND_COLUMNS)
+
+    def training_series(self, job_id: str) -> pd.DataFrame:
+        return self._frame(SERIES, (job_id, MAX_SERIES_POINTS), SERIES_COLUMNS)
 
     def sample_history(self, job_id: str, sample_index: int) -> pd.DataFrame:
         sql = f"{SELECT_PREDICTIONS} WHERE job_id = ? AND sample_index = ? ORDER BY step"

@@ -21,7 +21,9 @@ import re
 import sqlite3
 
 from predictions.scoring.metrics import METRICS, PRIMARY_METRIC
+from predictions.store.records import JOB_STATUSES
 
+STATUS_LIST = ", ".join(f"'{status}'" for status in JOB_STATUSES)
 METRIC_COLUMNS = "".join(f"    {name} REAL,\n" for name in METRICS)
 AVERAGE_COLUMNS = "".join(f"    avg_{name} REAL,\n" for name in METRICS)
 
@@ -31,12 +33,13 @@ CREATE TABLE IF NOT EXISTS training_jobs (
     user_id TEXT NOT NULL,
     name TEXT,
     model TEXT,
-    status TEXT NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'finished', 'failed')),
+    status TEXT NOT NULL DEFAULT 'running' CHECK (status IN ({STATUS_LIST})),
     config TEXT,
     started_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     finished_at TEXT,
     status_at TEXT,
+    stop_reason TEXT,
     PRIMARY KEY (user_id, id)
 );
 CREATE TABLE IF NOT EXISTS training_predictions (
@@ -100,6 +103,15 @@ CREATE TABLE IF NOT EXISTS training_rollout_steps (
     last_write TEXT NOT NULL,
     PRIMARY KEY (user_id, job_id, step)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS training_series (
+    job_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value REAL NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (user_id, job_id, step, name)
+) WITHOUT ROWID;
 """
 
 INDEXES = (
@@ -112,16 +124,24 @@ INDEXES = (
     "CREATE INDEX IF NOT EXISTS idx_training_jobs_updated ON training_jobs (updated_at)",
 )
 
-OWNER_KEYS = {
-    "training_predictions": (
+TABLE_REWRITES = (
+    (
+        "training_predictions",
         "UNIQUE (job_id, step, sample_index)",
         "UNIQUE (user_id, job_id, step, sample_index)",
         "",
     ),
-    "training_jobs": ("id TEXT PRIMARY KEY", "id TEXT NOT NULL", "PRIMARY KEY (user_id, id)"),
-}
-"""A file from before job ids were per owner (as in Postgres): each table's old key, what replaces it,
-and a table constraint to add after the columns."""
+    ("training_jobs", "id TEXT PRIMARY KEY", "id TEXT NOT NULL", "PRIMARY KEY (user_id, id)"),
+    (
+        "training_jobs",
+        "CHECK (status IN ('running', 'finished', 'failed'))",
+        f"CHECK (status IN ({STATUS_LIST}))",
+        "",
+    ),
+)
+"""What a file from an older version needs SQLite cannot ALTER: per table, the old text of its CREATE
+statement, what replaces it, and a table constraint to add after the columns. Job ids per owner (as in
+Postgres), and the `stopped` status."""
 
 ADDED_COLUMNS = {
     "training_predictions": {
@@ -130,7 +150,7 @@ ADDED_COLUMNS = {
         "metadata": "TEXT",
         "text_replacements": "INTEGER NOT NULL DEFAULT 0",
     },
-    "training_jobs": {"status_at": "TEXT"},
+    "training_jobs": {"status_at": "TEXT", "stop_reason": "TEXT"},
 }
 """Columns a file from an older version may lack; they are added when it is opened."""
 
@@ -305,8 +325,8 @@ def create_schema(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")  # one process migrates and fills the summary, others wait
     try:
         _add_missing_columns(conn)
-        for table, (old, new, constraint) in OWNER_KEYS.items():
-            _rekey(conn, table, old, new, constraint)
+        for table in dict.fromkeys(name for name, *_ in TABLE_REWRITES):
+            _rewrite(conn, table)
         for index in INDEXES:
             conn.execute(index)
         if _rounds_table_is_stale(conn):
@@ -344,9 +364,11 @@ def schema_is_current(conn: sqlite3.Connection) -> bool:
     for table, added in ADDED_COLUMNS.items():
         if not set(added) <= set(_columns(conn, table)):
             return False
+    if not _columns(conn, "training_series"):
+        return False
     if _rounds_table_is_stale(conn):
         return False
-    if any(old in _table_sql(conn, table) for table, (old, _, _) in OWNER_KEYS.items()):
+    if any(old in _table_sql(conn, table) for table, old, _, _ in TABLE_REWRITES):
         return False
     indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     if not _index_names() <= indexes:
@@ -379,17 +401,21 @@ def _rounds_table_is_stale(conn: sqlite3.Connection) -> bool:
     return _columns(conn, "training_rounds") != list(SUMMARY_COLUMNS)
 
 
-def _rekey(conn: sqlite3.Connection, table: str, old: str, new: str, constraint: str) -> None:
-    """Give an old file's table its per-owner key, keeping every row and column (SQLite cannot alter a
-    key: the table is copied into one created with the new key, as sqlite.org/lang_altertable.html
-    describes). Its indexes and triggers go with the old table; `create_schema` makes them again."""
+def _rewrite(conn: sqlite3.Connection, table: str) -> None:
+    """Give an old file's table what `TABLE_REWRITES` says, keeping every row and column (SQLite cannot
+    alter a key or a check: the table is copied into one created anew, as sqlite.org/lang_altertable.html
+    describes), all of the table's rewrites in one copy. Its indexes and triggers go with the old table;
+    `create_schema` makes them again."""
     sql = _table_sql(conn, table)
-    if old not in sql:
+    due = [(old, new, extra) for name, old, new, extra in TABLE_REWRITES if name == table and old in sql]
+    if not due:
         return
-    sql = sql.replace(old, new)
-    if constraint:
-        sql = sql[: sql.rstrip().rindex(")")] + f", {constraint})"
-    conn.execute(sql.replace(f"CREATE TABLE {table}", f"CREATE TABLE {table}_rekeyed", 1))
+    for old, new, constraint in due:
+        sql = sql.replace(old, new)
+        if constraint:
+            sql = sql[: sql.rstrip().rindex(")")] + f", {constraint})"
+    sql = re.sub(rf'^CREATE TABLE "?{table}"?', f"CREATE TABLE {table}_rekeyed", sql, count=1)
+    conn.execute(sql)
     conn.execute(f"INSERT INTO {table}_rekeyed SELECT * FROM {table}")
     conn.execute(f"DROP TABLE {table}")
     conn.execute(f"ALTER TABLE {table}_rekeyed RENAME TO {table}")

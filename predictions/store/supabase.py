@@ -37,6 +37,7 @@ from predictions.store.frames import (
     PREDICTION_COLUMNS,
     ROLLOUT_PROMPT_COLUMNS,
     ROUND_COLUMNS,
+    SERIES_COLUMNS,
     TREND_COLUMNS,
     clean_scores,
     group_frame,
@@ -57,6 +58,8 @@ from predictions.store.records import (
     PredictionRow,
     RolloutRow,
     RolloutTrends,
+    SeriesPoint,
+    StopReason,
     Trends,
     make_trends,
 )
@@ -67,6 +70,7 @@ from predictions.store.supabase_session import USER_ID_ENV, Session, check_user_
 NATURAL_KEY = "user_id,job_id,step,sample_index"
 JOB_KEY = "user_id,id"
 ROLLOUT_KEY = "user_id,job_id,generation,group_index,completion_index"
+SERIES_KEY = "user_id,job_id,step,name"
 """Job ids are scoped per owner: both keys start with the owner (shared DESIGN.md)."""
 CHUNK_ROWS = 1000
 """Rows per upsert request: one round is one request; a huge write is split to keep bodies small."""
@@ -75,6 +79,7 @@ INGEST_UPSERTS = {
     "training_predictions": "ingest_write_predictions",
     "training_jobs": "ingest_start_job",
     "training_rollouts": "ingest_write_rollouts",
+    "training_series": "ingest_write_series",
 }
 """The function that does a table's upsert for an ingest key (a trainer holds no table rights)."""
 
@@ -91,6 +96,7 @@ JOB_FIELDS = (
     "latest_step",
     "round_count",
     "last_active",
+    "stop_reason",
 )
 
 
@@ -261,6 +267,20 @@ class SupabaseStore:
         for start in range(0, len(batch), self.chunk_rows):
             self._upsert("training_rollouts", batch[start : start + self.chunk_rows], ROLLOUT_KEY)
 
+    def write_series(self, points: Sequence[SeriesPoint]) -> None:
+        """One bulk upsert of logged values on (owner, job, step, name); NaN and infinities are skipped."""
+        records = {}
+        for point in points:
+            value = json_number(point.value)
+            if value is not None:
+                owner = self._owner(point.user_id)
+                key = (owner, point.job_id, int(point.step), point.name)
+                records[key] = dict(zip(("user_id", "job_id", "step", "name"), key, strict=True))
+                records[key]["value"] = value
+        batch = list(records.values())
+        for start in range(0, len(batch), self.chunk_rows):
+            self._upsert("training_series", batch[start : start + self.chunk_rows], SERIES_KEY)
+
     def start_job(
         self,
         job_id: str,
@@ -284,12 +304,17 @@ class SupabaseStore:
         self._upsert("training_jobs", [record], JOB_KEY)
         self._job_owners[job_id] = owner  # only once started: a refused start binds no owner
 
-    def finish_job(self, job_id: str, *, status: str = "finished", at: str | None = None) -> None:
+    def finish_job(
+        self, job_id: str, *, status: str = "finished", at: str | None = None, stop_reason: dict | None = None
+    ) -> None:
         """Upserted, so a finish replayed before its start still leaves the job finished; the status
-        only moves when `at` is later than the job's (a trigger compares them)."""
+        only moves when `at` is later than the job's (a trigger compares them, and keeps a `stopped`
+        job's reason with its status)."""
         check_status(status)
         record = {"id": job_id, "user_id": self._job_owner(job_id), "status": status}
         record["status_at"] = at or utc_now()
+        if status == "stopped" and stop_reason:
+            record["stop_reason"] = json.loads(json.dumps(stop_reason, default=str))
         self._upsert("training_jobs", [record], JOB_KEY)
 
     def delete_job(self, job_id: str, *, user_id: str | None = None) -> None:
@@ -300,7 +325,11 @@ class SupabaseStore:
 
     def list_jobs(self) -> list[Job]:
         records = self._rpc("list_jobs", p_user_id=self._reader())
-        return [Job(**{name: record.get(name) for name in JOB_FIELDS}) for record in records]
+        jobs = []
+        for record in records:
+            fields = {name: record.get(name) for name in JOB_FIELDS}
+            jobs.append(Job(**{**fields, "stop_reason": StopReason.from_dict(fields["stop_reason"])}))
+        return jobs
 
     def jobs_version(self) -> tuple:
         return tuple(self._rpc("jobs_version", p_user_id=self._reader()))
@@ -322,6 +351,10 @@ class SupabaseStore:
 
     def rounds(self, job_id: str) -> pd.DataFrame:
         return to_frame(self._rpc("rounds", p_job_id=job_id, p_user_id=self._reader()), ROUND_COLUMNS)
+
+    def training_series(self, job_id: str) -> pd.DataFrame:
+        records = self._rpc("training_series", p_job_id=job_id, p_user_id=self._reader())
+        return to_frame(records, SERIES_COLUMNS)
 
     def sample_history(self, job_id: str, sample_index: int) -> pd.DataFrame:
         records = self._rpc(

@@ -3,10 +3,15 @@
 Train begin starts the monitor (every check before the first step), each epoch end (and every N
 steps) runs a round, train end finishes the job. Configuration, dataset and generation problems
 fail before the first step; after that a failing round is logged and skipped, never raised.
+
+Each round's averages go through the Trainer's own `log()` (as `predictions/<metric>`), so every
+`report_to` integration and `state.log_history` get them. The job id is kept in the TrainerState,
+which every checkpoint saves, so `resume_from_checkpoint` continues the same job.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -15,6 +20,13 @@ from predictions.config import PredictionsConfig
 from predictions.delivery.writer import Writer
 from predictions.scoring.sample import Sample
 from predictions.training.monitor import PredictionsMonitor
+from predictions.training.outcome import RoundResult
+
+LOG_PREFIX = "predictions/"
+"""The Trainer log keys of a round's averages: `predictions/char_error_rate`, `predictions/<scorer>`."""
+STATE_KEY = "predictions_job"
+"""Where the job id lives in `TrainerState.stateful_callbacks` (saved in every checkpoint's
+trainer_state.json). Not a class name, so the Trainer never tries to rebuild a callback from it."""
 
 
 class PredictionsCallback(TrainerCallback):
@@ -26,6 +38,7 @@ class PredictionsCallback(TrainerCallback):
 
     def __init__(self, samples: Any, *, tokenizer: Any = None, **options: Any):
         self.monitor = PredictionsMonitor(samples, tokenizer=tokenizer, **options)
+        self._trainer: Any = None
 
     @property
     def config(self) -> PredictionsConfig:
@@ -48,14 +61,17 @@ class PredictionsCallback(TrainerCallback):
         return self.monitor.skipped
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        """Every check before the first step; a resumed run (global_step > 0) may continue its job_id."""
+        """Every check before the first step; a run resumed from a checkpoint continues its job."""
         self.monitor.start(
             kwargs.get("model"),
             kwargs.get("processing_class"),
             step=state.global_step,
             name=args.run_name,
             is_main=state.is_world_process_zero,
+            resumed_job_id=resumed_job_id(state),
         )
+        state.stateful_callbacks[STATE_KEY] = {"job_id": self.monitor.job_id}
+        self._trainer = calling_trainer(self)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if self.monitor.round_due(state.global_step):
@@ -65,13 +81,59 @@ class PredictionsCallback(TrainerCallback):
     def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         return self._round(state, control, kwargs.get("model"))
 
+    def on_log(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs=None, **kwargs
+    ):
+        """Keep the Trainer's training loss, eval loss and learning rate beside the answers."""
+        if state.is_world_process_zero and logs:
+            self.monitor.log_training(state.global_step, logs)
+
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        """Mark the job finished and wait for the writer to store (or spool) every row."""
+        """Mark the job finished (or stopped) and wait for the writer to store (or spool) every row."""
         self.monitor.finish("finished")
+        self._trainer = None
 
     def _round(self, state: TrainerState, control: TrainerControl, model: Any) -> TrainerControl | None:
         """One round at this step; returns `control` only when it changed (the run should stop)."""
-        if self.monitor.round(model, step=state.global_step, epoch=state.epoch or 0.0):
+        result = self.monitor.round(model, step=state.global_step, epoch=state.epoch or 0.0)
+        if state.is_world_process_zero:
+            self._log(result, control)
+        if result.should_stop:
             control.should_training_stop = True
             return control
         return None
+
+    def _log(self, result: RoundResult, control: TrainerControl) -> None:
+        """The averages through `Trainer.log`, at the round's step; the Trainer's own log flag is kept
+        (its `on_log` clears it, which would drop a loss log due at this step)."""
+        if not result.averages or self._trainer is None:
+            return
+        should_log = control.should_log
+        self._trainer.log({LOG_PREFIX + name: value for name, value in result.averages.items()})
+        control.should_log = should_log
+
+
+def resumed_job_id(state: TrainerState) -> str | None:
+    """The job id a checkpoint's TrainerState carries (None for a fresh run or an older checkpoint)."""
+    saved = (state.stateful_callbacks or {}).get(STATE_KEY)
+    job_id = saved.get("job_id") if isinstance(saved, dict) else None
+    return job_id if isinstance(job_id, str) and job_id else None
+
+
+def calling_trainer(callback: TrainerCallback) -> Any:
+    """The Trainer running this hook: the nearest caller whose `callback_handler` holds this callback.
+
+    A callback is not given its Trainer, and the Trainer's `log()` is the one call that reaches
+    every `report_to` integration and `log_history`; an `on_log` hook of ours would run after the
+    integrations have written. None when no Trainer is calling (a hook called by hand).
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        handler = getattr(owner, "callback_handler", None)
+        if any(item is callback for item in getattr(handler, "callbacks", ())) and callable(
+            getattr(owner, "log", None)
+        ):
+            return owner
+        frame = frame.f_back
+    return None

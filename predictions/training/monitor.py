@@ -14,18 +14,18 @@ import logging
 import math
 import re
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from predictions.config import PredictionsConfig
 from predictions.delivery.writer import Writer, check_can_write
 from predictions.errors import ConfigError, PredictionsError, StoreError, StoreUnavailableError
-from predictions.scoring.metrics import score_batch
+from predictions.scoring.metrics import METRICS, score_batch
 from predictions.scoring.sample import Sample
 from predictions.scoring.user_scorers import run_scorers
 from predictions.store.protocol import Store
-from predictions.store.records import PredictionRow
+from predictions.store.records import SERIES_NAMES, PredictionRow, SeriesPoint, StopReason
 from predictions.training.distributed import (
     all_ranks_ok,
     broadcast_from_main,
@@ -41,12 +41,16 @@ from predictions.training.generator import (
     is_encoder_decoder,
 )
 from predictions.training.model_info import adapter, model_name
+from predictions.training.outcome import RegressionWatch, RoundResult, round_averages
 from predictions.training.preemption import SignalGuard, guard_job
 from predictions.training.preflight import ModelInputs, preflight
 from predictions.training.rng import rng_untouched
 from predictions.training.samples import check_source, select_samples
 
 logger = logging.getLogger(__name__)
+
+SERIES_BATCH = 200
+"""Logged values kept before they are written without waiting for the next round."""
 
 
 class PredictionsMonitor:
@@ -72,8 +76,11 @@ class PredictionsMonitor:
         self.job_id: str | None = None
         self.writer: Writer | None = None
         self.is_main = True
-        self.watch = RegressionWatch(self.config.stop_after_regressions)
+        self.watch = self._new_watch()
+        self.stopped: StopReason | None = None
+        """Why the early-stop rule ended training, once it has."""
         self._done_steps: set[int] = set()
+        self._series: list[SeriesPoint] = []
         self.skipped: dict[int, list[int]] = {}
         """Samples a round lost because a rank's generation failed, by step (main process)."""
         self._active_tokenizer: Any = None
@@ -96,12 +103,15 @@ class PredictionsMonitor:
         step: int = 0,
         name: str | None = None,
         is_main: bool | None = None,
+        resumed_job_id: str | None = None,
     ) -> str:
         """Check everything a round needs and register the job; returns its id. Raises before training.
 
         `step` > 0 means training resumed from a checkpoint: only then may an explicit `job_id` that
-        already has rounds continue. `name` is the display name when `job_name` is not set.
-        `is_main` defaults to rank 0 of `torch.distributed` (a single process is the main one).
+        already has rounds continue, and `resumed_job_id` (the id the checkpoint carries) is continued
+        when no `job_id` is given, its status set back to running. `name` is the display name when
+        `job_name` is not set. `is_main` defaults to rank 0 of `torch.distributed` (a single process is
+        the main one).
         """
         self._active_tokenizer = self._resolve_tokenizer(tokenizer)
         self.samples = select_samples(self.source, self.config)
@@ -111,24 +121,26 @@ class PredictionsMonitor:
         self.inputs = preflight(model, self._active_tokenizer, self.samples, batch, self.config)
         self._done_steps.clear()
         self.skipped.clear()
-        self.watch = RegressionWatch(self.config.stop_after_regressions)
-        store = self._agree_on_job(step, name, world)
+        self.watch, self.stopped = self._new_watch(), None
+        store = self._agree_on_job(step, name, world, resumed_job_id)
         if self.is_main:
+            self._replay_watch(store, step)
             self._start_job(store, model, name)
         return self.job_id
 
     @rng_untouched()
-    def round(self, model: Any, tokenizer: Any = None, *, step: int, epoch: float) -> bool:
-        """Generate, score and store one round at `step`; True when training should stop.
+    def round(self, model: Any, tokenizer: Any = None, *, step: int, epoch: float) -> RoundResult:
+        """Generate, score and store one round at `step`; returns each metric's average and whether to stop.
 
         `epoch` is the 1-based epoch, or the Trainer's fractional `state.epoch` (rounded up). Every
-        rank must call it with the same step; a step that already had a round is skipped. Every rank
-        encodes its shard, one all-reduce decides whether all of them generate, and rank 0's outcome
-        (rows stored, samples skipped, whether to stop) is broadcast so every rank acts on it. A
-        failure is logged, never raised, except inside a sharded model's generate (docs/distributed.md).
+        rank must call it with the same step; a step that already had a round is skipped (an empty
+        result). Every rank encodes its shard, one all-reduce decides whether all of them generate,
+        and rank 0's outcome (averages, samples skipped, whether to stop) is broadcast so every rank
+        acts on it. A failure is logged, never raised, except inside a sharded model's generate
+        (docs/distributed.md).
         """
         if step in self._done_steps or not self.samples or model is None:
-            return False
+            return RoundResult(step)
         self._done_steps.add(step)
         tokenizer = tokenizer or self._active_tokenizer
         rank, world = rank_and_world()
@@ -138,36 +150,63 @@ class PredictionsMonitor:
             self.skipped[step] = [sample.index for sample in self.samples]
             if self.is_main:
                 logger.warning("predictions round at step %s skipped on every rank", step)
-            return False
+            return RoundResult(step)
         answers = gather_to_main(self._generate_shard(model, tokenizer, batches, rank), world)
-        stop = self._record(step, epoch, answers) if self.is_main and answers is not None else False
-        stop, skipped = broadcast_from_main((stop, self.skipped.get(step)), world)
+        result = self._record(step, epoch, answers) if self.is_main and answers is not None else None
+        result, skipped = broadcast_from_main((result or RoundResult(step), self.skipped.get(step)), world)
         if skipped:
             self.skipped[step] = skipped
-        if stop:
-            logger.warning("stop: average CER rose %s rounds in a row", self.config.stop_after_regressions)
-            return True
-        return False
+        if result.stop is not None:
+            self.stopped = result.stop
+            if self.is_main:
+                logger.warning("predictions: %s Training stops here.", result.stop.describe())
+        return result
+
+    def log_training(self, step: int, values: Mapping[str, Any]) -> None:
+        """Keep what the training loop logged at `step` (the `SERIES_NAMES`: loss, eval_loss,
+        learning_rate; anything else, or a value that is not a finite number, is ignored) beside the
+        answers. Main process only; the points are written with the next round, or at `finish`."""
+        if not self.is_main or self.job_id is None:
+            return
+        for name in SERIES_NAMES:
+            value = values.get(name)
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                self._series.append(
+                    SeriesPoint(self.job_id, int(step), name, float(value), self.config.user_id)
+                )
+        if len(self._series) >= SERIES_BATCH:
+            self._flush_series()
+
+    def _flush_series(self) -> None:
+        if self._series and self.writer is not None:
+            self.writer.write_series(self._series)
+        self._series = []
 
     def round_due(self, step: int) -> bool:
         """Whether `every_n_steps` asks for a round at this optimizer step."""
         every = self.config.every_n_steps
         return bool(every) and step % every == 0
 
-    def step(self, model: Any, tokenizer: Any = None, *, step: int, epoch: float) -> bool:
+    def step(self, model: Any, tokenizer: Any = None, *, step: int, epoch: float) -> RoundResult:
         """Call after every optimizer step: a round when `every_n_steps` asks for one, else nothing.
 
-        Returns what `round` returns (True when training should stop); False when no round is due,
-        and always when `every_n_steps` is None (then only the rounds you call yourself happen).
+        Returns what `round` returns (its averages and whether training should stop); an empty result
+        when no round is due, and always when `every_n_steps` is None (then only the rounds you call
+        yourself happen).
         """
         if not self.round_due(step):
-            return False
+            return RoundResult(step)
         return self.round(model, tokenizer, step=step, epoch=epoch)
 
     def finish(self, status: str = "finished") -> None:
-        """Mark the job finished (or failed) and wait for the writer to store (or spool) every row."""
+        """Mark the job finished (stopped, when the early-stop rule ended it; or failed) and wait for the
+        writer to store (or spool) every row."""
+        self._flush_series()
         if self.writer is not None and self.job_id is not None:
-            self.writer.finish_job(self.job_id, status=status)
+            reason = None
+            if status == "finished" and self.stopped is not None:
+                status, reason = "stopped", self.stopped.as_dict()
+            self.writer.finish_job(self.job_id, status=status, stop_reason=reason)
             self.writer.close()
             self.writer = None
         if self._signal_guard is not None:
@@ -220,8 +259,8 @@ class PredictionsMonitor:
             logger.exception("predictions round: generation failed on rank %s; its samples are skipped", rank)
             return None
 
-    def _record(self, step: int, epoch: float, shards: list[list[str] | None]) -> bool:
-        """Score and queue the answers that came back (main process); True when the run should stop.
+    def _record(self, step: int, epoch: float, shards: list[list[str] | None]) -> RoundResult | None:
+        """Score and queue the answers that came back (main process); the round's averages and verdict.
 
         A rank whose generation failed (possible only without sharding) costs its own samples: they are
         logged and listed in `self.skipped`, the others are stored.
@@ -231,14 +270,16 @@ class PredictionsMonitor:
             kept = [sample for sample in self.samples if sample.index in answered]
             self._note_skipped(step, [s.index for s in self.samples if s.index not in answered])
             if not kept:
-                return False
+                return None
             answers = [answered[sample.index] for sample in kept]
             rows = build_rows(self.job_id, step, epoch, kept, answers, self.config)
             self.writer.write(rows)
-            return self.watch.observe(mean([row.char_error_rate for row in rows]))
+            self._flush_series()
+            averages = round_averages(rows, [*METRICS, *self.config.scorers])
+            return RoundResult(step, averages, self.watch.observe(averages.get(self.watch.metric), step))
         except Exception:
             logger.exception("predictions round at step %s could not be recorded", step)
-            return False
+            return None
 
     def _note_skipped(self, step: int, indices: list[int]) -> None:
         if indices:
@@ -252,6 +293,10 @@ class PredictionsMonitor:
             )
 
     # prerequisites
+
+    def _new_watch(self) -> RegressionWatch:
+        metric, lower_is_better = self.config.watched_metric
+        return RegressionWatch(self.config.stop_after_regressions, metric, lower_is_better)
 
     def _resolve_tokenizer(self, fallback: Any) -> Any:
         tokenizer = self.tokenizer or fallback
@@ -285,13 +330,13 @@ class PredictionsMonitor:
         check_can_write(store, self.config.user_id)
         return store
 
-    def _agree_on_job(self, step: int, name: str | None, world: int) -> Store | None:
+    def _agree_on_job(self, step: int, name: str | None, world: int, resumed: str | None) -> Store | None:
         """The main process opens the store and picks the job id; every rank gets the id, or its error."""
         store, problem, job_id = None, None, None
         if self.is_main:
             try:
                 store = self._open_store()
-                job_id = self._pick_job_id(store, step, name)
+                job_id = self._pick_job_id(store, step, name, resumed)
             except PredictionsError as error:  # a bad key, user or job id: every rank raises it
                 problem = error
         problem, self.job_id = broadcast_from_main((problem, job_id), world)
@@ -299,9 +344,13 @@ class PredictionsMonitor:
             raise problem
         return store
 
-    def _pick_job_id(self, store: Store | None, step: int, name: str | None) -> str:
-        """A new id, or the explicit one; ConfigError when that one would merge this run into another."""
+    def _pick_job_id(self, store: Store | None, step: int, name: str | None, resumed: str | None) -> str:
+        """The explicit id, the resumed checkpoint's, or a new one; ConfigError when an explicit id would
+        merge this run into another."""
         job_id = self.config.job_id
+        if job_id is None and resumed is not None and step > 0:
+            logger.info("predictions: resumed at step %s, continuing job %r", step, resumed)
+            return resumed
         if job_id is None:
             return generated_job_id(self.config.job_name or name)
         rounds = existing_rounds(store, job_id) if step == 0 else 0  # step > 0: a resume continues it
@@ -312,6 +361,24 @@ class PredictionsMonitor:
                 "its own), or resume the run that wrote it, e.g. trainer.train(resume_from_checkpoint=True)"
             )
         return job_id
+
+    def _replay_watch(self, store: Store | None, step: int) -> None:
+        """On a resume, the early-stop rule sees the job's rounds up to `step` again, so a run that was
+        getting worse before the checkpoint is not given a fresh count."""
+        if step == 0 or store is None or self.watch.limit is None:
+            return
+        try:
+            rounds = store.trends(self.job_id).rounds
+        except StoreError:
+            logger.warning(
+                "could not read job %r's earlier rounds; the early-stop count starts afresh", self.job_id
+            )
+            return
+        column = f"avg_{self.watch.metric}"
+        if column in rounds:
+            for earlier, value in zip(rounds["step"], rounds[column], strict=True):
+                if earlier <= step and value == value:  # NaN: a round without a value
+                    self.watch.observe(float(value), int(earlier))
 
     def _start_job(self, store: Store | None, model: Any, name: str | None) -> None:
         """Register the job (through the writer), and mark it failed if the process dies or is stopped."""
@@ -332,22 +399,6 @@ class PredictionsMonitor:
         )
         atexit.register(fail_unfinished_job, self.writer, self.job_id)
         self._signal_guard = guard_job(self.writer, self.job_id)
-
-
-@dataclass
-class RegressionWatch:
-    """Counts consecutive rounds whose average CER rose; `observe` says when the limit is reached."""
-
-    limit: int | None
-    last: float | None = None
-    rises: int = 0
-
-    def observe(self, cer: float | None) -> bool:
-        if cer is None:
-            return False
-        self.rises = self.rises + 1 if self.last is not None and cer > self.last else 0
-        self.last = cer
-        return self.limit is not None and self.rises >= self.limit
 
 
 def existing_rounds(store: Store | None, job_id: str) -> int:
@@ -407,11 +458,6 @@ def answers_by_index(samples: list[Sample], shards: list[list[str] | None]) -> d
         for sample, answer in zip(shard, answers or [], strict=False):
             answered.setdefault(sample.index, answer)  # the padding repeats the last sample
     return answered
-
-
-def mean(values: list[float | None]) -> float | None:
-    scored = [value for value in values if value is not None]
-    return sum(scored) / len(scored) if scored else None
 
 
 def generated_job_id(name: str | None = None) -> str:
