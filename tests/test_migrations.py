@@ -25,6 +25,7 @@ DASHBOARD_FUNCTIONS = {
     "predictions_step_rollouts",
     "predictions_jobs_version",
     "predictions_rows_after",
+    "predictions_training_series",
 }
 
 # The seed plan's table, as the seed project created it: no scores, no natural key, no defaults.
@@ -107,7 +108,7 @@ def test_row_level_security_is_on_and_every_policy_is_for_authenticated_only(dat
         database,
         "select relname, relrowsecurity from pg_class"
         " where relname in ('training_predictions', 'training_jobs', 'training_rounds', 'training_rollouts',"
-        " 'training_rollout_steps') order by 1",
+        " 'training_rollout_steps', 'training_series') order by 1",
     )
     assert enabled == [
         ("training_jobs", True),
@@ -115,12 +116,13 @@ def test_row_level_security_is_on_and_every_policy_is_for_authenticated_only(dat
         ("training_rollout_steps", True),
         ("training_rollouts", True),
         ("training_rounds", True),
+        ("training_series", True),
     ]
     policies = fetch(database, "select tablename, cmd, roles::text from pg_policies order by 1, 2")
     # the summaries are written by their triggers alone: users may only read their own
     assert {(table, cmd) for table, cmd, _ in policies} == {
         (table, cmd)
-        for table in ("training_jobs", "training_predictions", "training_rollouts")
+        for table in ("training_jobs", "training_predictions", "training_rollouts", "training_series")
         for cmd in ("SELECT", "INSERT", "UPDATE", "DELETE")
     } | {("training_rounds", "SELECT"), ("training_rollout_steps", "SELECT")}
     assert {roles for _, _, roles in policies} == {"{authenticated}"}
@@ -279,6 +281,7 @@ API_FUNCTIONS = {
     "ingest_write_predictions": ("anon",),
     "ingest_start_job": ("anon",),
     "ingest_write_rollouts": ("anon",),
+    "ingest_write_series": ("anon",),
     # a signed-in user managing their keys
     "ingest_key_create": ("authenticated",),
     "ingest_key_list": ("authenticated",),
@@ -422,3 +425,27 @@ def test_the_seed_table_gains_the_replacement_count_and_jobs_their_status_time(d
         ]
         conn.execute(late_start, ("2026-01-01T00:00:20Z",))  # a real restart, later
         assert conn.execute("select status, finished_at from training_jobs").fetchall() == [("running", None)]
+
+
+def test_a_database_from_before_the_stopped_status_takes_it_and_keeps_the_reason_with_its_status(database):
+    (stopped_migration,) = [path.name for path in migration_files() if path.name.endswith("_job_stopped.sql")]
+    apply_migrations_before(database, stopped_migration)
+    with psycopg.connect(database) as conn:
+        conn.execute(
+            "insert into training_jobs (id, user_id, status, status_at) values ('old', %s, 'finished', %s)",
+            (USER_A, "2026-01-01T00:00:00Z"),
+        )
+    apply_migrations(database)
+    apply_migrations(database)
+    reason = '{"metric": "char_error_rate", "rounds": 2, "step": 30}'
+    stop = "update training_jobs set status = %s, status_at = %s, stop_reason = %s::jsonb where id = 'old'"
+    with psycopg.connect(database) as conn:
+        conn.execute(stop, ("stopped", "2026-01-01T00:01:00Z", reason))
+        conn.execute(stop, ("failed", "2026-01-01T00:00:30Z", None))  # an older call, replayed
+        assert conn.execute("select status, stop_reason from training_jobs").fetchall() == [
+            ("stopped", {"metric": "char_error_rate", "rounds": 2, "step": 30})
+        ]
+        conn.execute(stop, ("running", "2026-01-01T00:02:00Z", reason))  # resumed: no reason any more
+        assert conn.execute("select status, stop_reason from training_jobs").fetchall() == [("running", None)]
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("update training_jobs set status = 'paused', status_at = now() where id = 'old'")
