@@ -428,15 +428,17 @@ def test_the_seed_table_gains_the_replacement_count_and_jobs_their_status_time(d
 
 
 def test_a_database_from_before_the_stopped_status_takes_it_and_keeps_the_reason_with_its_status(database):
-    (stopped_migration,) = [path.name for path in migration_files() if path.name.endswith("_job_stopped.sql")]
-    apply_migrations_before(database, stopped_migration)
+    (stopped,) = [
+        path.name.partition("_")[0] for path in migration_files() if path.name.endswith("_job_stopped.sql")
+    ]
+    apply_migrations(database, before=stopped)
     with psycopg.connect(database) as conn:
         conn.execute(
             "insert into training_jobs (id, user_id, status, status_at) values ('old', %s, 'finished', %s)",
             (USER_A, "2026-01-01T00:00:00Z"),
         )
-    apply_migrations(database)
-    apply_migrations(database)
+    assert apply_migrations(database)[0] == stopped
+    replay_migrations(database)  # pasted again into the SQL editor: harmless
     reason = '{"metric": "char_error_rate", "rounds": 2, "step": 30}'
     stop = "update training_jobs set status = %s, status_at = %s, stop_reason = %s::jsonb where id = 'old'"
     with psycopg.connect(database) as conn:
