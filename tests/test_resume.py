@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from predictions.store import SQLiteStore
+from predictions.store.records import PageQuery
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,5 +78,5 @@ def test_a_run_killed_and_resumed_in_a_new_process_is_one_job_with_every_round_o
     assert (job.id, job.name, job.status, job.round_count) == (job_id, "my-run", "finished", 4)
     rounds = store.rounds(job_id)
     assert rounds["step"].tolist() == [4, 8, 12, 16] and rounds["sample_count"].tolist() == [3] * 4
-    assert store.predictions_page(job_id, limit=100).total_count == 4 * 3  # step 12 stored once
+    assert store.predictions_page(job_id, PageQuery(limit=100)).total_count == 4 * 3  # step 12 stored once
     store.close()
