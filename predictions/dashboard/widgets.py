@@ -152,8 +152,9 @@ def job_picker(jobs: tuple[Job, ...]) -> Job | None:
 
 
 def job_lines(store: Store, job: Job) -> None:
-    """The job's status and model under the picker (and why, for a job the early-stop rule stopped). The job's kind and adapter come from its config,
-    which comes with its trends (cached per job version): the job list carries no config."""
+    """The job's status and model under the picker, and why for a job the early-stop rule stopped. The
+    job's kind, adapter and scorer titles come from its config, which comes with its trends (cached per
+    job version): the job list carries no config."""
     try:
         config = queries.trends(store, queries.job_ref(store, job)).config
     except StoreError:
