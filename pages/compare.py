@@ -139,7 +139,7 @@ def main() -> None:
         list(metrics),
         default=PRIMARY_METRIC,
         key="compare_metric",
-        format_func=lambda n: metrics[n].title,
+        format_func=lambda n: widgets.plain(metrics[n].title),  # options are Markdown: a title is text
     )
     x = right.segmented_control(
         "X axis", ["step", "epoch", "round"], default="step", key="compare_x", format_func=str.title

@@ -309,3 +309,60 @@ def test_cer_cells_are_coloured_by_the_shared_scale_half_wrong_is_not_green(app_
     assert redness[0] > redness[1] + 40, (half_wrong, nearly_right)  # 0.5 is clearly redder than 0.1
     assert nearly_right[1] > nearly_right[0], nearly_right  # 0.1 reads green
     assert half_wrong[0] >= half_wrong[1] - 10, half_wrong  # 0.5 does not read green (yellow-orange)
+
+
+@contextmanager
+def image_server() -> Iterator[tuple[str, list[str]]]:
+    """A local HTTP server that answers every GET with a 1x1 PNG and records the path asked for."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits: list[str] = []
+    pixel = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(pixel, format="PNG")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.end_headers()
+            self.wfile.write(pixel.getvalue())
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+
+
+def test_markdown_a_job_wrote_makes_the_browser_load_nothing(app_url, page, demo_db):
+    with image_server() as (beacon, hits):
+        markdown = f"![beacon]({beacon}/beacon.png)"
+        scorers = {"quality": {"title": markdown, "higher_is_better": False, "bounds": [None, None]}}
+        store = SQLiteStore(demo_db)
+        config = {"scorers": scorers, "rendering": markdown, "model_inputs": {"0": "x"}}
+        store.start_job("md-job", name=markdown, config=config)
+        store.write_predictions(
+            [
+                PredictionRow("md-job", 1, step, i, "p", "x", "x", scores={"quality": 0.5})
+                for step in (1, 2)
+                for i in (0, 1)
+            ]
+        )
+        store.close()
+        loaded = {}
+        for path in ("", "samples", "predictions", "compare"):
+            open_page(page, f"{app_url}/{path}?job=md-job&sample=0", 0)
+            page.wait_for_function("s => document.body.textContent.includes(s)", arg="beacon", timeout=15_000)
+            assert exceptions(page) == []
+            loaded[path or "trends"] = list(hits)
+        assert loaded == {"trends": [], "samples": [], "predictions": [], "compare": []}  # no request at all
+        page.evaluate("url => fetch(url).then(r => r.status)", f"{beacon}/control.png")
+        assert hits == ["/control.png"]  # the server would have seen a request: the check can fail
