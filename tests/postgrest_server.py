@@ -8,7 +8,10 @@ password grant of Supabase Auth, speaking the same HTTP protocol to supabase-py:
 - `PATCH /rest/v1/<table>?<column>=eq.<value>` with `Prefer: return=minimal`;
 - `POST /rest/v1/rpc/<function>` with named arguments in a JSON object;
 - `POST /auth/v1/token?grant_type=password` (and `refresh_token`) for test users added with `add_user`;
-- `GET /auth/v1/user` with a session's token (supabase-py's `set_session` asks it).
+- `GET /auth/v1/user` with a session's token (supabase-py's `set_session` asks it): 403
+  `session_not_found` once that session signed out;
+- `POST /auth/v1/logout?scope=global|local|others`: ends the user's sessions (their refresh tokens
+  stop working, and `/user` says so for their access tokens), as Supabase Auth does.
 
 Anything else is answered 501. Like Supabase's gateway, every request needs a known project key in
 `apikey`: a legacy JWT key (`anon_key`, `service_key`) or a new `sb_publishable_`/`sb_secret_` key
@@ -122,7 +125,9 @@ class PostgrestApi:
         self.token_lifetime_s = TOKEN_LIFETIME_S
         """How long the sessions Auth issues last; a test shortens it to see them refreshed."""
         self.users: dict[str, User] = {}
-        self.refresh_tokens: dict[str, str] = {}
+        self.refresh_tokens: dict[str, tuple[str, str]] = {}
+        """Each live refresh token's user (email) and session id; a refresh keeps the session id."""
+        self.ended_sessions: set[str] = set()
         self.calls: list[tuple[str, str]] = []
         """(method, path) of every request, for tests that count requests."""
         self.headers: list[dict[str, str]] = []
@@ -141,6 +146,8 @@ class PostgrestApi:
             gateway_role = self.key_role(headers.get("apikey") or "")
             if method == "POST" and parts.path == "/auth/v1/token":
                 return self.token(dict(query), self.json_body(body))
+            if method == "POST" and parts.path == "/auth/v1/logout":
+                return self.logout(headers, dict(query).get("scope", "global"))
             if method == "GET" and parts.path == "/auth/v1/user":
                 return self.user(headers)
             if not parts.path.startswith("/rest/v1/"):
@@ -376,10 +383,16 @@ class PostgrestApi:
         with self._lock:
             for email in [email for email, user in self.users.items() if user.id == user_id]:
                 del self.users[email]
-                for token in [token for token, owner in self.refresh_tokens.items() if owner == email]:
+                for token in [token for token, (owner, _) in self.refresh_tokens.items() if owner == email]:
                     del self.refresh_tokens[token]
 
-    def access_token(self, user_id: str, email: str | None = None, lifetime_s: int = TOKEN_LIFETIME_S) -> str:
+    def access_token(
+        self,
+        user_id: str,
+        email: str | None = None,
+        lifetime_s: int = TOKEN_LIFETIME_S,
+        session_id: str | None = None,
+    ) -> str:
         """A session JWT as Supabase Auth issues it: role authenticated, the user's id as sub."""
         now = int(time.time())
         claims = {
@@ -389,7 +402,7 @@ class PostgrestApi:
             "email": email,
             "role": "authenticated",
             "aal": "aal1",
-            "session_id": str(uuid.uuid4()),
+            "session_id": session_id or str(uuid.uuid4()),
             "is_anonymous": False,
             "iat": now,
             "exp": now + lifetime_s,
@@ -397,31 +410,39 @@ class PostgrestApi:
         return sign(claims, self.jwt_secret)
 
     def token(self, query: dict[str, str], body: Any) -> Reply:
+        """The password grant starts a session; the refresh-token grant continues one (same session
+        id), spending the refresh token it was given."""
         grant = query.get("grant_type")
         body = body if isinstance(body, dict) else {}
+        session_id = None
         with self._lock:
             if grant == "password":
                 user = self.users.get(str(body.get("email", "")))
                 if user is None or user.password != body.get("password"):
                     user = None
             elif grant == "refresh_token":
-                email = self.refresh_tokens.pop(str(body.get("refresh_token", "")), None)
+                email, session_id = self.refresh_tokens.pop(str(body.get("refresh_token", "")), (None, None))
                 user = self.users.get(email) if email else None
             else:
                 raise unsupported(f"grant_type={grant!r}")
         if user is None:
-            error = {"code": 400, "error_code": "invalid_credentials", "msg": "Invalid login credentials"}
-            return Reply(400, json.dumps(error))
-        return Reply(200, json.dumps(self.session(user)))
+            code, message = (
+                ("refresh_token_not_found", "Invalid Refresh Token")
+                if grant == "refresh_token"
+                else ("invalid_credentials", "Invalid login credentials")
+            )
+            return Reply(400, json.dumps({"code": 400, "error_code": code, "msg": message}))
+        return Reply(200, json.dumps(self.session(user, session_id)))
 
-    def session(self, user: User) -> dict[str, Any]:
+    def session(self, user: User, session_id: str | None = None) -> dict[str, Any]:
         refresh_token = uuid.uuid4().hex
+        session_id = session_id or str(uuid.uuid4())
         with self._lock:
-            self.refresh_tokens[refresh_token] = user.email
+            self.refresh_tokens[refresh_token] = (user.email, session_id)
         now = int(time.time())
         lifetime = self.token_lifetime_s
         return {
-            "access_token": self.access_token(user.id, user.email, lifetime),
+            "access_token": self.access_token(user.id, user.email, lifetime, session_id),
             "token_type": "bearer",
             "expires_in": lifetime,
             "expires_at": now + lifetime,
@@ -435,7 +456,24 @@ class PostgrestApi:
         user = next((u for u in self.users.values() if u.id == claims.get("sub")), None)
         if user is None:
             raise HTTPFailure(403, "user_not_found", "User from sub claim in JWT does not exist")
+        if claims.get("session_id") in self.ended_sessions:
+            raise HTTPFailure(403, "session_not_found", "Session from session_id claim in JWT does not exist")
         return Reply(200, json.dumps(user_json(user)))
+
+    def logout(self, headers: Any, scope: str) -> Reply:
+        """End the caller's session (`local`), their other ones (`others`) or all of them (`global`)."""
+        claims = self.claims(headers)
+        email = claims.get("email")
+        current = claims.get("session_id")
+        with self._lock:
+            sessions = {session for owner, session in self.refresh_tokens.values() if owner == email} | {
+                current
+            }
+            ended = {"local": {current}, "others": sessions - {current}}.get(scope, sessions)
+            self.ended_sessions |= ended
+            for token in [token for token, (_, session) in self.refresh_tokens.items() if session in ended]:
+                del self.refresh_tokens[token]
+        return Reply(204)
 
 
 def user_json(user: User) -> dict[str, Any]:

@@ -145,7 +145,7 @@ def test_a_given_session_outlives_its_access_token(jobs_of_two_users, short_sess
     with pytest.raises(AuthError, match="JWT expired"):
         stale.list_jobs()  # without its refresh token a session cannot be renewed
     stale.close()
-    with pytest.raises(AuthError, match="the given session failed: Invalid login credentials"):
+    with pytest.raises(AuthError, match="the given session failed: Invalid Refresh Token"):
         SupabaseStore(
             jobs_of_two_users.url,
             jobs_of_two_users.anon_key,
@@ -176,3 +176,22 @@ def test_new_api_keys_travel_in_the_apikey_header_only(jobs_of_two_users):
     assert sent["apikey"] == server.publishable_key
     assert jwt_claims(sent["authorization"].removeprefix("Bearer "))["sub"] == USER_B
     dashboard.close()
+
+
+def test_a_kept_session_resumes_in_another_store_and_a_sign_out_ends_it_everywhere(jobs_of_two_users):
+    """What the dashboard does for a reload or a new tab (browser_session), without the browser."""
+    url, key = jobs_of_two_users.url, jobs_of_two_users.publishable_key
+    first, second, late = (SupabaseStore(url, key) for _ in range(3))
+    first.sign_in(EMAIL_A, PASSWORD)
+    kept = first.session_tokens()
+    second.resume(*kept)
+    assert second.signed_in_email == EMAIL_A and [job.id for job in second.list_jobs()] == ["ada-run"]
+    assert second.still_signed_in()
+    first.sign_out()
+    assert first.requires_sign_in
+    assert not second.still_signed_in() and second.requires_sign_in
+    with pytest.raises(AuthError):
+        late.resume(*kept)
+    assert late.requires_sign_in
+    for store in (first, second, late):
+        store.close()

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from predictions.dashboard import analysis, queries
+from predictions.dashboard import analysis, browser_session, queries
 from predictions.errors import AuthError, StoreError
 from predictions.scoring.metrics import REGISTRY
-from predictions.store.protocol import Store, sign_in_of, signed_in_email
+from predictions.store.protocol import Store, sign_in_of
 from predictions.store.records import FINAL_STATUSES, Job
 from predictions.store.settings import StoreSettings
 
@@ -74,8 +74,10 @@ def open_dashboard_store() -> Store:
     account = sign_in_of(shared)
     if account is None or not account.requires_sign_in:
         return shared
-    st.session_state[SESSION_STORE_KEY] = settings.open_store()
-    return st.session_state[SESSION_STORE_KEY]
+    session_store = settings.open_store()
+    browser_session.resume(sign_in_of(session_store))
+    st.session_state[SESSION_STORE_KEY] = session_store
+    return session_store
 
 
 def store_unreachable(error: Exception) -> None:
@@ -96,6 +98,9 @@ def sign_in_form(store: Store) -> bool:
     account = sign_in_of(store)
     if account is None or not account.requires_sign_in or account.signed_in_email:
         return True
+    browser_session.clear_if_ended()
+    if problem := st.session_state.pop("sign_out_problem", None):
+        st.warning(plain(problem))
     st.subheader("Sign in")
     st.caption(f"{store.description} shows each user their own jobs only.")
     with st.form("sign_in"):
@@ -115,13 +120,24 @@ def sign_in_form(store: Store) -> bool:
 def signed_in_badge(store: Store) -> None:
     """Who is signed in, with a sign-out button, in the sidebar.
 
-    Signing out drops this session's store, so the next run opens a fresh one that asks again.
+    The session lasts across reloads and tabs (`browser_session`). Signing out ends it everywhere
+    and drops this session's store, so the next run opens a fresh one that asks again; a session
+    ended in another tab is noticed here on the next run.
     """
-    email = signed_in_email(store)
-    if not email or st.session_state.get(SESSION_STORE_KEY) is not store:
+    account = sign_in_of(store)
+    if account is None or not account.signed_in_email or st.session_state.get(SESSION_STORE_KEY) is not store:
         return
-    st.sidebar.text(f"Signed in as {email}")
+    if not account.still_signed_in():
+        browser_session.end(account)
+        st.session_state.pop(SESSION_STORE_KEY, None)
+        store.close()
+        st.rerun()
+    browser_session.keep(account)
+    st.sidebar.text(f"Signed in as {account.signed_in_email}")
     if st.sidebar.button("Sign out", key="sign_out"):
+        problem = browser_session.end(account)
+        if problem:
+            st.session_state["sign_out_problem"] = problem
         st.session_state.pop(SESSION_STORE_KEY, None)
         store.close()
         st.rerun()

@@ -146,6 +146,18 @@ class SignIn(Protocol):
     def sign_in(self, email: str, password: str) -> None:
         """Sign in; raises `AuthError` with a message fit to show when refused or unreachable."""
 
+    def resume(self, access_token: str, refresh_token: str) -> None:
+        """Resume a session a browser kept (`session_tokens`); `AuthError` when it has ended."""
+
+    def session_tokens(self) -> tuple[str, str] | None:
+        """The signed-in session's current (access, refresh) tokens, for the browser to keep."""
+
+    def still_signed_in(self) -> bool:
+        """False once the session ended, here or in another tab or browser."""
+
+    def sign_out(self) -> None:
+        """End the session everywhere it is used; `AuthError` when only this store could forget it."""
+
 
 def sign_in_of(store: Store) -> SignIn | None:
     """The store's sign-in, or None for a store without users (the embedded SQLite store)."""

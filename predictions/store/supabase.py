@@ -216,6 +216,22 @@ class SupabaseStore:
         """
         self._session.sign_in(email, password)
 
+    def resume(self, access_token: str, refresh_token: str) -> None:
+        """Resume a signed-in session a browser kept (see `session_tokens`); AuthError when it ended."""
+        self._session.restore(access_token, refresh_token)
+
+    def session_tokens(self) -> tuple[str, str] | None:
+        """The signed-in session's (access, refresh) tokens, current, for a browser to keep."""
+        return self._session.tokens()
+
+    def still_signed_in(self) -> bool:
+        """False once the session was ended, here or elsewhere (a sign-out in another tab)."""
+        return self._session.alive()
+
+    def sign_out(self) -> None:
+        """End the signed-in session in every browser and tab, not only this store's."""
+        self._session.sign_out()
+
     # ingest keys (a signed-in user manages them; a trainer writes with one)
 
     def create_ingest_key(self, label: str) -> str:

@@ -107,6 +107,40 @@ class Session:
             ) from error
         return session.access_token if session is not None else self.bare_token
 
+    def tokens(self) -> tuple[str, str] | None:
+        """The signed-in session's access and refresh tokens, refreshed first when about to expire,
+        for a browser to resume it; None without a renewable session."""
+        self.token()
+        session = self.auth.get_session()
+        return (session.access_token, session.refresh_token) if session is not None else None
+
+    def alive(self) -> bool:
+        """Whether Supabase Auth still knows the signed-in session: a sign-out elsewhere ends it."""
+        if self.user_id is None or self.bare_token is not None:
+            return self.user_id is not None
+        try:
+            self.auth.get_user()
+        except (AuthRetryableError, httpx.HTTPError) as error:
+            raise StoreUnavailableError(f"cannot reach Supabase Auth at {self.url}: {error}") from error
+        except SupabaseAuthError:
+            self.forget()
+            return False
+        return True
+
+    def sign_out(self) -> None:
+        """End the session everywhere (Supabase Auth revokes all its refresh tokens), then here."""
+        try:
+            self.auth.sign_out({"scope": "global"})
+        except (SupabaseAuthError, httpx.HTTPError) as error:
+            raise AuthError(
+                f"signed out here, but Supabase Auth could not end the session: {error}"
+            ) from error
+        finally:
+            self.forget()
+
+    def forget(self) -> None:
+        self.user_id = self.email = self.bare_token = None
+
     def close(self) -> None:
         """Close Supabase Auth's HTTP connections."""
         self.auth.close()

@@ -1,0 +1,122 @@
+"""The team dashboard in a real browser, as two people use it: `streamlit run app.py` with the
+publishable key against the Supabase emulation (tests/postgrest_server.py), headless Chromium.
+
+A signed-in session lasts across a reload and a `?job=` link opened in a new tab; signing out in one
+tab signs both out; revoking a key asks first; another user's job id says so.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from tests.pg_fixtures import EMAIL_A, PASSWORD, USER_A, USER_B, service_store, user_store
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port, sync_playwright, wait_until_healthy
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+SIGNED_IN = f"Signed in as {EMAIL_A}"
+TIMEOUT_MS = 60_000
+
+
+@contextmanager
+def team_dashboard(postgrest) -> Iterator[str]:
+    """`streamlit run app.py` as a team runs it: the project URL and its publishable key."""
+    port = free_port()
+    env = {**os.environ, "SUPABASE_URL": postgrest.url, "SUPABASE_KEY": postgrest.publishable_key}
+    env.pop("PREDICTIONS_INGEST_KEY", None)
+    env.pop("PREDICTIONS_USER_ID", None)
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+               "--server.port", str(port), "--browser.gatherUsageStats", "false",
+               "--server.fileWatcherType", "none"]  # fmt: skip
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_healthy(url, server)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def seed(postgrest) -> None:
+    for user_id, job_id in ((USER_A, "ada-run"), (USER_B, "bob-run")):
+        writer = service_store(postgrest, user_id)
+        writer.start_job(job_id, name=job_id)
+        writer.close()
+    owner = user_store(postgrest, USER_A)
+    owner.create_ingest_key("gpu-box")
+    owner.close()
+
+
+def sidebar_text(page) -> str:
+    return page.locator('[data-testid="stSidebar"]').inner_text()
+
+
+def wait_signed_in(page) -> None:
+    page.get_by_text(SIGNED_IN).wait_for(timeout=TIMEOUT_MS)
+
+
+def wait_sign_in_form(page) -> None:
+    page.get_by_role("button", name="Sign in").wait_for(timeout=TIMEOUT_MS)
+
+
+def session_cookies(context) -> list[dict]:
+    return [cookie for cookie in context.cookies() if cookie["name"] == "predictions_session"]
+
+
+def test_a_session_lasts_across_reloads_links_and_tabs_and_ends_everywhere(postgrest):
+    seed(postgrest)
+    with team_dashboard(postgrest) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        first = context.new_page()
+        first.goto(url)
+        wait_sign_in_form(first)
+        first.get_by_role("textbox", name="Email").fill(EMAIL_A)
+        first.get_by_role("textbox", name="Password").fill(PASSWORD)
+        first.get_by_role("button", name="Sign in").click()
+        wait_signed_in(first)
+        first.wait_for_function("document.cookie.includes('predictions_session=')", timeout=TIMEOUT_MS)
+        (cookie,) = session_cookies(context)
+        assert (cookie["sameSite"], cookie["path"], cookie["httpOnly"]) == ("Strict", "/", False)
+
+        first.reload()
+        wait_signed_in(first)
+        assert first.get_by_role("combobox", name="Job").input_value() == "● ada-run"  # running
+
+        second = context.new_page()
+        second.goto(f"{url}/?job=ada-run")
+        wait_signed_in(second)
+        assert second.get_by_role("combobox", name="Job").input_value() == "● ada-run"  # running
+
+        second.goto(f"{url}/trends?job=bob-run")  # another user's job
+        second.get_by_text("No such job, or not yours:").wait_for(timeout=TIMEOUT_MS)
+        assert second.get_by_text("bob-run", exact=True).count() == 1
+
+        second.goto(f"{url}/keys")
+        second.get_by_role("combobox", name="Key to revoke").click(timeout=TIMEOUT_MS)
+        second.get_by_role("option", name="gpu-box").click()
+        second.get_by_text("Revoke gpu-box? Training machines using it").wait_for(timeout=TIMEOUT_MS)
+        owner = user_store(postgrest, USER_A)
+        assert [key.active for key in owner.list_ingest_keys()] == [True], "asked first: nothing revoked yet"
+        second.get_by_role("button", name="Yes, revoke it").click()
+        second.get_by_text("Revoked gpu-box: machines using it can no longer write.").wait_for(
+            timeout=TIMEOUT_MS
+        )
+        assert [key.active for key in owner.list_ingest_keys()] == [False]
+        owner.close()
+
+        second.get_by_role("button", name="Sign out").click()
+        wait_sign_in_form(second)
+        second.wait_for_function("!document.cookie.includes('predictions_session=')", timeout=TIMEOUT_MS)
+        assert session_cookies(context) == []
+        first.reload()
+        wait_sign_in_form(first)
+        assert SIGNED_IN not in sidebar_text(first)
+        browser.close()
