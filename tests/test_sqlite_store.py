@@ -6,6 +6,8 @@ import multiprocessing
 import sqlite3
 import time
 
+import pytest
+
 from predictions.store import SQLiteStore
 from predictions.store.protocol import Store, sign_in_of, signed_in_email
 from predictions.store.records import PageQuery, PredictionRow
@@ -238,3 +240,27 @@ def test_rows_written_outside_the_store_are_summarised_when_it_next_opens(tmp_pa
             " prediction, char_error_rate, created_at) VALUES ('x', 'job', 'u', 1, 5, 1, 'p', 'a', 0.0, 't')"
         )
     assert SQLiteStore(path).trends("job").rounds["sample_count"].tolist() == [2]
+
+
+def test_a_locked_older_file_is_unavailable_at_once_and_migrated_once_free(tmp_path):
+    import threading
+
+    from predictions.errors import StoreUnavailableError
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(OLD_SCHEMA)
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(8.0, lambda: holder.execute("ROLLBACK"))  # a 30 s wait would outlast it
+    release.start()
+    try:
+        with pytest.raises(StoreUnavailableError, match="locked"):
+            SQLiteStore(path)  # gives up after MIGRATION_WAIT_MS, long before the lock is released
+    finally:
+        release.join()
+        holder.close()
+    store = SQLiteStore(path)
+    assert store.trends("job").rounds["avg_char_error_rate"].tolist() == [0.5]
+    assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000  # put back after
+    store.close()

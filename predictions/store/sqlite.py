@@ -66,7 +66,7 @@ from predictions.store.records import (
     make_trends,
     overall_improvement,
 )
-from predictions.store.sqlite_schema import create_schema, refresh_summaries
+from predictions.store.sqlite_schema import MIGRATION_WAIT_MS, create_schema, refresh_summaries
 
 DEFAULT_DB_PATH = ".predictions/predictions.db"
 """The embedded store's file when PREDICTIONS_DB is not set, relative to the working directory."""
@@ -257,10 +257,12 @@ class SQLiteStore:
             self._conn = sqlite3.connect(
                 self.path, timeout=timeout_s, check_same_thread=False, isolation_level=None
             )
-            self._conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            waits = int(timeout_s * 1000)
+            self._conn.execute(f"PRAGMA busy_timeout = {min(waits, MIGRATION_WAIT_MS)}")  # opening: short
+            self._conn.execute("PRAGMA journal_mode = WAL")  # an older file's switch to WAL needs the lock
             self._conn.execute("PRAGMA synchronous = NORMAL")
             create_schema(self._conn)
+            self._conn.execute(f"PRAGMA busy_timeout = {waits}")
         except (OSError, sqlite3.Error) as error:
             raise StoreUnavailableError(f"cannot open the SQLite store at {self.path}: {error}") from error
 

@@ -314,10 +314,16 @@ def refresh_summaries(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
+MIGRATION_WAIT_MS = 1000
+"""How long a migration waits for another process's write lock before the store counts as unavailable
+(the writer then opens it later): a locked older file must not stall train begin for 30 s."""
+
+
 def create_schema(conn: sqlite3.Connection) -> None:
     """Create what is missing; a file from an older version gets new columns and its summary rebuilt.
 
-    A current file is only read, so opening it never waits for a writer holding the lock.
+    A current file is only read, so opening it never waits for a writer holding the lock; an older
+    one waits for it at most `MIGRATION_WAIT_MS` (the store's busy timeout while it opens).
     """
     if schema_is_current(conn):
         return
