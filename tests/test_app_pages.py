@@ -627,3 +627,20 @@ def test_worst_answers_list_only_wrong_ones(open_app, tmp_path):
     at = open_app(tmp_path / "worst.db", job="w")
     assert "Worst answers in the latest round" in [header.value for header in at.subheader]
     assert at.dataframe[-1].value["prediction"].tolist() == ["Lyon", "Bern"]  # no right answer listed
+
+
+def test_a_long_job_list_is_searched_by_name_id_or_model(open_app, tmp_path):
+    store = SQLiteStore(tmp_path / "many.db")
+    for i in range(205):
+        store.start_job(f"run-{i:03d}", name=f"sweep {i}", model="gpt-small" if i != 3 else "llama-tiny")
+    store.close()
+    at = open_app(tmp_path / "many.db")
+    picker = at.sidebar.selectbox(key="job")
+    assert len(picker.options) == 200 and picker.value == "run-204"  # the most recent first
+    assert "205 of 205 jobs match; 200 listed, most recent first." in [c.value for c in at.sidebar.caption]
+    at.sidebar.text_input(key="job_search").input("LLAMA").run()
+    assert at.sidebar.selectbox(key="job").options == ["● sweep 204", "● sweep 3"]  # the picked one stays
+    at.sidebar.selectbox(key="job").set_value("run-003").run()
+    assert at.query_params["job"] == "run-003"
+    at.sidebar.text_input(key="job_search").input("run-00").run()
+    assert len(at.sidebar.selectbox(key="job").options) == 10

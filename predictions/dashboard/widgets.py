@@ -157,14 +157,40 @@ def job_picker(jobs: tuple[Job, ...]) -> Job | None:
     wanted = st.query_params.get("job")
     if st.session_state.get("job") not in by_id:
         st.session_state["job"] = None if wanted not in (None, *by_id) else wanted or jobs[0].id
+    choices = picker_choices(jobs, st.session_state["job"])
     job_id = st.sidebar.selectbox(
-        "Job", list(by_id), key="job", format_func=lambda i: by_id[i].label, placeholder="Pick a job"
+        "Job", choices, key="job", format_func=lambda i: by_id[i].label, placeholder="Pick a job"
     )
     if job_id is None:
         return None
     st.query_params["job"] = job_id
     job = by_id[job_id]
     return job
+
+
+PICKER_JOBS = 200
+"""The most jobs the picker lists at once: at 10,000 jobs, sending every label on every script run
+cost each page about a second; the search box finds the others."""
+
+
+def picker_choices(jobs: tuple[Job, ...], current: str | None) -> list[str]:
+    """The ids the picker lists: all of them for a short list; else those matching the search box
+    (name, id or model, any case), the most recent `PICKER_JOBS`, and the picked job."""
+    if len(jobs) <= PICKER_JOBS:
+        return [job.id for job in jobs]
+    text = st.sidebar.text_input("Find a job", key="job_search", placeholder="name, id or model").strip()
+    found = [job.id for job in jobs if matches(job, text.lower())] if text else [job.id for job in jobs]
+    shown = found[:PICKER_JOBS]
+    if current is not None and current not in shown:
+        shown.insert(0, current)
+    st.sidebar.caption(
+        f"{len(found):,} of {len(jobs):,} jobs match; {len(shown):,} listed, most recent first."
+    )
+    return shown
+
+
+def matches(job: Job, text: str) -> bool:
+    return any(text in (value or "").lower() for value in (job.name, job.id, job.model))
 
 
 def job_lines(store: Store, job: Job) -> None:
