@@ -117,6 +117,31 @@ def test_a_revoked_key_is_refused_when_the_store_opens_and_on_every_later_write(
     running.close()
 
 
+def test_a_deleted_users_key_is_refused_at_once_and_their_rows_stay(
+    keys, supabase_database, monkeypatch, tmp_path
+):
+    """A user deleted in Supabase Auth takes their keys along (a foreign key with on delete cascade)."""
+    carol = keys.add_user("carol@example.com", "carol's password")
+    secret = create_key(keys, carol, "carol-box")
+    trainer_env(monkeypatch, keys, secret)
+    running = open_store(env_file=tmp_path / "absent.env")
+    running.write_predictions(rows("carol-run", "before"))
+    keys.delete_user(carol)
+    with pytest.raises(AuthError, match="not valid or was revoked"):
+        running.write_predictions(rows("carol-run", "after", steps=(3,)))
+    with pytest.raises(AuthError, match="PREDICTIONS_INGEST_KEY is refused"):
+        open_store(env_file=tmp_path / "absent.env")
+    with psycopg.connect(supabase_database) as conn:
+        assert conn.execute("select count(*) from ingest_keys where user_id = %s", (carol,)).fetchone() == (
+            0,
+        )
+        kept = conn.execute(
+            "select count(*) from training_predictions where user_id = %s", (carol,)
+        ).fetchone()
+    assert kept == (4,)
+    running.close()
+
+
 def test_a_wrong_key_stops_the_run_before_the_first_step(keys, monkeypatch, tmp_path):
     trainer_env(monkeypatch, keys, SECRET_PREFIX + "x" * 43)
     callback = PredictionsCallback(SAMPLES, num_samples=2)
