@@ -67,7 +67,7 @@ class Writer:
         self._inflight: dict[str, Any] | None = None
         self._held: list[dict[str, Any]] = []
         """Calls neither the store nor the outbox took: retried while the process lives."""
-        self._held_lock = threading.Lock()
+        self._held_lock = threading.RLock()  # a signal handler may spill while the main thread holds it
         self.auth_error: AuthError | None = None
         """Set when the store refused the credentials: writing stopped for this session."""
         self._migrated = False
