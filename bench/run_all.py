@@ -18,6 +18,7 @@ SCRIPTS = (
     "bench_outbox",
     "bench_queries",
     "bench_pages",
+    "bench_diff",
 )
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from predictions.store import SQLiteStore, Store
+from tests import helpers_app
 
 pytest_plugins = ["tests.pg_fixtures"]
 
@@ -43,3 +46,13 @@ def sqlite_store(tmp_path) -> Iterator[SQLiteStore]:
     backend_store = SQLiteStore(tmp_path / "predictions.db")
     yield backend_store
     backend_store.close()
+
+
+@pytest.fixture
+def open_app(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
+    """Open the app on a SQLite file at a job and a page: `open_app(db, job=..., page=..., **query)`."""
+
+    def open_on(db: Path, **options) -> AppTest:
+        return helpers_app.open_app(monkeypatch, db, **options)
+
+    return open_on

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -27,12 +26,6 @@ NUM_SAMPLES = 5  # odd: the second rank's shard is padded
 EPOCHS = 3
 OPTIONS = {"num_samples": NUM_SAMPLES, "max_new_tokens": 3, "batch_size": 2}
 BROKEN_TEMPLATE = "{{ raise_exception('this template is broken on rank 1') }}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def join_as(rank: int, port: int, tmp_path: Path, **env: str) -> None:

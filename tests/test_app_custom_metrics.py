@@ -12,11 +12,8 @@ import pytest
 from predictions.dashboard import palette, widgets
 from predictions.store import SQLiteStore
 from predictions.store.records import PageQuery
-from tests import test_app_pages as pages
 from tests.test_app_pages import COMPARE, PREDICTIONS, SAMPLES, chart_rows, specs
 from tests.test_custom_metrics_contract import custom_rows
-
-open_app = pages.open_app
 
 JOB = "custom-job"
 SCORERS = {

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from bench import bench_generation, bench_outbox, bench_pages, bench_queries, bench_scoring, bench_write_stall
+from bench import (
+    bench_diff,
+    bench_generation,
+    bench_outbox,
+    bench_pages,
+    bench_queries,
+    bench_scoring,
+    bench_write_stall,
+)
 
 
 def test_scoring_benchmark_runs(capsys):
@@ -87,3 +95,8 @@ def test_rollouts_benchmark_runs_and_checks_generate_calls_and_losses():
         ["--steps", "2", "--batch", "8", "--group", "4", "--length", "8", "--latency", "0.01"]
     )
     assert results["step ms"] > 0 and results["recorder median ms"] > 0
+
+
+def test_diff_benchmark_runs():
+    results = bench_diff.main(["--length", "20000", "--rounds", "3", "--repeat", "1"])
+    assert len(results) == 3 and all(wall > 0 and cpu >= 0 for wall, cpu in results.values())

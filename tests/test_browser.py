@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,9 +18,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from predictions.dashboard import analysis, queries
+from predictions.dashboard import analysis
 from predictions.store import SQLiteStore
 from predictions.store.records import PredictionRow
+from tests.helpers import free_port, wait_for_health
 from tests.seeding import (
     BIG_JOB,
     COMPARE_JOBS,
@@ -36,7 +34,8 @@ from tests.seeding import (
     write_round,
 )
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
+"""One server and one seeded file for the module: its tests run in one xdist worker."""
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -66,25 +65,6 @@ if not Path(CHROMIUM).exists():
 sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_healthy(url: str, server: subprocess.Popen, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert server.poll() is None, server.stdout.read().decode(errors="replace")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"streamlit did not answer at {url} within {timeout_s} s")
-
-
 DEMO_DB = Path("artifacts") / "browser" / "predictions.db"
 """Relative to the repository root, so the sidebar (and the screenshots) show a short path."""
 
@@ -94,6 +74,8 @@ def demo_db() -> Path:
     path = ROOT / DEMO_DB
     for stale in path.parent.glob(f"{path.name}*"):
         stale.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_colour_probe(path)  # first, so the seeded jobs stay the most recent
     return seed_demo(path)
 
 
@@ -108,7 +90,7 @@ def streamlit_server() -> Iterator[str]:
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_until_healthy(url, server)
+        wait_for_health(url, server)
         yield url
     finally:
         server.terminate()
@@ -274,8 +256,9 @@ def row_tint(image, row: int, row_height: int = 35) -> tuple[float, float, float
     return tuple(sum(channel) / len(tinted) for channel in zip(*tinted, strict=True))
 
 
-def test_cer_cells_are_coloured_by_the_shared_scale_half_wrong_is_not_green(app_url, page, demo_db):
-    store = SQLiteStore(demo_db)
+def write_colour_probe(path: Path) -> None:
+    """Two rows whose only coloured cells are their CERs, written before the server starts: a job
+    written later would wait out the dashboard's cached job list."""
     rows = [
         PredictionRow(
             COLOUR_PROBE_JOB,
@@ -291,9 +274,12 @@ def test_cer_cells_are_coloured_by_the_shared_scale_half_wrong_is_not_green(app_
         )
         for index, cer in enumerate(PROBE_CERS)
     ]
+    store = SQLiteStore(path)
     store.write_predictions(rows)
     store.close()
-    time.sleep(queries.DEFAULT_REFRESH_S + 1)  # the job list other tests cached has expired
+
+
+def test_cer_cells_are_coloured_by_the_shared_scale_half_wrong_is_not_green(app_url, page):
     open_page(page, f"{app_url}/predictions?job={COLOUR_PROBE_JOB}", 0)
     page.wait_for_function("() => document.body.textContent.includes('probe 1')", timeout=15_000)
     grid = page.locator('[data-testid="stDataFrame"]').first

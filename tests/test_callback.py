@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from predictions.store import SQLiteStore
 from predictions.store.records import PageQuery
 from predictions.training.monitor import equal_shards
 from tests import helpers_training as h
+from tests.helpers import wait_until
 from tests.helpers_outbox import ops, replay_into
 
 SAMPLES = h.pairs(12)
@@ -36,13 +36,6 @@ def begin(callback, tmp_path, state=None, tok=None, model=None, **args):
 def at(state, step, epoch):
     state.global_step, state.epoch = step, epoch
     return state
-
-
-def wait_for(condition, timeout_s=10.0):
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition never became true"
-        time.sleep(0.02)
 
 
 # hooks, called directly
@@ -77,7 +70,7 @@ def test_the_job_is_running_after_train_begin(tmp_path, sqlite_store):
     callback = PredictionsCallback(SAMPLES, num_samples=2, store=sqlite_store, job_name="Named")
     begin(callback, tmp_path)
     assert callback.job_id.startswith("named-")  # a generated id, readable
-    wait_for(lambda: [j.status for j in sqlite_store.list_jobs()] == ["running"])
+    wait_until(lambda: [j.status for j in sqlite_store.list_jobs()] == ["running"])
     assert sqlite_store.list_jobs()[0].name == "Named"
     callback.writer.close()
 

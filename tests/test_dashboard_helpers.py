@@ -9,7 +9,6 @@ import math
 import random
 import re
 import string
-import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -262,12 +261,10 @@ def megabyte_text(seed: int) -> str:
     return "".join(rng.choices(string.ascii_lowercase + " <>&", k=1_000_000))
 
 
-def test_a_diff_of_megabyte_texts_is_cut_with_a_note_and_renders_in_under_a_second():
+def test_a_diff_of_megabyte_texts_is_cut_with_a_note():
+    """Only the cut is diffed, which keeps it fast: the time is bench/bench_diff.py's figure."""
     old, new = megabyte_text(1), megabyte_text(2)
-    start = time.perf_counter()
     rendered = diff.diff_html(old, new)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.0, elapsed
     body, note = rendered.rsplit('<span class="pm-cut">', 1)
     assert "the diff covers the first 3,000 characters of 1,000,000" in note
     assert sides(body + "</span>") == (old[: diff.DIFF_LIMIT], new[: diff.DIFF_LIMIT])
@@ -277,7 +274,7 @@ def test_a_diff_of_megabyte_texts_is_cut_with_a_note_and_renders_in_under_a_seco
     assert diff.cut_note("short", "texts") is None
 
 
-def test_a_history_of_megabyte_answers_renders_in_under_a_second():
+def test_a_history_of_megabyte_answers_is_cut_and_bounded():
     rounds = 10
     history = pd.DataFrame(
         {
@@ -291,10 +288,7 @@ def test_a_history_of_megabyte_answers_renders_in_under_a_second():
             "word_overlap": [0.0] * rounds,
         }
     )
-    start = time.perf_counter()
     rendered = diff.history_html(history)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.0, elapsed
     assert rendered.count("… cut") == 2 * rounds - 1  # vs the truth every round, vs the previous after one
     assert len(rendered) < 2 * rounds * 2 * diff.DIFF_LIMIT * 6  # bounded, whatever the texts' length
     unscored = diff.history_html(history.head(1).assign(ground_truth=None))

@@ -7,8 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,23 +14,7 @@ import pytest
 from predictions.__main__ import _address, main, parser
 from predictions.demo import run as demo
 from predictions.store import SQLiteStore
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_health(port: int, timeout_s: float = 60.0) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
-                return response.read().decode()
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"no dashboard answered on port {port}")
+from tests.helpers import free_port, wait_for_health, wait_until
 
 
 def test_pairs_are_distinct_reversals_and_seeded():
@@ -100,7 +82,7 @@ def test_the_dashboard_reads_the_same_file(tmp_path, monkeypatch):
     port = free_port()
     process = demo.start_dashboard(port, tmp_path / "p.db")
     try:
-        assert wait_for_health(port) == "ok"
+        assert wait_for_health(f"http://127.0.0.1:{port}") == "ok"
         environ = Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0")
         assert f"PREDICTIONS_DB={(tmp_path / 'p.db').resolve()}".encode() in environ
     finally:
@@ -126,38 +108,46 @@ def children(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-def gone(pid: int, timeout_s: float = 20.0) -> bool:
+def exited(pid: int) -> bool:
     """True once `pid` has exited (a zombie waiting to be reaped counts: it holds nothing)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.2)
-    return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+STUB_DEMO = """
+import sys
+from pathlib import Path
+
+import predictions.__main__ as cli
+from predictions.demo import run as demo
+from predictions.store import SQLiteStore
+
+
+def stub_training(learning_rates, *, db_path, **options):
+    SQLiteStore(db_path).close()  # the file the dashboard reads; no model is trained
+    return []
+
+
+demo.REPO_ROOT = Path(sys.argv[1])  # holds a one-line app.py
+cli.run_demos = stub_training
+sys.exit(cli.main(sys.argv[2:]))
+"""
+"""`predictions demo --dashboard` with the training and the dashboard stubbed: what is tested is how the
+processes end, which the real demo and app would only make slower (the real run is tested above)."""
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(120)
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 @pytest.mark.parametrize(
     "stop", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "sigterm", "sigkill"]
 )
 def test_the_demo_dashboard_listens_on_127_0_0_1_and_ends_with_the_demo(tmp_path, stop):
     port = free_port()
-    command = [sys.executable, "-m", "predictions", "demo", "--dashboard", "--port", str(port)]
-    command += [
-        "--epochs",
-        "1",
-        "--steps-per-epoch",
-        "5",
-        "--rounds-per-epoch",
-        "1",
-        "--learning-rates",
-        "2e-3",
-    ]
+    (tmp_path / "app.py").write_text("import streamlit as st\nst.write('ok')\n")
+    command = [sys.executable, "-c", STUB_DEMO, str(tmp_path), "demo", "--dashboard", "--port", str(port)]
     command += ["--db", str(tmp_path / "p.db")]
     process = subprocess.Popen(command, cwd=demo.REPO_ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -167,12 +157,12 @@ def test_the_demo_dashboard_listens_on_127_0_0_1_and_ends_with_the_demo(tmp_path
             if line.startswith("Training done"):
                 break
         assert f"Dashboard: http://127.0.0.1:{port}" in lines[0]
-        assert wait_for_health(port) == "ok"
+        assert wait_for_health(f"http://127.0.0.1:{port}") == "ok"
         assert listening_on(port) == {"127.0.0.1"}
         (dashboard,) = children(process.pid)
         process.send_signal(stop)
         assert process.wait(timeout=30) == (-signal.SIGKILL if stop == signal.SIGKILL else 0)
-        assert gone(dashboard), "the dashboard outlived the demo"
+        wait_until(lambda: exited(dashboard), 20, interval_s=0.2, what="the dashboard ending with the demo")
     finally:
         if process.poll() is None:
             process.kill()

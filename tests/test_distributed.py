@@ -14,13 +14,14 @@ import pytest
 import torch.multiprocessing as mp
 
 from tests import helpers_distributed as d
+from tests.helpers import free_port
 from tests.helpers_outbox import kept
 
 pytestmark = pytest.mark.slow
 
 
 def spawn(target, tmp_path: Path, *args) -> list[dict]:
-    mp.spawn(target, args=(d.free_port(), tmp_path, *args), nprocs=d.WORLD, join=True)
+    mp.spawn(target, args=(free_port(), tmp_path, *args), nprocs=d.WORLD, join=True)
     return [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(d.WORLD)]
 
 

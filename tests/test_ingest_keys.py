@@ -16,16 +16,15 @@ from predictions.store import open_store
 from predictions.store.ingest_keys import SECRET_PREFIX
 from predictions.store.records import PageQuery, PredictionRow
 from predictions.store.supabase import SupabaseStore
+from tests.helpers import prediction_rows
 from tests.pg_fixtures import USER_A, USER_B, acting_as, user_store
 from tests.test_callback import SAMPLES, begin
 
 
 def rows(job_id: str, prediction: str, steps=(1, 2)) -> list[PredictionRow]:
-    return [
-        PredictionRow(job_id, step, step, i, f"prompt {i}", prediction, "truth", 0.0, 0.5, 1.0, 0.0)
-        for step in steps
-        for i in range(2)
-    ]
+    return prediction_rows(
+        job_id, steps=steps, samples=2, prompt="prompt ", prediction=prediction, truth="truth"
+    )
 
 
 def trainer_env(monkeypatch, server, secret: str, key: str | None = None) -> None:

@@ -8,9 +8,9 @@ from streamlit.testing.v1.errors import AppTestError
 
 from predictions.errors import AuthError
 from predictions.store import SQLiteStore, open_store
-from predictions.store.records import PredictionRow
+from tests.helpers import prediction_rows
+from tests.helpers_app import APP, assert_no_exception, use_sqlite
 from tests.pg_fixtures import EMAIL_A, PASSWORD, USER_A, USER_B, service_store, user_store
-from tests.test_app_pages import APP, assert_no_exception
 
 KEYS = "pages/keys.py"
 
@@ -18,7 +18,7 @@ KEYS = "pages/keys.py"
 def write_job(store, job_id: str, prediction: str = "answer") -> None:
     store.start_job(job_id, name=job_id)
     store.write_predictions(
-        [PredictionRow(job_id, 1, 10, i, "prompt", prediction, "answer") for i in range(2)]
+        prediction_rows(job_id, steps=(10,), samples=2, epoch=1, prediction=prediction, truth="answer")
     )
 
 
@@ -34,9 +34,7 @@ def sqlite_app(tmp_path, monkeypatch):
     for job_id in ("keep", "junk"):
         write_job(store, job_id)
     store.close()
-    monkeypatch.setenv("PREDICTIONS_DB", str(path))
-    monkeypatch.setenv("SUPABASE_URL", "")
-    monkeypatch.setenv("SUPABASE_KEY", "")
+    use_sqlite(monkeypatch, path)
     return path
 
 

@@ -5,17 +5,14 @@ and the exact model input shown on the Samples page."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from predictions import ConfigError, DatasetError, PredictionsCallback, PredictionsMonitor
 from predictions.store import SQLiteStore
 from tests import helpers_training as h
 
 SAMPLES = h.pairs(12)
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 BROKEN_TEMPLATE = "{{ raise_exception('this template is broken') }}"
 
 
@@ -171,7 +168,7 @@ def test_a_reused_job_id_fails_before_step_1_and_a_resumed_run_continues_it(tmp_
 # what the model was given, on the Samples page
 
 
-def test_the_samples_page_shows_the_exact_text_given_to_the_model(tmp_path, monkeypatch):
+def test_the_samples_page_shows_the_exact_text_given_to_the_model(tmp_path, open_app):
     db = tmp_path / "p.db"
     store = SQLiteStore(db)
     tok = h.tokenizer(chat=True)
@@ -180,14 +177,7 @@ def test_the_samples_page_shows_the_exact_text_given_to_the_model(tmp_path, monk
         monitor.start(model, name="chat")
         monitor.round(model, step=1, epoch=1)
     store.close()
-    monkeypatch.setenv("PREDICTIONS_DB", str(db))
-    monkeypatch.setenv("SUPABASE_URL", "")
-    monkeypatch.setenv("SUPABASE_KEY", "")
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params["job"] = monitor.job_id
-    at.run()
-    at.switch_page("pages/samples.py").run()
-    assert not at.exception, [e.message for e in at.exception]
+    at = open_app(db, job=monitor.job_id, page="pages/samples.py")
     (expander,) = [e for e in at.expander if e.label.startswith("Text given to the model")]
     assert expander.label == "Text given to the model (chat_template)"
     prompt = h.chat_rows(3)[at.selectbox(key="sample").value]["messages"][1]["content"]

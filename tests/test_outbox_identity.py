@@ -13,6 +13,7 @@ from predictions.errors import StoreUnavailableError
 from predictions.store import SQLiteStore, open_store
 from predictions.store.identity import ingest_key_owner
 from predictions.store.records import PageQuery, PredictionRow
+from tests.helpers import wait_until
 from tests.helpers_outbox import kept, key_of
 from tests.helpers_training import count_rows, locked
 from tests.pg_fixtures import USER_A, USER_B, acting_as, user_store
@@ -120,7 +121,7 @@ def test_with_neither_store_nor_outbox_rows_are_held_and_stored_once_the_store_a
     with caplog.at_level(logging.ERROR), locked(db):
         writer.write(rows("job", 1))
         writer.write(rows("job", 2))
-        wait_for(lambda: "can be neither stored nor kept" in caplog.text)
+        wait_until(lambda: "can be neither stored nor kept" in caplog.text, 20)
     writer.write(rows("job", 3))
     writer.close()
     assert count_rows(db, "job") == 12
@@ -137,12 +138,3 @@ def test_keys_of_stores_and_owners(tmp_path, postgrest, monkeypatch):
     service = open_store(env_file=tmp_path / "absent.env")
     assert key_of(service).owner == f"user {USER_A}"
     assert service.outbox_key(USER_B)[1] == f"user {USER_B}"  # a run written for another user
-
-
-def wait_for(condition, timeout_s: float = 20.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition never became true"
-        time.sleep(0.02)

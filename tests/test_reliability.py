@@ -20,16 +20,14 @@ from predictions.errors import StoreError, StoreUnavailableError, is_transient
 from predictions.store import SQLiteStore
 from predictions.store.records import PageQuery, PredictionRow
 from predictions.store.storable import storable, storable_row
+from tests.helpers import prediction_rows, wait_until
 from tests.helpers_outbox import kept, key_of, replay_into
 from tests.helpers_training import count_rows, locked
 
 
 def rows(step: int, job_id: str = "job", count: int = 4, poison: int | None = None) -> list[PredictionRow]:
     """A round; the row at `poison` has no prompt, which both stores refuse (NOT NULL) for good."""
-    return [
-        PredictionRow(job_id, 1, step, i, None if i == poison else f"p{i}", f"a{i}", f"a{i}", 1.0, 0.0)
-        for i in range(count)
-    ]
+    return prediction_rows(job_id, steps=(step,), samples=count, epoch=1, poison=poison)
 
 
 def stored_indexes(store, job_id: str = "job") -> list[tuple[int, int]]:
@@ -270,35 +268,10 @@ def test_a_postgres_table_locked_at_close_gets_the_queued_rows_kept(postgrest, s
     assert len(stored_indexes(store)) == 8
 
 
-def wait_until(condition, timeout_s: float = 10.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition never became true"
-        time.sleep(0.02)
-
-
 # the dashboard shows the replacement
 
 
-def open_page(db, page: str, monkeypatch, **query: str):
-    from pathlib import Path
-
-    from streamlit.testing.v1 import AppTest
-
-    for name, value in {"PREDICTIONS_DB": str(db), "SUPABASE_URL": "", "SUPABASE_KEY": ""}.items():
-        monkeypatch.setenv(name, value)
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
-    for name, value in query.items():
-        at.query_params[name] = value
-    at.run()
-    at.switch_page(page).run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
-
-
-def test_samples_and_predictions_pages_mark_replaced_text(tmp_path, monkeypatch):
+def test_samples_and_predictions_pages_mark_replaced_text(tmp_path, open_app):
     db = tmp_path / "p.db"
     store = SQLiteStore(db)
     store.start_job("job")
@@ -306,9 +279,9 @@ def test_samples_and_predictions_pages_mark_replaced_text(tmp_path, monkeypatch)
         [storable_row(PredictionRow("job", 1, 1, i, "p", f"a{i}\x00", "t")) for i in (0, 1)]
     )
     store.write_predictions([PredictionRow("job", 1, 1, 2, "p", "clean", "t")])
-    samples = open_page(db, "pages/samples.py", monkeypatch, job="job", sample="1")
+    samples = open_app(db, page="pages/samples.py", job="job", sample="1")
     assert any("1 value(s) no store can hold changed" in caption.value for caption in samples.caption)
-    table = open_page(db, "pages/predictions.py", monkeypatch, job="job")
+    table = open_app(db, page="pages/predictions.py", job="job")
     assert "text_replacements" in list(table.dataframe[0].proto.column_order)
     assert table.dataframe[0].value["text_replacements"].tolist() == [1, 1, 0]
 

@@ -16,28 +16,15 @@ import pytest
 from predictions.errors import AuthError, StoreError
 from predictions.store.records import PageQuery, PredictionRow, RolloutRow
 from predictions.store.supabase import SupabaseStore
+from tests.helpers import prediction_rows
 from tests.pg_fixtures import USER_A, USER_B, acting_as, service_store, user_store
 from tests.postgrest_server import TEST_JWT_SECRET, sign
 
 
 def rows(job_id: str, *, steps=(1, 2), samples=3, prediction="answer") -> list[PredictionRow]:
-    return [
-        PredictionRow(
-            job_id=job_id,
-            epoch=step,
-            step=step,
-            sample_index=i,
-            prompt=f"{job_id} prompt {i}",
-            prediction=prediction,
-            ground_truth="truth",
-            exact_match=0.0,
-            char_error_rate=0.5,
-            length_ratio=1.0,
-            word_overlap=0.0,
-        )
-        for step in steps
-        for i in range(samples)
-    ]
+    return prediction_rows(
+        job_id, steps=steps, samples=samples, prompt=f"{job_id} prompt ", prediction=prediction, truth="truth"
+    )
 
 
 def rollouts(job_id: str) -> list[RolloutRow]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
-import time
 
 import pytest
 
 from predictions.store import SQLiteStore
 from predictions.store.protocol import Store, sign_in_of, signed_in_email
 from predictions.store.records import PageQuery, PredictionRow
+from tests.helpers import wait_until
 
 MIN_ROUNDS, MAX_ROUNDS, SAMPLES, MIN_READS = 30, 3000, 50, 20
 
@@ -39,8 +39,7 @@ def test_a_second_process_reads_while_the_writer_writes(tmp_path):
     reader = context.Process(target=read_until_done, args=(path, done, errors, reads))
     reader.start()
     try:
-        while reads.value == 0 and reader.is_alive():  # the reader is up and reading
-            time.sleep(0.01)
+        wait_until(lambda: reads.value > 0 or not reader.is_alive(), 60, interval_s=0.01, what="a first read")
         reads_before, step = reads.value, 0
         while step < MIN_ROUNDS or (reads.value - reads_before < MIN_READS and step < MAX_ROUNDS):
             step += 1

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import pytest
 from postgrest import APIError
+from supabase_auth._sync import gotrue_client
 
 from predictions.errors import AuthError
 from predictions.store.protocol import sign_in_of, signed_in_email
@@ -108,7 +110,13 @@ def token_grants(server) -> int:
     return server.api.calls.count(("POST", "/auth/v1/token"))
 
 
-def test_a_signed_in_session_is_refreshed_before_it_expires(jobs_of_two_users, short_sessions):
+def five_seconds_later(monkeypatch) -> None:
+    """Supabase Auth's client clock, moved on 5 s: it decides by `time.time()` when to refresh a session."""
+    moved = time.time() + 5
+    monkeypatch.setattr(gotrue_client, "time", SimpleNamespace(time=lambda: moved))
+
+
+def test_a_signed_in_session_is_refreshed_before_it_expires(jobs_of_two_users, short_sessions, monkeypatch):
     short_sessions(14)  # refreshed once less than 10 s (supabase-py's margin) are left
     dashboard = SupabaseStore(jobs_of_two_users.url, jobs_of_two_users.publishable_key)
     before = token_grants(jobs_of_two_users)
@@ -116,7 +124,7 @@ def test_a_signed_in_session_is_refreshed_before_it_expires(jobs_of_two_users, s
     first = dashboard._session.auth.get_session().access_token
     assert [job.id for job in dashboard.list_jobs()] == ["ada-run"]
     assert token_grants(jobs_of_two_users) == before + 1
-    time.sleep(5)
+    five_seconds_later(monkeypatch)
     assert [job.id for job in dashboard.list_jobs()] == ["ada-run"]
     assert token_grants(jobs_of_two_users) == before + 2
     renewed = jobs_of_two_users.api.headers[-1]["authorization"].removeprefix("Bearer ")
@@ -125,8 +133,9 @@ def test_a_signed_in_session_is_refreshed_before_it_expires(jobs_of_two_users, s
 
 
 def test_a_given_session_outlives_its_access_token(jobs_of_two_users, short_sessions):
-    short_sessions(1)
+    short_sessions(-60)  # a session whose access token expired a minute ago
     session = jobs_of_two_users.session(EMAIL_B)
+    short_sessions(TOKEN_LIFETIME_S)  # the renewed session lasts, however slow this machine is
     trainer = SupabaseStore(
         jobs_of_two_users.url,
         jobs_of_two_users.anon_key,
@@ -134,8 +143,6 @@ def test_a_given_session_outlives_its_access_token(jobs_of_two_users, short_sess
         refresh_token=session["refresh_token"],
     )
     assert trainer.signed_in_email == EMAIL_B
-    short_sessions(TOKEN_LIFETIME_S)  # the renewed session lasts, however slow this machine is
-    time.sleep(1.5)  # the given access token has expired
     trainer.write_predictions([PredictionRow("bob-run", 2, 20, 0, "prompt", "later answer")])
     assert trainer.rounds("bob-run")["step"].tolist() == [10, 20]
     trainer.close()

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from datasets import Dataset
-from streamlit.testing.v1 import AppTest
 from transformers import Trainer
 
 from predictions import PredictionsCallback, PredictionsConfig, PredictionsMonitor
@@ -121,7 +120,7 @@ def test_the_adapter_and_its_base_model_are_named():
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_a_lora_run_records_its_adapter_and_the_sidebar_shows_it(tmp_path, monkeypatch):
+def test_a_lora_run_records_its_adapter_and_the_sidebar_shows_it(tmp_path, open_app):
     db = tmp_path / "p.db"
     store = SQLiteStore(db)
     tok = h.tokenizer()
@@ -141,11 +140,7 @@ def test_a_lora_run_records_its_adapter_and_the_sidebar_shows_it(tmp_path, monke
     assert config["adapter"] == {"type": "LORA", "rank": 4, "name": "default", "base_model": "tiny-gpt2"}
     json.dumps(config, allow_nan=False)
     store.close()
-    monkeypatch.setenv("PREDICTIONS_DB", str(db))
-    monkeypatch.setenv("SUPABASE_URL", "")
-    monkeypatch.setenv("SUPABASE_KEY", "")
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
-    assert not at.exception, [e.message for e in at.exception]
+    at = open_app(db)
     captions = [caption.value.replace("\\", "") for caption in at.sidebar.caption]
     assert "Model: tiny-gpt2 · LORA adapter, rank 4" in captions
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 from predictions.delivery.outbox import Outbox
@@ -12,14 +11,13 @@ from predictions.delivery.writer import Writer
 from predictions.store import SQLiteStore
 from predictions.store.records import PredictionRow
 from predictions.store.settings import StoreSettings
+from tests.helpers import prediction_rows, wait_until
 from tests.helpers_outbox import kept, key_of, ops, replay_into
 from tests.helpers_training import count_rows, locked
 
 
 def rows(step: int, job_id: str = "job", count: int = 3) -> list[PredictionRow]:
-    return [
-        PredictionRow(job_id, 1, step, i, f"p{i}", f"a{i}", f"a{i}", 1.0, 0.0, 1.0, 1.0) for i in range(count)
-    ]
+    return prediction_rows(job_id, steps=(step,), samples=count, epoch=1)
 
 
 class CountingStore(SQLiteStore):
@@ -40,10 +38,9 @@ def test_write_returns_at_once_and_each_round_is_one_store_call(tmp_path):
     store = CountingStore(tmp_path / "p.db")
     store.gate.clear()  # the store hangs until released
     writer = Writer(store, spool_path=tmp_path / "p.outbox.db")
-    started = time.perf_counter()
     writer.write(rows(1))
     writer.write(rows(2))
-    assert time.perf_counter() - started < 0.1
+    assert store.calls == []  # both returned while the store still hangs on the first
     store.gate.set()
     writer.close()
     assert store.calls == [3, 3]
@@ -87,10 +84,7 @@ def test_the_outbox_is_replayed_when_the_store_answers_again(tmp_path):
     with locked(db):
         writer.write(rows(1))
         writer.write(rows(2))
-        deadline = time.monotonic() + 10
-        while len(kept(outbox)) < 2:
-            assert time.monotonic() < deadline, "the rounds never reached the outbox"
-            time.sleep(0.02)
+        wait_until(lambda: len(kept(outbox)) >= 2, what="both rounds in the outbox")
     writer.write(rows(3))
     writer.close()
     assert count_rows(db, "job") == 9 and kept(outbox) == []

@@ -1,0 +1,85 @@
+"""What many test files share: a round of prediction rows, waiting for a condition, a free port and a
+server's health. (Fixtures are in conftest.py; training helpers in helpers_training.py.)"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from predictions.scoring.metrics import score
+from predictions.store.records import PredictionRow
+
+T = TypeVar("T")
+
+
+def prediction_rows(
+    job_id: str = "job",
+    *,
+    steps: Iterable[int] = (1,),
+    samples: int = 3,
+    prompt: str = "p",
+    prediction: str | None = None,
+    truth: str | None = None,
+    epoch: int | None = None,
+    poison: int | None = None,
+) -> list[PredictionRow]:
+    """A round of `samples` rows for each step, scored by the real metrics.
+
+    Sample `i` asks `prompt` + `i`; its answer is `prediction`, or by default its own ground truth
+    `truth` (by default `a<i>`: every answer right). The epoch is the step unless given. The row at
+    `poison` has no prompt, which every store refuses for good (NOT NULL).
+    """
+    out = []
+    for step in steps:
+        for i in range(samples):
+            expected = f"a{i}" if truth is None else truth
+            answer = expected if prediction is None else prediction
+            text = None if i == poison else f"{prompt}{i}"
+            row_epoch = step if epoch is None else epoch
+            scores = score(answer, expected).as_dict()
+            out.append(PredictionRow(job_id, row_epoch, step, i, text, answer, expected, **scores))
+    return out
+
+
+def wait_until(
+    condition: Callable[[], T], timeout_s: float = 10.0, interval_s: float = 0.02, what: str = "condition"
+) -> T:
+    """Poll `condition` until it returns something true, and return that; fail after `timeout_s`.
+
+    For what another thread or process does; never to let time pass (give a clock or `at=` instead).
+    """
+    deadline = time.monotonic() + timeout_s
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"{what} never became true within {timeout_s} s"
+        time.sleep(interval_s)
+    return result
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (each xdist worker asks the kernel for its own)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def health(url: str) -> str | None:
+    """The body of Streamlit's health endpoint at `url`, or None while nothing answers there."""
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+            return response.read().decode()
+    except OSError:
+        return None
+
+
+def wait_for_health(url: str, process: subprocess.Popen | None = None, timeout_s: float = 90.0) -> str:
+    """Wait until the server at `url` answers its health check; fail early if `process` has exited."""
+
+    def answered() -> str | None:
+        assert process is None or process.poll() is None, f"the server exited with {process.returncode}"
+        return health(url)
+
+    return wait_until(answered, timeout_s, interval_s=0.3, what=f"a healthy server at {url}")
