@@ -185,3 +185,10 @@ def test_a_sqlite_file_from_before_the_stopped_status_takes_it_and_keeps_its_job
     (job,) = store.list_jobs()
     assert (job.name, job.status, job.stop_reason) == ("kept", "stopped", REASON)
     store.close()
+
+
+def test_a_round_result_is_true_only_when_it_says_stop():
+    from predictions.training.outcome import RoundResult
+
+    assert not RoundResult(4, {"char_error_rate": 0.5})
+    assert RoundResult(4, {"char_error_rate": 0.5}, REASON)

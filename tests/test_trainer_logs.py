@@ -64,7 +64,7 @@ def test_round_returns_the_averages_the_store_shows(sqlite_store):
         monitor.start(model)
         result = monitor.round(model, step=3, epoch=1)
         again = monitor.round(model, step=3, epoch=1)
-    assert result.step == 3 and not result.should_stop
+    assert result.step == 3 and not result.should_stop and not result  # truthy only when it says stop
     assert again.averages == {}  # the same step again: no second round, nothing to report
     (stored,) = sqlite_store.trends(monitor.job_id).rounds.to_dict("records")
     assert set(result.averages) == set(METRICS)

@@ -153,7 +153,8 @@ class PredictionsMonitor:
             return RoundResult(step)
         answers = gather_to_main(self._generate_shard(model, tokenizer, batches, rank), world)
         result = self._record(step, epoch, answers) if self.is_main and answers is not None else None
-        result, skipped = broadcast_from_main((result or RoundResult(step), self.skipped.get(step)), world)
+        result = RoundResult(step) if result is None else result  # not `or`: falsy unless stopping
+        result, skipped = broadcast_from_main((result, self.skipped.get(step)), world)
         if skipped:
             self.skipped[step] = skipped
         if result.stop is not None:

@@ -28,6 +28,10 @@ class RoundResult:
     def should_stop(self) -> bool:
         return self.stop is not None
 
+    def __bool__(self) -> bool:
+        """`if monitor.round(...): break` keeps meaning 'stop' (round() returned a bool before)."""
+        return self.should_stop
+
 
 def round_averages(rows: Sequence[PredictionRow], metrics: Sequence[str]) -> dict[str, float]:
     """Each metric's mean over the rows that have a value: a built-in column or a user score by name."""
