@@ -355,3 +355,12 @@ def test_finished_jobs_and_jobs_without_a_pace_are_never_silent():
 )
 def test_durations_read_as_a_person_says_them(seconds, text):
     assert analysis.human_duration(timedelta(seconds=seconds)) == text
+
+
+def test_the_job_caption_says_no_rounds_once():
+    from predictions.dashboard.widgets import job_caption
+    from predictions.store.records import Job
+
+    assert job_caption(Job("j", status="running")) == "running · no rounds yet"
+    job = Job("j", status="finished", latest_epoch=2, latest_step=40, round_count=1)
+    assert job_caption(job) == "finished · 1 round · epoch 2 · step 40"

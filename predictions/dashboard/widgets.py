@@ -236,11 +236,10 @@ def job_caption(job: Job, config: dict | None = None) -> str:
     """Status and progress of a job in one line (numbers only: names are shown by widgets, as text)."""
     if not job.round_count and (config or {}).get("kind") == "rollouts":
         return f"{job.status} · RL rollouts: see the Rollouts page"
-    where = (
-        f"epoch {job.latest_epoch} · step {job.latest_step}" if job.latest_step is not None else "no rounds"
-    )
+    if not job.round_count or job.latest_step is None:
+        return f"{job.status} · no rounds yet"  # not "0 rounds · no rounds"
     rounds = f"{job.round_count} round{'s' if job.round_count != 1 else ''}"
-    return f"{job.status} · {rounds} · {where}"
+    return f"{job.status} · {rounds} · epoch {job.latest_epoch} · step {job.latest_step}"
 
 
 def live_controls(job: Job | None) -> int | None:
