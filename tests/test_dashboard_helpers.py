@@ -95,23 +95,21 @@ def test_regression_warning_stays_quiet_for_noise_and_progress(cers):
 # learning velocity
 
 
-def test_learning_velocity_is_the_cer_slope_per_epoch_over_the_last_rounds():
-    cers = [0.9, 0.9, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4]  # the last five fall 0.1 a round
+def test_learning_velocity_is_the_cer_slope_per_100_steps_over_the_last_rounds():
+    cers = [0.9, 0.9, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4]  # the last five fall 0.1 a round of 10 steps
     velocity = analysis.learning_velocity(rounds_frame(cers))
-    assert velocity.unit == "epoch"
+    assert velocity.unit == "100 steps"
     assert velocity.rounds == analysis.VELOCITY_WINDOW
-    assert velocity.change == pytest.approx(-0.1)
+    assert velocity.change == pytest.approx(-1.0)
 
 
-def test_learning_velocity_scales_to_an_epoch_of_several_rounds():
-    cers = [0.9 - 0.05 * r for r in range(8)]  # 0.05 a round, 4 rounds an epoch
-    velocity = analysis.learning_velocity(rounds_frame(cers, rounds_per_epoch=4))
-    assert (velocity.unit, velocity.change) == ("epoch", pytest.approx(-0.2))
-
-
-def test_learning_velocity_within_one_epoch_is_per_100_steps():
-    velocity = analysis.learning_velocity(rounds_frame([0.9, 0.8, 0.7], rounds_per_epoch=10))
-    assert (velocity.unit, velocity.change) == ("100 steps", pytest.approx(-1.0))
+def test_learning_velocity_keeps_one_unit_as_epochs_end():
+    """Within the first epoch and after several, the same unit: it does not switch mid-run."""
+    cers = [0.9 - 0.05 * r for r in range(8)]  # 0.05 a round of 10 steps, 4 rounds an epoch
+    within = analysis.learning_velocity(rounds_frame(cers[:3], rounds_per_epoch=4))
+    later = analysis.learning_velocity(rounds_frame(cers, rounds_per_epoch=4))
+    assert (within.unit, within.change) == ("100 steps", pytest.approx(-0.5))
+    assert (later.unit, later.change) == ("100 steps", pytest.approx(-0.5))
     assert analysis.learning_velocity(rounds_frame([0.9])) is None
 
 

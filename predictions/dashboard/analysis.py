@@ -100,7 +100,8 @@ def regression_warning(rounds: pd.DataFrame) -> Regression | None:
 
 @dataclass(frozen=True)
 class Velocity:
-    """How fast the average CER moves over the latest rounds: per epoch, or per 100 steps within one."""
+    """How fast the average CER moves over the latest rounds, per 100 steps: one unit for the whole run
+    (a unit switching from per-100-steps to per-epoch when the second epoch ended read as a jump)."""
 
     change: float
     unit: str
@@ -110,26 +111,14 @@ class Velocity:
 def learning_velocity(rounds: pd.DataFrame, window: int = VELOCITY_WINDOW) -> Velocity | None:
     """The least-squares slope of the average CER over the last `window` scored rounds.
 
-    Fitted against the step (always distinct) and scaled to an epoch by the job's steps per epoch, so
-    rounds taken every N steps count as well as rounds taken once an epoch. None with < 2 rounds.
+    Fitted against the step (always distinct), so rounds taken every N steps count as well as rounds
+    taken once an epoch. None with < 2 rounds.
     """
     rows = scored(rounds).tail(window)
     if len(rows) < 2:
         return None
     slope = float(np.polyfit(rows["step"].to_numpy(float), rows[CER].to_numpy(float), 1)[0])
-    per_epoch = steps_per_epoch(rounds)
-    if per_epoch is None:
-        return Velocity(slope * 100, "100 steps", len(rows))
-    return Velocity(slope * per_epoch, "epoch", len(rows))
-
-
-def steps_per_epoch(rounds: pd.DataFrame) -> float | None:
-    """The median number of steps between the last rounds of consecutive epochs; None within one epoch."""
-    ends = last_round_per_epoch(rounds)
-    if len(ends) < 2:
-        return None
-    gaps = ends["step"].diff().dropna() / ends["epoch"].diff().dropna()
-    return float(gaps.median()) if gaps.median() > 0 else None
+    return Velocity(slope * 100, "100 steps", len(rows))
 
 
 def sample_summary(matrix: pd.DataFrame) -> pd.DataFrame:
