@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from predictions.dashboard import analysis
+from predictions.dashboard import analysis, router
 from predictions.store import SQLiteStore
 from predictions.store.records import PredictionRow
 from tests.helpers import free_port, wait_for_health
@@ -182,7 +182,7 @@ def assert_full_page(page, title: str, job_label: str) -> None:
     assert sidebar.get_by_role("combobox", name="Job").input_value() == job_label
     assert "Store" in sidebar.inner_text()
     nav = [text.split()[-1] for text in page.locator('[data-testid="stTopNavLink"]').all_inner_texts()]
-    assert nav == ["Trends", "Samples", "Predictions", "Compare", "Keys"]
+    assert nav == [title for _, title, _, _ in router.PAGES]  # every page, in order
     assert page.get_by_text("Page not found").count() == 0
     assert page.dialogs == [] and exceptions(page) == []
 
