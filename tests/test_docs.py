@@ -72,7 +72,11 @@ def test_the_readme_example_runs(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "avg_char_error_rate" in result.stdout
     assert "readme-example 80" in result.stdout  # the job listed with its latest step
-    assert (tmp_path / "example.db").exists()
+    store = SQLiteStore(tmp_path / "example.db")
+    (job,) = store.list_jobs()
+    cers = store.trends(job.id).rounds["avg_char_error_rate"].tolist()
+    store.close()
+    assert len(cers) == 4 and cers[-1] < cers[0], cers  # the README says the example shows learning
 
 
 @pytest.mark.slow
