@@ -84,7 +84,7 @@ def run_demo(
     progress: bool = True,
 ) -> DemoResult:
     """Train the tiny model from scratch, the callback writing to the SQLite store at `db_path`."""
-    from transformers import Trainer
+    from transformers import PrinterCallback, Trainer
 
     from predictions.demo.tiny_model import build_tiny_model, build_tokenizer
     from predictions.store import SQLiteStore
@@ -106,6 +106,7 @@ def run_demo(
             processing_class=tokenizer,
             callbacks=[demo_callback(held_out, store, (job_id, job_name or job_id), every, seed)],
         )
+        trainer.remove_callback(PrinterCallback)  # the loss goes to the dashboard, not the terminal
         trainer.train()
     return summarize(store, job_id, Path(db_path))
 
@@ -160,7 +161,8 @@ def demo_arguments(output_dir: str, epochs: int, seed: int, progress: bool, lear
         learning_rate=learning_rate,
         warmup_steps=50,
         lr_scheduler_type="cosine",
-        logging_strategy="no",
+        logging_strategy="steps",
+        logging_steps=10,  # the loss and learning rate Trends draws beside the CER
         save_strategy="no",
         report_to=[],
         use_cpu=True,
