@@ -1,11 +1,12 @@
-"""Compare: several jobs' trends overlaid, a summary per job, and one sample's latest answer in each."""
+"""Compare: several jobs' trends overlaid, a summary per job of the metric shown, and one sample's
+latest answer in each."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from predictions.dashboard import analysis, charts, columns, queries, router, widgets
+from predictions.dashboard import charts, columns, palette, queries, router, widgets
 from predictions.scoring.metrics import PRIMARY_METRIC, Metric
 from predictions.store.records import Job
 
@@ -55,33 +56,51 @@ def jobs_metrics(view: widgets.View, jobs: list[Job]) -> dict[str, Metric]:
     return {metric.name: metric for metric in charts.shown(found.values())}
 
 
-def summary(jobs: list[Job], trends: pd.DataFrame) -> pd.DataFrame:
-    """One row per job: rounds, first, best and latest average CER, latest exact match."""
+def best(values: pd.Series, metric: Metric) -> float:
+    """The best of a job's round averages: the lowest, the highest, or the closest to the metric's ideal."""
+    if metric.ideal is not None:
+        return values.loc[(values - metric.ideal).abs().idxmin()]
+    return values.min() if metric.lower_is_better else values.max()
+
+
+def summary(jobs: list[Job], trends: pd.DataFrame, metric: Metric) -> pd.DataFrame:
+    """One row per job, in the chart's order: rounds, and the first, best and latest average of `metric`."""
     rows = []
     for name in job_names(jobs).values():
-        rounds = analysis.scored(trends[trends["job"] == name])
-        cer = rounds["avg_char_error_rate"]
+        rounds = trends[trends["job"] == name]
+        values = rounds[metric.column].dropna() if metric.column in rounds else pd.Series(dtype=float)
+        scored = not values.empty
         rows.append(
             {
                 "job": name,
-                "rounds": int((trends["job"] == name).sum()),
-                "first_cer": cer.iloc[0] if len(cer) else None,
-                "best_cer": cer.min() if len(cer) else None,
-                "latest_cer": cer.iloc[-1] if len(cer) else None,
-                "latest_exact_match": rounds["avg_exact_match"].iloc[-1] if len(cer) else None,
+                "rounds": len(rounds),
+                "first": values.iloc[0] if scored else None,
+                "best": best(values, metric) if scored else None,
+                "latest": values.iloc[-1] if scored else None,
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["job", "rounds", "first", "best", "latest"])
 
 
-SUMMARY_COLUMNS = {
-    "job": st.column_config.TextColumn("Job", width="medium"),
-    "rounds": st.column_config.NumberColumn("Rounds", width=80),
-    "first_cer": columns.cer("First CER"),
-    "best_cer": columns.cer("Best CER"),
-    "latest_cer": columns.cer("Latest CER"),
-    "latest_exact_match": columns.score("Latest exact match"),
-}
+def summary_table(frame: pd.DataFrame, metric: Metric) -> None:
+    """The summary drawn as the metric is everywhere: 0-1 as coloured bars, others as numbers."""
+    values = ["first", "best", "latest"]
+    if metric.bounds == (0.0, 1.0):
+        value_column = {v: columns.bar(f"{v.title()} {metric.label}", width=150) for v in values}
+        cell = palette.error_cell if metric.lower_is_better else palette.score_cell
+        shown = frame.style.map(cell, subset=values)
+    else:
+        number_format = "%.2fx" if metric.ideal == 1.0 else "%.3f"
+        value_column = {
+            v: st.column_config.NumberColumn(f"{v.title()} {metric.label}", format=number_format, width=150)
+            for v in values
+        }
+        shown = frame
+    summary_columns = {
+        "job": st.column_config.TextColumn("Job", width="medium"),
+        "rounds": st.column_config.NumberColumn("Rounds", width=80),
+    }
+    st.dataframe(shown, hide_index=True, column_config=summary_columns | value_column)
 
 
 def rewards(view: widgets.View, jobs: list[Job], x: str) -> None:
@@ -121,7 +140,7 @@ def same_sample(view: widgets.View, jobs: list[Job]) -> None:
             "step": st.column_config.NumberColumn("Step", width=70),
             "prediction": columns.text("Latest prediction"),
             "ground_truth": columns.text("Ground truth"),
-            "char_error_rate": columns.cer(),
+            "char_error_rate": columns.cer(width=110),  # the five columns fit a 1280 px page
         },
     )
 
@@ -157,7 +176,7 @@ def main() -> None:
         drawn = trends.groupby(["job", "epoch"], sort=False).tail(1) if x == "epoch" else trends
         st.altair_chart(charts.compare_chart(drawn, metric, x or "step"), key="compare_chart")
     rewards(view, jobs, x or "step")
-    st.dataframe(columns.coloured(summary(jobs, trends)), hide_index=True, column_config=SUMMARY_COLUMNS)
+    summary_table(summary(jobs, trends, metric), metric)
     same_sample(view, jobs)
 
 

@@ -122,10 +122,12 @@ def sample_lists(summary: pd.DataFrame) -> None:
 
 
 LIST_COLUMNS = {
-    "sample_index": st.column_config.NumberColumn("Sample", width=70),
-    "first_cer": columns.cer("First CER", width=140),
-    "best_earlier_cer": columns.cer("Best earlier CER", width=140),
-    "latest_cer": columns.cer("Latest CER", width=140),  # three columns fit the narrow side column
+    "sample_index": st.column_config.NumberColumn("Sample", width=60),
+    "first_cer": columns.cer("First CER", width=110),
+    "best_earlier_cer": columns.cer(
+        "Best earlier", width=110, help="the sample's best CER before its latest round"
+    ),
+    "latest_cer": columns.cer("Latest CER", width=110),  # three columns fit the side column at 1280 px
 }
 
 

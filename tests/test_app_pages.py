@@ -385,17 +385,28 @@ def test_predictions_table_pages_and_shows_scores_as_bars(open_app, seeded_db, s
 
 def test_compare_overlays_the_chosen_jobs(open_app, seeded_db, seeded):
     at = open_app(seeded_db, job=COMPARE_JOBS[0], page=COMPARE)
-    at.multiselect(key="compare_jobs").set_value(list(COMPARE_JOBS)).run()
+    picked = [COMPARE_JOBS[2], COMPARE_JOBS[0], COMPARE_JOBS[1]]  # not in name order
+    at.multiselect(key="compare_jobs").set_value(picked).run()
     spec = specs(at)[0]
     assert spec["encoding"]["color"]["field"] == "job"
+    in_order = ["lr 1e-3", "lr 1e-4", "lr 3e-4"]
+    assert spec["encoding"]["color"]["scale"]["domain"] == in_order  # colours and legend as picked
+    assert spec["encoding"]["color"]["sort"] == in_order
     rows = chart_rows(at, 0)
     assert sorted(rows["job"].unique()) == ["lr 1e-3", "lr 1e-4", "lr 3e-4"]
     assert len(rows) == 36
-    summary = at.dataframe[0].value.set_index("job")
-    latest = seeded.trends(COMPARE_JOBS[2]).rounds["avg_char_error_rate"].iloc[-1]
-    assert summary.loc["lr 1e-3", "latest_cer"] == pytest.approx(latest)
+    summary = at.dataframe[0].value
+    assert summary["job"].tolist() == in_order
+    cer = seeded.trends(COMPARE_JOBS[2]).rounds["avg_char_error_rate"]
+    row = summary.set_index("job").loc["lr 1e-3"]
+    assert (row["first"], row["best"], row["latest"]) == pytest.approx((cer.iloc[0], cer.min(), cer.iloc[-1]))
     at.segmented_control(key="compare_metric").set_value("word_overlap").run()
     assert specs(at)[0]["title"] == "Word overlap (F1)"
+    overlap = seeded.trends(COMPARE_JOBS[2]).rounds["avg_word_overlap"]
+    row = at.dataframe[0].value.set_index("job").loc["lr 1e-3"]  # the summary follows the metric shown
+    assert (row["best"], row["latest"]) == pytest.approx((overlap.max(), overlap.iloc[-1]))
+    header = json.loads(at.dataframe[0].proto.columns)["latest"]["label"]
+    assert header == "Latest Word overlap" or "overlap" in header.lower()
 
 
 def test_compare_defaults_to_the_picked_job_and_the_next_most_recent(open_app, seeded_db, seeded):

@@ -80,10 +80,10 @@ def demo_db() -> Path:
 
 
 @contextmanager
-def streamlit_server() -> Iterator[str]:
+def streamlit_server(db: Path = DEMO_DB) -> Iterator[str]:
     """`streamlit run app.py` from the repository root, as a user starts it, on the seeded store."""
     port = free_port()
-    env = {**os.environ, "PREDICTIONS_DB": str(DEMO_DB), "SUPABASE_URL": "", "SUPABASE_KEY": ""}
+    env = {**os.environ, "PREDICTIONS_DB": str(db), "SUPABASE_URL": "", "SUPABASE_KEY": ""}
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                "--server.port", str(port), "--browser.gatherUsageStats", "false",
                "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"]  # fmt: skip

@@ -355,6 +355,45 @@ def test_durations_read_as_a_person_says_them(seconds, text):
     assert analysis.human_duration(timedelta(seconds=seconds)) == text
 
 
+NOW = datetime(2026, 12, 6, 21, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("stamp", "text"),
+    [
+        (None, ""),
+        ("2026-12-06T20:59:40+00:00", "just now"),
+        ("2026-12-06T20:48:00.123456+00:00", "11 min ago"),
+        ("2026-12-06T17:30:00+00:00", "3 h 30 min ago"),
+        ("2026-12-06T19:00:00", "2 h ago"),  # a naive time is UTC, as SQLite stores it
+        ("2026-11-30T08:05:00+01:00", "30 Nov 2026, 07:05 UTC"),
+        ("2026-12-07T09:00:00+00:00", "7 Dec 2026, 09:00 UTC"),  # a clock ahead is not 'ago'
+    ],
+)
+def test_times_read_as_people_read_them(stamp, text):
+    assert analysis.human_time(stamp, NOW) == text
+
+
+def test_the_keys_table_shows_no_raw_time_and_no_none():
+    from predictions.dashboard.forms import KEY_COLUMNS, KEY_WIDTHS, key_rows
+    from predictions.store.ingest_keys import IngestKey
+
+    keys = [
+        IngestKey("1", "gpu-box", "pk_ab12", "2026-12-06T20:50:00+00:00", "2026-12-06T20:58:30+00:00"),
+        IngestKey(
+            "2", "old <b>box</b>", "pk_cd34", "2026-11-01T10:00:00+00:00", None, "2026-12-01T12:00:00+00:00"
+        ),
+    ]
+    rows = key_rows(keys, NOW)
+    assert list(rows.columns) == list(KEY_COLUMNS.values()) == list(KEY_WIDTHS)
+    assert rows.to_dict("records") == [
+        {"Label": "gpu-box", "Starts with": "pk_ab12…", "Created": "10 min ago", "Last used": "1 min ago",
+         "Revoked": ""},
+        {"Label": "old <b>box</b>", "Starts with": "pk_cd34…", "Created": "1 Nov 2026, 10:00 UTC",
+         "Last used": "", "Revoked": "1 Dec 2026, 12:00 UTC"},
+    ]  # fmt: skip
+
+
 def test_the_job_caption_says_no_rounds_once():
     from predictions.dashboard.widgets import job_caption
     from predictions.store.records import Job

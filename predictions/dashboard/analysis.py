@@ -11,7 +11,7 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 import numpy as np
@@ -236,6 +236,22 @@ def human_duration(duration: timedelta) -> str:
     if hours:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     return f"{minutes} min" if minutes else f"{seconds} s"
+
+
+def human_time(stamp: str | None, now: datetime) -> str:
+    """'5 min ago', '3 h ago', or the UTC date and minute for anything older than a day; blank for None.
+
+    The server does not know the reader's time zone, so older times say UTC rather than pass for local.
+    """
+    if not stamp:
+        return ""
+    when = datetime.fromisoformat(stamp)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    age = now - when
+    if timedelta(0) <= age < timedelta(days=1):
+        return "just now" if age < timedelta(minutes=1) else f"{human_duration(age)} ago"
+    return when.astimezone(UTC).strftime("%-d %b %Y, %H:%M UTC")
 
 
 OVERFIT_ROUNDS = 3

@@ -178,6 +178,7 @@ def compare_chart(trends: pd.DataFrame, metric: Metric | str, x: str = "step", b
     keep = [by, "epoch", "step", *(["round"] if "round" in trends.columns else []), "sample_count", column]
     data = trends[keep].dropna(subset=[column])
     data = data.rename(columns={column: "value"})
+    order = list(dict.fromkeys(trends[by]))
     return (
         alt.Chart(data)
         .mark_line(point=alt.OverlayMarkDef(size=24))
@@ -187,7 +188,8 @@ def compare_chart(trends: pd.DataFrame, metric: Metric | str, x: str = "step", b
             color=alt.Color(
                 f"{by}:N",
                 title=title,
-                scale=alt.Scale(scheme="tableau10"),
+                sort=order,  # legend and colours in the order given (the picked jobs'), not by name
+                scale=alt.Scale(scheme="tableau10", domain=order),
                 legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=0),
             ),
             tooltip=[

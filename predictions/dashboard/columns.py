@@ -24,9 +24,9 @@ SUMMARY_SCORES = ("latest_exact_match",)
 """Higher-is-better summary columns in [0, 1]."""
 
 
-def cer(label: str = "CER", width: int | str = "medium") -> st.column_config.Column:
+def cer(label: str = "CER", width: int | str = "medium", help: str | None = None) -> st.column_config.Column:
     """CER as a bar from 0 to 1 (its length is the error), wide enough for its header."""
-    return bar(label, width)
+    return bar(label, width, help)
 
 
 def score(label: str) -> st.column_config.Column:
@@ -34,9 +34,9 @@ def score(label: str) -> st.column_config.Column:
     return bar(label)
 
 
-def bar(label: str, width: int | str = "medium") -> st.column_config.Column:
+def bar(label: str, width: int | str = "medium", help: str | None = None) -> st.column_config.Column:
     return st.column_config.ProgressColumn(
-        label, min_value=0, max_value=1, format="%.3f", color=BAR_COLOUR, width=width
+        label, min_value=0, max_value=1, format="%.3f", color=BAR_COLOUR, width=width, help=help
     )
 
 
@@ -65,9 +65,10 @@ def coloured(frame: pd.DataFrame, metrics: Iterable[Metric] = REGISTRY.values())
 
 
 ROW_COLUMNS = {
-    "epoch": st.column_config.NumberColumn("Epoch", width=60),
-    "step": st.column_config.NumberColumn("Step", width=60),
-    "sample_index": st.column_config.NumberColumn("Sample", width=70),
+    # pinned: a table wider than the page scrolls its scores, never which sample and round a row is
+    "epoch": st.column_config.NumberColumn("Epoch", width=60, pinned=True),
+    "step": st.column_config.NumberColumn("Step", width=60, pinned=True),
+    "sample_index": st.column_config.NumberColumn("Sample", width=70, pinned=True),
     "prompt": text("Prompt", width=140),  # sized so the built-in metrics fit a wide page, no header cut
     "prediction": text("Prediction", width=140),
     "ground_truth": text("Ground truth", width=140),
@@ -85,9 +86,9 @@ def prediction_columns(metrics: Iterable[Metric] = REGISTRY.values()) -> dict[st
 
 
 def table_order(metrics: Iterable[Metric] = REGISTRY.values()) -> tuple[str, ...]:
-    """The question first, then the answer and the truth, their scores, and when (epoch, step)."""
+    """Which row (sample, epoch, step) first, then the question, the answer and the truth, their scores."""
     names = [metric.name for metric in charts.shown(metrics)]
-    return ("sample_index", "prompt", "prediction", "ground_truth", *names, "epoch", "step")
+    return ("sample_index", "epoch", "step", "prompt", "prediction", "ground_truth", *names)
 
 
 PREDICTION_ROWS = prediction_columns()

@@ -6,13 +6,15 @@ Both change the store, so both ask first or show once: a job is deleted only aft
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pandas as pd
 import streamlit as st
 
-from predictions.dashboard import queries
+from predictions.dashboard import analysis, queries
 from predictions.dashboard.widgets import plain
 from predictions.errors import ConfigError, StoreError
-from predictions.store.ingest_keys import INGEST_KEY_ENV, IngestKeyManager
+from predictions.store.ingest_keys import INGEST_KEY_ENV, IngestKey, IngestKeyManager
 from predictions.store.protocol import Store, signed_in_email
 from predictions.store.records import Job
 
@@ -23,6 +25,21 @@ KEY_COLUMNS = {
     "last_used_at": "Last used",
     "revoked_at": "Revoked",
 }
+
+
+KEY_WIDTHS = {"Label": "medium", "Starts with": 110, "Created": 170, "Last used": 170, "Revoked": 170}
+"""Sized so every column, times included, fits a 1280 px page beside the sidebar."""
+
+
+def key_rows(listed: list[IngestKey], now: datetime) -> pd.DataFrame:
+    """The keys as people read them: times relative or in UTC, never raw ISO; never-used and active blank."""
+    times = ("created_at", "last_used_at", "revoked_at")
+    rows = [
+        {"label": key.label, "prefix": f"{key.prefix}…"}
+        | {column: analysis.human_time(getattr(key, column), now) for column in times}
+        for key in listed
+    ]
+    return pd.DataFrame(rows, columns=list(KEY_COLUMNS)).rename(columns=KEY_COLUMNS)
 
 
 def delete_job_control(store: Store, job: Job) -> None:
@@ -83,9 +100,7 @@ def keys_table(keys: IngestKeyManager) -> list[str]:
     if not listed:
         st.caption("No keys yet.")
         return []
-    rows = pd.DataFrame([{column: getattr(key, column) for column in KEY_COLUMNS} for key in listed])
-    rows["prefix"] = rows["prefix"] + "…"
-    st.dataframe(rows.rename(columns=KEY_COLUMNS), hide_index=True)
+    st.dataframe(key_rows(listed, datetime.now(UTC)), hide_index=True, column_config=KEY_WIDTHS)
     return [key.label for key in listed if key.active]
 
 
