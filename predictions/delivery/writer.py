@@ -11,11 +11,13 @@ that can go nowhere are held in memory, retried, and named in an ERROR line. No 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,9 @@ class Writer:
         self.auth_error: AuthError | None = None
         """Set when the store refused the credentials: writing stopped for this session."""
         self._migrated = False
+        self.run_id = uuid.uuid4().hex
+        """This process run's id: the store orders job statuses by run and sequence, not by clock."""
+        self._status_seq = itertools.count(1)
         self.closed = False
         self._thread = threading.Thread(target=self._run, name="predictions-writer", daemon=True)
         self._thread.start()
@@ -108,15 +113,20 @@ class Writer:
             job_id, details = storable_job(job_id, details)
         except Exception:
             logger.exception("predictions writer could not make the start of job %r storable", job_id)
-        self._put({"op": "start_job", "job_id": job_id, **details, "at": now_text()})
+        self._put({"op": "start_job", "job_id": job_id, **details, **self._status_order()})
 
     def finish_job(self, job_id: str, status: str = "finished", stop_reason: dict | None = None) -> None:
         """Queue the job's last status; a `stopped` job's reason goes with it."""
         job_id, _ = storable_job(job_id, {})
-        call = {"op": "finish_job", "job_id": job_id, "status": status, "at": now_text()}
+        call = {"op": "finish_job", "job_id": job_id, "status": status, **self._status_order()}
         if stop_reason is not None:
             call["stop_reason"] = stop_reason
         self._put(call)
+
+    def _status_order(self) -> dict[str, Any]:
+        """What orders a status call: this run and its next sequence number (`Store.start_job`); `at`
+        is kept for the record and for stores of an older version."""
+        return {"at": now_text(), "run": self.run_id, "seq": next(self._status_seq)}
 
     def spill(self) -> int:
         """Move every queued call (and the one in flight) into the outbox now, in one transaction;

@@ -47,16 +47,28 @@ class Store(Protocol):
         config: dict[str, Any] | None = None,
         user_id: str | None = None,
         at: str | None = None,
+        run: str | None = None,
+        seq: int | None = None,
     ) -> None:
         """Register a job as running (again, if it existed), keeping its first start time.
 
-        `at` (ISO-8601 UTC, default now) is when the status was set: a status set earlier than the
-        job's current one is ignored, so a replayed start never undoes a later finish."""
+        The job's status is the newest one set, by order rather than clock (docs/reliability.md,
+        problem 10): `run` names the writer's process run and `seq` numbers its status calls. A run
+        the store has not heard from yet is the newest, within the current run the higher `seq` wins,
+        and any other run's call is older (a replayed start never undoes a later finish). A call
+        without a run is ordered by `at` (ISO-8601 UTC, default now), the writer's clock."""
 
     def finish_job(
-        self, job_id: str, *, status: str = "finished", at: str | None = None, stop_reason: dict | None = None
+        self,
+        job_id: str,
+        *,
+        status: str = "finished",
+        at: str | None = None,
+        stop_reason: dict | None = None,
+        run: str | None = None,
+        seq: int | None = None,
     ) -> None:
-        """Mark a job finished, stopped or failed, unless a later status (by `at`) is already recorded.
+        """Mark a job finished, stopped or failed, unless a newer status is recorded (`start_job`).
 
         `stop_reason` ({"metric", "rounds", "step"}, `StopReason.as_dict()`) is kept with a `stopped`
         status, and dropped when a later status replaces it."""

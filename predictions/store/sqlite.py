@@ -94,31 +94,68 @@ ON CONFLICT (user_id, job_id, step, sample_index) DO UPDATE SET
     {", ".join(f"{column} = excluded.{column}" for column in UPDATED_COLUMNS)}
 """
 
-UPSERT_JOB = """
-INSERT INTO training_jobs (id, user_id, name, model, status, config, started_at, updated_at, status_at)
-VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)
+NEWER_STATUS = """(CASE
+    WHEN excluded.status_run IS NULL THEN excluded.status_at >= COALESCE(training_jobs.status_at, '')
+    WHEN EXISTS (SELECT 1 FROM json_each(COALESCE(training_jobs.status_runs, '[]')) AS seen
+                 WHERE seen.value = excluded.status_run)
+        THEN excluded.status_run = training_jobs.status_run
+             AND COALESCE(excluded.status_seq, 0) >= COALESCE(training_jobs.status_seq, 0)
+    ELSE 1 END)"""
+"""Whether a status call is newer than the job's status (docs/reliability.md, problem 10): a run the
+store has not heard from yet is the newest; within the current run the higher sequence wins; any other
+run is older. A call without a run (an older writer) is ordered by its `at`, as before."""
+
+STATUS_RUNS = """CASE WHEN excluded.status_run IS NULL OR EXISTS (
+        SELECT 1 FROM json_each(COALESCE(training_jobs.status_runs, '[]')) AS seen
+        WHERE seen.value = excluded.status_run)
+    THEN training_jobs.status_runs
+    ELSE json_insert(COALESCE(training_jobs.status_runs, '[]'), '$[#]', excluded.status_run) END"""
+"""The runs the store has heard from, in the order their first call arrived."""
+
+
+def _ordered(column: str, value: str) -> str:
+    return f"{column} = CASE WHEN {NEWER_STATUS} THEN {value} ELSE training_jobs.{column} END"
+
+
+ORDERED_STATUS = ",\n    ".join(
+    [
+        *(
+            _ordered(column, value)
+            for column, value in (
+                ("status", "excluded.status"),
+                ("finished_at", "excluded.finished_at"),
+                ("stop_reason", "excluded.stop_reason"),
+                ("status_at", "excluded.status_at"),
+                ("status_run", "excluded.status_run"),
+                ("status_seq", "excluded.status_seq"),
+            )
+        ),
+        f"status_runs = {STATUS_RUNS}",
+    ]
+)
+"""SQLite evaluates every SET expression on the old row, so each column repeats the same decision."""
+
+UPSERT_JOB = f"""
+INSERT INTO training_jobs (id, user_id, name, model, status, config, started_at, updated_at, status_at,
+                           status_run, status_seq, status_runs)
+VALUES (:job_id, :user_id, :name, :model, 'running', :config, :now, :now, :at, :run, :seq,
+        CASE WHEN :run IS NULL THEN NULL ELSE json_array(:run) END)
 ON CONFLICT (user_id, id) DO UPDATE SET
     name = COALESCE(excluded.name, name), model = COALESCE(excluded.model, model),
     config = COALESCE(excluded.config, config), updated_at = excluded.updated_at,
-    status = CASE WHEN excluded.status_at >= COALESCE(status_at, '') THEN 'running' ELSE status END,
-    finished_at = CASE WHEN excluded.status_at >= COALESCE(status_at, '') THEN NULL ELSE finished_at END,
-    stop_reason = CASE WHEN excluded.status_at >= COALESCE(status_at, '') THEN NULL ELSE stop_reason END,
-    status_at = MAX(excluded.status_at, COALESCE(status_at, ''))
+    {ORDERED_STATUS}
 """
-"""A job's status is the latest one set (by `status_at`), whatever order the calls arrive in; a stop
+"""A job's status is the newest one set (`NEWER_STATUS`), whatever order the calls arrive in; a stop
 reason goes with the `stopped` status that set it (a resumed job runs again without one)."""
 
-FINISH_JOB = """
-INSERT INTO training_jobs (id, user_id, status, started_at, updated_at, finished_at, status_at, stop_reason)
+FINISH_JOB = f"""
+INSERT INTO training_jobs (id, user_id, status, started_at, updated_at, finished_at, status_at, stop_reason,
+                           status_run, status_seq, status_runs)
 VALUES (:job_id, COALESCE((SELECT user_id FROM training_jobs WHERE id = :job_id LIMIT 1), :user_id),
-        :status, :now, :now, :now, :at, :stop_reason)
+        :status, :now, :now, :now, :at, :stop_reason, :run, :seq,
+        CASE WHEN :run IS NULL THEN NULL ELSE json_array(:run) END)
 ON CONFLICT (user_id, id) DO UPDATE SET updated_at = excluded.updated_at,
-    status = CASE WHEN excluded.status_at >= COALESCE(status_at, '') THEN excluded.status ELSE status END,
-    finished_at = CASE WHEN excluded.status_at >= COALESCE(status_at, '') THEN excluded.finished_at
-                       ELSE finished_at END,
-    stop_reason = CASE WHEN excluded.status_at >= COALESCE(status_at, '') THEN excluded.stop_reason
-                       ELSE stop_reason END,
-    status_at = MAX(excluded.status_at, COALESCE(status_at, ''))
+    {ORDERED_STATUS}
 """
 """A finish that arrives before its job's start (replayed after an outage) creates the job, finished;
 a job started for another owner (a `user_id` given to start_job) is finished as that owner's."""
@@ -287,20 +324,30 @@ class SQLiteStore:
         config: dict[str, Any] | None = None,
         user_id: str | None = None,
         at: str | None = None,
+        run: str | None = None,
+        seq: int | None = None,
     ) -> None:
         now = utc_now()
-        config_text = json.dumps(config, default=str) if config is not None else None
-        values = (job_id, user_id or LOCAL_USER_ID, name, model, config_text, now, now, utc_text(at or now))
+        values = {"job_id": job_id, "user_id": user_id or LOCAL_USER_ID, "name": name, "model": model}
+        values["config"] = json.dumps(config, default=str) if config is not None else None
+        values |= {"now": now, "at": utc_text(at or now), "run": run, "seq": seq}
         self._write(lambda c: c.execute(UPSERT_JOB, values))
 
     def finish_job(
-        self, job_id: str, *, status: str = "finished", at: str | None = None, stop_reason: dict | None = None
+        self,
+        job_id: str,
+        *,
+        status: str = "finished",
+        at: str | None = None,
+        stop_reason: dict | None = None,
+        run: str | None = None,
+        seq: int | None = None,
     ) -> None:
         check_status(status)
         now = utc_now()
         values = {"now": now, "at": utc_text(at or now), "status": status, "job_id": job_id}
         values["stop_reason"] = json.dumps(stop_reason) if status == "stopped" and stop_reason else None
-        values["user_id"] = LOCAL_USER_ID
+        values |= {"user_id": LOCAL_USER_ID, "run": run, "seq": seq}
         self._write(lambda c: c.execute(FINISH_JOB, values))
 
     def write_series(self, points: Sequence[SeriesPoint]) -> None:

@@ -40,6 +40,9 @@ CREATE TABLE IF NOT EXISTS training_jobs (
     finished_at TEXT,
     status_at TEXT,
     stop_reason TEXT,
+    status_run TEXT,
+    status_seq INTEGER,
+    status_runs TEXT,
     PRIMARY KEY (user_id, id)
 );
 CREATE TABLE IF NOT EXISTS training_predictions (
@@ -150,7 +153,13 @@ ADDED_COLUMNS = {
         "metadata": "TEXT",
         "text_replacements": "INTEGER NOT NULL DEFAULT 0",
     },
-    "training_jobs": {"status_at": "TEXT", "stop_reason": "TEXT"},
+    "training_jobs": {
+        "status_at": "TEXT",
+        "stop_reason": "TEXT",
+        "status_run": "TEXT",
+        "status_seq": "INTEGER",
+        "status_runs": "TEXT",
+    },
 }
 """Columns a file from an older version may lack; they are added when it is opened."""
 

@@ -306,13 +306,15 @@ class SupabaseStore:
         config: dict[str, Any] | None = None,
         user_id: str | None = None,
         at: str | None = None,
+        run: str | None = None,
+        seq: int | None = None,
     ) -> None:
         """Upsert the job as running; columns not given are left as they are (a trigger keeps the
-        first start time and sets updated_at/finished_at from the database clock, and keeps a
-        status set later than `at`)."""
+        first start time and sets updated_at/finished_at from the database clock, and keeps a newer
+        status: training_jobs_status_order)."""
         owner = self._owner(user_id)
         record: dict[str, Any] = {"id": job_id, "user_id": owner, "status": "running"}
-        record["status_at"] = at or utc_now()
+        record |= {"status_at": at or utc_now(), "status_run": run, "status_seq": seq}
         given = {"name": name, "model": model}
         if config is not None:
             given["config"] = json.loads(json.dumps(config, default=str))
@@ -321,14 +323,21 @@ class SupabaseStore:
         self._job_owners[job_id] = owner  # only once started: a refused start binds no owner
 
     def finish_job(
-        self, job_id: str, *, status: str = "finished", at: str | None = None, stop_reason: dict | None = None
+        self,
+        job_id: str,
+        *,
+        status: str = "finished",
+        at: str | None = None,
+        stop_reason: dict | None = None,
+        run: str | None = None,
+        seq: int | None = None,
     ) -> None:
         """Upserted, so a finish replayed before its start still leaves the job finished; the status
-        only moves when `at` is later than the job's (a trigger compares them, and keeps a `stopped`
-        job's reason with its status)."""
+        only moves when the call is newer (a trigger decides, and keeps a `stopped` job's reason with
+        its status)."""
         check_status(status)
-        record = {"id": job_id, "user_id": self._job_owner(job_id), "status": status}
-        record["status_at"] = at or utc_now()
+        record: dict[str, Any] = {"id": job_id, "user_id": self._job_owner(job_id), "status": status}
+        record |= {"status_at": at or utc_now(), "status_run": run, "status_seq": seq}
         if status == "stopped" and stop_reason:
             record["stop_reason"] = json.loads(json.dumps(stop_reason, default=str))
         self._upsert("training_jobs", [record], JOB_KEY)
