@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from predictions.dashboard import charts, columns, palette, queries, router, widgets
+from predictions.dashboard import charts, columns, palette, queries, router, run_context, widgets
 from predictions.scoring.metrics import PRIMARY_METRIC, Metric
 from predictions.store.records import Job
 
@@ -145,6 +145,33 @@ def same_sample(view: widgets.View, jobs: list[Job]) -> None:
     )
 
 
+def run_differences(view: widgets.View, jobs: list[Job]) -> None:
+    """The chosen jobs' training arguments side by side, those that differ first and ticked: why two
+    curves differ is usually a learning rate, a batch size or a dataset. Jobs recorded before the run's
+    context was are named, not compared (every argument would "differ" from nothing)."""
+    names, contexts, without = job_names(jobs), {}, []
+    for job in jobs:
+        config = queries.trends(view.store, view.ref(job)).config
+        if run_context.has_training(config):
+            contexts[names[job.id]] = run_context.context(job, config)
+        else:
+            without.append(names[job.id])
+    if not contexts:
+        return
+    st.subheader("How the runs were trained")
+    frame = run_context.comparison(contexts)
+    differing = int(frame["differs"].sum())
+    st.caption(f"{differing} of {len(frame)} arguments differ between these jobs (ticked, listed first).")
+    config = {
+        "differs": st.column_config.CheckboxColumn("Differs", width=70),
+        "argument": columns.text("Argument"),
+    }
+    config |= {name: st.column_config.TextColumn(name) for name in frame.columns[2:]}
+    st.dataframe(frame, hide_index=True, column_config=config)
+    if without:
+        st.caption(widgets.plain("No training arguments recorded for: " + ", ".join(without)))
+
+
 def main() -> None:
     view = router.require_job()
     st.title("Compare jobs")
@@ -177,6 +204,7 @@ def main() -> None:
         st.altair_chart(charts.compare_chart(drawn, metric, x or "step"), key="compare_chart")
     rewards(view, jobs, x or "step")
     summary_table(summary(jobs, trends, metric), metric)
+    run_differences(view, jobs)
     same_sample(view, jobs)
 
 

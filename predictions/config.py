@@ -154,7 +154,7 @@ class PredictionsConfig:
         """The options as JSON-ready data for the job record; the store itself is left out."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "store"}
         data["sample_indices"] = list(self.sample_indices) if self.sample_indices is not None else None
-        data["generation_kwargs"] = {str(k): _jsonable(v) for k, v in self.generation_kwargs.items()}
+        data["generation_kwargs"] = {str(k): jsonable(v) for k, v in self.generation_kwargs.items()}
         data["scorers"] = describe(self.scorers)
         data["metadata_fields"] = list(self.metadata_fields) if self.metadata_fields else None
         return data
@@ -245,14 +245,14 @@ def _check_store(store: object) -> None:
         )
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """JSON data as it is; anything else summarised by its type (a tokenizer's repr runs to pages)."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, str | int | float | bool | type(None)):
         return value
     if type(value) in (list, tuple):  # a LogitsProcessorList is a list of objects: summarised
-        return [_jsonable(item) for item in value]
+        return [jsonable(item) for item in value]
     if type(value) is dict:
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        return {str(key): jsonable(item) for key, item in value.items()}
     return f"<{type(value).__name__}>"

@@ -21,6 +21,7 @@ from predictions.delivery.writer import Writer
 from predictions.scoring.sample import Sample
 from predictions.training.monitor import PredictionsMonitor
 from predictions.training.outcome import RoundResult
+from predictions.training.run_context import trainer_context
 
 LOG_PREFIX = "predictions/"
 """The Trainer log keys of a round's averages: `predictions/char_error_rate`, `predictions/<scorer>`."""
@@ -61,7 +62,9 @@ class PredictionsCallback(TrainerCallback):
         return self.monitor.skipped
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        """Every check before the first step; a run resumed from a checkpoint continues its job."""
+        """Every check before the first step; a run resumed from a checkpoint continues its job, and the
+        job records the run's context (learning rate, epochs, batch size, seed, dataset size ...)."""
+        trainer = calling_trainer(self)
         self.monitor.start(
             kwargs.get("model"),
             kwargs.get("processing_class"),
@@ -69,9 +72,10 @@ class PredictionsCallback(TrainerCallback):
             name=args.run_name,
             is_main=state.is_world_process_zero,
             resumed_job_id=resumed_job_id(state),
+            training=trainer_context(args, state, trainer, kwargs.get("train_dataloader")),
         )
         state.stateful_callbacks[STATE_KEY] = {"job_id": self.monitor.job_id}
-        self._trainer = calling_trainer(self)
+        self._trainer = trainer
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if self.monitor.round_due(state.global_step):

@@ -45,6 +45,7 @@ from predictions.training.outcome import RegressionWatch, RoundResult, round_ave
 from predictions.training.preemption import SignalGuard, guard_job
 from predictions.training.preflight import ModelInputs, preflight
 from predictions.training.rng import rng_untouched
+from predictions.training.run_context import TRAINING_KEY, clean_context
 from predictions.training.samples import check_source, select_samples
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class PredictionsMonitor:
         name: str | None = None,
         is_main: bool | None = None,
         resumed_job_id: str | None = None,
+        training: Mapping[str, Any] | None = None,
     ) -> str:
         """Check everything a round needs and register the job; returns its id. Raises before training.
 
@@ -111,7 +113,8 @@ class PredictionsMonitor:
         already has rounds continue, and `resumed_job_id` (the id the checkpoint carries) is continued
         when no `job_id` is given, its status set back to running. `name` is the display name when
         `job_name` is not set. `is_main` defaults to rank 0 of `torch.distributed` (a single process is
-        the main one).
+        the main one). `training` is the run's context shown on Trends and Compare (learning rate,
+        epochs, batch size, seed, dataset size ...: the callback fills it from the Trainer's arguments).
         """
         self._active_tokenizer = self._resolve_tokenizer(tokenizer)
         self.samples = select_samples(self.source, self.config)
@@ -125,7 +128,7 @@ class PredictionsMonitor:
         store = self._agree_on_job(step, name, world, resumed_job_id)
         if self.is_main:
             self._replay_watch(store, step)
-            self._start_job(store, model, name)
+            self._start_job(store, model, name, training)
         return self.job_id
 
     @rng_untouched()
@@ -381,7 +384,9 @@ class PredictionsMonitor:
                 if earlier <= step and value == value:  # NaN: a round without a value
                     self.watch.observe(float(value), int(earlier))
 
-    def _start_job(self, store: Store | None, model: Any, name: str | None) -> None:
+    def _start_job(
+        self, store: Store | None, model: Any, name: str | None, training: Mapping[str, Any] | None
+    ) -> None:
         """Register the job (through the writer), and mark it failed if the process dies or is stopped."""
         from predictions.store import open_store
 
@@ -391,6 +396,8 @@ class PredictionsMonitor:
         config["model_inputs"] = {str(index): text for index, text in self.inputs.texts.items()}
         if (adapted := adapter(model)) is not None:
             config["adapter"] = adapted
+        if (context := clean_context(training)) is not None:
+            config[TRAINING_KEY] = context
         self.writer.start_job(
             self.job_id,
             name=self.config.job_name or name or self.job_id,
