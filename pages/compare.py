@@ -167,7 +167,8 @@ def run_differences(view: widgets.View, jobs: list[Job]) -> None:
         "argument": columns.text("Argument"),
     }
     config |= {name: st.column_config.TextColumn(name) for name in frame.columns[2:]}
-    st.dataframe(frame, hide_index=True, column_config=config)
+    rows_tall = 35 * (len(frame) + 1) + 3  # every argument visible, no scroll inside the table
+    st.dataframe(frame, hide_index=True, column_config=config, height=rows_tall)
     if without:
         st.caption(widgets.plain("No training arguments recorded for: " + ", ".join(without)))
 
