@@ -21,13 +21,15 @@ from predictions.dashboard import (
     widgets,
 )
 
+# 770 px in all: the table fits a 1280 px page beside the sidebar (tests/test_browser_widths.py). A
+# comment: Streamlit's magic would write a bare string onto the page.
 ROLLOUT_COLUMNS = {
-    "reward": st.column_config.NumberColumn("Reward", format="%.3f", width=80),
-    "rewards": st.column_config.TextColumn("Each function", width="medium"),
-    "completion": columns.text("Completion", width="large"),
-    "completion_tokens": st.column_config.NumberColumn("Tokens", width=70),
-    "prompt": columns.text("Prompt"),
-    "ground_truth": columns.text("Ground truth"),
+    "reward": st.column_config.NumberColumn("Reward", format="%.3f", width=75),
+    "rewards": st.column_config.TextColumn("Each function", width=140),
+    "completion": columns.text("Completion", width=230),
+    "completion_tokens": st.column_config.NumberColumn("Tokens", width=65),
+    "prompt": columns.text("Prompt", width=140),
+    "ground_truth": columns.text("Ground truth", width=120),
 }
 
 

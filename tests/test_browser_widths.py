@@ -1,4 +1,5 @@
-"""Every page at common laptop widths (1280 and 1400 px) for a job with two user scores: no table
+"""Every page at common laptop widths (1280 and 1400 px) for a job with two user scores (Rollouts for
+an RL job; Keys needs a signed-in Supabase user, and its table is checked in test_dashboard_helpers): no table
 runs off the page's edge, no header or chart title is cut.
 
 Tables are glide-data-grid canvases: a table fits when its scroller is no wider than its view, and
@@ -15,6 +16,7 @@ import pytest
 
 from predictions.store import SQLiteStore
 from tests.seeding import seed_demo
+from tests.test_app_rollouts import hacked_job
 from tests.test_browser import (
     CHARTS,
     CHROMIUM,
@@ -32,8 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DB = Path("artifacts") / "browser-widths" / "predictions.db"
 JOB = "two-user-scores"
 WIDTHS = (1280, 1400)
-PAGES = [("", 4), ("samples", 2), ("predictions", 0), ("compare", 1)]
-"""Url path, charts drawn at least."""
+ROLLOUTS_JOB = "hacked"
+PAGES = [("", JOB, 4), ("samples", JOB, 2), ("predictions", JOB, 0), ("compare", JOB, 1)]
+PAGES += [("rollouts", ROLLOUTS_JOB, 5)]
+"""Url path, job, charts drawn at least."""
 
 CUT_TABLES = """() => [...document.querySelectorAll('[data-testid="stDataFrame"]')].flatMap(table => {
   const scroller = table.querySelector('.dvn-scroller');
@@ -67,6 +71,7 @@ def widths_url() -> Iterator[str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     seed_demo(path)
     store = SQLiteStore(path)
+    hacked_job(store, ROLLOUTS_JOB)  # an RL job's rollouts, for the Rollouts page
     quality = {"title": "Answer quality", "higher_is_better": False}
     store.start_job(
         JOB, name="Two user scores", model="synthetic-tiny", config={"scorers": {"quality": quality}}
@@ -87,12 +92,12 @@ def browser() -> Iterator:
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-@pytest.mark.parametrize(("path", "charts"), PAGES, ids=[p or "trends" for p, _ in PAGES])
-def test_no_table_or_chart_title_is_cut(widths_url, browser, width, path, charts):
+@pytest.mark.parametrize(("path", "job", "charts"), PAGES, ids=[p or "trends" for p, _, _ in PAGES])
+def test_no_table_or_chart_title_is_cut(widths_url, browser, width, path, job, charts):
     context = browser.new_context(viewport={"width": width, "height": 1000})
     page = context.new_page()
     try:
-        open_page(page, f"{widths_url}/{path}?job={JOB}", charts)
+        open_page(page, f"{widths_url}/{path}?job={job}", charts)
         page.wait_for_timeout(1000)  # grids size their columns a moment after the script ends
         assert exceptions(page) == []
         assert page.evaluate(CUT_TABLES) == []
