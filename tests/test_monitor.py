@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from predictions import ConfigError, DatasetError, PredictionsCallback, PredictionsMonitor
+from predictions.dashboard.widgets import plain
 from predictions.store import SQLiteStore
 from tests import helpers_training as h
 
@@ -179,7 +180,8 @@ def test_the_samples_page_shows_the_exact_text_given_to_the_model(tmp_path, open
     store.close()
     at = open_app(db, job=monitor.job_id, page="pages/samples.py")
     (expander,) = [e for e in at.expander if e.label.startswith("Text given to the model")]
-    assert expander.label == "Text given to the model (chat_template)"
+    # shown as text: the rendering's name is escaped, so no job-written Markdown is interpreted
+    assert expander.label == plain("Text given to the model (chat_template)")
     prompt = h.chat_rows(3)[at.selectbox(key="sample").value]["messages"][1]["content"]
     # token by token as the model gets it: the tiny vocabulary has no 'r', 'v' or 's', and it shows
     assert expander.code[0].value == f"<system><unk>e<unk>e<unk><unk>e<eos><user>{prompt}<eos><assistant>"
