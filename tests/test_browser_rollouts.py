@@ -17,6 +17,7 @@ import pytest
 
 from predictions.store import SQLiteStore
 from tests import helpers_grpo as g
+from tests.helpers import wait_for_health
 from tests.test_app_rollouts import hacked_job
 from tests.test_browser import (
     CHARTS,
@@ -26,7 +27,6 @@ from tests.test_browser import (
     free_port,
     page,  # noqa: F401 (a fixture)
     screenshot,
-    wait_until_healthy,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -62,7 +62,7 @@ def rollouts_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_until_healthy(url, server)
+        wait_for_health(url, server)
         yield url, job_id
     finally:
         server.terminate()

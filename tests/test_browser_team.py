@@ -15,8 +15,9 @@ from contextlib import contextmanager
 
 import pytest
 
+from tests.helpers import wait_for_health
 from tests.pg_fixtures import EMAIL_A, PASSWORD, USER_A, USER_B, service_store, user_store
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port, sync_playwright, wait_until_healthy
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port, sync_playwright
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -37,7 +38,7 @@ def team_dashboard(postgrest) -> Iterator[str]:
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_until_healthy(url, server)
+        wait_for_health(url, server)
         yield url
     finally:
         server.terminate()

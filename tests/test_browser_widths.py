@@ -39,6 +39,10 @@ PAGES = [("", JOB, 4), ("samples", JOB, 2), ("predictions", JOB, 0), ("compare",
 PAGES += [("rollouts", ROLLOUTS_JOB, 5)]
 """Url path, job, charts drawn at least."""
 
+HEADERS_DRAWN = """() => [...document.querySelectorAll('[data-testid="stDataFrame"]')]
+  .every(table => table.querySelectorAll('th').length > 0)"""
+"""Every grid has drawn its header row (its column names are what a cut is reported by)."""
+
 CUT_TABLES = """() => [...document.querySelectorAll('[data-testid="stDataFrame"]')].flatMap(table => {
   const scroller = table.querySelector('.dvn-scroller');
   const heads = [...table.querySelectorAll('th')].map(th => th.textContent);
@@ -99,6 +103,7 @@ def test_no_table_or_chart_title_is_cut(widths_url, browser, width, path, job, c
     try:
         open_page(page, f"{widths_url}/{path}?job={job}", charts)
         page.wait_for_timeout(1000)  # grids size their columns a moment after the script ends
+        page.wait_for_function(HEADERS_DRAWN, timeout=20_000)  # a loaded machine draws them later
         assert exceptions(page) == []
         assert page.evaluate(CUT_TABLES) == []
         assert page.locator(CHARTS).count() >= charts

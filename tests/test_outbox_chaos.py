@@ -105,7 +105,9 @@ def test_writers_and_replayers_killed_at_random_while_the_store_flaps_lose_nothi
         stop_file.write_text("")
         for run in replayers:
             run.wait(timeout=60)
-    assert [writers[job].returncode for job in doomed] == [-signal.SIGKILL] * 2
+    # a doomed writer is killed mid-run, unless it finished all its rounds while the other was read first
+    codes = [writers[job].returncode for job in doomed]
+    assert set(codes) <= {-signal.SIGKILL, 0} and -signal.SIGKILL in codes, codes
     assert all(writers[job].returncode == 0 for job in writers if job not in doomed)
 
     outbox = Outbox(path, clock=lambda: time.time() + 3600)  # every lease a killed replayer held: expired

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from predictions.errors import AuthError, StoreError
-from predictions.store.records import PageQuery, PredictionRow, RolloutRow
+from predictions.store.records import PageQuery, PredictionRow, RolloutRow, SeriesPoint
 from predictions.store.supabase import SupabaseStore
 from tests.helpers import prediction_rows
 from tests.pg_fixtures import USER_A, USER_B, acting_as, service_store, user_store
@@ -56,6 +56,7 @@ def two_users(postgrest):
         store.start_job(job_id, name=f"{job_id} name")
         store.write_predictions(rows(job_id))
         store.write_rollouts(rollouts(job_id))
+        store.write_series([SeriesPoint(job_id, step, "loss", 1.0 / step) for step in (1, 2)])
         store.close()
     return postgrest
 
@@ -95,7 +96,7 @@ def test_a_user_sees_only_their_own_jobs_and_rows_through_the_store(two_users):
 def test_no_dashboard_function_returns_another_users_rows(two_users, supabase_database):
     token_a, token_b = two_users.access_token(USER_A), two_users.access_token(USER_B)
     functions = dashboard_functions(supabase_database)
-    assert len(functions) == 13
+    assert len(functions) == 14
     for function, names in functions.items():
         as_a = call_rpc(two_users, token_a, function, arguments_for(names, "b-job"))
         as_a_missing = call_rpc(two_users, token_a, function, arguments_for(names, "no-such-job"))

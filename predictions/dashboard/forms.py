@@ -28,6 +28,13 @@ KEY_COLUMNS = {
 
 
 KEY_WIDTHS = {"Label": "medium", "Starts with": 110, "Created": 170, "Last used": 170, "Revoked": 170}
+
+
+def key_columns() -> dict[str, st.column_config.Column]:
+    """The Keys table's widths as column configs (a bare string or number would be taken as a label)."""
+    return {name: st.column_config.Column(width=width) for name, width in KEY_WIDTHS.items()}
+
+
 """Sized so every column, times included, fits a 1280 px page beside the sidebar."""
 
 
@@ -100,7 +107,7 @@ def keys_table(keys: IngestKeyManager) -> list[str]:
     if not listed:
         st.caption("No keys yet.")
         return []
-    st.dataframe(key_rows(listed, datetime.now(UTC)), hide_index=True, column_config=KEY_WIDTHS)
+    st.dataframe(key_rows(listed, datetime.now(UTC)), hide_index=True, column_config=key_columns())
     return [key.label for key in listed if key.active]
 
 
