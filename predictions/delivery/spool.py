@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -127,10 +126,6 @@ def describe(call: Any) -> str:
     if call["op"] == "write_series":
         return f"{where} ({', '.join(str(row.get('name')) for row in fields)})"
     return f"{where} (sample {', '.join(str(row.get('sample_index')) for row in fields)})"
-
-
-def now_text() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 # replay

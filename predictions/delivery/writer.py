@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from predictions.delivery import legacy
-from predictions.delivery.outbox import Key, Outbox
-from predictions.delivery.spool import deliver, describe, now_text, outbox_path, replay
+from predictions.delivery.outbox import Key, Outbox, now_text
+from predictions.delivery.spool import deliver, describe, outbox_path, replay
 from predictions.errors import AuthError, ConfigError, OutboxError
 from predictions.store.protocol import Store
 from predictions.store.records import PredictionRow, RolloutRow, SeriesPoint
