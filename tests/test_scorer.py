@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
+import random
 import subprocess
 import sys
+import threading
 from collections import Counter
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from rapidfuzz.distance import Levenshtein
 
+from predictions.scoring import metrics
 from predictions.scoring.metrics import METRICS, Scores, score, score_batch, word_overlap
 
 texts = st.text(max_size=40)
@@ -145,3 +149,58 @@ def test_scorer_and_store_do_not_import_torch():
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# edit distances: score_hint and the shared distance thread change the speed, never the result
+
+near_misses = st.tuples(
+    st.text(alphabet="abcde fgh", min_size=1, max_size=300),
+    st.lists(st.tuples(st.integers(0, 299), st.sampled_from(["sub", "del", "ins"]), st.sampled_from("axz"))),
+)
+
+
+def edited(text: str, edits: list[tuple[int, str, str]]) -> str:
+    """`text` with each edit applied at its position (modulo the current length)."""
+    chars = list(text)
+    for position, kind, char in edits:
+        at = position % max(len(chars), 1)
+        if kind == "sub" and chars:
+            chars[at] = char
+        elif kind == "del" and chars:
+            del chars[at]
+        else:
+            chars.insert(at, char)
+    return "".join(chars)
+
+
+@given(st.lists(near_misses | st.tuples(texts, texts), max_size=12), st.sampled_from([4, 16, 64]))
+def test_hinted_distances_equal_the_plain_distance(drawn, window):
+    """Small windows and a small threshold put every branch (hinted, unhinted, far) on short texts."""
+    pairs = [(edited(a, b), a) if isinstance(b, list) else (a, b) for a, b in drawn]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(metrics, "HINT_FROM", window * 2)
+        patch.setattr(metrics, "PROBE", window)
+        assert metrics.edit_distances(pairs) == [Levenshtein.distance(p, t) for p, t in pairs]
+
+
+def test_long_near_misses_get_a_hint_and_the_plain_distance():
+    rng = random.Random(3)
+    truths = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz  ", k=6000)) for _ in range(4)]
+    predictions = [edited(t, [(rng.randrange(len(t)), "sub", "q") for _ in range(30)]) for t in truths[:2]]
+    predictions += [truths[0], truths[3][:2000] + truths[2][2000:]]
+    pairs = list(zip(predictions, truths, strict=True))
+    hints = metrics._hints(pairs)
+    assert hints[0] is not None and hints[1] is not None  # near misses: banded
+    assert hints[2] is None and hints[3] is None  # unrelated, or right only at the start: plain
+    assert metrics.edit_distances(pairs) == [Levenshtein.distance(p, t) for p, t in pairs]
+
+
+def test_large_batches_share_one_distance_thread():
+    text = "the quick brown fox jumps over the lazy dog " * 300
+    batch = [text[::-1]] * 3, [text] * 3
+    assert score_batch(*batch) == [score(text[::-1], text)] * 3
+    before = {thread.ident for thread in threading.enumerate() if thread.name.startswith("edit-distances")}
+    for _ in range(5):
+        score_batch(*batch)
+    after = {thread.ident for thread in threading.enumerate() if thread.name.startswith("edit-distances")}
+    assert len(after) == 1 and before <= after

@@ -4,11 +4,16 @@
 range, direction and function. Every list of metrics in the code derives from it; only SQL spells the
 columns out. Definitions of the built-in four: README.md, "Metrics". `p` is the stripped prediction, `t`
 the stripped ground truth. Edit distance comes from rapidfuzz's C++ kernel, so a round of long answers
-scores in microseconds, not the milliseconds of a Python loop.
+scores in microseconds, not the milliseconds of a Python loop; long near misses get a `score_hint`
+(exact all the same) that makes them several times faster again (docs/benchmarks.md, section 1).
 """
 
 from __future__ import annotations
 
+import math
+import os
+import statistics
+import threading
 from collections import _count_elements  # type: ignore[attr-defined]
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -137,11 +142,24 @@ def score(prediction: str, ground_truth: str | None) -> Scores:
     return Scores(**_plain_values(p, t), **_distance_values(p, t, Levenshtein.distance(p, t)))
 
 
+PARALLEL_FROM = 10_000
+"""Characters in a batch from which its edit distances run on the shared distance thread: below it,
+handing them over costs more than it saves."""
+ALL_CORES_FROM = 1_000_000
+"""Characters in a batch from which rapidfuzz spreads its distances over every core (starting its
+threads costs about 0.2 ms a call)."""
+HINT_FROM = 2048
+"""Characters in a pair's longer text from which its distance is computed with a `score_hint`."""
+PROBE = 512
+"""Characters per window of the three windows that estimate a long pair's distance."""
+
+
 def score_batch(predictions: Sequence[str], ground_truths: Sequence[str | None]) -> list[Scores]:
     """Score pairs in order; the lengths must match.
 
-    The edit distances run in rapidfuzz's C++ threads, outside the GIL, while this thread computes the
-    metrics that need no distance (word counting, mostly), so a batch costs little more than those.
+    In a large batch the edit distances run on one thread shared by every call (rapidfuzz releases
+    the GIL there) while this thread computes the metrics that need no distance (word counting,
+    mostly), so the batch costs little more than those.
     """
     if len(predictions) != len(ground_truths):
         raise ValueError(
@@ -149,11 +167,15 @@ def score_batch(predictions: Sequence[str], ground_truths: Sequence[str | None])
             "pass one ground truth (or None) per prediction"
         )
     pairs = [(p.strip(), t.strip()) for p, t in zip(predictions, ground_truths, strict=True) if t is not None]
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="edit-distances") as pool:
-        distances = pool.submit(_edit_distances, pairs)
+    if sum(len(p) + len(t) for p, t in pairs) < PARALLEL_FROM:
+        distances = edit_distances(pairs)
         plain = [_plain_values(p, t) for p, t in pairs]
-        parts = zip(pairs, distances.result(), plain, strict=True)
-        scored = iter([Scores(**values, **_distance_values(p, t, d)) for (p, t), d, values in parts])
+    else:
+        pending = _distance_thread().submit(edit_distances, pairs)
+        plain = [_plain_values(p, t) for p, t in pairs]
+        distances = pending.result()
+    parts = zip(pairs, distances, plain, strict=True)
+    scored = iter([Scores(**values, **_distance_values(p, t, d)) for (p, t), d, values in parts])
     return [UNSCORED if t is None else next(scored) for t in ground_truths]
 
 
@@ -169,9 +191,68 @@ def _distance_values(p: str, t: str, distance: int) -> dict[str, float | None]:
     return {metric.name: metric.function(p, t, distance) for metric in _WITH_DISTANCE}
 
 
-def _edit_distances(pairs: list[tuple[str, str]]) -> list[int]:
-    """Levenshtein distance of each pair; with workers=-1 rapidfuzz releases the GIL while it works."""
+_thread_lock = threading.Lock()
+_thread: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _distance_thread() -> ThreadPoolExecutor:
+    """The one edit-distance thread, started at the first large batch of this process (a forked child,
+    such as a DataLoader worker, starts its own: the parent's thread does not exist there)."""
+    global _thread
+    with _thread_lock:
+        if _thread is None or _thread[0] != os.getpid():
+            _thread = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="edit-distances"))
+        return _thread[1]
+
+
+def edit_distances(pairs: Sequence[tuple[str, str]]) -> list[int]:
+    """The Levenshtein distance of each pair, exactly `Levenshtein.distance(p, t)`, faster.
+
+    A long pair whose three sample windows (start, middle, end) look like a near miss is computed
+    with a `score_hint` near its expected distance: rapidfuzz then works in a band around the
+    diagonal and widens it until the distance fits, so the result is the same. Pairs are grouped by
+    hint (powers of two), one call each, so that the GIL is released during all the work.
+    """
     if not pairs:
         return []
-    predictions, truths = zip(*pairs, strict=True)
-    return process.cpdist(predictions, truths, scorer=Levenshtein.distance, workers=-1).tolist()
+    chars = sum(len(p) + len(t) for p, t in pairs)
+    groups: dict[int | None, list[int]] = {}
+    for index, hint in enumerate(_hints(pairs)):
+        groups.setdefault(hint, []).append(index)
+    distances = [0] * len(pairs)
+    for hint, indices in groups.items():
+        found = process.cpdist(
+            [pairs[i][0] for i in indices],
+            [pairs[i][1] for i in indices],
+            scorer=Levenshtein.distance,
+            score_hint=hint,
+            workers=-1 if chars >= ALL_CORES_FROM else 1,
+        )
+        for index, distance in zip(indices, found.tolist(), strict=True):
+            distances[index] = distance
+    return distances
+
+
+def _hints(pairs: Sequence[tuple[str, str]]) -> list[int | None]:
+    """Each pair's `score_hint`: None for a short pair or one that does not look like a near miss
+    (a hint too small for a far pair costs up to twice the plain computation)."""
+    long = [i for i, (p, t) in enumerate(pairs) if max(len(p), len(t)) >= HINT_FROM]
+    hints: list[int | None] = [None] * len(pairs)
+    if not long:
+        return hints
+    predictions = [window for i in long for window in _windows(pairs[i][0])]
+    truths = [window for i in long for window in _windows(pairs[i][1])]
+    probes = process.cpdist(predictions, truths, scorer=Levenshtein.distance).tolist()
+    for position, index in enumerate(long):
+        p, t = pairs[index]
+        ratio = statistics.median(probes[3 * position : 3 * position + 3]) / PROBE
+        if ratio < 0.25:
+            expected = max(abs(len(p) - len(t)), ratio * max(len(p), len(t)))
+            hints[index] = 1 << max(5, math.ceil(math.log2(1.5 * expected + 1)))
+    return hints
+
+
+def _windows(text: str) -> tuple[str, str, str]:
+    """`PROBE` characters at the start, the middle and the end, placed in proportion to the length."""
+    last = max(0, len(text) - PROBE)
+    return text[:PROBE], text[last // 2 :][:PROBE], text[last:]
