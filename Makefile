@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8501
 DEMO_ARGS ?=
 
-.PHONY: setup demo-setup chromium demo dashboard test lint bench clean
+.PHONY: setup demo-setup chromium demo dashboard test lint bench screenshots clean
 
 SUPABASE_CLI := devtools/node_modules/.bin/supabase
 
@@ -56,6 +56,10 @@ lint: setup
 
 bench: setup
 	$(PY) bench/run_all.py
+
+# The README's screenshots, every page in Chromium, from the store `make demo` wrote (run it first).
+screenshots: setup chromium
+	$(PY) -m devtools.screenshots --db predictions.db
 
 clean:
 	rm -rf $(VENV) .predictions .pytest_cache devtools/node_modules
