@@ -59,7 +59,7 @@ bench: setup
 
 # The README's screenshots, every page in Chromium, from the store `make demo` wrote (run it first).
 screenshots: setup chromium
-	$(PY) -m devtools.screenshots --db predictions.db
+	$(PY) -m devtools.screenshots
 
 clean:
 	rm -rf $(VENV) .predictions .pytest_cache devtools/node_modules

@@ -1,7 +1,7 @@
 """Retake the README's screenshots: every page in headless Chromium, after `make demo`.
 
-    make demo                        # trains the two demo runs into predictions.db (Ctrl-C when done)
-    .venv/bin/python -m devtools.screenshots --db predictions.db
+    make demo                        # trains the two demo runs into .predictions/ (Ctrl-C when done)
+    make screenshots                 # .venv/bin/python -m devtools.screenshots
 
 Trends, Samples, Predictions and Compare show the demo's own runs from `--db`. Three pages need data
 the demo does not make, built here in a scratch folder: Samples at 1,000 samples (a seeded job), Rollouts
@@ -23,6 +23,7 @@ from pathlib import Path
 from playwright.sync_api import Page, sync_playwright
 
 from predictions.store import SQLiteStore
+from predictions.store.sqlite import DEFAULT_DB_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -83,7 +84,7 @@ def shoot(page: Page, out: Path, name: str, width: int) -> Path:
 def demo_jobs(db: Path) -> list[str]:
     """The demo's runs, newest first; the demo writes two."""
     if not db.exists():
-        raise SystemExit(f"--db {db}: no such file; run `make demo` first (it writes predictions.db)")
+        raise SystemExit(f"--db {db}: no such file; run `make demo` first (it writes {DEFAULT_DB_PATH})")
     store = SQLiteStore(db)
     jobs = [job.id for job in store.list_jobs() if job.round_count > 0]
     store.close()
@@ -162,7 +163,7 @@ def shoot_keys(browser, scratch: Path, out: Path, width: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", type=Path, default=ROOT / "predictions.db", help="the demo's SQLite store")
+    parser.add_argument("--db", type=Path, default=ROOT / DEFAULT_DB_PATH, help="the demo's SQLite store")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
     parser.add_argument("--width", type=int, default=1400, help="viewport width in px (default 1400)")
     parser.add_argument("--only-scratch", action="store_true", help="skip the demo's pages")

@@ -1,0 +1,111 @@
+"""How long `make demo` takes a new user: a fresh clone, from the command to each thing they see.
+
+    python bench/bench_demo.py            # clones this repository's HEAD into a scratch folder
+
+Marks, in seconds from `make demo`: the set-up done (the "Dashboard:" line), the dashboard answering,
+the first round stored (the first chart: the live page shows it at its next refresh, every 5 s), and
+both runs finished ("Training done"). The machine's load average is printed with each mark, because
+the figures mean little on a busy machine. The clone and its .venv are deleted afterwards unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from predictions.store.sqlite import DEFAULT_DB_PATH  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
+
+
+def rounds_stored(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            return conn.execute("select count(*) from training_rounds").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+        return True
+    except OSError:
+        return False
+
+
+class Marks:
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.seen: dict[str, float] = {}
+
+    def __call__(self, name: str) -> None:
+        if name not in self.seen:
+            self.seen[name] = time.monotonic() - self.start
+            load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+            print(f"{self.seen[name]:7.1f} s  {name}  (load {load})", flush=True)
+
+
+def watch(clone: Path, log_path: Path, timeout_s: float) -> dict[str, float]:
+    port = free_port()
+    url, db = f"http://127.0.0.1:{port}", clone / DEFAULT_DB_PATH
+    marks = Marks()
+    with open(log_path, "wb") as log:
+        demo = subprocess.Popen(["make", "demo", f"PORT={port}"], cwd=clone, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        try:
+            while time.monotonic() - marks.start < timeout_s and demo.poll() is None:
+                text = log_path.read_bytes()
+                if b"Dashboard:" in text:
+                    marks("set-up done, training starts")
+                if "set-up done, training starts" in marks.seen and answers(url):
+                    marks("dashboard answers")
+                if rounds_stored(db):
+                    marks("first round stored (first chart)")
+                if b"Training done" in text:
+                    marks("both runs finished")
+                    break
+                time.sleep(0.5)
+        finally:
+            os.killpg(demo.pid, signal.SIGINT)
+            demo.wait(timeout=60)
+    return marks.seen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keep", action="store_true", help="keep the clone (and its .venv)")
+    parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="bench-demo-"))
+    clone = folder / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+    head = subprocess.check_output(["git", "-C", str(clone), "rev-parse", "--short", "HEAD"], text=True)
+    print(f"fresh clone of {ROOT} at {head.strip()}")
+    print(f"{os.cpu_count()} cores; `make demo` output in {folder / 'demo.log'}")
+    seen = watch(clone, folder / "demo.log", args.timeout)
+    if "both runs finished" not in seen:
+        print(f"the demo did not finish within {args.timeout:.0f} s; see {folder / 'demo.log'}")
+    venv = clone / ".venv"
+    if venv.exists():
+        size = subprocess.check_output(["du", "-sh", str(venv)], text=True).split()[0]
+        print(f".venv: {size}")
+    if not args.keep:
+        shutil.rmtree(clone, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
