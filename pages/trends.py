@@ -195,6 +195,7 @@ def main() -> None:
     view = router.require_job()
     st.title("Trends")
     st.caption(widgets.plain(view.job.label))
+    widgets.missing_notice(view.job)
     trends = queries.trends(view.store, view.ref())
     run_section(view.job, trends.config)
     rounds = trends.rounds

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import streamlit as st
 
@@ -206,6 +207,24 @@ def job_lines(store: Store, job: Job) -> None:
         st.sidebar.caption(plain(model))
     if job.status == "stopped":
         st.sidebar.warning(plain(stop_text(job, config)), icon=":material/front_hand:")
+    missing_notice(job, st.sidebar)
+
+
+def missing_notice(job: Job, where: Any = st) -> None:
+    """An error saying the job lacks rows that were kept nowhere (`Job.rows_missing`), and what to do."""
+    if job.rows_missing:
+        where.error(plain(missing_text(job.rows_missing)), icon=":material/report:")
+
+
+def missing_text(rows: int) -> str:
+    """'3 rows missing: the outbox could not be written. ...' for `Job.rows_missing`."""
+    return (
+        f"{rows:,} row{'s' if rows != 1 else ''} missing: the outbox could not be written. "
+        "The store did not take them and the training machine's local outbox could not keep them, so "
+        "this job's charts and tables lack them; the training log names each one in an ERROR line. "
+        "Make the outbox's folder writable (or point PREDICTIONS_SPOOL at a writable file) so that "
+        "later runs keep what the store cannot take."
+    )
 
 
 def model_caption(job: Job, config: dict | None = None) -> str | None:

@@ -69,31 +69,33 @@ def malformed(call: Any) -> str | None:
     return None
 
 
-def deliver(store: Any, call: Any, outbox: Outbox, key: Key) -> None:
+def deliver(store: Any, call: Any, outbox: Outbox, key: Key) -> int:
     """Send a call; when the store refuses it for good, split it down to the refused rows and quarantine
-    them, storing the rest. Raises only outages (transient) and `AuthError` (the caller keeps the call)."""
+    them, storing the rest. Returns how many refused rows not even the quarantine could keep (0 unless
+    the outbox cannot be written). Raises only outages (transient) and `AuthError` (the caller keeps
+    the call)."""
     problem = malformed(call)
     if problem is not None:
-        keep_refused(outbox, key, call, f"malformed call: {problem}")
-        return
+        return keep_refused(outbox, key, call, f"malformed call: {problem}")
     try:
         send(store, call)
-        return
+        return 0
     except Exception as error:
         if is_transient(error) or isinstance(error, AuthError):
             raise
         refusal = error
     rows = call.get("rows") or []
     if call["op"] not in ROW_OPS or len(rows) <= 1:
-        keep_refused(outbox, key, call, f"{type(refusal).__name__}: {refusal}")
-        return
+        return keep_refused(outbox, key, call, f"{type(refusal).__name__}: {refusal}")
     half = len(rows) // 2
-    deliver(store, {**call, "rows": rows[:half]}, outbox, key)
-    deliver(store, {**call, "rows": rows[half:]}, outbox, key)
+    return deliver(store, {**call, "rows": rows[:half]}, outbox, key) + deliver(
+        store, {**call, "rows": rows[half:]}, outbox, key
+    )
 
 
-def keep_refused(outbox: Outbox, key: Key, call: Any, error: str) -> None:
-    """Quarantine a refused call and say so; when even that fails, the log line is where it is kept."""
+def keep_refused(outbox: Outbox, key: Key, call: Any, error: str) -> int:
+    """Quarantine a refused call and say so; when even that fails, the log line is where it is kept,
+    and the call's rows are returned as lost."""
     text = call if isinstance(call, dict | str) else repr(call)
     try:
         outbox.quarantine(key, text, error)
@@ -105,9 +107,25 @@ def keep_refused(outbox: Outbox, key: Key, call: Any, error: str) -> None:
             problem,
             call,
         )
-        return
+        return len(call_rows(call))
     where = outbox.path
     logger.error("predictions store refused %s for good: %s; quarantined in %s", describe(call), error, where)
+    return 0
+
+
+def call_rows(call: Any) -> list[Any]:
+    """The rows a call carries (none for a job's start or finish, or a call of the wrong shape)."""
+    rows = call.get("rows") if isinstance(call, dict) and call.get("op") in ROW_OPS else None
+    return rows if isinstance(rows, list) else []
+
+
+def call_job(call: Any) -> str | None:
+    """The job a call is about: its `job_id`, else its first row's."""
+    if not isinstance(call, dict):
+        return None
+    rows = call_rows(call)
+    job_id = call.get("job_id") or (rows[0].get("job_id") if rows and isinstance(rows[0], dict) else None)
+    return job_id if isinstance(job_id, str) else None
 
 
 def describe(call: Any) -> str:

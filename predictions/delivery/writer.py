@@ -11,6 +11,7 @@ that can go nowhere are held in memory, retried, and named in an ERROR line. No 
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import os
@@ -24,7 +25,7 @@ from typing import Any
 
 from predictions.delivery import legacy
 from predictions.delivery.outbox import Key, Outbox, now_text
-from predictions.delivery.spool import deliver, describe, outbox_path, replay
+from predictions.delivery.spool import call_job, call_rows, deliver, describe, outbox_path, replay
 from predictions.errors import AuthError, ConfigError, OutboxError
 from predictions.store.protocol import Store
 from predictions.store.records import PredictionRow, RolloutRow, SeriesPoint
@@ -70,6 +71,10 @@ class Writer:
         self._held: list[dict[str, Any]] = []
         """Calls neither the store nor the outbox took: retried while the process lives."""
         self._held_lock = threading.RLock()  # a signal handler may spill while the main thread holds it
+        self._lost: collections.Counter[str] = collections.Counter()
+        """Rows refused for good that not even the quarantine could keep, by job."""
+        self._missing_told: dict[str, int] = {}
+        """Each job's missing rows as the store last recorded them (`Store.record_missing`)."""
         self.auth_error: AuthError | None = None
         """Set when the store refused the credentials: writing stopped for this session."""
         self._migrated = False
@@ -214,6 +219,7 @@ class Writer:
                 call = self._queue.get(timeout=self._pause() if self._down else None)
             except queue.Empty:
                 self._recover()
+                self._tell_missing()
                 continue
             if call is _STOP:
                 break
@@ -223,7 +229,9 @@ class Writer:
             except Exception:
                 logger.exception("predictions writer failed on a %s call", call.get("op"))
             self._inflight = None
+            self._tell_missing()
         self._recover(force=True)  # a store back by train end gets every row, a signal's spilled ones too
+        self._tell_missing(again=True)
 
     def _handle(self, call: dict[str, Any]) -> None:
         """Store the call (after the outbox, once the store is back), else keep it in the outbox."""
@@ -238,7 +246,9 @@ class Writer:
         """True once stored or quarantined; False after `retries` outages in a row or a refused key."""
         for attempt in range(self.retries):
             try:
-                deliver(self.store, call, self.outbox, self.key)
+                lost = deliver(self.store, call, self.outbox, self.key)
+                if lost:
+                    self._lost[call_job(call) or "?"] += lost
                 return True
             except AuthError as error:
                 self._refuse_session(error)
@@ -306,6 +316,34 @@ class Writer:
                     self._held[:0] = held[position:]
                 return False
         return True
+
+    # rows missing: kept nowhere, recorded on the job so the dashboard says so
+
+    def missing_rows(self) -> dict[str, int]:
+        """Rows this run could keep nowhere, by job: refused rows the quarantine could not take, and
+        rows held in memory because neither the store nor the outbox took them (until stored)."""
+        counts = collections.Counter(self._lost)
+        with self._held_lock:
+            for call in self._held:
+                counts[call_job(call) or "?"] += len(call_rows(call))
+        return {job: count for job, count in counts.items() if count}
+
+    def _tell_missing(self, again: bool = False) -> None:
+        """Record each job's missing rows in the store where they changed (`again`: every nonzero count,
+        at finish); a store that does not answer is told at the next chance."""
+        if self.store is None or self.auth_error is not None:
+            return
+        counts = self.missing_rows()
+        for job_id in sorted(set(counts) | set(self._missing_told)):
+            count = counts.get(job_id, 0)
+            if count == self._missing_told.get(job_id, 0) and not (again and count):
+                continue
+            try:
+                self.store.record_missing(job_id, count, run=self.run_id, user_id=self.user_id)
+            except Exception as error:
+                logger.warning("predictions: %s missing row(s) of %r not recorded: %s", count, job_id, error)
+                continue
+            self._missing_told[job_id] = count
 
     def _open(self) -> bool:
         if self._open_store is None:

@@ -31,3 +31,10 @@ def check_limit(limit: int) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
         raise ConfigError(f"limit={limit!r} is out of range; valid: 1 to 1000 rows")
     return limit
+
+
+def check_count(rows: int) -> int:
+    """A count of missing rows (`Store.record_missing`): a whole number, 0 or more."""
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+        raise ConfigError(f"rows={rows!r} is not a count of rows; valid: a whole number, 0 or more")
+    return rows

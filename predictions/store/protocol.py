@@ -73,6 +73,12 @@ class Store(Protocol):
         `stop_reason` ({"metric", "rounds", "step"}, `StopReason.as_dict()`) is kept with a `stopped`
         status, and dropped when a later status replaces it."""
 
+    def record_missing(self, job_id: str, rows: int, *, run: str, user_id: str | None = None) -> None:
+        """Record that the writer's run `run` could keep `rows` of the job's rows nowhere (the store
+        did not take them and the local outbox could not be written). Set per run, not added, so a
+        retried or repeated call never counts twice; the job's `rows_missing` is the sum over its runs.
+        Creates the job when it does not exist yet (its start may be among what was lost)."""
+
     def delete_job(self, job_id: str, *, user_id: str | None = None) -> None:
         """Delete one of the caller's jobs and all its rows; StoreError when the caller has no such job.
 

@@ -172,6 +172,9 @@ class Job:
     """When the job last wrote a round or changed status (ISO-8601): how long a running job is silent."""
     stop_reason: StopReason | None = None
     """Why the early-stop rule stopped it (status `stopped` only)."""
+    rows_missing: int = 0
+    """Rows its runs could keep nowhere: not stored, and the local outbox could not be written
+    (`Store.record_missing`). The dashboard says so, since its charts lack them."""
 
     @property
     def label(self) -> str:

@@ -23,6 +23,7 @@ from predictions.errors import StoreError, StoreUnavailableError
 from predictions.scoring.metrics import METRICS, PRIMARY_METRIC
 from predictions.scoring.names import is_custom_name
 from predictions.store.checks import (
+    check_count,
     check_group_field,
     check_limit,
     check_metric,
@@ -160,6 +161,17 @@ ON CONFLICT (user_id, id) DO UPDATE SET updated_at = excluded.updated_at,
 """A finish that arrives before its job's start (replayed after an outage) creates the job, finished;
 a job started for another owner (a `user_id` given to start_job) is finished as that owner's."""
 
+MISSING_RUNS = "json_patch(COALESCE(training_jobs.rows_missing_runs, '{}'), excluded.rows_missing_runs)"
+RECORD_MISSING = f"""
+INSERT INTO training_jobs (id, user_id, started_at, updated_at, rows_missing, rows_missing_runs)
+VALUES (:job_id, :user_id, :now, :now, :rows, json_object(:run, :rows))
+ON CONFLICT (user_id, id) DO UPDATE SET updated_at = excluded.updated_at,
+    rows_missing_runs = {MISSING_RUNS},
+    rows_missing = (SELECT COALESCE(SUM(value), 0) FROM json_each({MISSING_RUNS}))
+"""
+"""Each run's count set (a repeat changes nothing), the job's the sum; `updated_at` moves, so the
+dashboard's poll sees it."""
+
 ROLLOUT_WRITE_COLUMNS = (
     "job_id",
     "user_id",
@@ -215,6 +227,7 @@ WITH activity AS (
 SELECT ids.id AS id, COALESCE(j.status, 'unknown') AS status, j.name AS name, j.model AS model,
        j.user_id AS user_id, j.started_at AS started_at, j.updated_at AS updated_at,
        j.finished_at AS finished_at, j.stop_reason AS stop_reason,
+       COALESCE(j.rows_missing, 0) AS rows_missing,
        a.latest_epoch AS latest_epoch, a.latest_step AS latest_step,
        COALESCE(a.round_count, 0) AS round_count,
        NULLIF(MAX(COALESCE(j.updated_at, ''), COALESCE(a.last_write, '')), '') AS last_active
@@ -349,6 +362,11 @@ class SQLiteStore:
         values["stop_reason"] = json.dumps(stop_reason) if status == "stopped" and stop_reason else None
         values |= {"user_id": LOCAL_USER_ID, "run": run, "seq": seq}
         self._write(lambda c: c.execute(FINISH_JOB, values))
+
+    def record_missing(self, job_id: str, rows: int, *, run: str, user_id: str | None = None) -> None:
+        values = {"job_id": job_id, "user_id": user_id or LOCAL_USER_ID, "now": utc_now()}
+        values |= {"rows": check_count(rows), "run": str(run)}
+        self._write(lambda c: c.execute(RECORD_MISSING, values))
 
     def write_series(self, points: Sequence[SeriesPoint]) -> None:
         now = utc_now()

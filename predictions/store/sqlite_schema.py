@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS training_jobs (
     status_run TEXT,
     status_seq INTEGER,
     status_runs TEXT,
+    rows_missing INTEGER NOT NULL DEFAULT 0,
+    rows_missing_runs TEXT,
     PRIMARY KEY (user_id, id)
 );
 CREATE TABLE IF NOT EXISTS training_predictions (
@@ -122,10 +124,13 @@ INDEXES = (
     "CREATE INDEX IF NOT EXISTS idx_training_predictions_job_step ON training_predictions (job_id, step)",
     # The job list and the dashboard's poll read these instead of the rows, whose configs (rendered
     # model inputs: kilobytes a job) made a scan of 10,000 jobs read tens of megabytes.
-    "CREATE INDEX IF NOT EXISTS idx_training_jobs_listed ON training_jobs "
-    "(id, user_id, status, name, model, started_at, updated_at, finished_at, stop_reason)",
+    "CREATE INDEX IF NOT EXISTS idx_training_jobs_listing ON training_jobs "
+    "(id, user_id, status, name, model, started_at, updated_at, finished_at, stop_reason, rows_missing)",
     "CREATE INDEX IF NOT EXISTS idx_training_jobs_updated ON training_jobs (updated_at)",
 )
+
+STALE_INDEXES = ("idx_training_jobs_list", "idx_training_jobs_listed")
+"""Earlier versions of the job list's covering index (without stop_reason, without rows_missing)."""
 
 TABLE_REWRITES = (
     (
@@ -159,6 +164,8 @@ ADDED_COLUMNS = {
         "status_run": "TEXT",
         "status_seq": "INTEGER",
         "status_runs": "TEXT",
+        "rows_missing": "INTEGER NOT NULL DEFAULT 0",
+        "rows_missing_runs": "TEXT",
     },
 }
 """Columns a file from an older version may lack; they are added when it is opened."""
@@ -342,7 +349,8 @@ def create_schema(conn: sqlite3.Connection) -> None:
         _add_missing_columns(conn)
         for table in dict.fromkeys(name for name, *_ in TABLE_REWRITES):
             _rewrite(conn, table)
-        conn.execute("DROP INDEX IF EXISTS idx_training_jobs_list")  # without stop_reason: not covering
+        for stale in STALE_INDEXES:
+            conn.execute(f"DROP INDEX IF EXISTS {stale}")
         for index in INDEXES:
             conn.execute(index)
         if _rounds_table_is_stale(conn):

@@ -26,6 +26,7 @@ from predictions.errors import AuthError, ConfigError
 from predictions.scoring.metrics import METRICS
 from predictions.store import ingest_keys
 from predictions.store.checks import (
+    check_count,
     check_group_field,
     check_limit,
     check_metric,
@@ -97,6 +98,7 @@ JOB_FIELDS = (
     "round_count",
     "last_active",
     "stop_reason",
+    "rows_missing",
 )
 
 
@@ -342,6 +344,13 @@ class SupabaseStore:
             record["stop_reason"] = json.loads(json.dumps(stop_reason, default=str))
         self._upsert("training_jobs", [record], JOB_KEY)
 
+    def record_missing(self, job_id: str, rows: int, *, run: str, user_id: str | None = None) -> None:
+        """This run's entry of the job's `rows_missing_runs`; a trigger merges it with the other runs'
+        and sums them into `rows_missing` (training_jobs_rows_missing)."""
+        owner = self._owner(user_id) if user_id else self._job_owner(job_id)
+        record = {"id": job_id, "user_id": owner, "rows_missing_runs": {str(run): check_count(rows)}}
+        self._upsert("training_jobs", [record], JOB_KEY)
+
     def delete_job(self, job_id: str, *, user_id: str | None = None) -> None:
         """Delete one of the owner's jobs and all its rows; another owner's job is refused (StoreError)."""
         self._rpc("delete_job", p_job_id=job_id, p_user_id=check_user_id(user_id) or self._job_owner(job_id))
@@ -353,7 +362,8 @@ class SupabaseStore:
         jobs = []
         for record in records:
             fields = {name: record.get(name) for name in JOB_FIELDS}
-            jobs.append(Job(**{**fields, "stop_reason": StopReason.from_dict(fields["stop_reason"])}))
+            fields["stop_reason"] = StopReason.from_dict(fields["stop_reason"])
+            jobs.append(Job(**{**fields, "rows_missing": int(fields["rows_missing"] or 0)}))
         return jobs
 
     def jobs_version(self) -> tuple:
