@@ -16,7 +16,7 @@ from predictions.store.records import PageQuery, PredictionRow
 from tests.helpers import wait_until
 from tests.helpers_outbox import kept, key_of
 from tests.helpers_training import count_rows, locked
-from tests.pg_fixtures import USER_A, USER_B, acting_as, user_store
+from tests.pg_fixtures import USER_A, USER_B, acting_as, service_store, user_store
 from tests.test_ingest_keys import create_key, trainer_env
 
 
@@ -138,3 +138,49 @@ def test_keys_of_stores_and_owners(tmp_path, postgrest, monkeypatch):
     service = open_store(env_file=tmp_path / "absent.env")
     assert key_of(service).owner == f"user {USER_A}"
     assert service.outbox_key(USER_B)[1] == f"user {USER_B}"  # a run written for another user
+
+
+def test_replayed_starts_and_finishes_keep_the_owner_they_were_written_for(
+    postgrest, supabase_database, monkeypatch, tmp_path
+):
+    """An admin's machine (service-role key, configured for Ada) runs jobs for Bob (`user_id=B`). The
+    calls that waited in the outbox carry Bob as their owner: Ada's replay leaves them, and a later
+    process for Bob sends them as Bob's, whatever the store is configured for."""
+    path = tmp_path / "o.db"
+    monkeypatch.setenv("SUPABASE_URL", postgrest.url)
+    monkeypatch.setenv("SUPABASE_KEY", postgrest.service_key)
+    monkeypatch.setenv("PREDICTIONS_USER_ID", USER_A)
+    monkeypatch.delenv("PREDICTIONS_INGEST_KEY", raising=False)
+    started = Writer(open_store(env_file=tmp_path / "absent.env"), spool_path=path, user_id=USER_B)
+    started.start_job("bobs-first", name="Bob's first")  # stored: only its finish will wait
+    started.close()
+    down = Writer(None, open_store=unreachable, spool_path=path, user_id=USER_B, backoff_s=60)
+    down.finish_job("bobs-first")
+    down.start_job("bobs-second", name="Bob's second")
+    down.finish_job("bobs-second", status="failed")
+    down.close(timeout_s=5)
+    assert [call["user_id"] for call in kept(path)] == [USER_B] * 3
+    assert [key.owner for key in Outbox(path).pending()] == [f"user {USER_B}"]
+
+    Writer(open_store(env_file=tmp_path / "absent.env"), spool_path=path).close()  # Ada's identity
+    assert len(kept(path)) == 3  # not hers: left waiting
+
+    Writer(open_store(env_file=tmp_path / "absent.env"), spool_path=path, user_id=USER_B).close()
+    assert kept(path) == []
+    with acting_as(supabase_database, "postgres") as conn:
+        jobs = conn.execute("select user_id::text, id, status from training_jobs order by id").fetchall()
+    assert jobs == [(USER_B, "bobs-first", "finished"), (USER_B, "bobs-second", "failed")]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "supabase"])
+def test_a_finish_that_names_its_owner_finishes_that_owners_job(backend, request, tmp_path):
+    """Two owners with a job of the same id (ids are per owner): a finish naming one finishes only it."""
+    if backend == "sqlite":
+        store = SQLiteStore(tmp_path / "p.db")
+    else:
+        store = service_store(request.getfixturevalue("postgrest"), user_id=None)  # reads every owner
+    for owner in (USER_A, USER_B):
+        store.start_job("same", user_id=owner, run=f"run-{owner}", seq=1)
+    store.finish_job("same", user_id=USER_B, run=f"run-{USER_B}", seq=2)
+    jobs = sorted((job.user_id, job.status) for job in store.list_jobs())
+    assert jobs == [(USER_A, "running"), (USER_B, "finished")]

@@ -118,15 +118,26 @@ class Writer:
             job_id, details = storable_job(job_id, details)
         except Exception:
             logger.exception("predictions writer could not make the start of job %r storable", job_id)
-        self._put({"op": "start_job", "job_id": job_id, **details, **self._status_order()})
+        self._put({"op": "start_job", "job_id": job_id, **self._owner(), **details, **self._status_order()})
 
     def finish_job(self, job_id: str, status: str = "finished", stop_reason: dict | None = None) -> None:
         """Queue the job's last status; a `stopped` job's reason goes with it."""
         job_id, _ = storable_job(job_id, {})
-        call = {"op": "finish_job", "job_id": job_id, "status": status, **self._status_order()}
+        call = {
+            "op": "finish_job",
+            "job_id": job_id,
+            "status": status,
+            **self._owner(),
+            **self._status_order(),
+        }
         if stop_reason is not None:
             call["stop_reason"] = stop_reason
         self._put(call)
+
+    def _owner(self) -> dict[str, Any]:
+        """The run's own owner, written into a job call so that a replay in another process (whose store
+        may be configured for someone else) sends it as the owner it was written as; rows carry theirs."""
+        return {"user_id": self.user_id} if self.user_id is not None else {}
 
     def _status_order(self) -> dict[str, Any]:
         """What orders a status call: this run and its next sequence number (`Store.start_job`); `at`

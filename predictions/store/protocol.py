@@ -67,11 +67,13 @@ class Store(Protocol):
         stop_reason: dict | None = None,
         run: str | None = None,
         seq: int | None = None,
+        user_id: str | None = None,
     ) -> None:
         """Mark a job finished, stopped or failed, unless a newer status is recorded (`start_job`).
 
         `stop_reason` ({"metric", "rounds", "step"}, `StopReason.as_dict()`) is kept with a `stopped`
-        status, and dropped when a later status replaces it."""
+        status, and dropped when a later status replaces it. `user_id` names the job's owner, as
+        `start_job`'s does; without it, the owner this store started the job for, else its own user."""
 
     def record_missing(self, job_id: str, rows: int, *, run: str, user_id: str | None = None) -> None:
         """Record that the writer's run `run` could keep `rows` of the job's rows nowhere (the store

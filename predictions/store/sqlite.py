@@ -152,14 +152,14 @@ reason goes with the `stopped` status that set it (a resumed job runs again with
 FINISH_JOB = f"""
 INSERT INTO training_jobs (id, user_id, status, started_at, updated_at, finished_at, status_at, stop_reason,
                            status_run, status_seq, status_runs)
-VALUES (:job_id, COALESCE((SELECT user_id FROM training_jobs WHERE id = :job_id LIMIT 1), :user_id),
+VALUES (:job_id, COALESCE(:user_id, (SELECT user_id FROM training_jobs WHERE id = :job_id LIMIT 1), :local),
         :status, :now, :now, :now, :at, :stop_reason, :run, :seq,
         CASE WHEN :run IS NULL THEN NULL ELSE json_array(:run) END)
 ON CONFLICT (user_id, id) DO UPDATE SET updated_at = excluded.updated_at,
     {ORDERED_STATUS}
 """
 """A finish that arrives before its job's start (replayed after an outage) creates the job, finished;
-a job started for another owner (a `user_id` given to start_job) is finished as that owner's."""
+a finish without a `user_id` finishes the job of that id (an older writer's call), else the local user's."""
 
 MISSING_RUNS = "json_patch(COALESCE(training_jobs.rows_missing_runs, '{}'), excluded.rows_missing_runs)"
 RECORD_MISSING = f"""
@@ -355,12 +355,13 @@ class SQLiteStore:
         stop_reason: dict | None = None,
         run: str | None = None,
         seq: int | None = None,
+        user_id: str | None = None,
     ) -> None:
         check_status(status)
         now = utc_now()
         values = {"now": now, "at": utc_text(at or now), "status": status, "job_id": job_id}
         values["stop_reason"] = json.dumps(stop_reason) if status == "stopped" and stop_reason else None
-        values |= {"user_id": LOCAL_USER_ID, "run": run, "seq": seq}
+        values |= {"user_id": user_id, "local": LOCAL_USER_ID, "run": run, "seq": seq}
         self._write(lambda c: c.execute(FINISH_JOB, values))
 
     def record_missing(self, job_id: str, rows: int, *, run: str, user_id: str | None = None) -> None:

@@ -333,12 +333,15 @@ class SupabaseStore:
         stop_reason: dict | None = None,
         run: str | None = None,
         seq: int | None = None,
+        user_id: str | None = None,
     ) -> None:
         """Upserted, so a finish replayed before its start still leaves the job finished; the status
         only moves when the call is newer (a trigger decides, and keeps a `stopped` job's reason with
-        its status)."""
+        its status). The owner: `user_id` (a replayed call's, as it was written), else the one this
+        store started the job for, else the store's own."""
         check_status(status)
-        record: dict[str, Any] = {"id": job_id, "user_id": self._job_owner(job_id), "status": status}
+        owner = self._owner(user_id) if user_id else self._job_owner(job_id)
+        record: dict[str, Any] = {"id": job_id, "user_id": owner, "status": status}
         record |= {"status_at": at or utc_now(), "status_run": run, "status_seq": seq}
         if status == "stopped" and stop_reason:
             record["stop_reason"] = json.loads(json.dumps(stop_reason, default=str))
