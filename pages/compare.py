@@ -29,7 +29,7 @@ def pick_jobs(view: widgets.View) -> list[Job]:
     """The jobs to compare: by default the picked job and the next most recent ones."""
     by_id = {job.id: job for job in view.jobs}
     default = [view.job.id, *[i for i in by_id if i != view.job.id]][:DEFAULT_JOBS]
-    listed = [*st.session_state.get("compare_jobs", default), *by_id][: widgets.PICKER_JOBS]  # recent first
+    listed = [*st.session_state.get("compare_jobs", default), *by_id][: queries.PICKER_JOBS]  # recent first
     options = list(dict.fromkeys(i for i in [*default, *listed] if i in by_id))
     chosen = st.multiselect(
         "Jobs", options, default=default, key="compare_jobs", format_func=lambda i: by_id[i].label

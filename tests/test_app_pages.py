@@ -616,10 +616,27 @@ def test_a_long_job_list_is_searched_by_name_id_or_model(open_app, tmp_path):
     at = open_app(tmp_path / "many.db")
     picker = at.sidebar.selectbox(key="job")
     assert len(picker.options) == 200 and picker.value == "run-204"  # the most recent first
-    assert "205 of 205 jobs match; 200 listed, most recent first." in [c.value for c in at.sidebar.caption]
+    captions = [c.value for c in at.sidebar.caption]
+    assert "The 200 most recent jobs are listed; find others by name, id or model." in captions
     at.sidebar.text_input(key="job_search").input("LLAMA").run()
     assert at.sidebar.selectbox(key="job").options == ["● sweep 204", "● sweep 3"]  # the picked one stays
+    assert "1 job matches, most recent first." in [c.value for c in at.sidebar.caption]
     at.sidebar.selectbox(key="job").set_value("run-003").run()
     assert at.query_params["job"] == "run-003"
     at.sidebar.text_input(key="job_search").input("run-00").run()
     assert len(at.sidebar.selectbox(key="job").options) == 10
+    at.sidebar.text_input(key="job_search").input("").run()  # the picked job, older than the 200 listed
+    picker = at.sidebar.selectbox(key="job")
+    assert len(picker.options) == 201 and picker.value == "run-003" and at.query_params["job"] == "run-003"
+
+
+def test_a_link_to_an_old_job_opens_it_among_the_recent_ones(open_app, tmp_path):
+    store = SQLiteStore(tmp_path / "old.db")
+    for i in range(203):
+        store.start_job(f"run-{i:03d}", name=f"sweep {i}")
+    store.write_predictions([PredictionRow("run-000", 1, 1, 0, "q", "a", "a", **score("a", "a").as_dict())])
+    store.start_job("run-999")  # the old job's round is no longer among the 200 most recent
+    store.close()
+    at = open_app(tmp_path / "old.db", job="run-001")
+    assert at.sidebar.selectbox(key="job").value == "run-001" and not at.exception
+    assert "No such job, or not yours:" not in [w.value for w in at.warning]

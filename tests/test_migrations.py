@@ -108,9 +108,10 @@ def test_row_level_security_is_on_and_every_policy_is_for_authenticated_only(dat
         database,
         "select relname, relrowsecurity from pg_class"
         " where relname in ('training_predictions', 'training_jobs', 'training_rounds', 'training_rollouts',"
-        " 'training_rollout_steps', 'training_series') order by 1",
+        " 'training_rollout_steps', 'training_series', 'training_job_summary') order by 1",
     )
     assert enabled == [
+        ("training_job_summary", True),
         ("training_jobs", True),
         ("training_predictions", True),
         ("training_rollout_steps", True),
@@ -124,7 +125,11 @@ def test_row_level_security_is_on_and_every_policy_is_for_authenticated_only(dat
         (table, cmd)
         for table in ("training_jobs", "training_predictions", "training_rollouts", "training_series")
         for cmd in ("SELECT", "INSERT", "UPDATE", "DELETE")
-    } | {("training_rounds", "SELECT"), ("training_rollout_steps", "SELECT")}
+    } | {
+        ("training_rounds", "SELECT"),
+        ("training_rollout_steps", "SELECT"),
+        ("training_job_summary", "SELECT"),
+    }
     assert {roles for _, _, roles in policies} == {"{authenticated}"}
 
 
@@ -396,7 +401,7 @@ def test_owner_filters_use_the_owner_first_keys(database):
         conn.execute("select pg_stat_force_next_flush()")
         conn.execute("select 1")
     after = scans(database)
-    for table in ("training_predictions", "training_jobs", "training_rounds"):
+    for table in ("training_predictions", "training_jobs", "training_rounds", "training_job_summary"):
         assert after[table][0] == before[table][0], f"{table} was scanned whole"
         assert after[table][1] > before[table][1], f"no index of {table} was used"
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hyp
 
 from predictions.errors import ConfigError, StoreError
 from predictions.scoring.metrics import score
@@ -308,3 +311,89 @@ def test_rows_after_pages_through_a_job_by_its_key(store):
     assert store.rows_after("job", (2, 2)).empty
     with pytest.raises(ConfigError, match="limit=0"):
         store.rows_after("job", limit=0)
+
+
+def test_the_list_reads_the_most_recent_jobs_a_search_or_one_job(store):
+    for i in range(5):
+        store.start_job(
+            f"run-{i}", name=f"Run {'Alpha' if i % 2 else 'beta'} {i}", model=f"org/model-{i % 3}"
+        )
+        time.sleep(0.005)
+    store.write_predictions(round_rows("rows-only", 3, [("a", "a")], epoch=2))
+    everything = [job.id for job in store.list_jobs()]
+    assert everything == ["rows-only", "run-4", "run-3", "run-2", "run-1", "run-0"]
+    assert [job.id for job in store.list_jobs(limit=2)] == everything[:2]
+    assert [job.id for job in store.list_jobs(search="ALPHA")] == ["run-3", "run-1"]  # name, any case
+    assert [job.id for job in store.list_jobs(search="model-2")] == ["run-2"]  # model
+    assert [job.id for job in store.list_jobs(search="only")] == ["rows-only"]  # id
+    assert [job.id for job in store.list_jobs(search="run-", limit=1)] == ["run-4"]
+    assert store.list_jobs(search="%") == [] and store.list_jobs(search="no such") == []
+    assert store.find_job("run-0") == store.list_jobs()[-1]
+    assert store.find_job("rows-only").latest_epoch == 2 and store.find_job("run") is None
+    with pytest.raises(ConfigError, match="limit=0"):
+        store.list_jobs(limit=0)
+
+
+JOB_IDS = ("a", "b", "c")
+job_operations = hyp.lists(
+    hyp.one_of(
+        hyp.tuples(
+            hyp.just("write"),
+            hyp.sampled_from(JOB_IDS),
+            hyp.lists(
+                hyp.tuples(hyp.integers(1, 5), hyp.integers(0, 2), hyp.integers(1, 3)), min_size=1, max_size=6
+            ),
+        ),
+        hyp.tuples(hyp.just("start"), hyp.sampled_from(JOB_IDS)),
+        hyp.tuples(hyp.just("finish"), hyp.sampled_from(JOB_IDS), hyp.sampled_from(("finished", "failed"))),
+        hyp.tuples(hyp.just("delete"), hyp.sampled_from(JOB_IDS)),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(operations=job_operations)
+def test_the_job_summary_equals_a_fresh_aggregate_after_any_writes(store, operations):
+    """The list reads a job-level summary kept by every write; after batches that add, rewrite and
+    delete rows and start, finish and delete jobs, it holds what aggregating the rows and jobs gives."""
+    prefix = f"{uuid.uuid4().hex[:8]}-"  # each example its own jobs: the store lives across examples
+    rows: dict[str, dict[tuple[int, int], int]] = {}  # job -> (step, sample) -> epoch
+    status: dict[str, str] = {}
+    for operation, job, *more in operations:
+        job_id = prefix + job
+        if operation == "write":
+            batch = [
+                PredictionRow(job_id, epoch, step, sample, "p", "a", "a") for step, sample, epoch in more[0]
+            ]
+            store.write_predictions(batch)
+            rows.setdefault(job, {}).update({(r.step, r.sample_index): r.epoch for r in batch})
+        elif operation == "start":
+            store.start_job(job_id)
+            status[job] = "running"
+        elif operation == "finish":
+            store.finish_job(job_id, status=more[0])
+            status[job] = more[0]
+        elif job in rows or job in status:
+            store.delete_job(job_id)
+            rows.pop(job, None), status.pop(job, None)
+        else:
+            with pytest.raises(StoreError):
+                store.delete_job(job_id)
+    expected = {}
+    for job in {*rows, *status}:
+        kept = rows.get(job, {})
+        rounds = {step for step, _ in kept}
+        epochs = {step: max(e for (s, _), e in kept.items() if s == step) for step in rounds}
+        latest = (max(epochs.values()), max(rounds)) if rounds else (None, None)
+        expected[prefix + job] = (status.get(job, "unknown"), *latest, len(rounds))
+    listed = store.list_jobs(search=prefix)
+    assert {j.id: (j.status, j.latest_epoch, j.latest_step, j.round_count) for j in listed} == expected
+    assert len(listed) == len(expected)
+    moments = [datetime.fromisoformat(job.last_active) for job in listed]
+    assert moments == sorted(moments, reverse=True)
+    for job in JOB_IDS:
+        found = store.find_job(prefix + job)
+        assert (found is None) == (prefix + job not in expected)
+        assert found is None or found in listed

@@ -8,6 +8,7 @@ so even a round that changed without a new step (rows upserted again) shows with
 
 from __future__ import annotations
 
+import csv
 import io
 from typing import NamedTuple
 
@@ -59,13 +60,24 @@ def jobs_version(store: Store) -> tuple:
     return store.jobs_version()
 
 
+PICKER_JOBS = 200
+"""The most jobs the picker lists (and the store reads) at once: at 10,000 jobs, sending every label on
+every script run cost each page about a second; a search finds the others."""
+
+
 @st.cache_resource(ttl=JOB_LIST_TTL_S, show_spinner=False, max_entries=64)
-def list_jobs(_store: Store, key: str, version: tuple) -> tuple[Job, ...]:
-    """Every job the store shows this user, most recently active first; read again when `version`
-    (the store's `jobs_version`) changes, so between changes every run and poll of every session
-    shares one read. A resource, not data: the same tuple of frozen jobs is handed out, not a copy
-    unpickled on every run (10,000 jobs were a 12.8 MB pickle)."""
-    return tuple(_store.list_jobs())
+def list_jobs(_store: Store, key: str, version: tuple, search: str = "") -> tuple[Job, ...]:
+    """The `PICKER_JOBS` most recently active jobs the store shows this user (those whose name, id or
+    model hold `search`, when given); read again when `version` (the store's `jobs_version`) changes, so
+    between changes every run and poll of every session shares one read. A resource, not data: the same
+    tuple of frozen jobs is handed out, not a copy unpickled on every run."""
+    return tuple(_store.list_jobs(limit=PICKER_JOBS, search=search or None))
+
+
+@st.cache_resource(ttl=JOB_LIST_TTL_S, show_spinner=False, max_entries=256)
+def find_job(_store: Store, key: str, version: tuple, job_id: str) -> Job | None:
+    """One job, however long ago it was active (a picked job the recent list no longer holds)."""
+    return _store.find_job(job_id)
 
 
 @st.cache_data(ttl=DEFAULT_REFRESH_S, show_spinner=False, max_entries=256)
@@ -129,36 +141,36 @@ def step_rollouts(_store: Store, ref: JobRef, step: int, best: bool, limit: int 
 
 
 def job_csv(store: Store, job_id: str) -> str:
-    """Every row of a job as CSV in (step, sample) order, read in keyset pages (`rows_after`) so no
-    request hits a row cap and each page starts where the last ended (offset pages re-sorted and
-    skipped every earlier row: 51 s for 200k rows).
+    """Every row of a job as CSV in (step, sample) order, read in keyset pages (`row_values_after`) so
+    no request hits a row cap and each page starts where the last ended (offset pages re-sorted and
+    skipped every earlier row: 51 s for 200k rows). Each page's plain values go straight to
+    `csv.writer`: a pandas frame per page cost 13 s of CPU for 200k rows.
 
-    Called only when the download button is clicked (Streamlit runs a callable `data` lazily).
+    The columns: `PREDICTION_COLUMNS`, then each user scorer of the job, the same on every page
+    whichever scores it holds. Called only when the download button is clicked (Streamlit runs a
+    callable `data` lazily).
     """
-    buffer, after = io.StringIO(), None
     custom = [metric.name for metric in store.trends(job_id).metrics if metric.name not in METRICS]
-    columns = [*PREDICTION_COLUMNS, *custom]  # every page the same columns, whichever scores it holds
+    buffer = io.StringIO()
+    # CRLF as RFC 4180 says: then a cell holding a lone CR is quoted too, not read as a line end
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([*PREDICTION_COLUMNS, *custom])
+    after = None
     while True:
-        rows = store.rows_after(job_id, after, limit=CSV_PAGE_ROWS).reindex(columns=columns)
-        if rows.empty and after is not None:
-            return buffer.getvalue()
-        # CRLF as RFC 4180 says: then a cell holding a lone CR is quoted too, not read as a line end
-        spreadsheet_safe(rows).to_csv(buffer, index=False, header=after is None, lineterminator="\r\n")
+        rows = store.row_values_after(job_id, after, limit=CSV_PAGE_ROWS)
+        writer.writerows([*map(spreadsheet_cell, row[:-1]), *map(row[-1].get, custom)] for row in rows)
         if len(rows) < CSV_PAGE_ROWS:
             return buffer.getvalue()
-        last = rows.iloc[-1]
-        after = (int(last["step"]), int(last["sample_index"]))
+        after = (rows[-1][STEP_AT], rows[-1][SAMPLE_AT])
 
 
-def spreadsheet_safe(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows with every text cell that starts like a formula (=, +, -, @, tab, CR) prefixed with '.
+STEP_AT, SAMPLE_AT = PREDICTION_COLUMNS.index("step"), PREDICTION_COLUMNS.index("sample_index")
+
+
+def spreadsheet_cell(cell: object) -> object:
+    """A text cell that starts like a formula (=, +, -, @, tab, CR) prefixed with '; anything else as is.
 
     Model output and prompts are untrusted: `=HYPERLINK(...)` in a downloaded CSV would run when the
     file is opened in a spreadsheet. Numbers are left as they are.
     """
-    safe = rows.copy()
-    for column in [name for name in safe.columns if not pd.api.types.is_numeric_dtype(safe[name])]:
-        safe[column] = safe[column].map(
-            lambda cell: "'" + cell if isinstance(cell, str) and cell.startswith(FORMULA_STARTS) else cell
-        )
-    return safe
+    return "'" + cell if isinstance(cell, str) and cell.startswith(FORMULA_STARTS) else cell

@@ -56,12 +56,12 @@ def sidebar() -> widgets.View | None:
     widgets.signed_in_badge(store)
     try:
         version = queries.jobs_version(store)
-        jobs = tuple(queries.list_jobs(store, queries.store_key(store), version))
+        recent = queries.list_jobs(store, queries.store_key(store), version)
+        widgets.new_job_notice(recent)
+        job, jobs = widgets.job_picker(store, version, recent) if recent else (None, ())
     except StoreError as error:
         widgets.store_unreachable(error)
         return None
-    widgets.new_job_notice(jobs)
-    job = widgets.job_picker(jobs) if jobs else None
     if job is not None:
         widgets.job_lines(store, job)
         forms.delete_job_control(store, job)

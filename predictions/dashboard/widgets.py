@@ -147,51 +147,53 @@ def signed_in_badge(store: Store) -> None:
 # job picker and live polling
 
 
-def job_picker(jobs: tuple[Job, ...]) -> Job | None:
+def job_picker(store: Store, version: tuple, recent: tuple[Job, ...]) -> tuple[Job | None, tuple[Job, ...]]:
     """The sidebar's job choice, most recent first, running jobs marked; kept in the URL as `?job=`.
+    Returns the picked job and the jobs listed (what other pages may offer).
 
-    A link with `?job=<id>` opens that job. An id this user cannot see (another user's job, a deleted
-    or mistyped one) opens none: the picker waits for a choice, and the page says so (`missing_job`)
-    rather than quietly showing another job.
+    The picker lists the `PICKER_JOBS` most recent jobs, or those a search finds, and always the picked
+    one, read on its own when it is older (the store reads only these). A link with `?job=<id>` opens
+    that job. An id this user cannot see (another user's job, a deleted or mistyped one) opens none: the
+    picker waits for a choice, and the page says so (`missing_job`) rather than quietly showing another.
     """
-    by_id = {job.id: job for job in jobs}
+    key = queries.store_key(store)
+    listed = {job.id: job for job in searched_jobs(store, version, recent)}
     wanted = st.query_params.get("job")
-    if st.session_state.get("job") not in by_id:
-        st.session_state["job"] = None if wanted not in (None, *by_id) else wanted or jobs[0].id
-    choices = picker_choices(jobs, st.session_state["job"])
+    for job_id in dict.fromkeys((st.session_state.get("job"), wanted)):
+        if (
+            job_id is not None
+            and job_id not in listed
+            and (found := queries.find_job(store, key, version, job_id))
+        ):
+            listed = {job_id: found, **listed}
+    if st.session_state.get("job") not in listed:
+        first = next(iter(listed), None)
+        st.session_state["job"] = None if wanted not in (None, *listed) else wanted or first
     job_id = st.sidebar.selectbox(
-        "Job", choices, key="job", format_func=lambda i: by_id[i].label, placeholder="Pick a job"
+        "Job", list(listed), key="job", format_func=lambda i: listed[i].label, placeholder="Pick a job"
     )
+    jobs = tuple(listed.values())
     if job_id is None:
-        return None
+        return None, jobs
     st.query_params["job"] = job_id
-    job = by_id[job_id]
-    return job
+    return listed[job_id], jobs
 
 
-PICKER_JOBS = 200
-"""The most jobs the picker lists at once: at 10,000 jobs, sending every label on every script run
-cost each page about a second; the search box finds the others."""
-
-
-def picker_choices(jobs: tuple[Job, ...], current: str | None) -> list[str]:
-    """The ids the picker lists: all of them for a short list; else those matching the search box
-    (name, id or model, any case), the most recent `PICKER_JOBS`, and the picked job."""
-    if len(jobs) <= PICKER_JOBS:
-        return [job.id for job in jobs]
+def searched_jobs(store: Store, version: tuple, recent: tuple[Job, ...]) -> tuple[Job, ...]:
+    """The recent jobs; once there are more than the picker lists, a search box, and the jobs whose
+    name, id or model hold its text (any case), searched by the store."""
+    if len(recent) < queries.PICKER_JOBS and not st.session_state.get("job_search"):
+        return recent
     text = st.sidebar.text_input("Find a job", key="job_search", placeholder="name, id or model").strip()
-    found = [job.id for job in jobs if matches(job, text.lower())] if text else [job.id for job in jobs]
-    shown = found[:PICKER_JOBS]
-    if current is not None and current not in shown:
-        shown.insert(0, current)
-    st.sidebar.caption(
-        f"{len(found):,} of {len(jobs):,} jobs match; {len(shown):,} listed, most recent first."
-    )
-    return shown
-
-
-def matches(job: Job, text: str) -> bool:
-    return any(text in (value or "").lower() for value in (job.name, job.id, job.model))
+    if not text:
+        st.sidebar.caption(
+            f"The {len(recent):,} most recent jobs are listed; find others by name, id or model."
+        )
+        return recent
+    found = queries.list_jobs(store, queries.store_key(store), version, text)
+    count = f"{len(found):,}{'+' if len(found) == queries.PICKER_JOBS else ''}"
+    st.sidebar.caption(f"{count} {'job matches' if count == '1' else 'jobs match'}, most recent first.")
+    return found
 
 
 def job_lines(store: Store, job: Job) -> None:
@@ -314,10 +316,13 @@ NEW_JOBS_KEY = "_predictions_new_jobs"
 
 def new_job_notice(jobs: tuple[Job, ...]) -> None:
     """A sidebar notice for each job that appeared since this session's last run, with a button to open
-    it: a run started while another job is picked must not go unseen."""
+    it: a run started while another job is picked must not go unseen.
+
+    `jobs` are the most recent ones (a new run is the most recent of all); every id seen stays known,
+    so an older job coming back into the recent list is no new run."""
     known = st.session_state.get(KNOWN_JOBS_KEY)
     ids = {job.id for job in jobs}
-    st.session_state[KNOWN_JOBS_KEY] = ids
+    st.session_state[KNOWN_JOBS_KEY] = ids | (known or set())
     new = [i for i in st.session_state.get(NEW_JOBS_KEY, []) if i in ids]
     if known is not None:
         new += [job.id for job in jobs if job.id not in known and job.id not in new]

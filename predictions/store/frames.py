@@ -181,6 +181,41 @@ def with_score_columns(rows: pd.DataFrame, scores: Sequence[Any]) -> pd.DataFram
     return _with_columns(rows, extra)
 
 
+PredictionValues = tuple
+"""One row as `Store.row_values_after` gives it: its `PREDICTION_COLUMNS` values (metadata a dict or
+None), then its user scores as a dict (empty when none)."""
+_METRIC_AT = tuple(PREDICTION_COLUMNS.index(name) for name in METRICS)
+
+
+def parsed_object(value: Any) -> dict[str, Any] | None:
+    """A JSON object column's value as a dict (SQLite's text parsed, Postgres's jsonb as it came); the
+    common empty ones skip the parser."""
+    if value is None or value == "{}":
+        return None if value is None else {}
+    return from_json(value)
+
+
+def prediction_values(record: Sequence[Any] | Mapping[str, Any]) -> PredictionValues:
+    """A row's `PredictionValues` from a SQLite tuple (`PREDICTION_COLUMNS`, then `scores`) or a JSON
+    record by name; metrics and scores as floats, as a frame would hold them (jsonb gives 1.0 as 1)."""
+    if isinstance(record, Mapping):
+        record = [*(record.get(name) for name in PREDICTION_COLUMNS), record.get("scores")]
+    values = list(record[:-1])
+    for at in _METRIC_AT:
+        if values[at] is not None:
+            values[at] = float(values[at])
+    values[PREDICTION_COLUMNS.index("metadata")] = parsed_object(values[PREDICTION_COLUMNS.index("metadata")])
+    scores = parsed_object(record[-1]) or {}
+    return (*values, {name: None if v is None else float(v) for name, v in scores.items()})
+
+
+def prediction_frame(rows: Sequence[PredictionValues]) -> pd.DataFrame:
+    """Rows (`PredictionValues`) as a frame: `PREDICTION_COLUMNS`, then a column per user scorer."""
+    return with_score_columns(
+        to_frame([row[:-1] for row in rows], PREDICTION_COLUMNS), [row[-1] for row in rows]
+    )
+
+
 def with_custom_aggregates(rounds: pd.DataFrame, summaries: Sequence[Any]) -> pd.DataFrame:
     """Rounds with `avg_`, `min_` and `max_` columns for every user scorer any round has values of."""
     parsed = _parsed(summaries)

@@ -7,6 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
+from predictions.store.frames import PredictionValues
 from predictions.store.records import (
     DEFAULT_PAGE,
     Job,
@@ -88,8 +89,13 @@ class Store(Protocol):
         row-level security still refuses anyone but the owner.
         """
 
-    def list_jobs(self) -> list[Job]:
-        """Every visible job, most recently active first, including jobs with prediction rows only."""
+    def list_jobs(self, *, limit: int = 1000, search: str | None = None) -> list[Job]:
+        """The `limit` (1 to 1000) most recently active visible jobs, including jobs with prediction rows
+        only; with `search`, only those whose id, name or model holds that text, in any case. An indexed
+        read of a job-level summary kept with every write: the picker asks for what it shows."""
+
+    def find_job(self, job_id: str) -> Job | None:
+        """One visible job as `list_jobs` gives it, however long ago it was active; None if there is none."""
 
     def jobs_version(self) -> tuple:
         """A few values that change whenever the job list would: a job started, finished or deleted, a
@@ -113,6 +119,13 @@ class Store(Protocol):
     ) -> pd.DataFrame:
         """Up to `limit` (at most 1,000) of a job's rows (`PREDICTION_COLUMNS`) in (step, sample_index)
         order, after the row keyed `after`: keyset pages, so reading a whole job stays linear."""
+
+    def row_values_after(
+        self, job_id: str, after: tuple[int, int] | None = None, *, limit: int = 1000
+    ) -> list[PredictionValues]:
+        """The rows `rows_after` reads, as plain values (`PredictionValues`: each row's
+        `PREDICTION_COLUMNS`, then its user scores by name), for a reader that writes them out row by row
+        (the CSV export) and needs no frame."""
 
     def sample_matrix(self, job_id: str, metric: str = "char_error_rate") -> pd.DataFrame:
         """One metric for every sample and round (`MATRIX_COLUMNS`), in long form for a heatmap."""

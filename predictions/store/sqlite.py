@@ -40,8 +40,11 @@ from predictions.store.frames import (
     SERIES_COLUMNS,
     SORTABLE_COLUMNS,
     TREND_COLUMNS,
+    PredictionValues,
     clean_scores,
     from_json,
+    prediction_frame,
+    prediction_values,
     reward_trends_frame,
     rollout_frame,
     rollout_steps_frame,
@@ -219,23 +222,22 @@ TRENDS = f"SELECT {', '.join(TREND_COLUMNS)}, scores FROM training_rounds WHERE 
 ROUNDS = f"SELECT {', '.join(ROUND_COLUMNS)} FROM training_rounds WHERE job_id = ? ORDER BY step"
 
 LIST_JOBS = """
-WITH activity AS (
-    SELECT job_id, MAX(epoch) AS latest_epoch, MAX(step) AS latest_step,
-           COUNT(*) AS round_count, MAX(updated_at) AS last_write
-    FROM training_rounds GROUP BY job_id
-), ids AS (SELECT id FROM training_jobs UNION SELECT job_id FROM activity)
-SELECT ids.id AS id, COALESCE(j.status, 'unknown') AS status, j.name AS name, j.model AS model,
+SELECT s.job_id AS id, COALESCE(j.status, 'unknown') AS status, j.name AS name, j.model AS model,
        j.user_id AS user_id, j.started_at AS started_at, j.updated_at AS updated_at,
        j.finished_at AS finished_at, j.stop_reason AS stop_reason,
        COALESCE(j.rows_missing, 0) AS rows_missing,
-       a.latest_epoch AS latest_epoch, a.latest_step AS latest_step,
-       COALESCE(a.round_count, 0) AS round_count,
-       NULLIF(MAX(COALESCE(j.updated_at, ''), COALESCE(a.last_write, '')), '') AS last_active
-FROM ids
-LEFT JOIN training_jobs AS j ON j.id = ids.id
-LEFT JOIN activity AS a ON a.job_id = ids.id
-ORDER BY last_active DESC, ids.id
+       s.latest_epoch AS latest_epoch, s.latest_step AS latest_step, s.round_count AS round_count,
+       s.last_active AS last_active
+FROM training_job_summary AS s
+LEFT JOIN training_jobs AS j ON j.id = s.job_id
+WHERE {where}
+ORDER BY s.last_active DESC, s.job_id
+LIMIT :limit
 """
+"""The most recent jobs from the job summary (one row a job, kept with every write): an indexed read
+of the first entries, then each one's job row by key. Grouping every round of 10,000 jobs took 247 ms."""
+JOB_SEARCH = " OR ".join(f"instr(lower({column}), :text) > 0" for column in ("s.job_id", "j.name", "j.model"))
+"""A job whose id, name or model holds the search text, in any case (ASCII letters: SQLite's `lower`)."""
 
 JOBS_VERSION = """SELECT (SELECT MAX(updated_at) FROM training_jobs), (SELECT COUNT(*) FROM training_jobs),
     (SELECT MAX(updated_at) FROM training_rounds)"""
@@ -396,10 +398,20 @@ class SQLiteStore:
 
     # reads
 
-    def list_jobs(self) -> list[Job]:
+    def list_jobs(self, *, limit: int = 1000, search: str | None = None) -> list[Job]:
+        where, params = ["1"], {"limit": check_limit(limit)}
+        if search:
+            where, params["text"] = [f"({JOB_SEARCH})"], search.lower()
+        return self._jobs(" AND ".join(where), params)
+
+    def find_job(self, job_id: str) -> Job | None:
+        found = self._jobs("s.job_id = :job_id", {"job_id": job_id, "limit": 1})
+        return found[0] if found else None
+
+    def _jobs(self, where: str, params: dict[str, Any]) -> list[Job]:
         """Each row mapped to `Job` by its column names (the aliases of LIST_JOBS), never by position."""
         jobs = []
-        for record in self._records(LIST_JOBS, ()):
+        for record in self._records(LIST_JOBS.format(where=where), params):
             reason = StopReason.from_dict(from_json(record["stop_reason"]))
             jobs.append(Job(**{**record, "stop_reason": reason}))
         return jobs
@@ -439,14 +451,21 @@ class SQLiteStore:
     def rows_after(
         self, job_id: str, after: tuple[int, int] | None = None, *, limit: int = 1000
     ) -> pd.DataFrame:
+        return prediction_frame(self.row_values_after(job_id, after, limit=limit))
+
+    def row_values_after(
+        self, job_id: str, after: tuple[int, int] | None = None, *, limit: int = 1000
+    ) -> list[PredictionValues]:
         # Two statements, not `(? IS NULL OR ...)`: an OR hides the key's range from the planner, and
         # every page would scan the job from its first row (1,137 s for 200k rows instead of seconds).
         order = f"ORDER BY step, sample_index LIMIT {check_limit(limit)}"
         if after is None:
-            return self._rows(f"{SELECT_PREDICTIONS} WHERE job_id = ? {order}", (job_id,))
-        where = "job_id = ? AND (step, sample_index) > (?, ?)"
-        params = (job_id, int(after[0]), int(after[1]))
-        return self._rows(f"{SELECT_PREDICTIONS} WHERE {where} {order}", params)
+            records = self._query(f"{SELECT_PREDICTIONS} WHERE job_id = ? {order}", (job_id,))
+        else:
+            where = "job_id = ? AND (step, sample_index) > (?, ?)"
+            params = (job_id, int(after[0]), int(after[1]))
+            records = self._query(f"{SELECT_PREDICTIONS} WHERE {where} {order}", params)
+        return [prediction_values(record) for record in records]
 
     def sample_matrix(self, job_id: str, metric: str = PRIMARY_METRIC) -> pd.DataFrame:
         sql = (
@@ -544,11 +563,11 @@ class SQLiteStore:
             except sqlite3.Error as error:
                 raise StoreError(f"{self.description}: {error}") from error
 
-    def _records(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+    def _records(self, sql: str, params: Sequence[Any] | dict) -> list[dict[str, Any]]:
         """Rows as dicts keyed by the query's column names."""
         with self._lock:
             try:
-                cursor = self._conn.execute(sql, tuple(params))
+                cursor = self._conn.execute(sql, params if isinstance(params, dict) else tuple(params))
                 names = [column[0] for column in cursor.description]
                 return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
             except sqlite3.OperationalError as error:

@@ -10,6 +10,11 @@ outside the store are summarised at its next write or open. Metric columns come 
 of user scorers live in the JSON `scores` column and are summarised per round as JSON
 (`{name: {avg, min, max, count}}`) in the summary's own `scores` column.
 
+`training_job_summary` holds one row per job (from its rounds and its `training_jobs` row): what the job
+list shows of its activity and `last_active`, indexed, so the list is a plain indexed read of the most
+recent jobs instead of grouping every round of 10,000 jobs. Writes of rounds and jobs mark their jobs in
+`training_job_summary_pending`; `refresh_summaries` recomputes each marked job once, after its rounds.
+
 `training_rollout_steps` does the same for `training_rollouts` (an RL trainer's completions): per
 owner, job and step, the reward, completion length and metric aggregates, each reward function's
 as JSON (`{name: {count, avg, var, min, max}}`), and how many groups had all-equal rewards.
@@ -230,6 +235,64 @@ def _mark_round(row: str) -> str:
         SELECT 1 FROM training_rounds_pending WHERE job_id = {row}.job_id AND step = {row}.step);"""
 
 
+JOB_SUMMARY_COLUMNS = {
+    "job_id": "TEXT NOT NULL PRIMARY KEY",
+    "latest_epoch": "INTEGER",
+    "latest_step": "INTEGER",
+    "round_count": "INTEGER NOT NULL",
+    "last_write": "TEXT",
+    "job_updated_at": "TEXT",
+    "last_active": "TEXT",
+}
+"""One row per job (keyed by id, like `training_rounds`): its latest round, how many, the latest round
+write, the job row's latest update, and the later of the two (`last_active`), which the list sorts by."""
+JOB_SUMMARY_TABLE = f"""
+CREATE TABLE IF NOT EXISTS training_job_summary (
+    {", ".join(f"{name} {kind}" for name, kind in JOB_SUMMARY_COLUMNS.items())}
+) WITHOUT ROWID
+"""
+JOB_SUMMARY_INDEX = (
+    "CREATE INDEX IF NOT EXISTS idx_training_job_summary_active "
+    "ON training_job_summary (last_active DESC, job_id)"
+)
+"""The job list's order: its most recent jobs are the first entries of this index."""
+JOB_PENDING_TABLE = """
+CREATE TABLE IF NOT EXISTS training_job_summary_pending (job_id TEXT NOT NULL PRIMARY KEY) WITHOUT ROWID
+"""
+JOBS_PENDING = "job_id IN (SELECT job_id FROM training_job_summary_pending)"
+SUMMARIZE_JOBS = f"""
+SELECT p.job_id, a.latest_epoch, a.latest_step, COALESCE(a.round_count, 0), a.last_write, j.updated_at,
+       NULLIF(MAX(COALESCE(j.updated_at, ''), COALESCE(a.last_write, '')), '')
+FROM training_job_summary_pending AS p
+LEFT JOIN (
+    SELECT job_id, MAX(epoch) AS latest_epoch, MAX(step) AS latest_step, COUNT(*) AS round_count,
+           MAX(updated_at) AS last_write
+    FROM training_rounds WHERE {JOBS_PENDING} GROUP BY job_id
+) AS a ON a.job_id = p.job_id
+LEFT JOIN (
+    SELECT id, MAX(updated_at) AS updated_at FROM training_jobs
+    WHERE id IN (SELECT job_id FROM training_job_summary_pending) GROUP BY id
+) AS j ON j.id = p.job_id
+WHERE a.job_id IS NOT NULL OR j.id IS NOT NULL
+"""
+"""A marked job's summary row afresh: none when it has neither rounds nor a job row (deleted)."""
+REFRESH_JOBS = (
+    f"DELETE FROM training_job_summary WHERE {JOBS_PENDING}",
+    f"INSERT INTO training_job_summary {SUMMARIZE_JOBS}",
+    "DELETE FROM training_job_summary_pending",
+)
+MARK_ROUND_JOBS = """INSERT INTO training_job_summary_pending
+SELECT DISTINCT job_id FROM training_rounds_pending
+WHERE job_id NOT IN (SELECT job_id FROM training_job_summary_pending)"""
+"""The jobs of the rounds about to be recomputed: their summary rows follow."""
+
+
+def _mark_job(row: str) -> str:
+    """Trigger body that marks the job of a `training_jobs` row (NEW or OLD) for `refresh_summaries`."""
+    return f"""INSERT INTO training_job_summary_pending SELECT {row}.id WHERE NOT EXISTS (
+        SELECT 1 FROM training_job_summary_pending WHERE job_id = {row}.id);"""
+
+
 ROLLOUT_STEP = "g.user_id = r.user_id AND g.job_id = r.job_id AND g.step = r.step"
 
 REWARDS_SUMMARY = f"""(
@@ -288,6 +351,12 @@ TRIGGERS = {
     BEGIN {_mark_rollout_step("OLD")} {_mark_rollout_step("NEW")} END""",
     "training_rollout_steps_on_delete": f"""AFTER DELETE ON training_rollouts
     BEGIN {_mark_rollout_step("OLD")} END""",
+    "training_job_summary_on_insert": f"""AFTER INSERT ON training_jobs
+    BEGIN {_mark_job("NEW")} END""",
+    "training_job_summary_on_update": f"""AFTER UPDATE ON training_jobs
+    BEGIN {_mark_job("OLD")} {_mark_job("NEW")} END""",
+    "training_job_summary_on_delete": f"""AFTER DELETE ON training_jobs
+    BEGIN {_mark_job("OLD")} END""",
     "training_rollouts_with_their_job": """AFTER DELETE ON training_jobs
     BEGIN DELETE FROM training_rollouts WHERE user_id = OLD.user_id AND job_id = OLD.id; END""",
 }
@@ -296,6 +365,7 @@ PENDING = "(job_id, step) IN (SELECT job_id, step FROM training_rounds_pending)"
 REFRESH_ROUNDS = (
     f"DELETE FROM training_rounds WHERE {PENDING}",
     f"INSERT INTO training_rounds {SUMMARIZE} WHERE {PENDING} GROUP BY job_id, step",
+    MARK_ROUND_JOBS,
     "DELETE FROM training_rounds_pending",
 )
 
@@ -322,9 +392,19 @@ REFRESH_ROLLOUT_STEPS = (
 )
 
 
+def refresh_jobs(conn: sqlite3.Connection) -> None:
+    """Recompute every marked job's summary row once, after its rounds (`refresh_rounds` marks them)."""
+    if conn.execute("SELECT 1 FROM training_job_summary_pending LIMIT 1").fetchone() is None:
+        return
+    for statement in REFRESH_JOBS:
+        conn.execute(statement)
+
+
 def refresh_summaries(conn: sqlite3.Connection) -> None:
-    """Recompute every marked round and rollout step once (inside the write transaction that marked them)."""
+    """Recompute every marked round, job and rollout step once (inside the write transaction that marked
+    them)."""
     refresh_rounds(conn)
+    refresh_jobs(conn)
     if conn.execute("SELECT 1 FROM training_rollout_steps_pending LIMIT 1").fetchone() is not None:
         for statement in REFRESH_ROLLOUT_STEPS:
             conn.execute(statement)
@@ -360,6 +440,7 @@ def create_schema(conn: sqlite3.Connection) -> None:
         conn.execute(ROUNDS_INDEX)
         conn.execute(PENDING_TABLE)
         conn.execute(ROLLOUT_PENDING_TABLE)
+        _create_job_summary(conn)
         for name, body in TRIGGERS.items():
             conn.execute(f"DROP TRIGGER IF EXISTS {name}")
             conn.execute(f"CREATE TRIGGER {name} {body}")
@@ -368,6 +449,21 @@ def create_schema(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _create_job_summary(conn: sqlite3.Connection) -> None:
+    """The job summary and its queue; a file from before it gets every job summarised now."""
+    missing = _columns(conn, "training_job_summary") != list(JOB_SUMMARY_COLUMNS)
+    if missing:
+        conn.execute("DROP TABLE IF EXISTS training_job_summary")
+    conn.execute(JOB_SUMMARY_TABLE)
+    conn.execute(JOB_SUMMARY_INDEX)
+    conn.execute(JOB_PENDING_TABLE)
+    if missing:
+        conn.execute(
+            "INSERT OR IGNORE INTO training_job_summary_pending "
+            "SELECT id FROM training_jobs UNION SELECT job_id FROM training_rounds"
+        )
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
@@ -390,7 +486,7 @@ def schema_is_current(conn: sqlite3.Connection) -> bool:
             return False
     if not _columns(conn, "training_series"):
         return False
-    if _rounds_table_is_stale(conn):
+    if _rounds_table_is_stale(conn) or _columns(conn, "training_job_summary") != list(JOB_SUMMARY_COLUMNS):
         return False
     if any(old in _table_sql(conn, table) for table, old, _, _ in TABLE_REWRITES):
         return False
@@ -405,7 +501,11 @@ def schema_is_current(conn: sqlite3.Connection) -> bool:
 
 def _has_pending(conn: sqlite3.Connection) -> bool:
     """Rounds or rollout steps written but not summarised yet (by another program than the store)."""
-    for table in ("training_rounds_pending", "training_rollout_steps_pending"):
+    for table in (
+        "training_rounds_pending",
+        "training_job_summary_pending",
+        "training_rollout_steps_pending",
+    ):
         if not _columns(conn, table) or conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
             return True
     return False
@@ -413,7 +513,8 @@ def _has_pending(conn: sqlite3.Connection) -> bool:
 
 def _index_names() -> set[str]:
     """The names of this version's indexes, so a file from before one was added gets it on opening."""
-    return {re.search(r"IF NOT EXISTS (\w+)", sql).group(1) for sql in (*INDEXES, ROUNDS_INDEX)}
+    indexes = (*INDEXES, ROUNDS_INDEX, JOB_SUMMARY_INDEX)
+    return {re.search(r"IF NOT EXISTS (\w+)", sql).group(1) for sql in indexes}
 
 
 def _has_pending_rounds(conn: sqlite3.Connection) -> bool:

@@ -40,8 +40,11 @@ from predictions.store.frames import (
     ROUND_COLUMNS,
     SERIES_COLUMNS,
     TREND_COLUMNS,
+    PredictionValues,
     clean_scores,
     group_frame,
+    prediction_frame,
+    prediction_values,
     reward_trends_frame,
     rollout_frame,
     rollout_steps_frame,
@@ -360,10 +363,16 @@ class SupabaseStore:
 
     # reads
 
-    def list_jobs(self) -> list[Job]:
-        records = self._rpc("list_jobs", p_user_id=self._reader())
+    def list_jobs(self, *, limit: int = 1000, search: str | None = None) -> list[Job]:
+        return self._jobs(p_limit=check_limit(limit), p_search=search or None)
+
+    def find_job(self, job_id: str) -> Job | None:
+        found = self._jobs(p_limit=1, p_job_id=job_id)
+        return found[0] if found else None
+
+    def _jobs(self, **params: Any) -> list[Job]:
         jobs = []
-        for record in records:
+        for record in self._rpc("list_jobs", p_user_id=self._reader(), **params):
             fields = {name: record.get(name) for name in JOB_FIELDS}
             fields["stop_reason"] = StopReason.from_dict(fields["stop_reason"])
             jobs.append(Job(**{**fields, "rows_missing": int(fields["rows_missing"] or 0)}))
@@ -405,6 +414,11 @@ class SupabaseStore:
     def rows_after(
         self, job_id: str, after: tuple[int, int] | None = None, *, limit: int = 1000
     ) -> pd.DataFrame:
+        return prediction_frame(self.row_values_after(job_id, after, limit=limit))
+
+    def row_values_after(
+        self, job_id: str, after: tuple[int, int] | None = None, *, limit: int = 1000
+    ) -> list[PredictionValues]:
         step, sample = (int(after[0]), int(after[1])) if after is not None else (None, None)
         records = self._rpc(
             "rows_after",
@@ -414,9 +428,7 @@ class SupabaseStore:
             p_limit=check_limit(limit),
             p_user_id=self._reader(),
         )
-        return with_score_columns(
-            to_frame(records, PREDICTION_COLUMNS), [record.get("scores") for record in records]
-        )
+        return [prediction_values(record) for record in records]
 
     def sample_matrix(self, job_id: str, metric: str = "char_error_rate") -> pd.DataFrame:
         check_metric(metric)
