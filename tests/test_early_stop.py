@@ -173,6 +173,7 @@ def test_a_sqlite_file_from_before_the_stopped_status_takes_it_and_keeps_its_job
         sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'training_jobs'").fetchone()[0]
         old = sql.replace(STATUS_CHECK, "CHECK (status IN ('running', 'finished', 'failed'))").replace(
             "    stop_reason TEXT,\n    status_run TEXT,\n    status_seq INTEGER,\n    status_runs TEXT,\n"
+            "    status_run_number INTEGER,\n"
             "    rows_missing INTEGER NOT NULL DEFAULT 0,\n    rows_missing_runs TEXT,\n",
             "",
         )

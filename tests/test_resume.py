@@ -1,11 +1,13 @@
 """Resume continues the job: a run killed by SIGTERM and resumed from its checkpoint in a new process,
-with no `job_id` given, is one job with every round once, running again and then finished."""
+with no `job_id` given, is one job with every round once, running again and then finished, as its
+second run (the run number travels in the checkpoint)."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +68,7 @@ def test_a_run_killed_and_resumed_in_a_new_process_is_one_job_with_every_round_o
     assert first.returncode == -signal.SIGTERM, err
     saved = json.loads((tmp_path / "out" / "checkpoint-8" / "trainer_state.json").read_text())
     job_id = saved["stateful_callbacks"]["predictions_job"]["job_id"]
+    assert saved["stateful_callbacks"]["predictions_job"]["run_number"] == 1
     store = SQLiteStore(tmp_path / "p.db")
     assert [(job.id, job.status) for job in store.list_jobs()] == [(job_id, "failed")]
     assert store.rounds(job_id)["step"].tolist() == [4, 8, 12]
@@ -80,3 +83,7 @@ def test_a_run_killed_and_resumed_in_a_new_process_is_one_job_with_every_round_o
     assert rounds["step"].tolist() == [4, 8, 12, 16] and rounds["sample_count"].tolist() == [3] * 4
     assert store.predictions_page(job_id, PageQuery(limit=100)).total_count == 4 * 3  # step 12 stored once
     store.close()
+    resumed = json.loads((tmp_path / "out" / "checkpoint-16" / "trainer_state.json").read_text())
+    assert resumed["stateful_callbacks"]["predictions_job"] == {"job_id": job_id, "run_number": 2}
+    with sqlite3.connect(tmp_path / "p.db") as conn:  # the status was set by run 2, as run 2
+        assert conn.execute("SELECT status_run_number FROM training_jobs").fetchall() == [(2,)]

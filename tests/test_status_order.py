@@ -125,3 +125,69 @@ def test_each_writer_is_its_own_run_with_rising_sequence_numbers(tmp_path, statu
         ("finish_job", writer.run_id, 2),
     ]
     assert other.run_id != writer.run_id
+
+
+# run numbers: the order a resume knows from its checkpoint
+
+
+def test_an_earlier_run_replayed_after_a_later_one_reached_the_store_is_older(store):
+    """Run 1's every call waited in an outbox; run 2 (resumed from run 1's checkpoint) reached the
+    store first. Run 1's calls, arriving last, are older by their run number, not newer by arrival."""
+    store.start_job("job", at=when(3600), run="second", seq=1, run_number=2)
+    store.finish_job("job", status="finished", at=when(4000), run="second", seq=2, run_number=2)
+    store.start_job("job", name="first, replayed", at=when(0), run="first", seq=1, run_number=1)
+    store.finish_job("job", status="failed", at=when(600), run="first", seq=2, run_number=1)
+    (job,) = store.list_jobs()
+    assert (job.status, job.name) == ("finished", "first, replayed")  # the name is the start's, not a status
+
+
+def test_a_higher_run_number_wins_even_when_its_run_was_heard_from_before(store):
+    store.start_job("job", at=when(0), run="third", seq=1, run_number=3)  # heard from first, then quiet
+    store.start_job("job", at=when(10), run="second", seq=1, run_number=2)  # arrives later, lower number
+    assert status(store) == ("running", False, None)
+    store.finish_job("job", status="failed", at=when(20), run="second", seq=2, run_number=2)
+    assert status(store) == ("running", False, None)  # run 3 is the newest: run 2's failure is history
+    store.finish_job("job", status="finished", at=when(30), run="third", seq=2, run_number=3)
+    assert status(store) == ("finished", True, None)
+
+
+def test_equal_or_unknown_run_numbers_keep_the_first_arrival_rule(store):
+    store.start_job("job", at=when(0), run="a", seq=1, run_number=1)
+    store.finish_job("job", status="failed", at=when(10), run="a", seq=2, run_number=1)
+    store.start_job("job", at=when(-100), run="b", seq=1, run_number=1)  # an id reused, no checkpoint
+    assert status(store) == ("running", False, None)  # not heard from before: the newer
+    store.finish_job("job", status="failed", at=when(20), run="a", seq=3, run_number=1)
+    assert status(store) == ("running", False, None)  # heard from before, not current: older
+    store.start_job("job", at=when(30), run="older writer", seq=1)  # no number: arrival decides
+    assert status(store) == ("running", False, None)
+    store.finish_job("job", status="finished", at=when(40), run="older writer", seq=2)
+    assert status(store) == ("finished", True, None)
+
+
+def test_a_whole_run_kept_in_an_outbox_and_replayed_after_its_resume_stays_older(store, tmp_path):
+    """The real path: run 1's writer never reaches a store; run 2 (its resume) starts and finishes;
+    then run 1's calls are replayed from an outbox. The job stays finished."""
+    first = Writer(None, spool_path=tmp_path / "first.outbox.db", run_number=1)  # no store to open
+    first.start_job("job", name="train")
+    first.finish_job("job", status="failed")
+    first.close(timeout_s=5)
+    calls = kept(tmp_path / "first.outbox.db")
+    assert [(call["op"], call["run_number"]) for call in calls] == [("start_job", 1), ("finish_job", 1)]
+    second = Writer(store, spool_path=tmp_path / "second.outbox.db", run_number=2)
+    second.start_job("job", name="train")
+    second.finish_job("job", status="finished")
+    second.close()
+    late = tmp_path / "late.outbox.db"
+    Outbox(late).append(key_of(store), calls)  # run 1's calls, kept for this store
+    assert replay_into(store, late).stored == 2 and kept(late) == []
+    assert status(store) == ("finished", True, None)
+
+
+def test_a_runs_number_counts_the_resumes_its_checkpoint_records():
+    from predictions.training.monitor import run_number_of
+
+    assert run_number_of("job", 0, None, None) == 1  # a fresh run
+    assert run_number_of("job", 8, "job", 1) == 2 and run_number_of("job", 8, "job", 5) == 6
+    assert run_number_of("job", 8, "job", None) == 2  # a checkpoint of an earlier version: run 1's
+    assert run_number_of("job", 8, "another job", 4) == 1  # an explicit id: not that checkpoint's job
+    assert run_number_of("job", 8, "job", "3") == 2  # a number that is not one counts as run 1's

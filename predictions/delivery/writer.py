@@ -46,7 +46,8 @@ class Writer:
 
     `store` may be None with `open_store` given: the thread opens the store itself, trying again
     while it cannot, and keeps calls in the outbox meanwhile. `spool_path` is the outbox file
-    (default: the store's own, `spool.outbox_path`); `user_id` the run's owner, where it has its own.
+    (default: the store's own, `spool.outbox_path`); `user_id` the run's owner, where it has its own;
+    `run_number` the run's place among its job's runs (`Store.start_job`), where it is known.
     """
 
     def __init__(
@@ -58,8 +59,11 @@ class Writer:
         backoff_s: float = 0.5,
         open_store: Callable[[], Store] | None = None,
         user_id: str | None = None,
+        run_number: int | None = None,
     ):
         self.store, self._open_store, self.user_id = store, open_store, user_id
+        self.run_number = run_number
+        """This run's place among its job's runs (1 fresh, one more for each resume); None: unknown."""
         self.key = Key(*(store.outbox_key(user_id) if store is not None else key_from_env(user_id)))
         self.spool_path = Path(spool_path) if spool_path else outbox_path(self.key.store)
         self.outbox = Outbox(self.spool_path)
@@ -140,9 +144,10 @@ class Writer:
         return {"user_id": self.user_id} if self.user_id is not None else {}
 
     def _status_order(self) -> dict[str, Any]:
-        """What orders a status call: this run and its next sequence number (`Store.start_job`); `at`
-        is kept for the record and for stores of an older version."""
-        return {"at": now_text(), "run": self.run_id, "seq": next(self._status_seq)}
+        """What orders a status call: this run, its number among the job's runs and its next sequence
+        number (`Store.start_job`); `at` is kept for the record and for stores of an older version."""
+        order = {"at": now_text(), "run": self.run_id, "seq": next(self._status_seq)}
+        return order if self.run_number is None else order | {"run_number": self.run_number}
 
     def spill(self) -> int:
         """Move every queued call (and the one in flight) into the outbox now, in one transaction;

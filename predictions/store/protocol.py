@@ -50,14 +50,17 @@ class Store(Protocol):
         at: str | None = None,
         run: str | None = None,
         seq: int | None = None,
+        run_number: int | None = None,
     ) -> None:
         """Register a job as running (again, if it existed), keeping its first start time.
 
         The job's status is the newest one set, by order rather than clock (docs/reliability.md,
-        problem 10): `run` names the writer's process run and `seq` numbers its status calls. A run
-        the store has not heard from yet is the newest, within the current run the higher `seq` wins,
-        and any other run's call is older (a replayed start never undoes a later finish). A call
-        without a run is ordered by `at` (ISO-8601 UTC, default now), the writer's clock."""
+        problem 10): `run` names the writer's process run, `seq` numbers its status calls and
+        `run_number` places the run among the job's runs (1 fresh, one more than the run whose
+        checkpoint it resumed). Within the current run the higher `seq` wins; between runs the higher
+        `run_number`; where that cannot tell, a run the store has not heard from yet is the newest and
+        any other run's call is older (a replayed start never undoes a later finish). A call without
+        a run is ordered by `at` (ISO-8601 UTC, default now), the writer's clock."""
 
     def finish_job(
         self,
@@ -68,6 +71,7 @@ class Store(Protocol):
         stop_reason: dict | None = None,
         run: str | None = None,
         seq: int | None = None,
+        run_number: int | None = None,
         user_id: str | None = None,
     ) -> None:
         """Mark a job finished, stopped or failed, unless a newer status is recorded (`start_job`).

@@ -100,14 +100,18 @@ ON CONFLICT (user_id, job_id, step, sample_index) DO UPDATE SET
 
 NEWER_STATUS = """(CASE
     WHEN excluded.status_run IS NULL THEN excluded.status_at >= COALESCE(training_jobs.status_at, '')
+    WHEN excluded.status_run = training_jobs.status_run
+        THEN COALESCE(excluded.status_seq, 0) >= COALESCE(training_jobs.status_seq, 0)
+    WHEN excluded.status_run_number <> training_jobs.status_run_number
+        THEN excluded.status_run_number > training_jobs.status_run_number
     WHEN EXISTS (SELECT 1 FROM json_each(COALESCE(training_jobs.status_runs, '[]')) AS seen
-                 WHERE seen.value = excluded.status_run)
-        THEN excluded.status_run = training_jobs.status_run
-             AND COALESCE(excluded.status_seq, 0) >= COALESCE(training_jobs.status_seq, 0)
+                 WHERE seen.value = excluded.status_run) THEN 0
     ELSE 1 END)"""
-"""Whether a status call is newer than the job's status (docs/reliability.md, problem 10): a run the
-store has not heard from yet is the newest; within the current run the higher sequence wins; any other
-run is older. A call without a run (an older writer) is ordered by its `at`, as before."""
+"""Whether a status call is newer than the job's status (docs/reliability.md, problem 10): within the
+current run the higher sequence wins; between runs, the higher run number (a resume counts one more
+than the run whose checkpoint it resumed); where that cannot tell (equal, or unknown: `<>` with a NULL
+is not true), a run the store has not heard from yet is the newest and any other run is older. A call
+without a run (an older writer) is ordered by its `at`, as before."""
 
 STATUS_RUNS = """CASE WHEN excluded.status_run IS NULL OR EXISTS (
         SELECT 1 FROM json_each(COALESCE(training_jobs.status_runs, '[]')) AS seen
@@ -132,6 +136,7 @@ ORDERED_STATUS = ",\n    ".join(
                 ("status_at", "excluded.status_at"),
                 ("status_run", "excluded.status_run"),
                 ("status_seq", "excluded.status_seq"),
+                ("status_run_number", "excluded.status_run_number"),
             )
         ),
         f"status_runs = {STATUS_RUNS}",
@@ -141,8 +146,8 @@ ORDERED_STATUS = ",\n    ".join(
 
 UPSERT_JOB = f"""
 INSERT INTO training_jobs (id, user_id, name, model, status, config, started_at, updated_at, status_at,
-                           status_run, status_seq, status_runs)
-VALUES (:job_id, :user_id, :name, :model, 'running', :config, :now, :now, :at, :run, :seq,
+                           status_run, status_seq, status_run_number, status_runs)
+VALUES (:job_id, :user_id, :name, :model, 'running', :config, :now, :now, :at, :run, :seq, :run_number,
         CASE WHEN :run IS NULL THEN NULL ELSE json_array(:run) END)
 ON CONFLICT (user_id, id) DO UPDATE SET
     name = COALESCE(excluded.name, name), model = COALESCE(excluded.model, model),
@@ -154,9 +159,9 @@ reason goes with the `stopped` status that set it (a resumed job runs again with
 
 FINISH_JOB = f"""
 INSERT INTO training_jobs (id, user_id, status, started_at, updated_at, finished_at, status_at, stop_reason,
-                           status_run, status_seq, status_runs)
+                           status_run, status_seq, status_run_number, status_runs)
 VALUES (:job_id, COALESCE(:user_id, (SELECT user_id FROM training_jobs WHERE id = :job_id LIMIT 1), :local),
-        :status, :now, :now, :now, :at, :stop_reason, :run, :seq,
+        :status, :now, :now, :now, :at, :stop_reason, :run, :seq, :run_number,
         CASE WHEN :run IS NULL THEN NULL ELSE json_array(:run) END)
 ON CONFLICT (user_id, id) DO UPDATE SET updated_at = excluded.updated_at,
     {ORDERED_STATUS}
@@ -341,11 +346,12 @@ class SQLiteStore:
         at: str | None = None,
         run: str | None = None,
         seq: int | None = None,
+        run_number: int | None = None,
     ) -> None:
         now = utc_now()
         values = {"job_id": job_id, "user_id": user_id or LOCAL_USER_ID, "name": name, "model": model}
         values["config"] = json.dumps(config, default=str) if config is not None else None
-        values |= {"now": now, "at": utc_text(at or now), "run": run, "seq": seq}
+        values |= {"now": now, "at": utc_text(at or now), "run": run, "seq": seq, "run_number": run_number}
         self._write(lambda c: c.execute(UPSERT_JOB, values))
 
     def finish_job(
@@ -357,13 +363,20 @@ class SQLiteStore:
         stop_reason: dict | None = None,
         run: str | None = None,
         seq: int | None = None,
+        run_number: int | None = None,
         user_id: str | None = None,
     ) -> None:
         check_status(status)
         now = utc_now()
         values = {"now": now, "at": utc_text(at or now), "status": status, "job_id": job_id}
         values["stop_reason"] = json.dumps(stop_reason) if status == "stopped" and stop_reason else None
-        values |= {"user_id": user_id, "local": LOCAL_USER_ID, "run": run, "seq": seq}
+        values |= {
+            "user_id": user_id,
+            "local": LOCAL_USER_ID,
+            "run": run,
+            "seq": seq,
+            "run_number": run_number,
+        }
         self._write(lambda c: c.execute(FINISH_JOB, values))
 
     def record_missing(self, job_id: str, rows: int, *, run: str, user_id: str | None = None) -> None:

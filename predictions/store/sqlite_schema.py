@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS training_jobs (
     status_run TEXT,
     status_seq INTEGER,
     status_runs TEXT,
+    status_run_number INTEGER,
     rows_missing INTEGER NOT NULL DEFAULT 0,
     rows_missing_runs TEXT,
     PRIMARY KEY (user_id, id)
@@ -169,6 +170,7 @@ ADDED_COLUMNS = {
         "status_run": "TEXT",
         "status_seq": "INTEGER",
         "status_runs": "TEXT",
+        "status_run_number": "INTEGER",
         "rows_missing": "INTEGER NOT NULL DEFAULT 0",
         "rows_missing_runs": "TEXT",
     },

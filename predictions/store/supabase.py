@@ -313,6 +313,7 @@ class SupabaseStore:
         at: str | None = None,
         run: str | None = None,
         seq: int | None = None,
+        run_number: int | None = None,
     ) -> None:
         """Upsert the job as running; columns not given are left as they are (a trigger keeps the
         first start time and sets updated_at/finished_at from the database clock, and keeps a newer
@@ -320,6 +321,7 @@ class SupabaseStore:
         owner = self._owner(user_id)
         record: dict[str, Any] = {"id": job_id, "user_id": owner, "status": "running"}
         record |= {"status_at": at or utc_now(), "status_run": run, "status_seq": seq}
+        record["status_run_number"] = run_number
         given = {"name": name, "model": model}
         if config is not None:
             given["config"] = json.loads(json.dumps(config, default=str))
@@ -336,6 +338,7 @@ class SupabaseStore:
         stop_reason: dict | None = None,
         run: str | None = None,
         seq: int | None = None,
+        run_number: int | None = None,
         user_id: str | None = None,
     ) -> None:
         """Upserted, so a finish replayed before its start still leaves the job finished; the status
@@ -346,6 +349,7 @@ class SupabaseStore:
         owner = self._owner(user_id) if user_id else self._job_owner(job_id)
         record: dict[str, Any] = {"id": job_id, "user_id": owner, "status": status}
         record |= {"status_at": at or utc_now(), "status_run": run, "status_seq": seq}
+        record["status_run_number"] = run_number
         if status == "stopped" and stop_reason:
             record["stop_reason"] = json.loads(json.dumps(stop_reason, default=str))
         self._upsert("training_jobs", [record], JOB_KEY)

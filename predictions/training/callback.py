@@ -5,8 +5,9 @@ steps) runs a round, train end finishes the job. Configuration, dataset and gene
 fail before the first step; after that a failing round is logged and skipped, never raised.
 
 Each round's averages go through the Trainer's own `log()` (as `predictions/<metric>`), so every
-`report_to` integration and `state.log_history` get them. The job id is kept in the TrainerState,
-which every checkpoint saves, so `resume_from_checkpoint` continues the same job.
+`report_to` integration and `state.log_history` get them. The job id and the run's number are kept in
+the TrainerState, which every checkpoint saves, so `resume_from_checkpoint` continues the same job as
+its next run.
 """
 
 from __future__ import annotations
@@ -72,9 +73,13 @@ class PredictionsCallback(TrainerCallback):
             name=args.run_name,
             is_main=state.is_world_process_zero,
             resumed_job_id=resumed_job_id(state),
+            resumed_run_number=resumed_run_number(state),
             training=trainer_context(args, state, trainer, kwargs.get("train_dataloader")),
         )
-        state.stateful_callbacks[STATE_KEY] = {"job_id": self.monitor.job_id}
+        state.stateful_callbacks[STATE_KEY] = {
+            "job_id": self.monitor.job_id,
+            "run_number": self.monitor.run_number,
+        }
         self._trainer = trainer
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
@@ -122,6 +127,13 @@ def resumed_job_id(state: TrainerState) -> str | None:
     saved = (state.stateful_callbacks or {}).get(STATE_KEY)
     job_id = saved.get("job_id") if isinstance(saved, dict) else None
     return job_id if isinstance(job_id, str) and job_id else None
+
+
+def resumed_run_number(state: TrainerState) -> int | None:
+    """The run number a checkpoint's TrainerState carries (None for a fresh run or an older checkpoint)."""
+    saved = (state.stateful_callbacks or {}).get(STATE_KEY)
+    number = saved.get("run_number") if isinstance(saved, dict) else None
+    return number if isinstance(number, int) and not isinstance(number, bool) else None
 
 
 def calling_trainer(callback: TrainerCallback) -> Any:

@@ -76,6 +76,9 @@ class PredictionsMonitor:
         self.inputs: ModelInputs | None = None
         self.job_id: str | None = None
         self.writer: Writer | None = None
+        self.run_number = 1
+        """This run's place among its job's runs: 1 fresh, one more than the run whose checkpoint it
+        resumed. The store orders statuses by it, whenever each run's calls arrive (problem 10)."""
         self.is_main = True
         self.watch = self._new_watch()
         self.stopped: StopReason | None = None
@@ -105,13 +108,15 @@ class PredictionsMonitor:
         name: str | None = None,
         is_main: bool | None = None,
         resumed_job_id: str | None = None,
+        resumed_run_number: int | None = None,
         training: Mapping[str, Any] | None = None,
     ) -> str:
         """Check everything a round needs and register the job; returns its id. Raises before training.
 
         `step` > 0 means training resumed from a checkpoint: only then may an explicit `job_id` that
         already has rounds continue, and `resumed_job_id` (the id the checkpoint carries) is continued
-        when no `job_id` is given, its status set back to running. `name` is the display name when
+        when no `job_id` is given, its status set back to running; `resumed_run_number` is the number
+        the checkpoint's run had (`run_number`: this run counts one more). `name` is the display name when
         `job_name` is not set. `is_main` defaults to rank 0 of `torch.distributed` (a single process is
         the main one). `training` is the run's context shown on Trends and Compare (learning rate,
         epochs, batch size, seed, dataset size ...: the callback fills it from the Trainer's arguments).
@@ -126,6 +131,7 @@ class PredictionsMonitor:
         self.skipped.clear()
         self.watch, self.stopped = self._new_watch(), None
         store = self._agree_on_job(step, name, world, resumed_job_id)
+        self.run_number = run_number_of(self.job_id, step, resumed_job_id, resumed_run_number)
         if self.is_main:
             self._replay_watch(store, step)
             self._start_job(store, model, name, training)
@@ -391,7 +397,12 @@ class PredictionsMonitor:
         from predictions.store import open_store
 
         user_id = self.config.user_id
-        self.writer = Writer(store, user_id=user_id, open_store=None if store is not None else open_store)
+        self.writer = Writer(
+            store,
+            user_id=user_id,
+            open_store=None if store is not None else open_store,
+            run_number=self.run_number,
+        )
         config = {**self.config.as_dict(), "rendering": self.inputs.rendering}
         config["model_inputs"] = {str(index): text for index, text in self.inputs.texts.items()}
         if (adapted := adapter(model)) is not None:
@@ -407,6 +418,15 @@ class PredictionsMonitor:
         )
         atexit.register(fail_unfinished_job, self.writer, self.job_id)
         self._signal_guard = guard_job(self.writer, self.job_id)
+
+
+def run_number_of(job_id: str, step: int, resumed_job_id: str | None, resumed_run_number: Any) -> int:
+    """1 for a fresh run; a run resumed from a checkpoint of this job counts one more than the run that
+    saved it (a checkpoint of an earlier version, without a number, was saved by run 1 as far as we know)."""
+    if step <= 0 or resumed_job_id != job_id:
+        return 1
+    saved = resumed_run_number if isinstance(resumed_run_number, int) and resumed_run_number >= 1 else 1
+    return saved + 1
 
 
 def existing_rounds(store: Store | None, job_id: str) -> int:
