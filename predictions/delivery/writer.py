@@ -263,8 +263,8 @@ class Writer:
         for attempt in range(self.retries):
             try:
                 lost = deliver(self.store, call, self.outbox, self.key)
-                if lost:
-                    self._lost[call_job(call) or "?"] += lost
+                if lost and call_job(call) is not None:  # a call without a job is named in the log only
+                    self._lost[call_job(call)] += lost
                 return True
             except AuthError as error:
                 self._refuse_session(error)
@@ -341,7 +341,8 @@ class Writer:
         counts = collections.Counter(self._lost)
         with self._held_lock:
             for call in self._held:
-                counts[call_job(call) or "?"] += len(call_rows(call))
+                if call_job(call) is not None:
+                    counts[call_job(call)] += len(call_rows(call))
         return {job: count for job, count in counts.items() if count}
 
     def _tell_missing(self, again: bool = False) -> None:
