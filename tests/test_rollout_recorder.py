@@ -186,3 +186,28 @@ def test_rollouts_outlive_a_locked_store_and_a_poison_row_is_quarantined_alone(t
     assert store.prompt_rollouts("rl", "q0")["completion_index"].tolist() == [0, 1]
     (quarantined,) = Outbox(writer.spool_path).quarantined()
     assert [row["completion_index"] for row in quarantined.call["rows"]] == [7]
+
+
+def test_a_recorder_for_another_owner_keeps_its_calls_as_that_owners(tmp_path, monkeypatch):
+    """A service-role machine configured for Ada records a GRPO run for Bob (`user_id=`) while Supabase
+    is down: every call waits in the outbox under Bob's name and names Bob, so only Bob's identity
+    replays it, as Bob's (as the callback's writer does)."""
+    from predictions.delivery.outbox import Outbox
+    from predictions.store.supabase import SupabaseStore
+    from tests.helpers import free_port
+    from tests.helpers_outbox import kept
+    from tests.pg_fixtures import USER_A, USER_B
+    from tests.postgrest_server import api_key
+
+    monkeypatch.setenv("PREDICTIONS_SPOOL", str(tmp_path / "o.db"))
+    down = SupabaseStore(f"http://127.0.0.1:{free_port()}", api_key("service_role"), user_id=USER_A)
+    recorder = RolloutRecorder(store=down, user_id=USER_B)
+    (wrapped,) = recorder.wrap([exact])
+    state, tok, _ = begin(recorder, tmp_path)
+    wrapped(**reward_call(state, tok))
+    recorder.on_train_end(config(tmp_path), state, TrainerControl())
+    assert [key.owner for key in Outbox(tmp_path / "o.db").pending()] == [f"user {USER_B}"]
+    calls = kept(tmp_path / "o.db")
+    assert [call["op"] for call in calls] == ["start_job", "write_rollouts", "finish_job"]
+    owners = {call.get("user_id") for call in calls if call["op"] != "write_rollouts"}
+    assert owners | {row["user_id"] for row in calls[1]["rows"]} == {USER_B}

@@ -318,7 +318,8 @@ class RolloutRecorder(TrainerCallback):
         store = self._agree_on_job(state.global_step, getattr(args, "run_name", None))
         from predictions.store import open_store
 
-        self._writer = Writer(store) if store is not None else Writer(None, open_store=open_store)
+        owner = self.options.user_id  # the run's own: its calls are kept, and replayed, as that owner's
+        self._writer = Writer(store, user_id=owner, open_store=None if store is not None else open_store)
         self._builder = Builder()
         atexit.register(self._builder.close, 60.0)  # registered after the writer's: runs before it
         if state.is_world_process_zero:
