@@ -138,7 +138,7 @@ def test_an_older_sqlite_file_gains_the_count_and_keeps_its_jobs(tmp_path):
 
 @dataclass
 class Refusing:
-    """A fresh store of one kind, and a context manager in which it refuses one sample's rows for good."""
+    """A fresh store of one kind, and a context manager in which it refuses some samples' rows for good."""
 
     store: Any
     refusing: Any
@@ -148,25 +148,26 @@ class Refusing:
 def refusing_store(request, tmp_path) -> Iterator[Refusing]:
     if request.param == "sqlite":
         db = tmp_path / "p.db"
-        chosen = Refusing(SQLiteStore(db), lambda index: sqlite_refusing(db, index))
+        chosen = Refusing(SQLiteStore(db), lambda *indices: sqlite_refusing(db, *indices))
     else:
         server = request.getfixturevalue("postgrest")
         database = request.getfixturevalue("supabase_database")
         chosen = Refusing(
             service_store(server),
-            lambda index: postgres_refusing(database, index),
+            lambda *indices: postgres_refusing(database, *indices),
         )
     yield chosen
     chosen.store.close()
 
 
 @contextmanager
-def sqlite_refusing(db: Path, index: int) -> Iterator[None]:
-    """A trigger that aborts every write of sample `index`: SQLite's constraint error, a refusal for good."""
+def sqlite_refusing(db: Path, *indices: int) -> Iterator[None]:
+    """A trigger that aborts every write of these samples: SQLite's constraint error, a refusal for good."""
     with sqlite3.connect(db) as conn:
         conn.execute(
             "CREATE TRIGGER refuse_one BEFORE INSERT ON training_predictions "
-            f"WHEN NEW.sample_index = {index} BEGIN SELECT RAISE(ABORT, 'sample refused for the test'); END"
+            f"WHEN NEW.sample_index IN ({', '.join(map(str, map(int, indices)))}) "
+            "BEGIN SELECT RAISE(ABORT, 'sample refused for the test'); END"
         )
     try:
         yield
@@ -176,12 +177,12 @@ def sqlite_refusing(db: Path, index: int) -> Iterator[None]:
 
 
 @contextmanager
-def postgres_refusing(database: str, index: int) -> Iterator[None]:
-    """A check constraint that refuses sample `index` (23514: PostgREST answers 400, a refusal for good)."""
+def postgres_refusing(database: str, *indices: int) -> Iterator[None]:
+    """A check constraint that refuses these samples (23514: PostgREST answers 400, a refusal for good)."""
     with psycopg.connect(database) as conn:
         conn.execute(
             "alter table public.training_predictions add constraint refused_for_the_test "
-            f"check (sample_index <> {int(index)}) not valid"
+            f"check (sample_index not in ({', '.join(map(str, map(int, indices)))})) not valid"
         )
     try:
         yield
@@ -215,6 +216,20 @@ def test_rows_refused_with_no_outbox_are_counted_on_the_job_as_they_are_lost(
     assert store.list_jobs()[0].status == "finished"
     refusals = [r.getMessage() for r in caplog.records if "refused 1 row(s)" in r.getMessage()]
     assert len(refusals) == 2 and all("(sample 1)" in text for text in refusals)
+
+
+def test_the_rows_of_a_round_kept_nowhere_are_named_in_one_error_line_with_their_data(
+    refusing_store, tmp_path, caplog
+):
+    store = refusing_store.store
+    writer = Writer(store, spool_path=unwritable_outbox(tmp_path), backoff_s=0.01)
+    with caplog.at_level(logging.ERROR), refusing_store.refusing(1, 3):
+        writer.write(rows("job", 1, count=8))
+        writer.close()
+    (line,) = [r.getMessage() for r in caplog.records if "for good" in r.getMessage()]
+    assert "sample 1)" in line and "sample 3)" in line and "the quarantine cannot be written" in line
+    assert "'prompt': 'p1'" in line and "'prompt': 'p3'" in line  # the rows themselves, not only named
+    assert missing(store, "job") == 2 and len(stored(store, "job")) == 6
 
 
 def test_rows_held_while_the_store_half_answers_are_counted_then_cleared_once_stored(

@@ -72,45 +72,57 @@ def malformed(call: Any) -> str | None:
 def deliver(store: Any, call: Any, outbox: Outbox, key: Key) -> int:
     """Send a call; when the store refuses it for good, split it down to the refused rows and quarantine
     them, storing the rest. Returns how many refused rows not even the quarantine could keep (0 unless
-    the outbox cannot be written). Raises only outages (transient) and `AuthError` (the caller keeps
-    the call)."""
+    the outbox cannot be written): those are named, with their data, in one ERROR line for the call.
+    Raises only outages (transient) and `AuthError` (the caller keeps the call)."""
+    lost: list[tuple[Any, str]] = []
+    problem: OutboxError | None = None
+    for part, error in refusals(store, call):
+        failure = keep_refused(outbox, key, part, error)
+        if failure is not None:
+            problem = failure
+            lost.append((part, error))
+    if lost:
+        logger.error(
+            "predictions store refused %s for good and the quarantine cannot be written (%s): kept nowhere "
+            "but here: %r",
+            "; ".join(f"{describe(part)}: {error}" for part, error in lost),
+            problem,
+            [part for part, _ in lost],
+        )
+    return sum(len(call_rows(part)) for part, _ in lost)
+
+
+def refusals(store: Any, call: Any) -> list[tuple[Any, str]]:
+    """Send a call, split down to the rows the store refuses for good; returns each refused part with
+    the store's error (none when all was stored). Raises outages and `AuthError`."""
     problem = malformed(call)
     if problem is not None:
-        return keep_refused(outbox, key, call, f"malformed call: {problem}")
+        return [(call, f"malformed call: {problem}")]
     try:
         send(store, call)
-        return 0
+        return []
     except Exception as error:
         if is_transient(error) or isinstance(error, AuthError):
             raise
         refusal = error
     rows = call.get("rows") or []
     if call["op"] not in ROW_OPS or len(rows) <= 1:
-        return keep_refused(outbox, key, call, f"{type(refusal).__name__}: {refusal}")
+        return [(call, f"{type(refusal).__name__}: {refusal}")]
     half = len(rows) // 2
-    return deliver(store, {**call, "rows": rows[:half]}, outbox, key) + deliver(
-        store, {**call, "rows": rows[half:]}, outbox, key
-    )
+    return refusals(store, {**call, "rows": rows[:half]}) + refusals(store, {**call, "rows": rows[half:]})
 
 
-def keep_refused(outbox: Outbox, key: Key, call: Any, error: str) -> int:
-    """Quarantine a refused call and say so; when even that fails, the log line is where it is kept,
-    and the call's rows are returned as lost."""
+def keep_refused(outbox: Outbox, key: Key, call: Any, error: str) -> OutboxError | None:
+    """Quarantine a refused call and say so; the outbox's error when the quarantine cannot be written
+    (`deliver` then names the call in its log line)."""
     text = call if isinstance(call, dict | str) else repr(call)
     try:
         outbox.quarantine(key, text, error)
     except OutboxError as problem:
-        logger.error(
-            "predictions store refused %s for good: %s; %s; the call: %r",
-            describe(call),
-            error,
-            problem,
-            call,
-        )
-        return len(call_rows(call))
+        return problem
     where = outbox.path
     logger.error("predictions store refused %s for good: %s; quarantined in %s", describe(call), error, where)
-    return 0
+    return None
 
 
 def call_rows(call: Any) -> list[Any]:
