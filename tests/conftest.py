@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -11,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from predictions.store import SQLiteStore, Store
 from tests import helpers_app
+from tests.helpers_browser import CHROMIUM, CHROMIUM_ARGS, DASHBOARD_DB, Dashboard, seed_dashboard
 
 pytest_plugins = ["tests.pg_fixtures"]
 
@@ -62,3 +64,51 @@ def open_app(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
         return helpers_app.open_app(monkeypatch, db, **options)
 
     return open_on
+
+
+@pytest.fixture(scope="session")
+def dashboard(tmp_path_factory) -> Iterator[Dashboard]:
+    """One `streamlit run app.py` on one seeded SQLite file for every browser test that can share it.
+
+    Session-scoped, and the modules using it share the xdist group "browser", so the server starts and
+    the jobs are trained once, in one worker (the file's path is fixed: two workers would clash on it).
+    """
+    path = helpers_app.ROOT / DASHBOARD_DB
+    for stale in path.parent.glob(f"{path.name}*"):
+        stale.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seed_dashboard(path, tmp_path_factory.mktemp("dashboard"))
+    with helpers_app.streamlit_server(helpers_app.sqlite_env(DASHBOARD_DB)) as url:
+        yield Dashboard(url, path)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """Headless Chromium, once per worker; each test takes a fresh context of it (`page`)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium) -> Iterator[Any]:
+    """A fresh tab (a fresh Streamlit session) that records every JavaScript dialog it is shown."""
+    context = chromium.new_context(viewport={"width": 1500, "height": 1100})
+    tab = context.new_page()
+    tab.dialogs = []
+    tab.on("dialog", lambda dialog: (tab.dialogs.append(dialog.message), dialog.dismiss()))
+    yield tab
+    context.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest first, so the xdist workers finish together: the distributed runs (two processes each),
+    then the other slow tests, then the quick ones to fill the gaps. (xdist hands out its groups first,
+    the largest first: the browser group starts at once whatever the order.)"""
+    items.sort(
+        key=lambda item: (item.path.name != "test_distributed.py", item.get_closest_marker("slow") is None)
+    )

@@ -1,11 +1,19 @@
-"""The dashboard in Streamlit's AppTest on a SQLite file: what the page tests share (`open_app` fixture)."""
+"""The dashboard on a SQLite file, in Streamlit's AppTest (`open_app` fixture) or as a real server
+(`streamlit_server`, which the browser tests use)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from tests.helpers import free_port, wait_for_health
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -41,3 +49,32 @@ def open_app(
 
 def assert_no_exception(at: AppTest) -> None:
     assert not at.exception, [e.message for e in at.exception]
+
+
+ROOT = Path(APP).parent
+
+
+def sqlite_env(db: Path) -> dict[str, str]:
+    """A server's environment for a SQLite file, the Supabase variables emptied so none is used."""
+    return {"PREDICTIONS_DB": str(db), "SUPABASE_URL": "", "SUPABASE_KEY": ""}
+
+
+@contextmanager
+def streamlit_server(env: Mapping[str, str | None]) -> Iterator[str]:
+    """`streamlit run app.py` from the repository root, as a user starts it, with `env` over this
+    process's environment (a name given None is removed); yields its URL once it answers."""
+    port = free_port()
+    environ = {**os.environ, **env}
+    environ = {name: value for name, value in environ.items() if value is not None}
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+               "--server.port", str(port), "--browser.gatherUsageStats", "false",
+               "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"]  # fmt: skip
+    output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
+    server = subprocess.Popen(command, cwd=ROOT, env=environ, **output)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for_health(url, server)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

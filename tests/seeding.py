@@ -226,3 +226,30 @@ def write_round(
             for i in range(samples)
         ]
     )
+
+
+COLOUR_PROBE_JOB = "colour-probe"
+PROBE_CERS = (0.5, 0.1)
+"""A half-wrong answer (sample 0) and a nearly right one (sample 1): the only coloured cells of their rows."""
+
+
+def write_colour_probe(path: Path) -> None:
+    """Two rows whose only coloured cells are their CERs (tests/test_browser.py reads their tints)."""
+    rows = [
+        PredictionRow(
+            COLOUR_PROBE_JOB,
+            1,
+            10,
+            index,
+            f"probe {index}",
+            "answer",
+            ground_truth="truth",
+            exact_match=0.0,
+            char_error_rate=cer,
+            length_ratio=1.0,
+        )
+        for index, cer in enumerate(PROBE_CERS)
+    ]
+    store = SQLiteStore(path)
+    store.write_predictions(rows)
+    store.close()

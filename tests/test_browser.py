@@ -8,12 +8,8 @@ a heatmap click must open the sample, and a round written while the page is open
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -21,36 +17,24 @@ from PIL import Image
 from predictions.dashboard import analysis, router
 from predictions.store import SQLiteStore
 from predictions.store.records import PredictionRow
-from tests.helpers import free_port, wait_for_health
+from tests.helpers import free_port
+from tests.helpers_app import sqlite_env, streamlit_server
+from tests.helpers_browser import CHARTS, DASHBOARD_DB, SCREENSHOTS, exceptions, open_page, screenshot
 from tests.seeding import (
     BIG_JOB,
+    COLOUR_PROBE_JOB,
     COMPARE_JOBS,
     LIVE_JOB,
     XSS_IMG,
     XSS_JOB,
     XSS_SCRIPT,
     sample_task,
-    seed_demo,
     write_round,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
-"""One server and one seeded file for the module: its tests run in one xdist worker."""
+"""The browser tests share one server and one seeded file (conftest's `dashboard`): one xdist worker."""
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-CHARTS = '[data-testid="stVegaLiteChart"] svg.marks'
-"""Drawn Altair charts (the metrics' sparklines are Vega too, outside these)."""
-SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 PAGES = [
     # url path, job, charts drawn, screenshot name
     ("", COMPARE_JOBS[2], 4, "trends"),
@@ -60,112 +44,23 @@ PAGES = [
     ("compare", COMPARE_JOBS[2], 1, "compare"),
 ]
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
-sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-
-
-DEMO_DB = Path("artifacts") / "browser" / "predictions.db"
-"""Relative to the repository root, so the sidebar (and the screenshots) show a short path."""
-
-
-@pytest.fixture(scope="module")
-def demo_db() -> Path:
-    path = ROOT / DEMO_DB
-    for stale in path.parent.glob(f"{path.name}*"):
-        stale.unlink()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_colour_probe(path)  # first, so the seeded jobs stay the most recent
-    return seed_demo(path)
-
-
-@contextmanager
-def streamlit_server(db: Path = DEMO_DB) -> Iterator[str]:
-    """`streamlit run app.py` from the repository root, as a user starts it, on the seeded store."""
-    port = free_port()
-    env = {**os.environ, "PREDICTIONS_DB": str(db), "SUPABASE_URL": "", "SUPABASE_KEY": ""}
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-               "--server.port", str(port), "--browser.gatherUsageStats", "false",
-               "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"]  # fmt: skip
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_for_health(url, server)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-
-
-@pytest.fixture(scope="module")
-def app_url(demo_db: Path) -> Iterator[str]:
-    """One server for the module's tests."""
-    with streamlit_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh tab (a fresh Streamlit session) that records every JavaScript dialog it is shown."""
-    context = browser.new_context(viewport={"width": 1500, "height": 1100})
-    tab = context.new_page()
-    tab.dialogs = []
-    tab.on("dialog", lambda dialog: (tab.dialogs.append(dialog.message), dialog.dismiss()))
-    yield tab
-    context.close()
-
-
-def open_page(page, url: str, charts: int) -> None:
-    """Go to `url` and wait until the script has finished and `charts` Vega charts are drawn."""
-    page.goto(url)
-    page.wait_for_selector('[data-testid="stMainBlockContainer"] h1', timeout=30_000)
-    page.wait_for_function(
-        f"n => document.querySelectorAll('{CHARTS}').length >= n", arg=charts, timeout=30_000
-    )
-    page.wait_for_selector('[data-testid="stStatusWidget"]', state="hidden", timeout=30_000)
-    page.wait_for_timeout(500)  # let the last layout settle before a screenshot
-
-
-def screenshot(page, name: str) -> Path:
-    """The whole page, however tall: the viewport grows to the content for the shot."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    height = page.evaluate("document.querySelector('[data-testid=\"stMainBlockContainer\"]').scrollHeight")
-    page.set_viewport_size({"width": 1500, "height": min(4000, height + 60)})
-    page.wait_for_timeout(700)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=path)
-    page.set_viewport_size({"width": 1500, "height": 1100})
-    return path
-
-
-def exceptions(page) -> list[str]:
-    return page.locator('[data-testid="stException"]').all_inner_texts()
-
 
 @pytest.mark.parametrize(("path", "job", "charts", "name"), PAGES, ids=[p[3] for p in PAGES])
-def test_every_page_draws_its_charts_without_an_exception(app_url, page, path, job, charts, name):
-    open_page(page, f"{app_url}/{path}?job={job}", charts)
+def test_every_page_draws_its_charts_without_an_exception(dashboard, page, path, job, charts, name):
+    open_page(page, f"{dashboard.url}/{path}?job={job}", charts)
     assert exceptions(page) == []
     assert page.locator(CHARTS).count() == charts
     assert f"job={job}" in page.url  # the link keeps the job
     assert screenshot(page, name).stat().st_size > 20_000
 
 
-def test_a_fresh_server_renders_a_page_opened_by_url_first_with_the_sidebar(demo_db, page):
+def test_a_fresh_server_renders_a_page_opened_by_url_first_with_the_sidebar(dashboard, page):
     """A process's first requests take Streamlit's legacy `pages/` router, which runs the page file
     without app.py: the page must still get the navigation, the sidebar and the store."""
-    store = SQLiteStore(demo_db)
+    store = SQLiteStore(dashboard.db)
     labels = {job.id: job.label for job in store.list_jobs()}
     store.close()
-    with streamlit_server() as url:
+    with streamlit_server(sqlite_env(DASHBOARD_DB)) as url:  # a second server, its first request
         open_page(page, f"{url}/samples?job={BIG_JOB}", 2)
         assert_full_page(page, "Samples", labels[BIG_JOB])
         assert page.locator('h3:has-text("Sample 0")').count() == 1
@@ -188,8 +83,8 @@ def assert_full_page(page, title: str, job_label: str) -> None:
 
 
 @pytest.mark.parametrize(("path", "charts"), [("", 0), ("samples", 2), ("predictions", 0), ("compare", 1)])
-def test_html_in_predictions_reaches_the_dom_as_text(app_url, page, path, charts):
-    open_page(page, f"{app_url}/{path}?job={XSS_JOB}", charts)
+def test_html_in_predictions_reaches_the_dom_as_text(dashboard, page, path, charts):
+    open_page(page, f"{dashboard.url}/{path}?job={XSS_JOB}", charts)
     literals = [XSS_IMG, XSS_SCRIPT] if path in ("samples", "predictions") else [XSS_IMG]
     for literal in literals:  # tables fill their accessible cells a moment after the grid is drawn
         page.wait_for_function("s => document.body.textContent.includes(s)", arg=literal, timeout=15_000)
@@ -201,8 +96,8 @@ def test_html_in_predictions_reaches_the_dom_as_text(app_url, page, path, charts
         screenshot(page, "samples-untrusted-html")
 
 
-def test_clicking_the_heatmap_opens_that_sample(app_url, page):
-    open_page(page, f"{app_url}/samples?job={BIG_JOB}", 2)
+def test_clicking_the_heatmap_opens_that_sample(dashboard, page):
+    open_page(page, f"{dashboard.url}/samples?job={BIG_JOB}", 2)
     assert "sample=0" in page.url
     rounds = 40  # seed_demo's long run: 40 rounds of 24 samples, one heatmap cell each
     cells = page.locator('[data-testid="stVegaLiteChart"]').first.locator("g.mark-rect path")
@@ -213,11 +108,11 @@ def test_clicking_the_heatmap_opens_that_sample(app_url, page):
     assert page.locator('[data-testid="stCode"]').all_inner_texts()[:2] == [prompt, truth]
 
 
-def test_a_round_written_while_the_page_is_open_shows_up_live(app_url, page, demo_db):
-    open_page(page, f"{app_url}/?job={LIVE_JOB}", 4)
+def test_a_round_written_while_the_page_is_open_shows_up_live(dashboard, page):
+    open_page(page, f"{dashboard.url}/?job={LIVE_JOB}", 4)
     sidebar = page.locator('[data-testid="stSidebar"]')
     assert "8 rounds" in sidebar.inner_text()
-    store = SQLiteStore(demo_db)
+    store = SQLiteStore(dashboard.db)
     write_round(store, LIVE_JOB, 8, rounds=8, samples=16)
     store.close()
     page.wait_for_function(
@@ -227,13 +122,13 @@ def test_a_round_written_while_the_page_is_open_shows_up_live(app_url, page, dem
     assert exceptions(page) == []
 
 
-def test_selecting_a_row_of_a_sample_list_opens_that_sample(app_url, page, demo_db):
-    store = SQLiteStore(demo_db)
+def test_selecting_a_row_of_a_sample_list_opens_that_sample(dashboard, page):
+    store = SQLiteStore(dashboard.db)
     improved = analysis.most_improved(analysis.sample_summary(store.sample_matrix(BIG_JOB)))
     store.close()
     wanted = int(improved["sample_index"].iloc[2])
     assert wanted != 0
-    open_page(page, f"{app_url}/samples?job={BIG_JOB}", 2)
+    open_page(page, f"{dashboard.url}/samples?job={BIG_JOB}", 2)
     table = page.locator('[data-testid="stDataFrame"]').first.bounding_box()
     row_height = 35  # the header and each row of st.dataframe
     page.mouse.click(
@@ -241,11 +136,6 @@ def test_selecting_a_row_of_a_sample_list_opens_that_sample(app_url, page, demo_
     )  # the third row's tick box
     page.wait_for_url(f"**sample={wanted}**", timeout=20_000)
     page.wait_for_selector(f'h3:has-text("Sample {wanted}")', timeout=20_000)
-
-
-COLOUR_PROBE_JOB = "colour-probe"
-PROBE_CERS = (0.5, 0.1)
-"""A half-wrong answer (sample 0) and a nearly right one (sample 1): the only coloured cells of their rows."""
 
 
 def row_tint(image, row: int, row_height: int = 35) -> tuple[float, float, float]:
@@ -256,31 +146,8 @@ def row_tint(image, row: int, row_height: int = 35) -> tuple[float, float, float
     return tuple(sum(channel) / len(tinted) for channel in zip(*tinted, strict=True))
 
 
-def write_colour_probe(path: Path) -> None:
-    """Two rows whose only coloured cells are their CERs, written before the server starts: a job
-    written later would wait out the dashboard's cached job list."""
-    rows = [
-        PredictionRow(
-            COLOUR_PROBE_JOB,
-            1,
-            10,
-            index,
-            f"probe {index}",
-            "answer",
-            ground_truth="truth",
-            exact_match=0.0,
-            char_error_rate=cer,
-            length_ratio=1.0,
-        )
-        for index, cer in enumerate(PROBE_CERS)
-    ]
-    store = SQLiteStore(path)
-    store.write_predictions(rows)
-    store.close()
-
-
-def test_cer_cells_are_coloured_by_the_shared_scale_half_wrong_is_not_green(app_url, page):
-    open_page(page, f"{app_url}/predictions?job={COLOUR_PROBE_JOB}", 0)
+def test_cer_cells_are_coloured_by_the_shared_scale_half_wrong_is_not_green(dashboard, page):
+    open_page(page, f"{dashboard.url}/predictions?job={COLOUR_PROBE_JOB}", 0)
     page.wait_for_function("() => document.body.textContent.includes('probe 1')", timeout=15_000)
     grid = page.locator('[data-testid="stDataFrame"]').first
     tints = None
@@ -328,11 +195,11 @@ def image_server() -> Iterator[tuple[str, list[str]]]:
         server.shutdown()
 
 
-def test_markdown_a_job_wrote_makes_the_browser_load_nothing(app_url, page, demo_db):
+def test_markdown_a_job_wrote_makes_the_browser_load_nothing(dashboard, page):
     with image_server() as (beacon, hits):
         markdown = f"![beacon]({beacon}/beacon.png)"
         scorers = {"quality": {"title": markdown, "higher_is_better": False, "bounds": [None, None]}}
-        store = SQLiteStore(demo_db)
+        store = SQLiteStore(dashboard.db)
         config = {"scorers": scorers, "rendering": markdown, "model_inputs": {"0": "x"}}
         store.start_job("md-job", name=markdown, config=config)
         store.write_predictions(
@@ -345,7 +212,7 @@ def test_markdown_a_job_wrote_makes_the_browser_load_nothing(app_url, page, demo
         store.close()
         loaded = {}
         for path in ("", "samples", "predictions", "compare"):
-            open_page(page, f"{app_url}/{path}?job=md-job&sample=0", 0)
+            open_page(page, f"{dashboard.url}/{path}?job=md-job&sample=0", 0)
             page.wait_for_function("s => document.body.textContent.includes(s)", arg="beacon", timeout=15_000)
             assert exceptions(page) == []
             loaded[path or "trends"] = list(hits)

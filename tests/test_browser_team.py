@@ -7,17 +7,12 @@ tab signs both out; revoking a key asks first; another user's job id says so.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import pytest
 
-from tests.helpers import wait_for_health
+from tests.helpers_app import streamlit_server
 from tests.pg_fixtures import EMAIL_A, PASSWORD, USER_A, USER_B, service_store, user_store
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port, sync_playwright
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -25,24 +20,10 @@ SIGNED_IN = f"Signed in as {EMAIL_A}"
 TIMEOUT_MS = 60_000
 
 
-@contextmanager
-def team_dashboard(postgrest) -> Iterator[str]:
+def team_dashboard(postgrest) -> AbstractContextManager[str]:
     """`streamlit run app.py` as a team runs it: the project URL and its publishable key."""
-    port = free_port()
-    env = {**os.environ, "SUPABASE_URL": postgrest.url, "SUPABASE_KEY": postgrest.publishable_key}
-    env.pop("PREDICTIONS_INGEST_KEY", None)
-    env.pop("PREDICTIONS_USER_ID", None)
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-               "--server.port", str(port), "--browser.gatherUsageStats", "false",
-               "--server.fileWatcherType", "none"]  # fmt: skip
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_for_health(url, server)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+    env = {"SUPABASE_URL": postgrest.url, "SUPABASE_KEY": postgrest.publishable_key}
+    return streamlit_server({**env, "PREDICTIONS_INGEST_KEY": None, "PREDICTIONS_USER_ID": None})
 
 
 def seed(postgrest) -> None:
@@ -71,11 +52,10 @@ def session_cookies(context) -> list[dict]:
     return [cookie for cookie in context.cookies() if cookie["name"] == "predictions_session"]
 
 
-def test_a_session_lasts_across_reloads_links_and_tabs_and_ends_everywhere(postgrest):
+def test_a_session_lasts_across_reloads_links_and_tabs_and_ends_everywhere(postgrest, chromium):
     seed(postgrest)
-    with team_dashboard(postgrest) as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
+    with team_dashboard(postgrest) as url:
+        context = chromium.new_context(viewport={"width": 1400, "height": 900})
         first = context.new_page()
         first.goto(url)
         wait_sign_in_form(first)
@@ -120,4 +100,4 @@ def test_a_session_lasts_across_reloads_links_and_tabs_and_ends_everywhere(postg
         first.reload()
         wait_sign_in_form(first)
         assert SIGNED_IN not in sidebar_text(first)
-        browser.close()
+        context.close()

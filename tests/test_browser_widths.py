@@ -10,34 +10,18 @@ its box lies inside the chart's SVG.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from predictions.store import SQLiteStore
-from tests.seeding import seed_demo
-from tests.test_app_rollouts import hacked_job
-from tests.test_browser import (
-    CHARTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    exceptions,
-    open_page,
-    streamlit_server,
-    sync_playwright,
-)
-from tests.test_custom_metrics_contract import custom_rows
+from tests.helpers_browser import CHARTS, ROLLOUTS_JOB, SCORES_JOB, exceptions, open_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
+"""The jobs are in conftest's `dashboard`: seed_demo's, one with two user scores (a gap in one) and an
+RL job's rollouts (for the Rollouts page)."""
 
-ROOT = Path(__file__).resolve().parents[1]
-DB = Path("artifacts") / "browser-widths" / "predictions.db"
-JOB = "two-user-scores"
 WIDTHS = (1280, 1400)
-ROLLOUTS_JOB = "hacked"
-PAGES = [("", JOB, 4), ("samples", JOB, 2), ("predictions", JOB, 0), ("compare", JOB, 1)]
-PAGES += [("rollouts", ROLLOUTS_JOB, 5)]
+PAGES = [("", SCORES_JOB, 4), ("samples", SCORES_JOB, 2), ("predictions", SCORES_JOB, 0)]
+PAGES += [("compare", SCORES_JOB, 1), ("rollouts", ROLLOUTS_JOB, 5)]
 """Url path, job, charts drawn at least."""
 
 HEADERS_DRAWN = """() => [...document.querySelectorAll('[data-testid="stDataFrame"]')]
@@ -67,42 +51,13 @@ CUT_TITLES = """() => [...document.querySelectorAll('[data-testid="stVegaLiteCha
 line (leading included), which may pass the edge by 2 px while its letters do not: 4 px allowed."""
 
 
-@pytest.fixture(scope="module")
-def widths_url() -> Iterator[str]:
-    """The demo's jobs plus one with two user scores (a gap in one), the most recent job."""
-    path = ROOT / DB
-    for stale in path.parent.glob(f"{path.name}*"):
-        stale.unlink()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    seed_demo(path)
-    store = SQLiteStore(path)
-    hacked_job(store, ROLLOUTS_JOB)  # an RL job's rollouts, for the Rollouts page
-    quality = {"title": "Answer quality", "higher_is_better": False}
-    store.start_job(
-        JOB, name="Two user scores", model="synthetic-tiny", config={"scorers": {"quality": quality}}
-    )
-    store.write_predictions(custom_rows(JOB, rounds=6))
-    store.finish_job(JOB)
-    store.close()
-    with streamlit_server(DB) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize(("path", "job", "charts"), PAGES, ids=[p or "trends" for p, _, _ in PAGES])
-def test_no_table_or_chart_title_is_cut(widths_url, browser, width, path, job, charts):
-    context = browser.new_context(viewport={"width": width, "height": 1000})
+def test_no_table_or_chart_title_is_cut(dashboard, chromium, width, path, job, charts):
+    context = chromium.new_context(viewport={"width": width, "height": 1000})
     page = context.new_page()
     try:
-        open_page(page, f"{widths_url}/{path}?job={job}", charts)
+        open_page(page, f"{dashboard.url}/{path}?job={job}", charts)
         page.wait_for_timeout(1000)  # grids size their columns a moment after the script ends
         with contextlib.suppress(Exception):  # a loaded machine draws the header rows later; wait a while
             page.wait_for_function(HEADERS_DRAWN, timeout=10_000)
