@@ -2,11 +2,14 @@
 with two user scores and a metadata field, against a small store (3 jobs x 100 rounds x 100 samples),
 both read in the same run.
 
-Measured: each page's server-side render time (AppTest, a rerun with caches warm, and a first view with
-caches empty), `list_jobs` and `jobs_version` at 10,000 jobs, the whole big job as CSV.
+Measured: each page's server-side render time, wall and this process's CPU (AppTest, a first view with
+caches empty, then a rerun with caches warm; the two stores take turns within each repeat, so the load
+of a shared machine hits both alike; medians), the store reads the dashboard makes at 10,000 jobs (the
+picker's `list_jobs`, `find_job`, `jobs_version`, the Samples page's summary and one heatmap page), and
+the whole big job as CSV.
 Goals: every page at scale within 1.2x of the small store; list_jobs under 20 ms; CSV of 200k rows
 under 5 s. The stores are built once into --folder and reused (building the big one takes minutes).
-Run: python bench/bench_scale.py [--folder .bench-scale --jobs 10000 --samples 1000 --rounds 200]
+Run: python bench/bench_scale.py [--folder .bench-scale --jobs 10000 --samples 1000 --rounds 200 --repeat 5]
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from streamlit.testing.v1 import AppTest
 
 from bench.bench_queries import job_rows
 from bench.common import machine, median_time, print_table
-from predictions.dashboard import queries
+from predictions.dashboard import analysis, queries
 from predictions.store import SQLiteStore
 from predictions.store.records import PredictionRow
 
@@ -75,27 +78,44 @@ def build_small(path: Path) -> None:
     store.close()
 
 
-def page_times(db: Path, page: str, repeat: int) -> tuple[float, float]:
-    """Median seconds of a first view (caches empty) and of a rerun (caches warm) of `page`."""
+TIMES = ("first view", "first view CPU", "warm", "warm CPU")
+
+
+def view_times(db: Path, page: str) -> dict[str, float]:
+    """Seconds (wall, and this process's CPU) of a first view of `page` (caches empty: the job list and
+    every query) and of a rerun (caches warm)."""
     os.environ.update(PREDICTIONS_DB=str(db), SUPABASE_URL="", SUPABASE_KEY="")
-    colds, warms = [], []
-    for _ in range(repeat):
-        st.cache_data.clear()
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-        at.query_params["job"] = BIG_JOB
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.query_params["job"] = BIG_JOB
+    at.run()
+    if page != PAGES[0]:
+        at.switch_page(f"pages/{page}.py")
+    times = {}
+    for name in ("first view", "warm"):
+        if name == "first view":
+            st.cache_data.clear()
+            queries.list_jobs.clear()
+            queries.find_job.clear()
+        start, cpu = time.perf_counter(), time.process_time()
         at.run()
-        start = time.perf_counter()
-        if page != PAGES[0]:
-            at.switch_page(f"pages/{page}.py")
-        st.cache_data.clear()
-        at.run()
-        colds.append(time.perf_counter() - start)
+        times[name], times[f"{name} CPU"] = time.perf_counter() - start, time.process_time() - cpu
         if at.exception:
             raise RuntimeError(f"{page}: {[e.message for e in at.exception]}")
-        start = time.perf_counter()
-        at.run()
-        warms.append(time.perf_counter() - start)
-    return statistics.median(colds), statistics.median(warms)
+    return times
+
+
+def page_times(stores: dict[str, Path], page: str, repeat: int) -> dict[str, dict[str, float]]:
+    """Median `view_times` of `page` per store; the stores take turns within each repeat, so the load of
+    a shared machine hits both alike."""
+    seen: dict[str, dict[str, list[float]]] = {name: {key: [] for key in TIMES} for name in stores}
+    for _ in range(repeat):
+        for name, db in stores.items():
+            for key, value in view_times(db, page).items():
+                seen[name][key].append(value)
+    return {
+        name: {key: statistics.median(values) for key, values in times.items()}
+        for name, times in seen.items()
+    }
 
 
 def cpu_ms(run, repeat: int) -> float:
@@ -109,13 +129,25 @@ def cpu_ms(run, repeat: int) -> float:
 
 
 def store_reads(db: Path, repeat: int) -> dict[str, float]:
+    """What the dashboard reads at scale, each as median wall and CPU ms; the big job as CSV once."""
     store = SQLiteStore(db)
+    steps = store.trends(BIG_JOB).rounds["step"].tolist()
+    samples = store.sample_summary(BIG_JOB)["sample_index"].tolist()[: analysis.HEATMAP_PAGE_SAMPLES]
+    drawn = analysis.drawn_steps(steps)[0]
+    reads = {
+        f"list_jobs({queries.PICKER_JOBS}), the picker": lambda: store.list_jobs(limit=queries.PICKER_JOBS),
+        "list_jobs(), 1,000 jobs": store.list_jobs,
+        "list_jobs(search=...)": lambda: store.list_jobs(limit=queries.PICKER_JOBS, search="big run"),
+        "find_job": lambda: store.find_job(BIG_JOB),
+        "jobs_version": store.jobs_version,
+        "sample_summary, CER": lambda: store.sample_summary(BIG_JOB),
+        "sample_matrix, one heatmap page": lambda: store.sample_matrix(BIG_JOB, samples=samples, steps=drawn),
+    }
     try:
-        results = {
-            "list_jobs ms": median_time(store.list_jobs, repeat) * 1000,
-            "list_jobs CPU ms": cpu_ms(store.list_jobs, repeat),
-            "jobs_version ms": median_time(store.jobs_version, repeat) * 1000,
-        }
+        results = {}
+        for name, read in reads.items():
+            results[f"{name} ms"] = median_time(read, repeat) * 1000
+            results[f"{name} CPU ms"] = cpu_ms(read, repeat)
         start, cpu = time.perf_counter(), time.process_time()
         size = len(queries.job_csv(store, BIG_JOB))
         results["CSV of the big job s"] = time.perf_counter() - start
@@ -132,7 +164,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=200)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5, help="page views per store (medians)")
+    parser.add_argument("--reads", type=int, default=20, help="calls per store read (medians)")
     parser.add_argument("--pages", nargs="+", default=list(PAGES), choices=PAGES)
     args = parser.parse_args(argv)
     args.folder.mkdir(parents=True, exist_ok=True)
@@ -148,27 +181,43 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
             path.with_suffix(".part").rename(path)
             print(f"built {path.name} in {time.perf_counter() - start:.0f} s")
     saved = dict(os.environ)
-    results: dict[str, dict] = {"reads": store_reads(big, 20), "small reads": store_reads(small, 20)}
+    results: dict[str, dict] = {
+        "reads": store_reads(big, args.reads),
+        "small reads": store_reads(small, args.reads),
+    }
     try:
         for page in args.pages:
-            results[page] = {
-                "small": page_times(small, page, args.repeat),
-                "scale": page_times(big, page, args.repeat),
-            }
+            results[page] = page_times({"small": small, "scale": big}, page, args.repeat)
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    rows = [
-        (page, t["small"][1], t["scale"][1], t["scale"][1] / t["small"][1], t["small"][0], t["scale"][0])
-        for page, t in results.items()
-        if page in PAGES
-    ]
+    rows = []
+    for page in args.pages:
+        small_times, scale_times = results[page]["small"], results[page]["scale"]
+        rows.append(
+            (
+                page,
+                small_times["warm"],
+                scale_times["warm"],
+                scale_times["warm"] / small_times["warm"],
+                small_times["warm CPU"],
+                scale_times["warm CPU"],
+                scale_times["warm CPU"] / small_times["warm CPU"],
+                small_times["first view"],
+                scale_times["first view"],
+                small_times["first view CPU"],
+                scale_times["first view CPU"],
+            )
+        )
     scale = f"{args.jobs:,} jobs + {args.samples:,} x {args.rounds} job"
     print_table(
-        f"Page render, AppTest, median s: small store vs {scale} ({machine()})",
-        ("page", "small warm", "scale warm", "ratio warm", "small first view", "scale first view"),
+        f"Page render, AppTest, median of {args.repeat} s: small store vs {scale} ({machine()})",
+        (
+            "page", "small warm", "scale warm", "ratio warm", "small warm CPU", "scale warm CPU", "ratio CPU",
+            "small first view", "scale first view", "small first CPU", "scale first CPU",
+        ),
         rows,
-    )
+    )  # fmt: skip
     print_table(
         f"Store reads ({scale} vs small)",
         ("read", "scale", "small"),

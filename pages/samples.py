@@ -53,35 +53,42 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def heatmap(view: widgets.View, matrix: pd.DataFrame, sample: int) -> None:
-    """Samples by rounds, coloured by any metric of the job (CER unless another is chosen)."""
-    metrics = {m.name: m for m in charts.shown(queries.trends(view.store, view.ref()).metrics)}
+def heatmap(view: widgets.View, summary: pd.DataFrame, sample: int, trends: Trends) -> None:
+    """Samples by rounds, coloured by any metric of the job (CER unless another is chosen). Reads only
+    the page's samples and the rounds it draws; the order comes from the store's per-sample summary."""
+    metrics = {m.name: m for m in charts.shown(trends.metrics)}
     name = st.selectbox(
         "Colour by", list(metrics), key="heatmap_metric", format_func=lambda n: metrics[n].title, width=240
     )
     metric = metrics[name]
     if metric.name != PRIMARY_METRIC:
-        matrix = queries.sample_matrix(view.store, view.ref(), metric.name)
-    frame, stride = analysis.heatmap_frame(matrix)
+        summary = queries.sample_summary(view.store, view.ref(), metric.name)
     st.subheader(widgets.plain(f"{metric.label} by sample and round"))
-    frame, shown = heatmap_page(frame, metric)
+    kept, shown, ranked = heatmap_page(summary, metric)
+    steps = trends.rounds["step"].tolist()
+    drawn, stride = analysis.drawn_steps(steps)
+    matrix = queries.sample_matrix(view.store, view.ref(), metric.name, tuple(kept), tuple(drawn))
+    frame = analysis.heatmap_frame(matrix, steps)
+    if ranked:  # the chart lists samples in this order, not by index
+        frame = frame.assign(rank=frame["sample_index"].map({s: i for i, s in enumerate(kept)}))
     chart = charts.heatmap_chart(frame, sample, metric)
     st.altair_chart(chart, on_select=choose_from_heatmap, key="heatmap")
     note = f" Showing every {ordinal(stride)} round, counted back from the latest." if stride > 1 else ""
     st.caption(f"Green is good, yellow half way, red bad. Click a cell to open that sample.{shown}{note}")
 
 
-def heatmap_page(frame: pd.DataFrame, metric: Metric) -> tuple[pd.DataFrame, str]:
+def heatmap_page(summary: pd.DataFrame, metric: Metric) -> tuple[list[int], str, bool]:
     """At most `HEATMAP_PAGE_SAMPLES` samples, worst latest value first (or by index), a page at a time:
-    at 1,000 samples one chart would give each sample under a pixel. Returns the page's cells and a note."""
-    indices = sorted(frame["sample_index"].unique().tolist())
+    at 1,000 samples one chart would give each sample under a pixel. Returns the page's samples in the
+    order shown, a note, and whether that order is a ranking (not by index)."""
+    indices = summary["sample_index"].astype(int).tolist()
     size = analysis.HEATMAP_PAGE_SAMPLES
     if len(indices) <= size:
-        return frame, ""
+        return indices, "", False
     order, page = st.columns(2)
     worst = order.radio("Order", ("Worst first", "By sample"), key="heatmap_order", horizontal=True)
     if worst == "Worst first":
-        indices = analysis.samples_worst_first(frame, metric.lower_is_better)
+        indices = analysis.samples_worst_first(summary, metric.lower_is_better)
     starts = range(0, len(indices), size)
     chosen = page.selectbox(
         "Samples",
@@ -92,10 +99,7 @@ def heatmap_page(frame: pd.DataFrame, metric: Metric) -> tuple[pd.DataFrame, str
         ),
     )
     kept = analysis.page_of(indices, chosen, size)
-    cells = frame[frame["sample_index"].isin(kept)]
-    if worst == "Worst first":  # the chart lists samples in this order, not by index
-        cells = cells.assign(rank=cells["sample_index"].map({s: i for i, s in enumerate(kept)}))
-    return cells, f" {len(kept)} of {len(indices):,} samples on this page."
+    return kept, f" {len(kept)} of {len(indices):,} samples on this page.", worst == "Worst first"
 
 
 def sample_lists(summary: pd.DataFrame) -> None:
@@ -170,22 +174,23 @@ def main() -> None:
     view = router.require_job()
     st.title("Samples")
     st.caption(widgets.plain(view.job.label))
-    matrix = queries.sample_matrix(view.store, view.ref())
-    if matrix.empty:
+    summary = queries.sample_summary(view.store, view.ref())
+    if summary.empty:
         st.info("This job has no prediction rounds yet.")
         return
-    sample = pick_sample(sorted(matrix["sample_index"].unique().tolist()))
-    if matrix["value"].notna().any():
+    trends = queries.trends(view.store, view.ref())
+    sample = pick_sample(summary["sample_index"].astype(int).tolist())
+    if summary["latest_value"].notna().any():
         chart, lists = st.columns([3, 2])
         with chart:
-            heatmap(view, matrix, sample)
+            heatmap(view, summary, sample, trends)
         with lists:
             st.subheader("Samples to look at")
-            sample_lists(analysis.sample_summary(matrix))
+            sample_lists(analysis.sample_summary(summary))
     else:
         st.info("No ground truth, so no scores: the answers are below, compared round to round.", icon="📝")
     st.subheader(f"Sample {sample}")
-    sample_detail(view, sample, queries.trends(view.store, view.ref()))
+    sample_detail(view, sample, trends)
 
 
 main()

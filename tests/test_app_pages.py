@@ -298,7 +298,7 @@ def test_samples_heatmap_lists_and_detail(open_app, seeded_db, seeded):
     rows = chart_rows(at, 0)
     assert (rows["round"].nunique(), rows["sample_index"].nunique()) == (50, 50)  # 100 rounds thinned
     assert any("every 2nd round" in caption.value for caption in at.caption)
-    summary = analysis.sample_summary(seeded.sample_matrix(BIG_JOB))
+    summary = analysis.sample_summary(seeded.sample_summary(BIG_JOB))
     lists = [frame.value for frame in at.dataframe]
     assert lists[0]["sample_index"].tolist() == analysis.most_improved(summary)["sample_index"].tolist()
     assert lists[1]["sample_index"].tolist() == analysis.still_failing(summary)["sample_index"].tolist()
@@ -472,10 +472,10 @@ def test_an_unreachable_store_shows_a_message_and_the_app_recovers(
 def test_a_store_failing_mid_session_shows_a_message(open_app, seeded_db, monkeypatch):
     at = open_app(seeded_db, job=COMPARE_JOBS[1])
 
-    def locked(self, *args):
+    def locked(self, *args, **options):
         raise StoreUnavailableError(f"{self.description}: database is locked")
 
-    monkeypatch.setattr(SQLiteStore, "sample_matrix", locked)
+    monkeypatch.setattr(SQLiteStore, "sample_summary", locked)
     at.switch_page(SAMPLES).run()
     assert_no_exception(at)
     assert "database is locked" in at.error[0].value

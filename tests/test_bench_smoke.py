@@ -98,3 +98,13 @@ def test_rollouts_benchmark_runs_and_checks_generate_calls_and_losses():
 def test_diff_benchmark_runs():
     results = bench_diff.main(["--length", "20000", "--rounds", "3", "--repeat", "1"])
     assert len(results) == 3 and all(wall > 0 and cpu >= 0 for wall, cpu in results.values())
+
+
+@pytest.mark.slow
+def test_scale_benchmark_runs_on_tiny_stores(tmp_path):
+    from bench import bench_scale
+
+    sizes = ["--jobs", "3", "--samples", "60", "--rounds", "3", "--repeat", "1", "--reads", "1"]
+    results = bench_scale.main(["--folder", str(tmp_path), *sizes, "--pages", "samples"])
+    assert results["samples"]["scale"]["warm"] > 0 and results["samples"]["small"]["first view CPU"] > 0
+    assert results["reads"]["list_jobs(200), the picker ms"] > 0 and results["reads"]["CSV MB"] > 0

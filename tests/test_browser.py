@@ -124,7 +124,7 @@ def test_a_round_written_while_the_page_is_open_shows_up_live(dashboard, page):
 
 def test_selecting_a_row_of_a_sample_list_opens_that_sample(dashboard, page):
     store = SQLiteStore(dashboard.db)
-    improved = analysis.most_improved(analysis.sample_summary(store.sample_matrix(BIG_JOB)))
+    improved = analysis.most_improved(analysis.sample_summary(store.sample_summary(BIG_JOB)))
     store.close()
     wanted = int(improved["sample_index"].iloc[2])
     assert wanted != 0

@@ -69,7 +69,7 @@ def test_heatmap_colours_cer_green_to_red_and_selects_a_sample_on_click():
     matrix = pd.DataFrame(
         {"sample_index": [0, 0, 1, 1], "epoch": 1, "step": [10, 20, 10, 20], "value": [0.9, 0.1, 0.0, 0.5]}
     )
-    frame, _ = analysis.heatmap_frame(matrix)
+    frame = analysis.heatmap_frame(matrix, matrix["step"])
     spec = charts.heatmap_chart(frame, selected=1).to_dict()
     assert spec["mark"]["type"] == "rect"
     enc = spec["encoding"]
@@ -91,7 +91,9 @@ def test_heatmap_colours_cer_green_to_red_and_selects_a_sample_on_click():
 
 def test_heatmap_of_100_rounds_by_100_samples_stays_small(sqlite_store):
     seed_big(sqlite_store, rounds=100, samples=100)
-    frame, stride = analysis.heatmap_frame(sqlite_store.sample_matrix(BIG_JOB))
+    steps = sqlite_store.trends(BIG_JOB).rounds["step"]
+    drawn, stride = analysis.drawn_steps(steps)
+    frame = analysis.heatmap_frame(sqlite_store.sample_matrix(BIG_JOB, steps=drawn), steps)
     chart = charts.heatmap_chart(frame)
     assert stride == 2 and len(dataset(chart)) == 50 * 100
     assert len(json.dumps(chart.to_dict())) < 600_000

@@ -126,7 +126,7 @@ SAMPLES = {
 
 
 def test_sample_summary_has_one_row_per_scored_sample():
-    summary = analysis.sample_summary(matrix_frame(SAMPLES))
+    summary = analysis.sample_summary(analysis.matrix_summary(matrix_frame(SAMPLES)))
     assert summary["sample_index"].tolist() == [0, 1, 2, 3]
     row = summary.set_index("sample_index").loc[2]
     assert (row["first_cer"], row["best_cer"], row["latest_cer"], row["last_right_step"]) == (
@@ -139,7 +139,7 @@ def test_sample_summary_has_one_row_per_scored_sample():
 
 
 def test_most_improved_still_failing_and_regressed():
-    summary = analysis.sample_summary(matrix_frame(SAMPLES))
+    summary = analysis.sample_summary(analysis.matrix_summary(matrix_frame(SAMPLES)))
     assert analysis.most_improved(summary)["sample_index"].tolist() == [0, 2, 1]
     assert analysis.still_failing(summary)["sample_index"].tolist() == [1]
     assert analysis.regressed(summary)["sample_index"].tolist() == [2]
@@ -151,7 +151,7 @@ def test_sample_lists_on_a_seeded_job_agree_with_a_direct_computation(sqlite_sto
     seed_big(sqlite_store, rounds=20, samples=30)
     matrix = sqlite_store.sample_matrix(BIG_JOB)
     wide = matrix.pivot(index="sample_index", columns="step", values="value")
-    summary = analysis.sample_summary(matrix)
+    summary = analysis.sample_summary(sqlite_store.sample_summary(BIG_JOB))
     expected_regressed = {int(i) for i in wide.index if (wide.loc[i] == 0).any() and wide.loc[i].iloc[-1] > 0}
     assert set(analysis.regressed(summary, n=100)["sample_index"]) == expected_regressed
     expected_failing = {
@@ -166,19 +166,29 @@ def test_sample_lists_on_a_seeded_job_agree_with_a_direct_computation(sqlite_sto
 # heatmap
 
 
-def test_heatmap_frame_thins_long_runs_and_keeps_the_latest_round():
+def test_the_heatmap_draws_every_kth_round_back_from_the_latest_numbered_among_all():
     matrix = matrix_frame({s: [0.5] * 120 for s in range(3)})
-    frame, stride = analysis.heatmap_frame(matrix, max_rounds=50)
-    assert stride == 3
+    drawn, stride = analysis.drawn_steps(matrix["step"], max_rounds=50)
+    assert stride == 3 and len(drawn) == 40 and drawn[-1] == 1200 and drawn[0] == 30
+    frame = analysis.heatmap_frame(matrix[matrix["step"].isin(drawn)], matrix["step"])
     assert frame["round"].nunique() == 40
-    assert frame["round"].max() == 120 and frame["step"].max() == 1200
+    assert frame["round"].max() == 120 and frame["step"].max() == 1200 and frame["round"].min() == 3
     assert len(frame) == 3 * 40
 
 
 def test_heatmap_frame_numbers_rounds_from_one_when_short():
-    frame, stride = analysis.heatmap_frame(matrix_frame({0: [0.1, 0.2], 1: [0.3, 0.4]}))
-    assert stride == 1
+    matrix = matrix_frame({0: [0.1, 0.2], 1: [0.3, 0.4]})
+    assert analysis.drawn_steps(matrix["step"]) == ([10, 20], 1)
+    frame = analysis.heatmap_frame(matrix, matrix["step"])
     assert sorted(frame["round"].unique().tolist()) == [1, 2]
+
+
+def test_samples_worst_first_orders_by_the_latest_value_with_unscored_last():
+    summary = analysis.matrix_summary(
+        matrix_frame({0: [0.1, 0.2], 1: [0.9, 0.0], 2: [None, None], 3: [0.5, 0.2]})
+    )
+    assert analysis.samples_worst_first(summary) == [0, 3, 1, 2]  # ties by index
+    assert analysis.samples_worst_first(summary, lower_is_better=False) == [1, 0, 3, 2]
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ DASHBOARD_FUNCTIONS = {
     "predictions_rounds",
     "predictions_sample_history",
     "predictions_sample_matrix",
+    "predictions_sample_summary",
     "predictions_page",
     "predictions_group_trends",
     "predictions_rollout_trends",
@@ -396,6 +397,7 @@ def test_owner_filters_use_the_owner_first_keys(database):
             "predictions_page('job-7', p_user_id => %s)",
             "predictions_sample_history('job-7', 7, %s)",
             "predictions_sample_matrix('job-7', p_user_id => %s)",
+            "predictions_sample_summary('job-7', p_user_id => %s)",
         ):
             conn.execute(f"select {call}", (owner,))
         conn.execute("select pg_stat_force_next_flush()")

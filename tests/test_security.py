@@ -96,7 +96,7 @@ def test_a_user_sees_only_their_own_jobs_and_rows_through_the_store(two_users):
 def test_no_dashboard_function_returns_another_users_rows(two_users, supabase_database):
     token_a, token_b = two_users.access_token(USER_A), two_users.access_token(USER_B)
     functions = dashboard_functions(supabase_database)
-    assert len(functions) == 14
+    assert len(functions) == 15
     for function, names in functions.items():
         as_a = call_rpc(two_users, token_a, function, arguments_for(names, "b-job"))
         as_a_missing = call_rpc(two_users, token_a, function, arguments_for(names, "no-such-job"))

@@ -8,13 +8,15 @@ import uuid
 from datetime import UTC, datetime
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hyp
 
+from predictions.dashboard import analysis
 from predictions.errors import ConfigError, StoreError
 from predictions.scoring.metrics import score
-from predictions.store.frames import MATRIX_COLUMNS, PREDICTION_COLUMNS, TREND_COLUMNS
+from predictions.store.frames import MATRIX_COLUMNS, PREDICTION_COLUMNS, SAMPLE_SUMMARY_COLUMNS, TREND_COLUMNS
 from predictions.store.records import PageQuery, PredictionRow
 
 
@@ -397,3 +399,43 @@ def test_the_job_summary_equals_a_fresh_aggregate_after_any_writes(store, operat
         found = store.find_job(prefix + job)
         assert (found is None) == (prefix + job not in expected)
         assert found is None or found in listed
+
+
+def test_a_page_of_the_matrix_holds_only_its_samples_and_rounds(store):
+    for step in (1, 2, 3):
+        store.write_predictions(
+            round_rows("job", step, [("ab", "ab"), ("xx", "ab"), ("ax", "ab")], epoch=step)
+        )
+    whole = store.sample_matrix("job")
+    page = store.sample_matrix("job", samples=[2, 0], steps=[3, 1])
+    expected = whole[whole["sample_index"].isin([0, 2]) & whole["step"].isin([1, 3])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(page, expected)
+    assert store.sample_matrix("job", samples=[]).empty and len(store.sample_matrix("job", steps=[2])) == 3
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    cells=hyp.dictionaries(
+        hyp.tuples(hyp.integers(0, 4), hyp.integers(1, 6)),
+        hyp.one_of(hyp.none(), hyp.just(0.0), hyp.floats(0, 1)),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_the_sample_summary_equals_one_computed_from_every_value(store, cells):
+    """Per sample: first, latest and lowest value, lowest before the latest, last step at 0; for a
+    built-in metric and a user scorer, unscored samples included, rounds written in any order."""
+    job_id = uuid.uuid4().hex[:8]
+    store.write_predictions(
+        [
+            PredictionRow(
+                job_id, 1, step, sample, "p", "a", "a", char_error_rate=value, scores={"judge": value}
+            )
+            for (sample, step), value in cells.items()
+        ]
+    )
+    for metric in ("char_error_rate", "judge"):
+        summary = store.sample_summary(job_id, metric)
+        assert list(summary.columns) == list(SAMPLE_SUMMARY_COLUMNS)
+        pd.testing.assert_frame_equal(summary, analysis.matrix_summary(store.sample_matrix(job_id, metric)))
+    assert store.sample_summary("no such job").empty

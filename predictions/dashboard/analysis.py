@@ -17,6 +17,7 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 
+from predictions.store.frames import SAMPLE_SUMMARY_COLUMNS
 from predictions.store.records import Job
 
 CER = "avg_char_error_rate"
@@ -121,24 +122,43 @@ def learning_velocity(rounds: pd.DataFrame, window: int = VELOCITY_WINDOW) -> Ve
     return Velocity(slope * 100, "100 steps", len(rows))
 
 
-def sample_summary(matrix: pd.DataFrame) -> pd.DataFrame:
+def matrix_summary(matrix: pd.DataFrame) -> pd.DataFrame:
+    """What `Store.sample_summary` aggregates (`SAMPLE_SUMMARY_COLUMNS`), computed from a long matrix
+    (`MATRIX_COLUMNS`) in pandas: one row per sample, by index. The reference a store's summary must
+    equal; the dashboard reads the store's."""
+    rows = matrix.dropna(subset=["value"]).sort_values(["sample_index", "step"])
+    values = rows.groupby("sample_index", sort=True)["value"]
+    summary = pd.DataFrame({"first_value": values.first(), "latest_value": values.last()})
+    summary["latest_step"] = rows.groupby("sample_index")["step"].max().astype(float)
+    summary["min_value"] = values.min()
+    earlier = rows[rows["step"] < rows["sample_index"].map(summary["latest_step"])]
+    summary["min_earlier"] = earlier.groupby("sample_index")["value"].min()
+    summary["last_zero_step"] = rows[rows["value"] == 0].groupby("sample_index")["step"].max().astype(float)
+    every = pd.Index(sorted(matrix["sample_index"].unique().tolist()), name="sample_index")
+    return summary.reindex(every).reset_index()[list(SAMPLE_SUMMARY_COLUMNS)]
+
+
+def sample_summary(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per scored sample: CER first, best, best before the latest round, latest; improvement;
     the last step it was right.
 
-    `matrix` is the long form of `Store.sample_matrix` for CER. 'Right' is a CER of 0, the same as an
-    exact match after stripping (the edit distance is 0 only when the texts are equal).
+    `summary` is `Store.sample_summary` for CER (or `matrix_summary` of a CER matrix). 'Right' is a CER
+    of 0, the same as an exact match after stripping (the edit distance is 0 only when the texts are equal).
     """
-    rows = matrix.dropna(subset=["value"]).sort_values(["sample_index", "step"])
-    values = rows.groupby("sample_index", sort=True)["value"]
-    summary = pd.DataFrame(
-        {"first_cer": values.first(), "best_cer": values.min(), "latest_cer": values.last()}
+    scored = summary[summary["latest_value"].notna()]
+    lists = pd.DataFrame(
+        {
+            "sample_index": scored["sample_index"].astype(int),
+            "first_cer": scored["first_value"],
+            "best_cer": scored["min_value"],
+            "latest_cer": scored["latest_value"],
+            "latest_step": scored["latest_step"],
+            "best_earlier_cer": scored["min_earlier"],
+            "last_right_step": scored["last_zero_step"],
+        }
     )
-    summary["latest_step"] = rows.groupby("sample_index")["step"].max()
-    earlier = rows[rows["step"] < rows["sample_index"].map(summary["latest_step"])]
-    summary["best_earlier_cer"] = earlier.groupby("sample_index")["value"].min()
-    summary["last_right_step"] = rows[rows["value"] == 0].groupby("sample_index")["step"].max()
-    summary["improvement"] = summary["first_cer"] - summary["latest_cer"]
-    return summary.reset_index()
+    lists["improvement"] = lists["first_cer"] - lists["latest_cer"]
+    return lists.reset_index(drop=True)
 
 
 def most_improved(summary: pd.DataFrame, n: int = 10) -> pd.DataFrame:
@@ -158,26 +178,32 @@ def regressed(summary: pd.DataFrame, n: int = 10) -> pd.DataFrame:
     return broke.nlargest(n, "latest_cer")
 
 
-def heatmap_frame(matrix: pd.DataFrame, max_rounds: int = HEATMAP_MAX_ROUNDS) -> tuple[pd.DataFrame, int]:
-    """The matrix with a 1-based `round` column, thinned to at most `max_rounds` rounds; and the stride.
-
-    Thinning keeps every k-th round counted back from the latest (real values, not averages), so the
-    chart stays a few thousand cells however long the run.
-    """
-    steps = np.sort(matrix["step"].unique())
-    stride = max(1, math.ceil(len(steps) / max_rounds))
-    kept = steps[::-1][::stride]
-    frame = matrix[matrix["step"].isin(kept)].copy()
-    frame["round"] = np.searchsorted(steps, frame["step"].to_numpy()) + 1
-    return frame, stride
+def drawn_steps(steps: Sequence[int], max_rounds: int = HEATMAP_MAX_ROUNDS) -> tuple[list[int], int]:
+    """The rounds the heatmap draws of a job's `steps`: at most `max_rounds`, every k-th counted back from
+    the latest (real values, not averages), so the chart stays a few thousand cells however long the
+    run; and k, the stride."""
+    ordered = sorted(set(int(step) for step in steps))
+    stride = max(1, math.ceil(len(ordered) / max_rounds))
+    return sorted(ordered[::-1][::stride]), stride
 
 
-def samples_worst_first(frame: pd.DataFrame, lower_is_better: bool = True) -> list[int]:
-    """Sample indices by their latest value, worst first (unscored last), ties by index: the order
-    a page of the heatmap at 1,000 samples shows them in."""
-    latest = frame.sort_values("step").dropna(subset=["value"]).groupby("sample_index")["value"].last()
-    order = latest.sort_index().sort_values(ascending=not lower_is_better, kind="stable").index.tolist()
-    return order + sorted(set(frame["sample_index"].unique().tolist()) - set(order))
+def heatmap_frame(matrix: pd.DataFrame, steps: Sequence[int]) -> pd.DataFrame:
+    """The matrix's cells with a 1-based `round` column: each cell's step's place among all the job's
+    `steps` (the matrix may hold only the rounds drawn)."""
+    frame = matrix.copy()
+    frame["round"] = np.searchsorted(np.sort(np.unique(np.asarray(steps))), frame["step"].to_numpy()) + 1
+    return frame
+
+
+def samples_worst_first(summary: pd.DataFrame, lower_is_better: bool = True) -> list[int]:
+    """Sample indices by their latest value (`Store.sample_summary` of the metric), worst first
+    (unscored last), ties by index: the order a page of the heatmap at 1,000 samples shows them in."""
+    ordered = summary.sort_values("sample_index")
+    scored = ordered[ordered["latest_value"].notna()]
+    worst = scored.sort_values("latest_value", ascending=not lower_is_better, kind="stable")
+    return [
+        int(i) for i in (*worst["sample_index"], *ordered[ordered["latest_value"].isna()]["sample_index"])
+    ]
 
 
 def page_of(items: list[int], page: int, size: int) -> list[int]:

@@ -93,9 +93,17 @@ def training_series(_store: Store, ref: JobRef) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=DEFAULT_REFRESH_S, show_spinner=False, max_entries=64)
-def sample_matrix(_store: Store, ref: JobRef, metric: str = "char_error_rate") -> pd.DataFrame:
-    """One metric for every sample and round, long form."""
-    return _store.sample_matrix(ref.job_id, metric)
+def sample_matrix(
+    _store: Store, ref: JobRef, metric: str, samples: tuple[int, ...], steps: tuple[int, ...]
+) -> pd.DataFrame:
+    """One metric for the given samples and rounds, long form: one page of the heatmap."""
+    return _store.sample_matrix(ref.job_id, metric, samples=samples, steps=steps)
+
+
+@st.cache_data(ttl=DEFAULT_REFRESH_S, show_spinner=False, max_entries=64)
+def sample_summary(_store: Store, ref: JobRef, metric: str = "char_error_rate") -> pd.DataFrame:
+    """One row per sample: first, latest, lowest values of a metric, aggregated by the store."""
+    return _store.sample_summary(ref.job_id, metric)
 
 
 @st.cache_data(ttl=DEFAULT_REFRESH_S, show_spinner=False, max_entries=64)
@@ -157,20 +165,31 @@ def job_csv(store: Store, job_id: str) -> str:
     writer.writerow([*PREDICTION_COLUMNS, *custom])
     after = None
     while True:
-        rows = store.row_values_after(job_id, after, limit=CSV_PAGE_ROWS)
-        writer.writerows([*map(spreadsheet_cell, row[:-1]), *map(row[-1].get, custom)] for row in rows)
+        rows = store.row_values_after(job_id, after, limit=CSV_PAGE_ROWS, scores=custom)
+        writer.writerows(map(spreadsheet_safe, rows))
         if len(rows) < CSV_PAGE_ROWS:
             return buffer.getvalue()
         after = (rows[-1][STEP_AT], rows[-1][SAMPLE_AT])
 
 
 STEP_AT, SAMPLE_AT = PREDICTION_COLUMNS.index("step"), PREDICTION_COLUMNS.index("sample_index")
+TEXT_AT = tuple(
+    PREDICTION_COLUMNS.index(name)
+    for name in ("job_id", "prompt", "ground_truth", "prediction", "created_at")
+)
+"""The text columns of a row: the only cells that can start like a formula."""
 
 
-def spreadsheet_cell(cell: object) -> object:
-    """A text cell that starts like a formula (=, +, -, @, tab, CR) prefixed with '; anything else as is.
+def spreadsheet_safe(row: tuple) -> tuple | list:
+    """The row with every text cell that starts like a formula (=, +, -, @, tab, CR) prefixed with '.
 
     Model output and prompts are untrusted: `=HYPERLINK(...)` in a downloaded CSV would run when the
     file is opened in a spreadsheet. Numbers are left as they are.
     """
-    return "'" + cell if isinstance(cell, str) and cell.startswith(FORMULA_STARTS) else cell
+    unsafe = [at for at in TEXT_AT if (cell := row[at]) and cell.startswith(FORMULA_STARTS)]
+    if not unsafe:
+        return row
+    cells = list(row)
+    for at in unsafe:
+        cells[at] = "'" + cells[at]
+    return cells

@@ -50,6 +50,18 @@ PREDICTION_COLUMNS = (
 )
 """A rows frame's fixed columns; each user scorer adds a column of its values, named like it."""
 MATRIX_COLUMNS = ("sample_index", "epoch", "step", "value")
+SAMPLE_SUMMARY_COLUMNS = (
+    "sample_index",
+    "first_value",
+    "latest_value",
+    "latest_step",
+    "min_value",
+    "min_earlier",
+    "last_zero_step",
+)
+"""One row per sample of a job, for one metric: its first and latest scored value, the latest scored
+step, its lowest value, its lowest before the latest round, and the last step it was 0 (a CER of 0 is a
+right answer); null where the sample has no scored value. Steps are floats, NaN where there is none."""
 GROUP_COLUMNS = ("epoch", "step", "group", "sample_count", *(f"avg_{name}" for name in METRICS))
 """A group-by trends frame's fixed columns; each user scorer adds its `avg_<name>` column."""
 SORTABLE_COLUMNS = ("sample_index", "step", "epoch", *METRICS)
@@ -102,7 +114,12 @@ INTEGER_COLUMNS = frozenset(
     | {"zero_std_groups", "truncated_count", "count", "first_step", "last_step"}
 )
 FLOAT_COLUMNS = frozenset(
-    {*METRICS, "value", *(c for c in TREND_COLUMNS if c.startswith(("avg_", "min_", "max_")))}
+    {
+        *METRICS,
+        "value",
+        *SAMPLE_SUMMARY_COLUMNS[1:],
+        *(c for c in TREND_COLUMNS if c.startswith(("avg_", "min_", "max_"))),
+    }
     | {"reward", "avg", "std", "min", "max"}
     | {c for c in (*ROLLOUT_SUMMARY_COLUMNS, *ROLLOUT_STEP_COLUMNS) if c.startswith(("avg_", "var_", "std_"))}
     | {c for c in ROLLOUT_SUMMARY_COLUMNS if c.startswith(("min_", "max_"))}
@@ -181,39 +198,28 @@ def with_score_columns(rows: pd.DataFrame, scores: Sequence[Any]) -> pd.DataFram
     return _with_columns(rows, extra)
 
 
-PredictionValues = tuple
-"""One row as `Store.row_values_after` gives it: its `PREDICTION_COLUMNS` values (metadata a dict or
-None), then its user scores as a dict (empty when none)."""
+METADATA_AT = PREDICTION_COLUMNS.index("metadata")
 _METRIC_AT = tuple(PREDICTION_COLUMNS.index(name) for name in METRICS)
 
 
-def parsed_object(value: Any) -> dict[str, Any] | None:
-    """A JSON object column's value as a dict (SQLite's text parsed, Postgres's jsonb as it came); the
-    common empty ones skip the parser."""
-    if value is None or value == "{}":
-        return None if value is None else {}
-    return from_json(value)
+def with_metadata(values: Sequence[Any], parsed: dict[str, Any]) -> tuple:
+    """A row's `PREDICTION_COLUMNS` values with its metadata JSON parsed (SQLite keeps it as text);
+    `parsed` holds the texts already parsed, so rows with equal metadata share one dict."""
+    text = values[METADATA_AT]
+    if text not in parsed:
+        parsed[text] = from_json(text)
+    return (*values[:METADATA_AT], parsed[text], *values[METADATA_AT + 1 :])
 
 
-def prediction_values(record: Sequence[Any] | Mapping[str, Any]) -> PredictionValues:
-    """A row's `PredictionValues` from a SQLite tuple (`PREDICTION_COLUMNS`, then `scores`) or a JSON
-    record by name; metrics and scores as floats, as a frame would hold them (jsonb gives 1.0 as 1)."""
-    if isinstance(record, Mapping):
-        record = [*(record.get(name) for name in PREDICTION_COLUMNS), record.get("scores")]
-    values = list(record[:-1])
+def record_values(record: Mapping[str, Any], scores: Sequence[str]) -> tuple:
+    """A JSON row's values in `PREDICTION_COLUMNS` order, then the named user scores' values: numbers
+    as floats, as SQLite gives them (jsonb gives 1.0 back as 1)."""
+    values = [record.get(name) for name in PREDICTION_COLUMNS]
     for at in _METRIC_AT:
         if values[at] is not None:
             values[at] = float(values[at])
-    values[PREDICTION_COLUMNS.index("metadata")] = parsed_object(values[PREDICTION_COLUMNS.index("metadata")])
-    scores = parsed_object(record[-1]) or {}
-    return (*values, {name: None if v is None else float(v) for name, v in scores.items()})
-
-
-def prediction_frame(rows: Sequence[PredictionValues]) -> pd.DataFrame:
-    """Rows (`PredictionValues`) as a frame: `PREDICTION_COLUMNS`, then a column per user scorer."""
-    return with_score_columns(
-        to_frame([row[:-1] for row in rows], PREDICTION_COLUMNS), [row[-1] for row in rows]
-    )
+    given = record.get("scores") or {}
+    return (*values, *(None if given.get(name) is None else float(given[name]) for name in scores))
 
 
 def with_custom_aggregates(rounds: pd.DataFrame, summaries: Sequence[Any]) -> pd.DataFrame:

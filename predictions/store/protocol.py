@@ -7,7 +7,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
-from predictions.store.frames import PredictionValues
 from predictions.store.records import (
     DEFAULT_PAGE,
     Job,
@@ -125,14 +124,33 @@ class Store(Protocol):
         order, after the row keyed `after`: keyset pages, so reading a whole job stays linear."""
 
     def row_values_after(
-        self, job_id: str, after: tuple[int, int] | None = None, *, limit: int = 1000
-    ) -> list[PredictionValues]:
-        """The rows `rows_after` reads, as plain values (`PredictionValues`: each row's
-        `PREDICTION_COLUMNS`, then its user scores by name), for a reader that writes them out row by row
-        (the CSV export) and needs no frame."""
+        self,
+        job_id: str,
+        after: tuple[int, int] | None = None,
+        *,
+        limit: int = 1000,
+        scores: Sequence[str] = (),
+    ) -> list[tuple]:
+        """The rows `rows_after` reads as plain tuples: each row's `PREDICTION_COLUMNS` values (metadata
+        a dict or None), then the values of the user scores named in `scores`, in that order (None where
+        a row has none). For a reader that writes rows out one by one (the CSV export): no frame, and
+        no JSON parsed for scores it does not name. Rows with equal metadata may share one dict."""
 
-    def sample_matrix(self, job_id: str, metric: str = "char_error_rate") -> pd.DataFrame:
-        """One metric for every sample and round (`MATRIX_COLUMNS`), in long form for a heatmap."""
+    def sample_matrix(
+        self,
+        job_id: str,
+        metric: str = "char_error_rate",
+        *,
+        samples: Sequence[int] | None = None,
+        steps: Sequence[int] | None = None,
+    ) -> pd.DataFrame:
+        """One metric for every sample and round (`MATRIX_COLUMNS`), in long form for a heatmap, ordered
+        by sample then step; only the given `samples` and `steps` (rounds) when named: what one page of
+        the heatmap draws."""
+
+    def sample_summary(self, job_id: str, metric: str = "char_error_rate") -> pd.DataFrame:
+        """One row per sample of the job (`SAMPLE_SUMMARY_COLUMNS`), by sample index, aggregated by the
+        store: what the Samples page lists and orders its samples by, without reading every value."""
 
     def predictions_page(self, job_id: str, query: PageQuery = DEFAULT_PAGE) -> PredictionPage:
         """A page of a job's rows (`PREDICTION_COLUMNS`): the round, filters, order and slice that

@@ -32,25 +32,25 @@ from predictions.store.checks import (
 from predictions.store.frames import (
     GROUP_COLUMNS,
     MATRIX_COLUMNS,
+    METADATA_AT,
     PREDICTION_COLUMNS,
     ROLLOUT_COLUMNS,
     ROLLOUT_PROMPT_COLUMNS,
     ROLLOUT_SUMMARY_COLUMNS,
     ROUND_COLUMNS,
+    SAMPLE_SUMMARY_COLUMNS,
     SERIES_COLUMNS,
     SORTABLE_COLUMNS,
     TREND_COLUMNS,
-    PredictionValues,
     clean_scores,
     from_json,
-    prediction_frame,
-    prediction_values,
     reward_trends_frame,
     rollout_frame,
     rollout_steps_frame,
     to_frame,
     to_json_text,
     with_custom_aggregates,
+    with_metadata,
     with_score_columns,
 )
 from predictions.store.identity import sqlite_identity
@@ -248,6 +248,28 @@ JOBS_VERSION = """SELECT (SELECT MAX(updated_at) FROM training_jobs), (SELECT CO
     (SELECT MAX(updated_at) FROM training_rounds)"""
 """Index reads: a new round moves the summary's latest write; a start, finish or delete the jobs'."""
 
+SAMPLE_SUMMARY = """
+WITH ends AS (
+    SELECT sample_index, MIN(CASE WHEN {value} IS NOT NULL THEN step END) AS first_step,
+           MAX(CASE WHEN {value} IS NOT NULL THEN step END) AS latest_step, MIN({value}) AS min_value,
+           MAX(CASE WHEN {value} = 0 THEN step END) AS last_zero_step
+    FROM training_predictions WHERE job_id = :job GROUP BY sample_index
+)
+SELECT e.sample_index,
+       (SELECT {value} FROM training_predictions AS p
+        WHERE p.job_id = :job AND p.sample_index = e.sample_index AND p.step = e.first_step),
+       (SELECT {value} FROM training_predictions AS p
+        WHERE p.job_id = :job AND p.sample_index = e.sample_index AND p.step = e.latest_step),
+       e.latest_step, e.min_value,
+       (SELECT MIN({value}) FROM training_predictions AS p
+        WHERE p.job_id = :job AND p.sample_index = e.sample_index AND p.step < e.latest_step),
+       e.last_zero_step
+FROM ends AS e ORDER BY e.sample_index
+"""
+"""Per sample: one pass for its steps and lowest value, then three index reads (first, latest, lowest
+before the latest); index-only for CER (`idx_training_predictions_job_sample`). Window functions over
+the same 200k rows took 1.5 s of CPU, this 0.2 s."""
+
 SELECT_PREDICTIONS = f"SELECT {', '.join(PREDICTION_COLUMNS)}, scores FROM training_predictions"
 
 GROUP_VALUE = """CASE json_type(metadata, :path) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'
@@ -300,6 +322,18 @@ def utc_now() -> str:
 def utc_text(moment: str) -> str:
     """An ISO-8601 time as the store's UTC text, so that text order is time order."""
     return datetime.fromisoformat(moment).astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _keyset(job_id: str, after: tuple[int, int] | None, limit: int) -> tuple[str, tuple]:
+    """The WHERE clause (with its order and limit) of a keyset page of a job's rows after `after`.
+
+    Two statements, not `(? IS NULL OR ...)`: an OR hides the key's range from the planner, and every
+    page would scan the job from its first row (1,137 s for 200k rows instead of seconds).
+    """
+    order = f"ORDER BY step, sample_index LIMIT {check_limit(limit)}"
+    if after is None:
+        return f"job_id = ? {order}", (job_id,)
+    return f"job_id = ? AND (step, sample_index) > (?, ?) {order}", (job_id, int(after[0]), int(after[1]))
 
 
 class SQLiteStore:
@@ -464,28 +498,48 @@ class SQLiteStore:
     def rows_after(
         self, job_id: str, after: tuple[int, int] | None = None, *, limit: int = 1000
     ) -> pd.DataFrame:
-        return prediction_frame(self.row_values_after(job_id, after, limit=limit))
+        where, params = _keyset(job_id, after, limit)
+        return self._rows(f"{SELECT_PREDICTIONS} WHERE {where}", params)
 
     def row_values_after(
-        self, job_id: str, after: tuple[int, int] | None = None, *, limit: int = 1000
-    ) -> list[PredictionValues]:
-        # Two statements, not `(? IS NULL OR ...)`: an OR hides the key's range from the planner, and
-        # every page would scan the job from its first row (1,137 s for 200k rows instead of seconds).
-        order = f"ORDER BY step, sample_index LIMIT {check_limit(limit)}"
-        if after is None:
-            records = self._query(f"{SELECT_PREDICTIONS} WHERE job_id = ? {order}", (job_id,))
-        else:
-            where = "job_id = ? AND (step, sample_index) > (?, ?)"
-            params = (job_id, int(after[0]), int(after[1]))
-            records = self._query(f"{SELECT_PREDICTIONS} WHERE {where} {order}", params)
-        return [prediction_values(record) for record in records]
+        self,
+        job_id: str,
+        after: tuple[int, int] | None = None,
+        *,
+        limit: int = 1000,
+        scores: Sequence[str] = (),
+    ) -> list[tuple]:
+        where, params = _keyset(job_id, after, limit)
+        values = [*PREDICTION_COLUMNS, *(f"CAST({metric_sql(name)} AS REAL)" for name in scores)]
+        records = self._query(f"SELECT {', '.join(values)} FROM training_predictions WHERE {where}", params)
+        parsed: dict[str, Any] = {}  # a sample's metadata is the same text in every round: parsed once
+        return [
+            record if record[METADATA_AT] is None else with_metadata(record, parsed) for record in records
+        ]
 
-    def sample_matrix(self, job_id: str, metric: str = PRIMARY_METRIC) -> pd.DataFrame:
+    def sample_matrix(
+        self,
+        job_id: str,
+        metric: str = PRIMARY_METRIC,
+        *,
+        samples: Sequence[int] | None = None,
+        steps: Sequence[int] | None = None,
+    ) -> pd.DataFrame:
+        where, params = "job_id = ?", [job_id]
+        for column, values in (("sample_index", samples), ("step", steps)):
+            if values is not None:
+                where += f" AND {column} IN ({', '.join('?' * len(values))})"
+                params += [int(value) for value in values]
         sql = (
             f"SELECT sample_index, epoch, step, {metric_sql(metric)} FROM training_predictions "
-            "WHERE job_id = ? ORDER BY sample_index, step"
+            f"WHERE {where} ORDER BY sample_index, step"
         )
-        return self._frame(sql, (job_id,), MATRIX_COLUMNS)
+        return self._frame(sql, params, MATRIX_COLUMNS)
+
+    def sample_summary(self, job_id: str, metric: str = PRIMARY_METRIC) -> pd.DataFrame:
+        return self._frame(
+            SAMPLE_SUMMARY.format(value=metric_sql(metric)), {"job": job_id}, SAMPLE_SUMMARY_COLUMNS
+        )
 
     def predictions_page(self, job_id: str, query: PageQuery = DEFAULT_PAGE) -> PredictionPage:
         where, params = "job_id = ?", [job_id]

@@ -38,13 +38,12 @@ from predictions.store.frames import (
     PREDICTION_COLUMNS,
     ROLLOUT_PROMPT_COLUMNS,
     ROUND_COLUMNS,
+    SAMPLE_SUMMARY_COLUMNS,
     SERIES_COLUMNS,
     TREND_COLUMNS,
-    PredictionValues,
     clean_scores,
     group_frame,
-    prediction_frame,
-    prediction_values,
+    record_values,
     reward_trends_frame,
     rollout_frame,
     rollout_steps_frame,
@@ -418,13 +417,26 @@ class SupabaseStore:
     def rows_after(
         self, job_id: str, after: tuple[int, int] | None = None, *, limit: int = 1000
     ) -> pd.DataFrame:
-        return prediction_frame(self.row_values_after(job_id, after, limit=limit))
+        records = self._rows_after(job_id, after, limit)
+        return with_score_columns(
+            to_frame(records, PREDICTION_COLUMNS), [record.get("scores") for record in records]
+        )
 
     def row_values_after(
-        self, job_id: str, after: tuple[int, int] | None = None, *, limit: int = 1000
-    ) -> list[PredictionValues]:
+        self,
+        job_id: str,
+        after: tuple[int, int] | None = None,
+        *,
+        limit: int = 1000,
+        scores: Sequence[str] = (),
+    ) -> list[tuple]:
+        for name in scores:
+            check_metric(name)
+        return [record_values(record, scores) for record in self._rows_after(job_id, after, limit)]
+
+    def _rows_after(self, job_id: str, after: tuple[int, int] | None, limit: int) -> list[dict[str, Any]]:
         step, sample = (int(after[0]), int(after[1])) if after is not None else (None, None)
-        records = self._rpc(
+        return self._rpc(
             "rows_after",
             p_job_id=job_id,
             p_after_step=step,
@@ -432,12 +444,30 @@ class SupabaseStore:
             p_limit=check_limit(limit),
             p_user_id=self._reader(),
         )
-        return [prediction_values(record) for record in records]
 
-    def sample_matrix(self, job_id: str, metric: str = "char_error_rate") -> pd.DataFrame:
+    def sample_matrix(
+        self,
+        job_id: str,
+        metric: str = "char_error_rate",
+        *,
+        samples: Sequence[int] | None = None,
+        steps: Sequence[int] | None = None,
+    ) -> pd.DataFrame:
         check_metric(metric)
-        columns = self._rpc("sample_matrix", p_job_id=job_id, p_metric=metric, p_user_id=self._reader())
+        columns = self._rpc(
+            "sample_matrix",
+            p_job_id=job_id,
+            p_metric=metric,
+            p_user_id=self._reader(),
+            p_samples=None if samples is None else [int(value) for value in samples],
+            p_steps=None if steps is None else [int(value) for value in steps],
+        )
         return to_frame(list(zip(*(columns[name] for name in MATRIX_COLUMNS), strict=True)), MATRIX_COLUMNS)
+
+    def sample_summary(self, job_id: str, metric: str = "char_error_rate") -> pd.DataFrame:
+        check_metric(metric)
+        records = self._rpc("sample_summary", p_job_id=job_id, p_metric=metric, p_user_id=self._reader())
+        return to_frame(records, SAMPLE_SUMMARY_COLUMNS)
 
     def predictions_page(self, job_id: str, query: PageQuery = DEFAULT_PAGE) -> PredictionPage:
         metric, low, high = query.metric_range or (None, None, None)
