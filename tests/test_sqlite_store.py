@@ -263,3 +263,26 @@ def test_a_locked_older_file_is_unavailable_at_once_and_migrated_once_free(tmp_p
     assert store.trends("job").rounds["avg_char_error_rate"].tolist() == [0.5]
     assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000  # put back after
     store.close()
+
+
+def test_a_file_from_before_the_job_summary_lists_every_job_when_opened(tmp_path):
+    """The job list reads a summary kept with every write: an older file gets it filled on opening, and
+    jobs another program wrote are listed at the store's next opening."""
+    path = tmp_path / "old.db"
+    store = SQLiteStore(path)
+    store.start_job("started", name="A run", model="gpt2")
+    store.write_predictions([PredictionRow("rows-only", 2, 30, i, "p", "x", "x") for i in range(3)])
+    before = store.list_jobs()
+    store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE training_job_summary")
+    reopened = SQLiteStore(path)
+    assert reopened.list_jobs() == before and [job.id for job in before] == ["rows-only", "started"]
+    assert (before[0].latest_epoch, before[0].latest_step, before[0].round_count) == (2, 30, 1)
+    reopened.close()
+    with sqlite3.connect(path) as conn:  # another program, without the store's code
+        conn.execute(
+            "INSERT INTO training_jobs (id, user_id, name, started_at, updated_at)"
+            " VALUES ('outside', 'u', 'By hand', '2999-01-01T00:00:00', '2999-01-01T00:00:00')"
+        )
+    assert SQLiteStore(path).find_job("outside").name == "By hand"
