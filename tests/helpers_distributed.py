@@ -28,9 +28,22 @@ OPTIONS = {"num_samples": NUM_SAMPLES, "max_new_tokens": 3, "batch_size": 2}
 BROKEN_TEMPLATE = "{{ raise_exception('this template is broken on rank 1') }}"
 
 
+def in_environment(rank: int, environ: dict[str, str], target: Any, *args: Any) -> None:
+    """Run `target(rank, *args)` in the test's environment (a forkserver child inherits the server's)."""
+    os.environ.clear()
+    os.environ.update(environ)
+    torch.set_num_threads(1)
+    target(rank, *args)
+
+
 def join_as(rank: int, port: int, tmp_path: Path, **env: str) -> None:
-    """Configure this process as torchrun would; rank 0's callback opens the store from the env."""
+    """Configure this process as torchrun would; rank 0's callback opens the store from the env.
+
+    One thread a rank, as `torchrun` sets by default: without OMP_NUM_THREADS, accelerate gives each
+    rank half the cores, and two ranks beside the other test worker oversubscribe a 2-core machine.
+    """
     os.environ.update(
+        OMP_NUM_THREADS="1",
         RANK=str(rank),
         LOCAL_RANK=str(rank),
         WORLD_SIZE=str(WORLD),
