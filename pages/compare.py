@@ -145,6 +145,20 @@ def same_sample(view: widgets.View, jobs: list[Job]) -> None:
     )
 
 
+def tags_and_notes(jobs: list[Job]) -> None:
+    """The chosen jobs' tags and notes side by side (text), when any of them has some."""
+    if not any(job.tags or job.note for job in jobs):
+        return
+    st.subheader("Tags and notes")
+    names = job_names(jobs)
+    frame = pd.DataFrame(
+        [{"job": names[job.id], "tags": ", ".join(job.tags), "note": job.note or ""} for job in jobs],
+        columns=["job", "tags", "note"],
+    )
+    config = {"job": columns.text("Job"), "tags": columns.text("Tags"), "note": columns.text("Note", "large")}
+    st.dataframe(frame, hide_index=True, column_config=config)
+
+
 def run_differences(view: widgets.View, jobs: list[Job]) -> None:
     """The chosen jobs' training arguments side by side, those that differ first and ticked: why two
     curves differ is usually a learning rate, a batch size or a dataset. Jobs recorded before the run's
@@ -205,6 +219,7 @@ def main() -> None:
         st.altair_chart(charts.compare_chart(drawn, metric, x or "step"), key="compare_chart")
     rewards(view, jobs, x or "step")
     summary_table(summary(jobs, trends, metric), metric)
+    tags_and_notes(jobs)
     run_differences(view, jobs)
     same_sample(view, jobs)
 

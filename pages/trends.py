@@ -196,6 +196,8 @@ def main() -> None:
     st.title("Trends")
     st.caption(widgets.plain(view.job.label))
     widgets.missing_notice(view.job)
+    if view.job.note:
+        st.text(view.job.note)  # its owner's words, as text: never Markdown
     trends = queries.trends(view.store, view.ref())
     run_section(view.job, trends.config)
     rounds = trends.rounds

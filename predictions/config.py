@@ -16,6 +16,7 @@ from predictions.errors import ConfigError
 from predictions.scoring.metrics import PRIMARY_METRIC, REGISTRY
 from predictions.scoring.names import CUSTOM_NAME
 from predictions.scoring.user_scorers import check_scorers, describe
+from predictions.store.job_details import check_note, check_tags
 from predictions.store.protocol import Store
 
 CHAT_TEMPLATE_MODES = ("auto", "on", "off")
@@ -23,6 +24,8 @@ DEFAULT_NUM_SAMPLES = 16
 RESERVED_GENERATION_KWARGS = ("max_new_tokens", "input_ids", "attention_mask", "tokenizer")
 """Set by their own options or by the generator (which hands `generate` the tokenizer for `stop_strings`);
 not allowed in `generation_kwargs`."""
+NOT_RECORDED = ("store", "tags", "note")
+"""Options not kept in the job's config: the store, and what the job keeps in its own columns."""
 
 
 @dataclass
@@ -54,6 +57,11 @@ class PredictionsConfig:
             rounds continues that job only when training resumes from a checkpoint.
         job_name: the name the dashboard shows (default: the TrainingArguments run_name, else the id).
         user_id: the owner written with every row (default: the store's local user).
+        tags: short labels for the job (at most 20, up to 40 characters each), shown beside its name
+            and searched by the dashboard's job picker.
+        note: a few words about the job (up to 2,000 characters): why it was run, what changed.
+            Tags and note are set when the job has none; its owner edits them on the dashboard, and
+            a resumed run keeps the edited ones.
         stop_after_regressions: stop training once the round's average of `stop_metric` has got
             worse this many rounds in a row; None never stops. The job is then marked `stopped`, with
             the reason.
@@ -82,6 +90,8 @@ class PredictionsConfig:
     job_id: str | None = None
     job_name: str | None = None
     user_id: str | None = None
+    tags: Sequence[str] | None = None
+    note: str | None = None
     stop_after_regressions: int | None = None
     stop_metric: str | None = None
     scorers: Mapping[str, Any] | None = None
@@ -102,6 +112,8 @@ class PredictionsConfig:
         self.generation_kwargs = _check_generation_kwargs(self.generation_kwargs)
         self.scorers = check_scorers(self.scorers)
         self.metadata_fields = _check_metadata_fields(self.metadata_fields)
+        self.tags = check_tags(self.tags)
+        self.note = check_note(self.note)
         self._check_fields_agree()
         self._check_stop_metric()
         _check_store(self.store)
@@ -151,8 +163,9 @@ class PredictionsConfig:
         return cls(**options)
 
     def as_dict(self) -> dict[str, Any]:
-        """The options as JSON-ready data for the job record; the store itself is left out."""
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "store"}
+        """The options as JSON-ready data for the job record; the store itself is left out, and so are the
+        tags and note, which the job keeps in their own columns (its owner may edit them)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in NOT_RECORDED}
         data["sample_indices"] = list(self.sample_indices) if self.sample_indices is not None else None
         data["generation_kwargs"] = {str(k): jsonable(v) for k, v in self.generation_kwargs.items()}
         data["scorers"] = describe(self.scorers)

@@ -617,7 +617,7 @@ def test_a_long_job_list_is_searched_by_name_id_or_model(open_app, tmp_path):
     picker = at.sidebar.selectbox(key="job")
     assert len(picker.options) == 200 and picker.value == "run-204"  # the most recent first
     captions = [c.value for c in at.sidebar.caption]
-    assert "The 200 most recent jobs are listed; find others by name, id or model." in captions
+    assert "The 200 most recent jobs are listed; find any by name, id, model or tag." in captions
     at.sidebar.text_input(key="job_search").input("LLAMA").run()
     assert at.sidebar.selectbox(key="job").options == ["● sweep 204", "● sweep 3"]  # the picked one stays
     assert "1 job matches, most recent first." in [c.value for c in at.sidebar.caption]

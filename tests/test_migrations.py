@@ -29,6 +29,9 @@ DASHBOARD_FUNCTIONS = {
     "predictions_training_series",
 }
 
+WRITE_FUNCTIONS = {"predictions_delete_job", "predictions_set_job_details"}
+"""What the dashboard changes, as the caller (row-level security: the owner only)."""
+
 # The seed plan's table, as the seed project created it: no scores, no natural key, no defaults.
 SEED_TABLE = """
 CREATE TABLE training_predictions (
@@ -143,12 +146,12 @@ def test_every_dashboard_function_exists_runs_as_the_caller_and_is_closed_to_ano
         " has_function_privilege('authenticated', oid, 'execute')"
         " from pg_proc where pronamespace = 'public'::regnamespace and proname like 'predictions\\_%'",
     )
-    assert {row[0] for row in rows} == DASHBOARD_FUNCTIONS | {"predictions_delete_job"}
+    assert {row[0] for row in rows} == DASHBOARD_FUNCTIONS | WRITE_FUNCTIONS
     for name, definer, volatility, returns, anon, authenticated in rows:
-        expected_volatility = "v" if name == "predictions_delete_job" else "s"
+        expected_volatility = "v" if name in WRITE_FUNCTIONS else "s"
         assert (definer, volatility, returns) == (False, expected_volatility, "jsonb"), name
         assert (anon, authenticated) == (False, True), name
-    assert len(rows) == len(DASHBOARD_FUNCTIONS) + 1, "an old signature was left behind"
+    assert len(rows) == len(DASHBOARD_FUNCTIONS) + len(WRITE_FUNCTIONS), "an old signature was left behind"
 
 
 def test_applying_twice_is_harmless_and_keeps_rows(database):
@@ -293,7 +296,7 @@ API_FUNCTIONS = {
     "ingest_key_list": ("authenticated",),
     "ingest_key_revoke": ("authenticated",),
     # the dashboard's reads (security invoker) and the pure helpers they call as their caller
-    **{name: ("authenticated", "service_role") for name in DASHBOARD_FUNCTIONS | {"predictions_delete_job"}},
+    **{name: ("authenticated", "service_role") for name in DASHBOARD_FUNCTIONS | WRITE_FUNCTIONS},
     "training_predictions_number": ("authenticated", "service_role"),
     "training_predictions_metric": ("authenticated", "service_role"),
     "training_predictions_check_metric": ("authenticated", "service_role"),

@@ -146,11 +146,21 @@ def test_a_reward_call_before_train_begin_names_the_missing_callback():
         ({"job_id": " "}, "job_id=' '"),
         ({"store": "sqlite"}, "store='sqlite'"),
         ({"scorers": {"bad name": len}}, "bad name"),
+        ({"tags": "baseline"}, "a single tag goes in a list"),
     ],
 )
 def test_bad_options_fail_at_construction_naming_the_option(options, named):
     with pytest.raises(ConfigError, match=named):
         RolloutRecorder(**options)
+
+
+def test_the_job_gets_the_recorders_tags_and_note(tmp_path, sqlite_store):
+    recorder = RolloutRecorder(store=sqlite_store, tags=["grpo", "baseline"], note="first RL run")
+    recorder.wrap([exact])
+    state, _, _ = begin(recorder, tmp_path)
+    recorder.on_train_end(config(tmp_path), state, TrainerControl())
+    (job,) = sqlite_store.list_jobs()
+    assert (job.tags, job.note) == (("grpo", "baseline"), "first RL run")
 
 
 def test_reward_models_and_duplicate_names_are_refused_by_wrap():

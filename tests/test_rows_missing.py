@@ -117,7 +117,7 @@ def test_an_older_sqlite_file_gains_the_count_and_keeps_its_jobs(tmp_path):
     path = tmp_path / "old.db"
     SQLiteStore(path).start_job("old-job", name="kept")
     with sqlite3.connect(path) as conn:  # as the previous version left it: no count, the older index
-        conn.execute("DROP INDEX idx_training_jobs_listing")
+        conn.execute("DROP INDEX idx_training_jobs_picker")
         conn.execute("ALTER TABLE training_jobs DROP COLUMN rows_missing_runs")
         conn.execute("ALTER TABLE training_jobs DROP COLUMN rows_missing")
         conn.execute(
@@ -130,7 +130,7 @@ def test_an_older_sqlite_file_gains_the_count_and_keeps_its_jobs(tmp_path):
     assert missing(store, "old-job") == 2
     with sqlite3.connect(path) as conn:
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert "idx_training_jobs_listing" in indexes and "idx_training_jobs_listed" not in indexes
+    assert "idx_training_jobs_picker" in indexes and "idx_training_jobs_listed" not in indexes
 
 
 # the writer's side: counted when the loss happens, again at finish

@@ -73,7 +73,8 @@ def dashboard_functions(conninfo: str) -> dict[str, list[str]]:
             "select proname, coalesce(proargnames, '{}') from pg_proc"
             " where pronamespace = 'public'::regnamespace and proname like 'predictions!_%' escape '!'"
         ).fetchall()
-    return {name: arguments for name, arguments in found if name != "predictions_delete_job"}
+    writes = ("predictions_delete_job", "predictions_set_job_details")
+    return {name: arguments for name, arguments in found if name not in writes}
 
 
 def arguments_for(names: list[str], job_id: str) -> dict:

@@ -1,4 +1,5 @@
-"""Managing what the dashboard shows: deleting a job, and a user's ingest keys (the Keys page).
+"""Managing what the dashboard shows: a job's tags and note, deleting a job, and a user's ingest keys
+(the Keys page).
 
 Both change the store, so both ask first or show once: a job is deleted only after a confirmation
 (and the store refuses another owner's job), and a new key's secret is shown on the run that made it.
@@ -15,6 +16,7 @@ from predictions.dashboard import analysis, queries
 from predictions.dashboard.widgets import plain
 from predictions.errors import ConfigError, StoreError
 from predictions.store.ingest_keys import INGEST_KEY_ENV, IngestKey, IngestKeyManager
+from predictions.store.job_details import MAX_NOTE_CHARS, MAX_TAGS
 from predictions.store.protocol import Store, signed_in_email
 from predictions.store.records import Job
 
@@ -68,6 +70,36 @@ def delete_job_control(store: Store, job: Job) -> None:
     st.session_state.pop("job", None)
     st.session_state.pop("delete_confirm", None)
     st.query_params.pop("job", None)
+    st.rerun()
+
+
+def job_details_control(store: Store, job: Job, jobs: tuple[Job, ...]) -> None:
+    """A sidebar form that changes the picked job's tags and note, for its owner only (others see the
+    tags beside its name and the note on Trends). Tags are picked from those of the listed jobs or
+    typed new; the store checks them and row-level security refuses anyone but the owner."""
+    if job.status == "unknown" or not store.owns(job):
+        return  # a job with prediction rows only has no record to keep them in
+    if done := st.session_state.pop("details_saved", None):
+        st.sidebar.success(f"Saved the tags and note of {plain(done)}.")
+    if st.session_state.get("details_job") != (job.id, job.tags, job.note):  # another job, or changed
+        st.session_state["details_job"] = (job.id, job.tags, job.note)
+        st.session_state["details_tags"], st.session_state["details_note"] = list(job.tags), job.note or ""
+    known = sorted({tag for listed in jobs for tag in listed.tags} | set(job.tags))
+    with st.sidebar.expander("Tags and note", icon=":material/sell:"), st.form("details"):
+        tags = st.multiselect(
+            "Tags", known, accept_new_options=True, max_selections=MAX_TAGS, placeholder="Pick or type a tag",
+            key="details_tags",
+        )  # fmt: skip
+        note = st.text_area("Note", max_chars=MAX_NOTE_CHARS, key="details_note")
+        if not st.form_submit_button("Save", type="primary"):
+            return
+        try:
+            store.set_job_details(job.id, tags=tags, note=note, user_id=job.user_id)
+        except (StoreError, ConfigError) as error:
+            st.error(f"Not saved: {plain(error)}")
+            return
+    queries.list_jobs.clear()
+    st.session_state["details_saved"] = job.name or job.id
     st.rerun()
 
 

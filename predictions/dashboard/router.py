@@ -64,6 +64,7 @@ def sidebar() -> widgets.View | None:
         return None
     if job is not None:
         widgets.job_lines(store, job)
+        forms.job_details_control(store, job, (*recent, *jobs))  # tags to offer: recent and searched jobs
         forms.delete_job_control(store, job)
     wanted = st.query_params.get("job")
     view = widgets.View(store, jobs, job, wanted if job is None and wanted else None)

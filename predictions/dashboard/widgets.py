@@ -179,15 +179,19 @@ def job_picker(store: Store, version: tuple, recent: tuple[Job, ...]) -> tuple[J
     return listed[job_id], jobs
 
 
+SEARCH_FROM_JOBS = 10
+"""From this many jobs on, a search box: the picker's own filter sees only labels (name and tags)."""
+
+
 def searched_jobs(store: Store, version: tuple, recent: tuple[Job, ...]) -> tuple[Job, ...]:
-    """The recent jobs; once there are more than the picker lists, a search box, and the jobs whose
-    name, id or model hold its text (any case), searched by the store."""
-    if len(recent) < queries.PICKER_JOBS and not st.session_state.get("job_search"):
+    """The recent jobs; from `SEARCH_FROM_JOBS` on, a search box, and the jobs whose name, id, model or
+    a tag holds its text (any case), searched by the store."""
+    if len(recent) < SEARCH_FROM_JOBS and not st.session_state.get("job_search"):
         return recent
-    text = st.sidebar.text_input("Find a job", key="job_search", placeholder="name, id or model").strip()
+    text = st.sidebar.text_input("Find a job", key="job_search", placeholder="name, id, model or tag").strip()
     if not text:
         st.sidebar.caption(
-            f"The {len(recent):,} most recent jobs are listed; find others by name, id or model."
+            f"The {len(recent):,} most recent jobs are listed; find any by name, id, model or tag."
         )
         return recent
     found = queries.list_jobs(store, queries.store_key(store), version, text)

@@ -50,8 +50,13 @@ class Store(Protocol):
         run: str | None = None,
         seq: int | None = None,
         run_number: int | None = None,
+        tags: Sequence[str] | None = None,
+        note: str | None = None,
     ) -> None:
         """Register a job as running (again, if it existed), keeping its first start time.
+
+        `tags` and `note` are set only where the job has none yet: a resumed run (or a replayed start)
+        never overwrites what its owner edited on the dashboard since.
 
         The job's status is the newest one set, by order rather than clock (docs/reliability.md,
         problem 10): `run` names the writer's process run, `seq` numbers its status calls and
@@ -92,10 +97,27 @@ class Store(Protocol):
         row-level security still refuses anyone but the owner.
         """
 
+    def set_job_details(
+        self,
+        job_id: str,
+        *,
+        tags: Sequence[str] | None = None,
+        note: str | None = None,
+        user_id: str | None = None,
+    ) -> None:
+        """Replace one of the caller's jobs' tags and/or note (None leaves one as it is, [] and "" clear
+        it), checked by `predictions.store.job_details` (ConfigError) and made storable. StoreError when
+        the caller has no such job: only its owner may change them (row-level security on Supabase).
+        `user_id` names the owner where a store shows many, as in `delete_job`."""
+
+    def owns(self, job: Job) -> bool:
+        """Whether the caller is the job's owner, who may change its tags and note: the signed-in or
+        configured user; on the embedded store the local user, who owns everything."""
+
     def list_jobs(self, *, limit: int = 1000, search: str | None = None) -> list[Job]:
         """The `limit` (1 to 1000) most recently active visible jobs, including jobs with prediction rows
-        only; with `search`, only those whose id, name or model holds that text, in any case. An indexed
-        read of a job-level summary kept with every write: the picker asks for what it shows."""
+        only; with `search`, only those whose id, name, model or a tag holds that text, in any case. An
+        indexed read of a job-level summary kept with every write: the picker asks for what it shows."""
 
     def find_job(self, job_id: str) -> Job | None:
         """One visible job as `list_jobs` gives it, however long ago it was active; None if there is none."""

@@ -175,12 +175,17 @@ class Job:
     rows_missing: int = 0
     """Rows its runs could keep nowhere: not stored, and the local outbox could not be written
     (`Store.record_missing`). The dashboard says so, since its charts lack them."""
+    tags: tuple[str, ...] = ()
+    """Short labels its owner gave it (`predictions.store.job_details`), to find it by."""
+    note: str | None = None
+    """Its owner's words about it: why it was run, what changed."""
 
     @property
     def label(self) -> str:
-        """What the picker shows: the name (or id), and a marker while it runs."""
+        """What the picker shows: the name (or id), a marker while it runs, and its tags in brackets."""
         title = self.name or self.id
-        return f"● {title}" if self.status == "running" else title
+        tags = "".join(f" [{tag}]" for tag in self.tags)
+        return f"● {title}{tags}" if self.status == "running" else f"{title}{tags}"
 
 
 @dataclass(frozen=True)

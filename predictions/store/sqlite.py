@@ -54,6 +54,7 @@ from predictions.store.frames import (
     with_score_columns,
 )
 from predictions.store.identity import sqlite_identity
+from predictions.store.job_details import check_note, check_tags, job_tags
 from predictions.store.records import (
     DEFAULT_PAGE,
     LOCAL_USER_ID,
@@ -71,6 +72,7 @@ from predictions.store.records import (
     overall_improvement,
 )
 from predictions.store.sqlite_schema import MIGRATION_WAIT_MS, create_schema, refresh_summaries
+from predictions.store.storable import storable_details
 
 DEFAULT_DB_PATH = ".predictions/predictions.db"
 """The embedded store's file when PREDICTIONS_DB is not set, relative to the working directory."""
@@ -146,16 +148,24 @@ ORDERED_STATUS = ",\n    ".join(
 
 UPSERT_JOB = f"""
 INSERT INTO training_jobs (id, user_id, name, model, status, config, started_at, updated_at, status_at,
-                           status_run, status_seq, status_run_number, status_runs)
+                           status_run, status_seq, status_run_number, status_runs, tags, note)
 VALUES (:job_id, :user_id, :name, :model, 'running', :config, :now, :now, :at, :run, :seq, :run_number,
-        CASE WHEN :run IS NULL THEN NULL ELSE json_array(:run) END)
+        CASE WHEN :run IS NULL THEN NULL ELSE json_array(:run) END, :tags, :note)
 ON CONFLICT (user_id, id) DO UPDATE SET
     name = COALESCE(excluded.name, name), model = COALESCE(excluded.model, model),
     config = COALESCE(excluded.config, config), updated_at = excluded.updated_at,
+    tags = COALESCE(tags, excluded.tags), note = COALESCE(note, excluded.note),
     {ORDERED_STATUS}
 """
 """A job's status is the newest one set (`NEWER_STATUS`), whatever order the calls arrive in; a stop
-reason goes with the `stopped` status that set it (a resumed job runs again without one)."""
+reason goes with the `stopped` status that set it (a resumed job runs again without one). Tags and a
+note from training fill only a job that has none: its owner may have edited them since."""
+
+SET_JOB_DETAILS = """
+UPDATE training_jobs SET tags = COALESCE(:tags, tags), note = COALESCE(:note, note), updated_at = :now
+WHERE id = :job_id AND (:user_id IS NULL OR user_id = :user_id)
+"""
+"""An edit moves `updated_at`, as any change of a job does in Postgres: the dashboard's poll sees it."""
 
 FINISH_JOB = f"""
 INSERT INTO training_jobs (id, user_id, status, started_at, updated_at, finished_at, status_at, stop_reason,
@@ -229,7 +239,7 @@ ROUNDS = f"SELECT {', '.join(ROUND_COLUMNS)} FROM training_rounds WHERE job_id =
 LIST_JOBS = """
 SELECT s.job_id AS id, COALESCE(j.status, 'unknown') AS status, j.name AS name, j.model AS model,
        j.user_id AS user_id, j.started_at AS started_at, j.updated_at AS updated_at,
-       j.finished_at AS finished_at, j.stop_reason AS stop_reason,
+       j.finished_at AS finished_at, j.stop_reason AS stop_reason, j.tags AS tags, j.note AS note,
        COALESCE(j.rows_missing, 0) AS rows_missing,
        s.latest_epoch AS latest_epoch, s.latest_step AS latest_step, s.round_count AS round_count,
        s.last_active AS last_active
@@ -241,8 +251,14 @@ LIMIT :limit
 """
 """The most recent jobs from the job summary (one row a job, kept with every write): an indexed read
 of the first entries, then each one's job row by key. Grouping every round of 10,000 jobs took 247 ms."""
-JOB_SEARCH = " OR ".join(f"instr(lower({column}), :text) > 0" for column in ("s.job_id", "j.name", "j.model"))
-"""A job whose id, name or model holds the search text, in any case (ASCII letters: SQLite's `lower`)."""
+JOB_SEARCH = " OR ".join(
+    [
+        *(f"instr(lower({column}), :text) > 0" for column in ("s.job_id", "j.name", "j.model")),
+        "EXISTS (SELECT 1 FROM json_each(j.tags) AS tag WHERE instr(lower(tag.value), :text) > 0)",
+    ]
+)
+"""A job whose id, name, model or a tag holds the search text, in any case (ASCII letters: SQLite's
+`lower`)."""
 
 JOBS_VERSION = """SELECT (SELECT MAX(updated_at) FROM training_jobs), (SELECT COUNT(*) FROM training_jobs),
     (SELECT MAX(updated_at) FROM training_rounds)"""
@@ -381,12 +397,40 @@ class SQLiteStore:
         run: str | None = None,
         seq: int | None = None,
         run_number: int | None = None,
+        tags: Sequence[str] | None = None,
+        note: str | None = None,
     ) -> None:
         now = utc_now()
         values = {"job_id": job_id, "user_id": user_id or LOCAL_USER_ID, "name": name, "model": model}
         values["config"] = json.dumps(config, default=str) if config is not None else None
         values |= {"now": now, "at": utc_text(at or now), "run": run, "seq": seq, "run_number": run_number}
+        tags, note = storable_details(tags, note)
+        values |= {"tags": json.dumps(tags) if tags is not None else None, "note": note}
         self._write(lambda c: c.execute(UPSERT_JOB, values))
+
+    def set_job_details(
+        self,
+        job_id: str,
+        *,
+        tags: Sequence[str] | None = None,
+        note: str | None = None,
+        user_id: str | None = None,
+    ) -> None:
+        tags, note = storable_details(check_tags(tags), check_note(note))
+        values = {"job_id": job_id, "user_id": user_id, "note": note, "now": utc_now()}
+        values["tags"] = json.dumps(tags) if tags is not None else None
+
+        def update(conn: sqlite3.Connection) -> None:
+            if conn.execute(SET_JOB_DETAILS, values).rowcount == 0:
+                raise StoreError(
+                    f"{self.description}: no job {job_id!r} to tag (a job with only rows has none)"
+                )
+
+        self._write(update)
+
+    def owns(self, job: Job) -> bool:
+        """The local user owns every job of the file."""
+        return True
 
     def finish_job(
         self,
@@ -460,7 +504,7 @@ class SQLiteStore:
         jobs = []
         for record in self._records(LIST_JOBS.format(where=where), params):
             reason = StopReason.from_dict(from_json(record["stop_reason"]))
-            jobs.append(Job(**{**record, "stop_reason": reason}))
+            jobs.append(Job(**{**record, "stop_reason": reason, "tags": job_tags(from_json(record["tags"]))}))
         return jobs
 
     def jobs_version(self) -> tuple:

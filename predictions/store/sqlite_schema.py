@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS training_jobs (
     status_run_number INTEGER,
     rows_missing INTEGER NOT NULL DEFAULT 0,
     rows_missing_runs TEXT,
+    tags TEXT,
+    note TEXT,
     PRIMARY KEY (user_id, id)
 );
 CREATE TABLE IF NOT EXISTS training_predictions (
@@ -134,13 +136,13 @@ INDEXES = (
     "(job_id, sample_index, step, char_error_rate)",
     # The job list and the dashboard's poll read these instead of the rows, whose configs (rendered
     # model inputs: kilobytes a job) made a scan of 10,000 jobs read tens of megabytes.
-    "CREATE INDEX IF NOT EXISTS idx_training_jobs_listing ON training_jobs "
-    "(id, user_id, status, name, model, started_at, updated_at, finished_at, stop_reason, rows_missing)",
+    "CREATE INDEX IF NOT EXISTS idx_training_jobs_picker ON training_jobs (id, user_id, status, name, model, "
+    "started_at, updated_at, finished_at, stop_reason, rows_missing, tags, note)",
     "CREATE INDEX IF NOT EXISTS idx_training_jobs_updated ON training_jobs (updated_at)",
 )
 
-STALE_INDEXES = ("idx_training_jobs_list", "idx_training_jobs_listed")
-"""Earlier versions of the job list's covering index (without stop_reason, without rows_missing)."""
+STALE_INDEXES = ("idx_training_jobs_list", "idx_training_jobs_listed", "idx_training_jobs_listing")
+"""Earlier versions of the job list's covering index (without stop_reason, rows_missing, tags and note)."""
 
 TABLE_REWRITES = (
     (
@@ -177,6 +179,8 @@ ADDED_COLUMNS = {
         "status_run_number": "INTEGER",
         "rows_missing": "INTEGER NOT NULL DEFAULT 0",
         "rows_missing_runs": "TEXT",
+        "tags": "TEXT",
+        "note": "TEXT",
     },
 }
 """Columns a file from an older version may lack; they are added when it is opened."""

@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from predictions.store.job_details import MAX_NOTE_CHARS, MAX_TAG_CHARS, MAX_TAGS
 from predictions.store.records import PredictionRow, RolloutRow
 
 REPLACEMENT = "\ufffd"
@@ -168,13 +169,45 @@ def storable_row(row: PredictionRow) -> PredictionRow:
 
 
 def storable_job(job_id: str, details: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """A job id and its start details (name, model, config, user id) storable; the changes counted in
-    the config's `storable_changes`."""
+    """A job id and its start details (name, model, config, user id, tags, note) storable; the changes
+    counted in the config's `storable_changes`."""
     changes = Changes()
     job_id = storable_value(job_id, changes)
-    cleaned = {name: storable_value(value, changes) for name, value in details.items()}
+    cleaned = {
+        name: storable_value(value, changes)
+        for name, value in details.items()
+        if name not in ("tags", "note")
+    }
+    if "tags" in details or "note" in details:
+        tags, note = storable_details(details.get("tags"), details.get("note"), changes)
+        cleaned |= {name: value for name, value in (("tags", tags), ("note", note)) if name in details}
     if changes.count and "config" in details:
         config = cleaned.get("config")
         config = config if isinstance(config, dict) else {"value": config} if config is not None else {}
         cleaned["config"] = {**config, "storable_changes": changes.count}
     return job_id, cleaned
+
+
+def storable_details(
+    tags: Any, note: Any, changes: Changes | None = None
+) -> tuple[list[str] | None, str | None]:
+    """A job's tags and note every store can keep (`predictions.store.job_details` checks them first):
+    texts storable, each tag cut to `MAX_TAG_CHARS`, at most `MAX_TAGS` distinct ones, the note cut to
+    `MAX_NOTE_CHARS`; None stays None (the job's own are kept). Each change counted in `changes`."""
+    changes = changes if changes is not None else Changes()
+    kept = None
+    if tags is not None:
+        texts = [_capped(storable_text(text_of(tag), changes), MAX_TAG_CHARS, changes) for tag in list(tags)]
+        kept = list(dict.fromkeys(text for text in texts if text))  # empty and repeated tags say nothing
+        changes.count += max(0, len(kept) - MAX_TAGS)
+        kept = kept[:MAX_TAGS]
+    if note is not None:
+        note = _capped(storable_text(text_of(note), changes), MAX_NOTE_CHARS, changes)
+    return kept, note
+
+
+def _capped(text: str, limit: int, changes: Changes) -> str:
+    if len(text) <= limit:
+        return text
+    changes.count += 1
+    return text[:limit]

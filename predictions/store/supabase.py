@@ -53,6 +53,7 @@ from predictions.store.frames import (
 )
 from predictions.store.identity import ingest_key_owner, supabase_identity
 from predictions.store.ingest_keys import IngestKey
+from predictions.store.job_details import check_note, check_tags, job_tags
 from predictions.store.records import (
     DEFAULT_PAGE,
     Job,
@@ -67,6 +68,7 @@ from predictions.store.records import (
     make_trends,
 )
 from predictions.store.settings import StoreSettings
+from predictions.store.storable import storable_details
 from predictions.store.supabase_rest import Rest, check_url, key_role, rest_client
 from predictions.store.supabase_session import USER_ID_ENV, Session, check_user_id
 
@@ -101,6 +103,7 @@ JOB_FIELDS = (
     "last_active",
     "stop_reason",
     "rows_missing",
+    "note",
 )
 
 
@@ -313,15 +316,19 @@ class SupabaseStore:
         run: str | None = None,
         seq: int | None = None,
         run_number: int | None = None,
+        tags: Sequence[str] | None = None,
+        note: str | None = None,
     ) -> None:
         """Upsert the job as running; columns not given are left as they are (a trigger keeps the
         first start time and sets updated_at/finished_at from the database clock, and keeps a newer
-        status: training_jobs_status_order)."""
+        status: training_jobs_status_order; another keeps tags and a note the job has:
+        training_jobs_details)."""
         owner = self._owner(user_id)
         record: dict[str, Any] = {"id": job_id, "user_id": owner, "status": "running"}
         record |= {"status_at": at or utc_now(), "status_run": run, "status_seq": seq}
         record["status_run_number"] = run_number
-        given = {"name": name, "model": model}
+        tags, note = storable_details(tags, note)
+        given = {"name": name, "model": model, "tags": tags, "note": note}
         if config is not None:
             given["config"] = json.loads(json.dumps(config, default=str))
         record.update({column: value for column, value in given.items() if value is not None})
@@ -364,6 +371,31 @@ class SupabaseStore:
         """Delete one of the owner's jobs and all its rows; another owner's job is refused (StoreError)."""
         self._rpc("delete_job", p_job_id=job_id, p_user_id=check_user_id(user_id) or self._job_owner(job_id))
 
+    def set_job_details(
+        self,
+        job_id: str,
+        *,
+        tags: Sequence[str] | None = None,
+        note: str | None = None,
+        user_id: str | None = None,
+    ) -> None:
+        """Through `predictions_set_job_details`, as the caller: row-level security refuses anyone but
+        the job's owner (StoreError "no job ... of yours")."""
+        tags, note = storable_details(check_tags(tags), check_note(note))
+        given = {"p_tags": tags, "p_note": note}
+        owner = check_user_id(user_id) or self._job_owner(job_id)
+        self._rpc(
+            "set_job_details",
+            p_job_id=job_id,
+            p_user_id=owner,
+            **{k: v for k, v in given.items() if v is not None},
+        )
+
+    def owns(self, job: Job) -> bool:
+        """The signed-in (or configured) user's jobs only; an admin's store naming nobody owns none."""
+        owner = self._ingest_owner or self._session.user_id or self._user_id
+        return owner is not None and job.user_id == owner
+
     # reads
 
     def list_jobs(self, *, limit: int = 1000, search: str | None = None) -> list[Job]:
@@ -378,7 +410,8 @@ class SupabaseStore:
         for record in self._rpc("list_jobs", p_user_id=self._reader(), **params):
             fields = {name: record.get(name) for name in JOB_FIELDS}
             fields["stop_reason"] = StopReason.from_dict(fields["stop_reason"])
-            jobs.append(Job(**{**fields, "rows_missing": int(fields["rows_missing"] or 0)}))
+            fields |= {"rows_missing": int(fields["rows_missing"] or 0), "tags": job_tags(record.get("tags"))}
+            jobs.append(Job(**fields))
         return jobs
 
     def jobs_version(self) -> tuple:

@@ -24,6 +24,7 @@ from predictions.errors import ConfigError, PredictionsError, StoreError, StoreU
 from predictions.scoring.metrics import METRICS, score_batch
 from predictions.scoring.sample import Sample
 from predictions.scoring.user_scorers import run_scorers
+from predictions.store.job_details import job_details
 from predictions.store.protocol import Store
 from predictions.store.records import SERIES_NAMES, PredictionRow, SeriesPoint, StopReason
 from predictions.training.distributed import (
@@ -415,6 +416,7 @@ class PredictionsMonitor:
             model=model_name(model),
             config=config,
             user_id=self.config.user_id,
+            **job_details(self.config.tags, self.config.note),
         )
         atexit.register(fail_unfinished_job, self.writer, self.job_id)
         self._signal_guard = guard_job(self.writer, self.job_id)

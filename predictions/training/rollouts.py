@@ -30,6 +30,7 @@ from predictions.errors import ConfigError, PredictionsError, StoreUnavailableEr
 from predictions.scoring.metrics import score_batch
 from predictions.scoring.sample import Sample
 from predictions.scoring.user_scorers import check_scorers, run_scorers
+from predictions.store.job_details import check_note, check_tags, job_details
 from predictions.store.protocol import Store
 from predictions.store.records import RolloutRow
 from predictions.training.distributed import broadcast_from_main, rank_and_world
@@ -59,6 +60,7 @@ class RolloutOptions:
             that job only when training resumes from a checkpoint.
         job_name: the name the dashboard shows (default: the TrainingArguments run_name, else the id).
         user_id: the owner written with every row (default: the store's user).
+        tags, note: the job's tags and note, as for `PredictionsCallback`.
         id_field: the dataset column that names a prompt (default `id`); without it, a hash of the prompt.
         ground_truth_field: the dataset column holding the ground truth (default: the first of
             `answer`, `solution`, `ground_truth` present); the built-in metrics and `scorers` use it.
@@ -71,6 +73,8 @@ class RolloutOptions:
     job_id: str | None = None
     job_name: str | None = None
     user_id: str | None = None
+    tags: Sequence[str] | None = None
+    note: str | None = None
     id_field: str = "id"
     ground_truth_field: str | None = None
     scorers: Mapping[str, Any] | None = None
@@ -92,6 +96,8 @@ class RolloutOptions:
         if self.store is not None and not isinstance(self.store, Store):
             raise ConfigError(f"store={self.store!r} is invalid; valid: None (open_store()) or a Store")
         self.scorers = check_scorers(self.scorers)
+        self.tags = check_tags(self.tags)
+        self.note = check_note(self.note)
 
     def as_dict(self) -> dict[str, Any]:
         """The options for the job record (the store and the scorer functions left out)."""
@@ -329,6 +335,7 @@ class RolloutRecorder(TrainerCallback):
                 model=model_name(kwargs.get("model")),
                 config={"kind": "rollouts", "reward_functions": self.names, **self.options.as_dict()},
                 user_id=self.options.user_id,
+                **job_details(self.options.tags, self.options.note),
             )
             atexit.register(fail_unfinished_job, self._writer, self.job_id)
             self._guard = guard_job(DrainFirst(self._builder, self._writer), self.job_id)
