@@ -20,6 +20,7 @@ from predictions.dashboard import (
     router,
     widgets,
 )
+from predictions.dashboard.run_panel import run_section
 
 # 770 px in all: the table fits a 1280 px page beside the sidebar (tests/test_browser_widths.py). A
 # comment: Streamlit's magic would write a bare string onto the page.
@@ -117,6 +118,7 @@ def main() -> None:
     view = router.require_job()
     st.title("Rollouts")
     st.caption(widgets.plain(view.job.label))
+    run_section(view.job, queries.trends(view.store, view.ref()).config)
     trends = queries.rollout_trends(view.store, view.ref())
     if trends.steps.empty:
         st.info(

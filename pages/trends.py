@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from predictions.dashboard import analysis, charts, columns, queries, router, run_context, widgets
+from predictions.dashboard import analysis, charts, columns, queries, router, widgets
+from predictions.dashboard.run_panel import run_section
 from predictions.scoring.metrics import Metric
 from predictions.store.records import Job, PageQuery, Trends
 
@@ -174,21 +175,6 @@ def latest_answers(view: widgets.View, rounds: pd.DataFrame, *, worst: bool = Tr
         hide_index=True,
         column_config=columns.prediction_columns(),
     )
-
-
-def run_section(job: Job, config: dict) -> None:
-    """How the job was trained: one line (model, learning rate, epochs, batch, rows, seed) and every
-    recorded argument in a table, folded. Values are the job's text: a caption escaped, a table as text."""
-    if not run_context.has_training(config):
-        return  # a job recorded before the run's context was: the sidebar names its model
-    values = run_context.context(job, config)
-    st.caption(widgets.plain(run_context.summary_line(values)))
-    with st.expander("Run: every training argument"):
-        st.dataframe(
-            run_context.table(values),
-            hide_index=True,
-            column_config={"argument": columns.text("Argument"), "value": columns.text("Value")},
-        )
 
 
 def main() -> None:

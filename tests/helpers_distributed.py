@@ -261,3 +261,43 @@ def grpo_on_rank(rank: int, port: int, tmp_path: Path) -> None:
     report(
         tmp_path, rank, {"seen": seen, "job_id": recorder.job_id, "ids": [c["ids"] for c in funcs[0].calls]}
     )
+
+
+def grpo_stopped_on_rank(rank: int, port: int, tmp_path: Path) -> None:
+    """The DDP GRPO run above, endless, with a slow user scorer (a batch's rows take 4 s to build, so
+    batches wait in each rank's builder): the test stops both ranks with SIGTERM, as torchrun does.
+    Each rank logs every batch its reward functions scored (`calls<rank>.jsonl`, written by the last
+    function before the recorder sees the batch) and every step it finished (`steps<rank>.txt`)."""
+    join_as(rank, port, tmp_path)
+    import time
+
+    from predictions import RolloutRecorder
+    from tests import helpers_grpo as g
+
+    def slow(prediction: str, ground_truth: str | None, sample: Any) -> float:
+        time.sleep(2.0)
+        return 1.0
+
+    calls = (tmp_path / f"calls{rank}.jsonl").open("a", buffering=1)
+
+    def logged(completions: list[Any], trainer_state: Any, **kwargs: Any) -> list[float]:
+        calls.write(json.dumps({"step": trainer_state.global_step + 1, "count": len(completions)}) + "\n")
+        return [0.0] * len(completions)
+
+    recorder = RolloutRecorder(job_id="grpo-stopped", scorers={"slow": slow})
+    funcs = recorder.wrap([*g.reward_functions(), logged])
+    steps = _StepLog(tmp_path / f"steps{rank}.txt")
+    trainer = g.grpo_trainer(
+        tmp_path, funcs, [recorder, steps], per_device_train_batch_size=2, ddp_backend="gloo", max_steps=500
+    )
+    trainer.train()
+
+
+class _StepLog(TrainerCallback):
+    """Appends each finished step's number to a file, line-buffered: the test waits on it."""
+
+    def __init__(self, path: Path):
+        self.file = path.open("a", buffering=1)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.file.write(f"{state.global_step}\n")

@@ -61,9 +61,11 @@ def grpo_trainer(
     callbacks: list[Any],
     *,
     conversational: bool = False,
+    peft_config: Any = None,
     **args: Any,
 ) -> GRPOTrainer:
-    """GRPOTrainer as a user would set it up: 8 prompts, groups of GROUP, seeded, logging every step."""
+    """GRPOTrainer as a user would set it up: 8 prompts, groups of GROUP, seeded, logging every step;
+    `peft_config` (a `peft.LoraConfig`) trains an adapter on the model, as TRL does with it."""
     tok = h.tokenizer(chat=conversational)
     options = h.training_options(tmp_path / "out", 1, learning_rate=1e-2, logging_strategy="steps")
     options.pop("num_train_epochs")
@@ -76,7 +78,15 @@ def grpo_trainer(
         train_dataset=Dataset.from_list(rows(conversational=conversational)),
         processing_class=tok,
         callbacks=callbacks,
+        peft_config=peft_config,
     )
+
+
+def lora(rank: int = 4) -> Any:
+    """A LoRA adapter of `rank` on the tiny GPT-2's attention."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=rank, target_modules=["c_attn"], task_type="CAUSAL_LM")
 
 
 def count_generate(trainer: GRPOTrainer) -> list[int]:
@@ -97,11 +107,14 @@ def logged(trainer: GRPOTrainer, *keys: str) -> list[tuple]:
     return [tuple(entry.get(key) for key in keys) for entry in trainer.state.log_history if "loss" in entry]
 
 
-def seed_grpo_job(tmp_path: Path, store: Any, steps: int = 6, name: str = "grpo-demo") -> str:
+def seed_grpo_job(
+    tmp_path: Path, store: Any, steps: int = 6, name: str = "grpo-demo", peft_config: Any = None
+) -> str:
     """A real GRPO run of `steps` steps recorded into `store`; returns the job id."""
     from predictions import RolloutRecorder
 
     recorder = RolloutRecorder(store=store, job_name=name)
-    trainer = grpo_trainer(tmp_path, recorder.wrap(reward_functions()), [recorder], max_steps=steps)
+    funcs = recorder.wrap(reward_functions())
+    trainer = grpo_trainer(tmp_path, funcs, [recorder], max_steps=steps, peft_config=peft_config)
     trainer.train()
     return recorder.job_id

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from predictions.dashboard.widgets import plain
 from predictions.scoring.metrics import score
 from predictions.store import SQLiteStore
 from predictions.store.records import RolloutRow
@@ -50,11 +51,11 @@ def hacked_job(store: SQLiteStore, job_id: str = "hacked") -> None:
 
 @pytest.fixture(scope="module")
 def rollouts_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A store with a real GRPO job (6 steps) and the hacked job."""
+    """A store with a real GRPO job (6 steps, a LoRA adapter of rank 4) and the hacked job."""
     path = tmp_path_factory.mktemp("rollouts") / "predictions.db"
     store = SQLiteStore(path)
     hacked_job(store)
-    job_id = g.seed_grpo_job(tmp_path_factory.mktemp("grpo"), store)
+    job_id = g.seed_grpo_job(tmp_path_factory.mktemp("grpo"), store, peft_config=g.lora(4))
     store.close()
     return path, job_id
 
@@ -99,7 +100,7 @@ def test_a_grpo_job_shows_its_reward_trends_best_worst_and_a_prompts_history(mon
     assert len(trends.steps) == 6
     metric = next(m for m in at.metric if m.label == "Mean reward")
     assert metric.value == f"{trends.steps['avg_reward'].iloc[-1]:.3f}"
-    best = at.dataframe[0].value
+    best = next(frame.value for frame in at.dataframe if "reward" in frame.value)  # after the run's table
     assert best["reward"].tolist() == store.step_rollouts(job_id, 6)["reward"].tolist()
     first_prompt = store.rollout_prompts(job_id)["prompt_id"].iloc[0]
     history = store.prompt_rollouts(job_id, first_prompt)
@@ -137,6 +138,38 @@ def test_rollout_jobs_are_in_the_picker_and_compared_by_mean_reward(monkeypatch,
     assert rows.groupby("job").size().tolist() == [6, 6]
     at.switch_page("pages/trends.py").run()
     assert [link.proto.label for link in at.get("page_link")] == ["This job's RL rollouts"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_grpo_job_records_its_adapter_and_training_arguments_shown_on_rollouts_trends_and_sidebar(
+    monkeypatch, rollouts_db
+):
+    """The recorder's job keeps what the callback's keeps: the PEFT adapter (type, rank) under the base
+    model's name, and the trainer's arguments with GRPO's own (completions per prompt, completion length)."""
+    db, job_id = rollouts_db
+    store = SQLiteStore(db)
+    config = store.trends(job_id).config
+    (job,) = [job for job in store.list_jobs() if job.id == job_id]
+    store.close()
+    assert (config["adapter"]["type"], config["adapter"]["rank"]) == ("LORA", 4)
+    assert job.model and "Peft" not in job.model  # the base model's name, not the wrapper's class
+    training = config["training"]
+    assert training["trainer"] == "GRPOTrainer" and training["learning_rate"] == 0.01
+    assert (training["num_generations"], training["max_completion_length"]) == (g.GROUP, 8)
+    assert training["max_steps"] == 6 and training["dataset_size"] == 8
+    line = plain(f"Run: Model {job.model} · Adapter LORA, rank 4 · Learning rate 0.01")
+    for page in ("pages/rollouts.py", "pages/trends.py"):
+        at = open_rollouts(monkeypatch, db, job_id)
+        at.switch_page(page).run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert any(c.value.startswith(line) for c in at.caption), [c.value for c in at.caption]
+        table = at.dataframe[0].value if page == "pages/trends.py" else None
+        if table is not None:
+            values = dict(zip(table["argument"], table["value"], strict=True))
+            assert values["Completions per prompt"] == str(g.GROUP) and values["Trainer"] == "GRPOTrainer"
+        sidebar = [c.value for c in at.sidebar.caption]
+        assert plain(f"Model: {job.model} · LORA adapter, rank 4") in sidebar, sidebar
 
 
 def test_the_rollouts_page_imports_no_torch_and_writes_no_bare_string(tmp_path):

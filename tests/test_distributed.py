@@ -152,3 +152,47 @@ def test_grpo_under_ddp_stores_every_rank_rollouts_once(tmp_path):
         for generation, ids in enumerate(report["ids"]):
             mine = sorted((c, p) for gen, _, c, p in rows if gen == generation and c // 2 == rank)
             assert [p for _, p in mine] == ids
+
+
+@pytest.mark.timeout(600)
+def test_grpo_under_ddp_stopped_by_sigterm_keeps_every_rank_rollouts(tmp_path):
+    """SIGTERM to both ranks mid-run, as torchrun sends it, while each rank's builder still holds batches
+    (a slow scorer): every rollout each rank's reward functions scored is stored or in the outbox, and
+    the job is failed. Rank 1 writes its own share, so its guard must keep it, not only rank 0's."""
+    import os
+    import signal
+    import time
+
+    from predictions.delivery.writer import Writer
+    from predictions.store import SQLiteStore
+
+    context = mp.start_processes(
+        d.grpo_stopped_on_rank, args=(free_port(), tmp_path), nprocs=d.WORLD, join=False, start_method="spawn"
+    )
+    logs = [tmp_path / f"steps{rank}.txt" for rank in range(d.WORLD)]
+    deadline = time.monotonic() + 400
+    while not all(log.exists() and len(log.read_text().split()) >= 2 for log in logs):
+        assert time.monotonic() < deadline and all(p.is_alive() for p in context.processes), "no step 2"
+        time.sleep(0.2)
+    for pid in context.pids():
+        os.kill(pid, signal.SIGTERM)
+    for process in context.processes:
+        process.join(120)
+    assert [p.exitcode for p in context.processes] == [-signal.SIGTERM] * d.WORLD
+    store = SQLiteStore(tmp_path / "p.db")
+    Writer(store, spool_path=tmp_path / "outbox.db").close()  # what a rank left in the outbox is replayed
+    with sqlite3.connect(tmp_path / "p.db") as connection:
+        rows = connection.execute(
+            "SELECT step, completion_index FROM training_rollouts WHERE job_id = 'grpo-stopped'"
+        ).fetchall()
+    for rank in range(d.WORLD):  # rank r holds positions 2r and 2r+1 of each group of 4
+        calls = [json.loads(line) for line in (tmp_path / f"calls{rank}.jsonl").read_text().splitlines()]
+        scored = {call["step"]: call["count"] for call in calls}
+        kept = {}
+        for step, index in rows:
+            if index // 2 == rank:
+                kept[step] = kept.get(step, 0) + 1
+        assert kept == scored, (rank, kept, scored)
+    assert len(calls) >= 2
+    assert job_status(tmp_path, "grpo-stopped") == "failed"
+    store.close()

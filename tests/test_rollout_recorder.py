@@ -7,13 +7,18 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import threading
 
+import pandas as pd
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from transformers import TrainerControl, TrainerState
 from trl import GRPOConfig
 
 from predictions import ConfigError, RolloutRecorder
+from predictions.training.rollouts import RunShape, generation_number
 from tests import helpers_training as h
 
 
@@ -221,3 +226,136 @@ def test_a_recorder_for_another_owner_keeps_its_calls_as_that_owners(tmp_path, m
     assert [call["op"] for call in calls] == ["start_job", "write_rollouts", "finish_job"]
     owners = {call.get("user_id") for call in calls if call["op"] != "write_rollouts"}
     assert owners | {row["user_id"] for row in calls[1]["rows"]} == {USER_B}
+
+
+def test_a_reward_function_that_raises_fails_training_with_its_error_and_the_job_once_train_is_rerun(
+    tmp_path, sqlite_store
+):
+    """The user's error reaches the trainer unchanged; calling train() again (the fixed function, in the
+    same process, as in a notebook) marks the first job failed at once, with its earlier rollouts kept and
+    the half-scored batch left out, and starts a new job."""
+    broken = [False]
+
+    def picky(completions, **kwargs):
+        if broken[0]:
+            raise ValueError("picky cannot score this batch")
+        return [1.0] * len(completions)
+
+    recorder = RolloutRecorder(store=sqlite_store)
+    first, second = recorder.wrap([exact, picky])
+    state, tok, _ = begin(recorder, tmp_path)
+    kwargs = reward_call(state, tok)
+    first(**kwargs), second(**kwargs)
+    state.global_step, broken[0] = 1, True
+    kwargs = reward_call(state, tok)
+    first(**kwargs)
+    with pytest.raises(ValueError, match="picky cannot score this batch"):
+        second(**kwargs)
+    failed_job = recorder.job_id
+    broken[0] = False
+    state, tok, _ = begin(recorder, tmp_path)  # train() again
+    kwargs = reward_call(state, tok)
+    first(**kwargs), second(**kwargs)
+    recorder.on_train_end(config(tmp_path), state, TrainerControl())
+    statuses = {job.id: job.status for job in sqlite_store.list_jobs()}
+    assert recorder.job_id != failed_job and statuses == {failed_job: "failed", recorder.job_id: "finished"}
+    assert sqlite_store.rollout_trends(failed_job).steps["step"].tolist() == [1]  # not the half-scored batch
+    assert sqlite_store.rollout_trends(recorder.job_id).steps["rollout_count"].tolist() == [4]
+
+
+def test_reward_functions_returning_none_store_none_and_a_total_of_the_functions_that_scored(
+    tmp_path, sqlite_store
+):
+    """TRL lets a function return None for a rollout it does not apply to: that reward is stored as
+    missing, the total sums the others (weighted), and a rollout no function scored has no total."""
+
+    def odd(completions, **kwargs):
+        return [None if i % 2 else 1.0 for i in range(len(completions))]
+
+    def early(completions, **kwargs):
+        return [2.0 if i < 2 else None for i in range(len(completions))]
+
+    recorder = RolloutRecorder(store=sqlite_store)
+    wrapped = recorder.wrap([odd, early])
+    state, tok, _ = begin(recorder, tmp_path, reward_weights=[1.0, 0.5])
+    kwargs = reward_call(state, tok)
+    assert [f(**kwargs) for f in wrapped] == [[1.0, None, 1.0, None], [2.0, 2.0, None, None]]
+    recorder.on_train_end(config(tmp_path), state, TrainerControl())
+    rows = sqlite_store.step_rollouts(recorder.job_id, 1, limit=10).sort_values(
+        ["group_index", "completion_index"]
+    )
+    assert rows["rewards"].tolist() == [
+        {"odd": 1.0, "early": 2.0}, {"odd": None, "early": 2.0}, {"odd": 1.0, "early": None},
+        {"odd": None, "early": None},
+    ]  # fmt: skip
+    assert rows["reward"].tolist()[:3] == [2.0, 1.0, 1.0] and pd.isna(rows["reward"].tolist()[3])
+    steps = sqlite_store.rollout_trends(recorder.job_id).steps
+    assert steps["avg_reward"].tolist() == pytest.approx([4.0 / 3])  # as TRL: unscorable rows left out
+
+
+def test_the_training_thread_never_waits_for_a_store_call_in_progress(tmp_path):
+    """A store call that never returns (until released) holds the writer's thread; reward calls of many
+    large batches meanwhile all return: the training thread's path shares no lock with the writer."""
+    from predictions.store import SQLiteStore
+
+    class Stuck(SQLiteStore):
+        def __init__(self, path):
+            super().__init__(path)
+            self.entered, self.release = threading.Event(), threading.Event()
+
+        def write_rollouts(self, rows):
+            self.entered.set()
+            self.release.wait()
+            super().write_rollouts(rows)
+
+    store = Stuck(tmp_path / "p.db")
+    recorder = RolloutRecorder(store=store, max_groups=None)
+    (wrapped,) = recorder.wrap([length])
+    state, tok, _ = begin(recorder, tmp_path)
+    wrapped(**reward_call(state, tok))
+    assert store.entered.wait(30)  # the writer's thread is inside the store call from here on
+    big = ["ab", "ba"] * 500
+    for step in range(1, 11):
+        state.global_step = step
+        kwargs = reward_call(state, tok, completions=big)
+        kwargs |= {"prompts": ["x="] * len(big), "answer": ["ab"] * len(big)}
+        assert len(wrapped(**kwargs)) == len(big)  # returned while the store call is still stuck
+    store.release.set()
+    recorder.on_train_end(config(tmp_path), state, TrainerControl())
+    assert store.rollout_trends(recorder.job_id).steps["rollout_count"].tolist() == [4] + [1000] * 10
+    store.close()
+
+
+@given(
+    accumulation=st.integers(1, 4),
+    per_generation=st.integers(1, 4),
+    iterations=st.integers(1, 3),
+    stopped_at=st.integers(0, 12),
+    resumed_at=st.integers(0, 12),
+)
+def test_generation_numbers_follow_the_trainer_and_a_resume_never_overwrites_a_kept_batch(
+    accumulation, per_generation, iterations, stopped_at, resumed_at
+):
+    """TRL generates at every `steps_per_generation * num_iterations`-th micro-batch, counting from the step
+    the process started at. A run resumed from step `resumed_at` numbers its batches on from those begun
+    before it: the batch that trained the checkpoint's last steps keeps its rows, and each batch the
+    interrupted run generated after the checkpoint is replaced by the resumed run's of the same number."""
+    every = per_generation * iterations
+
+    def numbers(origin: int, steps: int) -> list[tuple[int, int]]:
+        shape = RunShape(2, [], accumulation, every, frozenset(), origin=origin)
+        made, calls = [], {}
+        for micro in range(steps * accumulation):
+            if micro % every == 0:  # TRL's `_step % generate_every == 0`, `_step` from 0 in this process
+                step = origin + micro // accumulation
+                made.append((step, generation_number(step, calls.get(step, 0), shape)))
+                calls[step] = calls.get(step, 0) + 1
+        return made
+
+    first = numbers(0, stopped_at + 6)
+    assert [number for _, number in first] == list(range(len(first)))  # 0, 1, 2 ... once each
+    resumed_at = min(resumed_at, stopped_at)
+    resumed = numbers(resumed_at, 6)
+    kept = {number for step, number in first if step < resumed_at}  # batches that trained kept steps
+    assert resumed[0][1] == len(kept)  # the next number: no kept batch overwritten, none skipped
+    assert [number for _, number in resumed] == list(range(len(kept), len(kept) + len(resumed)))

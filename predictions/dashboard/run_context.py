@@ -33,6 +33,13 @@ LABELS = {
     "max_grad_norm": "Max grad norm",
     "precision": "Precision",
     "gradient_checkpointing": "Gradient checkpointing",
+    "num_generations": "Completions per prompt",
+    "max_completion_length": "Max completion tokens",
+    "temperature": "Sampling temperature",
+    "beta": "KL coefficient (beta)",
+    "loss_type": "Loss type",
+    "steps_per_generation": "Steps per generation",
+    "num_iterations": "Iterations per generation",
 }
 """Known arguments in the order shown; a key a user recorded by hand follows under its own name."""
 

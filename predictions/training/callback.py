@@ -122,9 +122,10 @@ class PredictionsCallback(TrainerCallback):
         control.should_log = should_log
 
 
-def resumed_job_id(state: TrainerState) -> str | None:
-    """The job id a checkpoint's TrainerState carries (None for a fresh run or an older checkpoint)."""
-    saved = (state.stateful_callbacks or {}).get(STATE_KEY)
+def resumed_job_id(state: TrainerState, key: str = STATE_KEY) -> str | None:
+    """The job id a checkpoint's TrainerState carries under `key` (None for a fresh run or an older
+    checkpoint)."""
+    saved = (state.stateful_callbacks or {}).get(key)
     job_id = saved.get("job_id") if isinstance(saved, dict) else None
     return job_id if isinstance(job_id, str) and job_id else None
 

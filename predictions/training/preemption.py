@@ -77,11 +77,14 @@ class SignalGuard:
             os.kill(os.getpid(), signum)  # the default action, now that the default is back
 
 
-def guard_job(writer: Any, job_id: str) -> SignalGuard:
-    """Install a guard that marks `job_id` failed and flushes `writer` when the process is stopped."""
+def guard_job(writer: Any, job_id: str | None) -> SignalGuard:
+    """Install a guard that marks `job_id` failed and flushes `writer` when the process is stopped.
+
+    With `job_id` None (a process other than the one that owns the job, e.g. a DDP rank writing its own
+    share) the guard keeps and flushes the writer's calls and leaves the job's status alone."""
 
     def fail_job(signum: int) -> None:
-        if not writer.closed:
+        if job_id is not None and not writer.closed:
             writer.finish_job(job_id, status="failed")
         writer.spill()  # the failed finish and every queued round are in the outbox from here on
 

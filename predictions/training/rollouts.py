@@ -33,10 +33,12 @@ from predictions.scoring.user_scorers import check_scorers, run_scorers
 from predictions.store.job_details import check_note, check_tags, job_details
 from predictions.store.protocol import Store
 from predictions.store.records import RolloutRow
+from predictions.training.callback import calling_trainer, resumed_job_id
 from predictions.training.distributed import broadcast_from_main, rank_and_world
-from predictions.training.model_info import model_name
-from predictions.training.monitor import fail_unfinished_job, generated_job_id
+from predictions.training.model_info import adapter, model_name
+from predictions.training.monitor import generated_job_id
 from predictions.training.preemption import guard_job
+from predictions.training.run_context import TRAINING_KEY, clean_context, trainer_context
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,9 @@ NOT_COLUMNS = frozenset(
 """Reward-function keywords that are TRL's own, not dataset columns."""
 DEFAULT_MAX_GROUPS = 64
 """Groups kept per generation batch by default: every group of most runs, a bounded share of huge ones."""
+STATE_KEY = "predictions_rollouts_job"
+"""Where the job id lives in `TrainerState.stateful_callbacks` (every checkpoint saves it), so a run
+resumed from a checkpoint continues the job; beside the callback's own key, so both can run together."""
 
 
 @dataclass
@@ -114,6 +119,7 @@ class RunShape:
     accumulation: int
     generate_every: int
     stop_ids: frozenset[int]
+    origin: int = 0
     tokenizer: Any = None
     chat_kwargs: dict[str, Any] = field(default_factory=dict)
     model: Any = None
@@ -149,6 +155,7 @@ class RolloutRecorder(TrainerCallback):
         self._lock = threading.Lock()
         self._step_calls = (-1, 0)
         self._guard: Any = None
+        self._is_main = True
 
     # the reward functions
 
@@ -189,7 +196,7 @@ class RolloutRecorder(TrainerCallback):
             key = id(kwargs.get("completions"))
             with self._lock:
                 batch = self._pending.setdefault(key, Batch(kwargs, [None] * len(self.names)))
-                batch.values[position] = list(values)
+                batch.values[position] = values  # not copied: O(1) here; the builder reads them
                 if any(value is None for value in batch.values):
                     return
                 del self._pending[key]
@@ -218,9 +225,8 @@ class RolloutRecorder(TrainerCallback):
         if generation % self.options.every_n_generations:
             return
         offset = rank_and_world()[0] * len(kwargs["prompts"])  # the trainer gathers ranks in rank order
-        self._builder.put(
-            lambda: self._write(kwargs, batch.values, state.global_step + 1, generation, offset)
-        )
+        step = state.global_step + 1  # read now: the state moves on while the builder works
+        self._builder.put(lambda: self._write(kwargs, batch.values, step, generation, offset))
 
     def _write(
         self, kwargs: dict[str, Any], values: list[list[Any]], step: int, generation: int, offset: int
@@ -230,13 +236,11 @@ class RolloutRecorder(TrainerCallback):
             self._writer.write_rollouts(rows)
 
     def _generation(self, global_step: int) -> int:
-        """The number of the generation batch: the trainer generates every `generate_every` micro-batches,
-        so this is the same on every rank and after a resume."""
+        """The number of the generation batch (the same on every rank): see `generation_number`."""
         step, calls = self._step_calls
         calls = calls if step == global_step else 0
         self._step_calls = (global_step, calls + 1)
-        shape = self._shape
-        return global_step * shape.accumulation // shape.generate_every + calls
+        return generation_number(global_step, calls, self._shape)
 
     def _rows(
         self, kwargs: dict[str, Any], values: list[list[Any]], step: int, generation: int, offset: int
@@ -317,46 +321,68 @@ class RolloutRecorder(TrainerCallback):
     # the Trainer's hooks
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Read the run's shape, agree on the job id across ranks, register the job, start the writer."""
-        self._shape = run_shape(args, kwargs.get("processing_class"), kwargs.get("model"))
+        """Read the run's shape, agree on the job id across ranks (a resumed run continues the job its
+        checkpoint names), register the job with the run's context, start the writer, and guard every
+        rank's rollouts against SIGTERM, SIGINT and SIGHUP."""
+        self._end("failed")  # a previous train() that raised never reached train end
+        model = kwargs.get("model")
+        self._shape = run_shape(args, kwargs.get("processing_class"), model, origin=state.global_step)
         self._pending.clear()
         self._step_calls = (-1, 0)
-        store = self._agree_on_job(state.global_step, getattr(args, "run_name", None))
+        name = getattr(args, "run_name", None)
+        store = self._agree_on_job(state.global_step, name, resumed_job_id(state, STATE_KEY))
+        state.stateful_callbacks[STATE_KEY] = {"job_id": self.job_id}
         from predictions.store import open_store
 
         owner = self.options.user_id  # the run's own: its calls are kept, and replayed, as that owner's
         self._writer = Writer(store, user_id=owner, open_store=None if store is not None else open_store)
         self._builder = Builder()
-        atexit.register(self._builder.close, 60.0)  # registered after the writer's: runs before it
-        if state.is_world_process_zero:
+        self._is_main = state.is_world_process_zero
+        if self._is_main:
             self._writer.start_job(
                 self.job_id,
-                name=self.options.job_name or getattr(args, "run_name", None) or self.job_id,
-                model=model_name(kwargs.get("model")),
-                config={"kind": "rollouts", "reward_functions": self.names, **self.options.as_dict()},
+                name=self.options.job_name or name or self.job_id,
+                model=model_name(model),
+                config=self._job_config(args, state, model, kwargs.get("train_dataloader")),
                 user_id=self.options.user_id,
                 **job_details(self.options.tags, self.options.note),
             )
-            atexit.register(fail_unfinished_job, self._writer, self.job_id)
-            self._guard = guard_job(DrainFirst(self._builder, self._writer), self.job_id)
-        else:
-            atexit.register(self._writer.close, 60.0)
+        kept = DrainFirst(self._builder, self._writer)
+        job_id = self.job_id if self._is_main else None  # another rank's job is rank 0's to mark
+        atexit.register(close_at_exit, kept, job_id)
+        self._guard = guard_job(kept, job_id)
+
+    def _job_config(self, args: Any, state: Any, model: Any, dataloader: Any) -> dict[str, Any]:
+        """What the job records: the recorder's options, the PEFT adapter, the run's context."""
+        config = {"kind": "rollouts", "reward_functions": self.names, **self.options.as_dict()}
+        if (adapted := adapter(model)) is not None:
+            config["adapter"] = adapted
+        context = trainer_context(args, state, calling_trainer(self), dataloader)
+        if (context := clean_context(context)) is not None:
+            config[TRAINING_KEY] = context
+        return config
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Finish the job (main process) and wait for every rank's rollouts to be stored or spooled."""
+        self._end("finished")
+
+    def _end(self, status: str) -> None:
+        """Drain the builder, give the job its last status (main process), close the writer, and take
+        the signal guard off; nothing when no run is open."""
         if self._writer is None:
             return
+        if status != "finished":
+            logger.warning("job %r never reached train end (an error?); marked %s", self.job_id, status)
         self._builder.close()
-        self._builder = None
-        if state.is_world_process_zero:
-            self._writer.finish_job(self.job_id, status="finished")
+        if self._is_main:
+            self._writer.finish_job(self.job_id, status=status)
         self._writer.close()
-        self._writer = None
+        self._writer, self._builder = None, None
         if self._guard is not None:
             self._guard.uninstall()
             self._guard = None
 
-    def _agree_on_job(self, step: int, run_name: str | None) -> Store | None:
+    def _agree_on_job(self, step: int, run_name: str | None, resumed: str | None) -> Store | None:
         """Rank 0 opens the store, checks it can write and picks the id; every rank gets the id or the
         error (so all raise together); then each other rank opens its own store for its own rollouts."""
         rank, world = rank_and_world()
@@ -364,7 +390,7 @@ class RolloutRecorder(TrainerCallback):
         if rank == 0:
             try:
                 store = self._open_store()
-                job_id = self._pick_job_id(store, step, run_name)
+                job_id = self._pick_job_id(store, step, run_name, resumed)
             except PredictionsError as error:
                 problem = error
         problem, self.job_id = broadcast_from_main((problem, job_id), world)
@@ -394,8 +420,13 @@ class RolloutRecorder(TrainerCallback):
         check_can_write(store, self.options.user_id)
         return store
 
-    def _pick_job_id(self, store: Store | None, step: int, run_name: str | None) -> str:
+    def _pick_job_id(self, store: Store | None, step: int, run_name: str | None, resumed: str | None) -> str:
+        """The explicit id, the resumed checkpoint's, or a new one; ConfigError when an explicit id would
+        merge a fresh run into another job."""
         job_id = self.options.job_id
+        if job_id is None and resumed is not None and step > 0:
+            logger.info("rollouts: resumed at step %s, continuing job %r", step, resumed)
+            return resumed
         if job_id is None:
             return generated_job_id(self.options.job_name or run_name)
         if step == 0 and store is not None and not store.rollout_trends(job_id).steps.empty:
@@ -455,9 +486,36 @@ class DrainFirst:
         self.writer.close(timeout_s=timeout_s)
 
 
-def run_shape(args: Any, tokenizer: Any, model: Any) -> RunShape:
+def close_at_exit(kept: DrainFirst, job_id: str | None) -> None:
+    """At interpreter exit, for a run that never reached train end (training raised): the builder's
+    batches become rows, the job (main process) is marked failed, and every row is stored or kept."""
+    if not kept.closed:
+        kept.builder.close(60.0)
+        if job_id is not None:
+            kept.finish_job(job_id, status="failed")
+        kept.writer.close(timeout_s=60.0)
+
+
+def generation_number(global_step: int, calls: int, shape: RunShape) -> int:
+    """Which generation batch a reward call scored, counted from the run's first: the same on every rank,
+    and after a resume it neither reuses the number of a batch that trained a kept step nor skips one.
+
+    The trainer generates at every `generate_every`-th micro-batch of this process, counting from the
+    step it started at (`origin`): a run resumed mid-batch regenerates at once. Before `origin` the run
+    had begun `ceil(origin * accumulation / every)` batches; a resumed batch numbered like one of the
+    interrupted run's replaces it, as the steps it trained were discarded by the resume. `calls` is the
+    number of earlier reward calls at this `global_step` (several batches a step when
+    `steps_per_generation` < `gradient_accumulation_steps`).
+    """
+    every, accumulation, origin = shape.generate_every, shape.accumulation, shape.origin
+    before = -(-origin * accumulation // every)
+    return before + -(-(global_step - origin) * accumulation // every) + calls
+
+
+def run_shape(args: Any, tokenizer: Any, model: Any, origin: int = 0) -> RunShape:
     """Group size, reward weights, generation cadence and the ids that end a completion, from the
-    trainer's arguments, tokenizer and model (as GRPOTrainer derives them)."""
+    trainer's arguments, tokenizer and model (as GRPOTrainer derives them); `origin` is the step the run
+    starts at (after a resume, the checkpoint's)."""
     tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
     count = getattr(args, "num_generations", None)
     if not isinstance(count, int) or count < 1:
@@ -477,6 +535,7 @@ def run_shape(args: Any, tokenizer: Any, model: Any) -> RunShape:
         tokenizer=tokenizer,
         chat_kwargs=dict(getattr(args, "chat_template_kwargs", None) or {}),
         model=model,
+        origin=int(origin),
     )
 
 

@@ -13,6 +13,17 @@ from predictions.config import jsonable
 
 TRAINING_KEY = "training"
 """The job config key that holds the run's context."""
+RL_ARGUMENTS = (
+    "num_generations",
+    "max_completion_length",
+    "temperature",
+    "beta",
+    "loss_type",
+    "steps_per_generation",
+    "num_iterations",
+)
+"""A GRPO-style trainer's arguments that shape its rollouts and its loss, kept when the arguments have
+them (TRL's GRPOConfig and its relatives); a plain Trainer's have none."""
 
 
 def trainer_context(
@@ -45,6 +56,7 @@ def trainer_context(
         "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
         "gradient_checkpointing": bool(args.gradient_checkpointing),
     }
+    context |= {name: _value(getattr(args, name, None)) for name in RL_ARGUMENTS}
     return clean_context(context)
 
 
