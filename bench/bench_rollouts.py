@@ -3,12 +3,25 @@ time, with a store that takes 200 ms per call, and proof that it adds no `genera
 
 Goals: under 2% of a tiny-model GRPO step, under 5 ms blocked per step, the same number of generate calls
 and the same losses as without it.
-Run: python bench/bench_rollouts.py [--steps 10 --batch 16 --group 8 --length 16 --latency 0.2]
+
+Two measures. (1) A real `GRPOTrainer`, trained twice with the same seed, without and with the recorder:
+per step, the wall and CPU time of the recorder's work in the training thread (`_observe`, after each
+reward function) and, as a control in the same places of both runs, the same amount of plain CPU work
+done by an empty wrapper: what the machine's scheduler and the interpreter lock alone add to a piece of
+work that size. Each timed piece also counts the thread's context switches: a voluntary one is a wait
+(a lock, the interpreter lock), an involuntary one the OS handing the core to another thread. (2) The
+recorder alone, its reward calls made directly with batches of 16 to 4,096 rollouts while the 200 ms
+store is busy: the training thread's time must not grow with the batch, nor wait for the store.
+
+Run: python bench/bench_rollouts.py [--steps 10 --batch 16 --group 8 --length 16 --latency 0.2
+                                     --sizes 16 256 4096 --calls 20]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -21,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 from datasets import Dataset
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainerControl, TrainerState
 from transformers.trainer_callback import PrinterCallback
 from trl import GRPOConfig, GRPOTrainer
 
@@ -29,6 +42,9 @@ from bench.common import machine, print_table
 from predictions import RolloutRecorder
 from predictions.demo.tiny_model import build_tiny_model, build_tokenizer
 from predictions.store import SQLiteStore
+
+CONTROL_CPU_S = 0.0001
+"""CPU work the control does at each reward call: about what the recorder does there."""
 
 
 class SlowStore(SQLiteStore):
@@ -56,6 +72,61 @@ class StepClock(TrainerCallback):
         self.times.append(time.perf_counter() - self.start)
 
 
+class Spent:
+    """Wall and CPU seconds of a timed piece of the training thread's work, summed per step, and the
+    thread's context switches meanwhile: a voluntary one is a wait (a lock, the interpreter lock, I/O),
+    an involuntary one the OS giving the core to another thread (preemption)."""
+
+    def __init__(self):
+        self.wall: dict[int, float] = defaultdict(float)
+        self.cpu: dict[int, float] = defaultdict(float)
+        self.waits: dict[int, int] = defaultdict(int)
+        self.preempted: dict[int, int] = defaultdict(int)
+
+    def timed(self, step: int, work: Any, *args: Any) -> Any:
+        before = switches()
+        start, start_cpu = time.perf_counter(), time.thread_time()
+        result = work(*args)
+        self.wall[step] += time.perf_counter() - start
+        self.cpu[step] += time.thread_time() - start_cpu
+        after = switches()
+        self.waits[step] += after[0] - before[0]
+        self.preempted[step] += after[1] - before[1]
+        return result
+
+    def unpreempted_wall(self) -> list[float]:
+        """Wall time of the steps in which the OS never took the core away."""
+        return [wall for step, wall in self.wall.items() if not self.preempted[step]]
+
+
+def switches() -> tuple[int, int]:
+    """This thread's voluntary and involuntary context switches so far (Linux; zeros elsewhere)."""
+    who = getattr(resource, "RUSAGE_THREAD", None)
+    if who is None:
+        return 0, 0
+    usage = resource.getrusage(who)
+    return usage.ru_nvcsw, usage.ru_nivcsw
+
+
+def busy(cpu_s: float) -> None:
+    """Plain CPU work of `cpu_s` seconds in this thread (the control)."""
+    end = time.thread_time() + cpu_s
+    while time.thread_time() < end:
+        pass
+
+
+def with_control(func: Any, control: Spent) -> Any:
+    """`func` with the control's work after it, as the recorder's wrapper does its own after it."""
+
+    def reward(*args: Any, **kwargs: Any) -> Any:
+        values = func(*args, **kwargs)
+        control.timed(kwargs["trainer_state"].global_step, busy, CONTROL_CPU_S)
+        return values
+
+    reward.__name__ = func.__name__
+    return reward
+
+
 def correct(completions, answer, **kwargs):
     return [float(c.strip() == a) for c, a in zip(completions, answer, strict=True)]
 
@@ -65,8 +136,8 @@ def short(completions, **kwargs):
 
 
 def train(folder: Path, options: argparse.Namespace, recorder: RolloutRecorder | None) -> dict[str, Any]:
-    """One seeded GRPO run; its step times, generate calls, losses and (with a recorder) the recorder's
-    time in the training thread per step."""
+    """One seeded GRPO run; its step times, generate calls, losses, the control's time per step and (with
+    a recorder) the recorder's."""
     torch.manual_seed(0)
     torch.set_num_threads(1)
     tokenizer = build_tokenizer()
@@ -76,16 +147,17 @@ def train(folder: Path, options: argparse.Namespace, recorder: RolloutRecorder |
         num_generations=options.group, max_completion_length=options.length, logging_steps=1,
         report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0,
     )  # fmt: skip
-    clock, funcs = StepClock(), [correct, short]
+    clock, control, spent = StepClock(), Spent(), Spent()
+    funcs = recorder.wrap([correct, short]) if recorder else [correct, short]
     trainer = GRPOTrainer(
         model=build_tiny_model("gpt2", tokenizer, seed=0),
-        reward_funcs=recorder.wrap(funcs) if recorder else funcs,
+        reward_funcs=[with_control(func, control) for func in funcs],
         args=args,
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         callbacks=[clock, *([recorder] if recorder else [])],
     )
-    generates, spent, cpu = [0], defaultdict(float), defaultdict(float)
+    generates = [0]
     original_generate = trainer.model.generate
 
     def generate(*a: Any, **k: Any) -> Any:
@@ -98,22 +170,60 @@ def train(folder: Path, options: argparse.Namespace, recorder: RolloutRecorder |
         observe = recorder._observe
 
         def timed(position: int, kwargs: dict[str, Any], values: Any) -> None:
-            start, start_cpu = time.perf_counter(), time.thread_time()
-            observe(position, kwargs, values)
-            step = kwargs["trainer_state"].global_step
-            spent[step] += time.perf_counter() - start
-            cpu[step] += time.thread_time() - start_cpu
+            spent.timed(kwargs["trainer_state"].global_step, observe, position, kwargs, values)
 
         recorder._observe = timed  # measure the recorder's own work in the training thread
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return {
-        "steps": clock.times,
-        "generates": generates[0],
-        "losses": losses,
-        "spent": list(spent.values()),
-        "cpu": list(cpu.values()),
-    }
+    found = {"steps": clock.times, "generates": generates[0], "losses": losses}
+    return {**found, "spent": spent, "control": control}
+
+
+def direct_calls(folder: Path, options: argparse.Namespace) -> dict[int, Spent]:
+    """The recorder alone: `--calls` reward calls of each size in `--sizes`, 50 ms apart, with the slow
+    store busy; the training thread's time in `_observe` per call."""
+    store = SlowStore(folder / "direct.db", options.latency)
+    recorder = RolloutRecorder(store=store, max_groups=None, job_name="bench-direct")
+    wrapped = recorder.wrap([correct, short])
+    tokenizer = build_tokenizer()
+    state = TrainerState(is_world_process_zero=True)
+    args = GRPOConfig(output_dir=str(folder / "direct"), report_to=[], use_cpu=True,
+                      per_device_train_batch_size=options.group, num_generations=options.group)  # fmt: skip
+    model = build_tiny_model("gpt2", tokenizer, seed=0)
+    model.train()
+    recorder.on_train_begin(args, state, TrainerControl(), model=model, processing_class=tokenizer)
+    observe, results = recorder._observe, {}
+    for size in options.sizes:
+        spent = Spent()
+
+        def timed(position: int, kwargs: dict[str, Any], values: Any, spent: Spent = spent) -> None:
+            spent.timed(kwargs["trainer_state"].global_step, observe, position, kwargs, values)
+
+        recorder._observe = timed
+        for _ in range(options.calls):
+            state.global_step += 1
+            batch = {
+                "prompts": [f"double {n // options.group}=" for n in range(size)],
+                "completions": [str(n % 7) for n in range(size)],
+                "completion_ids": [[7, 8] for _ in range(size)],
+                "answer": [str(2 * (n // options.group)) for n in range(size)],
+                "id": [f"n{n // options.group}" for n in range(size)],
+                "trainer_state": state,
+            }
+            for func in wrapped:
+                func(**batch)
+            time.sleep(0.05)  # the rest of a step: the builder and the writer work meanwhile
+        results[size] = spent
+    recorder.on_train_end(args, state, TrainerControl())
+    store.close()
+    return results
+
+
+def stats(values: list[float]) -> tuple[float, float, float]:
+    """Median, 95th percentile and maximum, in ms."""
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return statistics.median(ordered) * 1000, p95 * 1000, ordered[-1] * 1000
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -125,7 +235,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--group", type=int, default=8, help="completions per prompt (num_generations)")
     parser.add_argument("--length", type=int, default=16, help="max_completion_length")
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per store call")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[16, 256, 4096], help="rollouts per call")
+    parser.add_argument("--calls", type=int, default=20, help="direct reward calls of each size")
     options = parser.parse_args(argv)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
         plain = train(Path(folder) / "plain", options, None)
         store = SlowStore(Path(folder) / "slow.db", options.latency)
@@ -133,34 +246,65 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         recorded = train(Path(folder) / "recorded", options, recorder)
         stored = int(store.rollout_trends(recorder.job_id).steps["rollout_count"].sum())
         store.close()
+        direct = direct_calls(Path(folder), options)
+    load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
     step_s = statistics.median(recorded["steps"])
-    spent = recorded["spent"]
+    spent, control = recorded["spent"], recorded["control"]
+    wall, cpu = stats(list(spent.wall.values())), stats(list(spent.cpu.values()))
     results = {
         "step ms": step_s * 1000,
-        "recorder median ms": statistics.median(spent) * 1000,
-        "recorder max ms": max(spent) * 1000,
-        "share %": statistics.median(spent) / step_s * 100,
-        "recorder CPU median ms": statistics.median(recorded["cpu"]) * 1000,
+        "recorder median ms": wall[0],
+        "recorder p95 ms": wall[1],
+        "recorder max ms": wall[2],
+        "share %": wall[0] / (step_s * 1000) * 100,
+        "recorder CPU median ms": cpu[0],
+        "recorder CPU max ms": cpu[2],
+        "recorder waits": sum(spent.waits.values()),
     }
     title = (
         f"RolloutRecorder per GRPO step ({options.batch} rollouts, groups of {options.group}, "
-        f"{options.length} tokens, {options.latency * 1000:.0f} ms store, {machine()})"
+        f"{options.length} tokens, {options.latency * 1000:.0f} ms store, {options.steps} steps, "
+        f"{machine()}, {load})"
     )
-    calls = f"{plain['generates']} / {recorded['generates']}"
-    share = results["share %"]
-    rows = [
-        ("GRPO step, median", results["step ms"], "", ""),
-        ("recorder in the training thread, median", results["recorder median ms"], share, "< 2%"),
-        ("recorder in the training thread, max", results["recorder max ms"], "", "< 5 ms"),
-        ("recorder's CPU time in the training thread, median", results["recorder CPU median ms"], "", ""),
-        ("generate calls without / with the recorder", calls, "", "equal"),
+    rows = [("GRPO step with the recorder", *stats(recorded["steps"]), ""),
+            ("GRPO step without it", *stats(plain["steps"]), "")]  # fmt: skip
+    rows += [
+        ("recorder in the training thread, wall", *wall, "median < 2% of a step; < 5 ms"),
+        ("recorder in the training thread, CPU", *cpu, ""),
+        ("control (same CPU work), with the recorder, wall", *stats(list(control.wall.values())), ""),
+        ("control, with the recorder, CPU", *stats(list(control.cpu.values())), ""),
+        ("control, without the recorder, wall", *stats(list(plain["control"].wall.values())), ""),
+        ("control, without the recorder, CPU", *stats(list(plain["control"].cpu.values())), ""),
     ]
-    print_table(title, ("what", "ms", "% of the step", "goal"), rows)
+    print_table(title, ("per step", "median ms", "p95 ms", "max ms", "goal"), rows)
+    print(f"\nrecorder median share of a step: {results['share %']:.4f}%")
+    for name, timing in (
+        ("recorder", spent),
+        ("control", control),
+        ("control without the recorder", plain["control"]),
+    ):
+        walls = ", ".join(f"{v * 1000:.2f}" for v in timing.wall.values())
+        print(f"{name}, ms per step, wall: {walls}")
+        waits, preempted = sum(timing.waits.values()), sum(timing.preempted.values())
+        print(f"{name}: {waits} voluntary context switches (waits), {preempted} involuntary (preempted)")
+    quiet = spent.unpreempted_wall()
+    if quiet:
+        print(f"recorder wall in the {len(quiet)} steps never preempted: max {max(quiet) * 1000:.3f} ms")
     same = plain["losses"] == recorded["losses"]
-    per_step = ", ".join(f"{value * 1000:.2f}" for value in spent)
-    cpu_steps = ", ".join(f"{value * 1000:.2f}" for value in recorded["cpu"])
-    print(f"\nrecorder ms per step, wall: {per_step}\nrecorder ms per step, CPU: {cpu_steps}")
+    calls = f"{plain['generates']} / {recorded['generates']}"
+    print(f"generate calls without / with the recorder: {calls}")
     print(f"losses identical with and without the recorder: {same}; {stored} rollouts stored")
+    direct_rows = []
+    for size, timing in direct.items():
+        counts = f"{sum(timing.waits.values())} / {sum(timing.preempted.values())}"
+        direct_rows.append((f"{size:,} rollouts a call, wall", *stats(list(timing.wall.values())), counts))
+        direct_rows.append((f"{size:,} rollouts a call, CPU", *stats(list(timing.cpu.values())), ""))
+    print_table(
+        f"The recorder's training-thread time per reward call, by batch size ({options.calls} calls each, "
+        f"two functions, {options.latency * 1000:.0f} ms store busy throughout)",
+        ("reward call", "median ms", "p95 ms", "max ms", "waits / preempted"),
+        direct_rows,
+    )
     assert plain["generates"] == recorded["generates"], "the recorder changed the number of generate calls"
     assert same, "the recorder changed training"
     assert stored == options.steps * options.batch, "rollouts were lost"

@@ -89,9 +89,8 @@ def test_round_write_benchmark_runs():
 def test_rollouts_benchmark_runs_and_checks_generate_calls_and_losses():
     from bench import bench_rollouts
 
-    results = bench_rollouts.main(
-        ["--steps", "2", "--batch", "8", "--group", "4", "--length", "8", "--latency", "0.01"]
-    )
+    small = ["--steps", "2", "--batch", "8", "--group", "4", "--length", "8", "--latency", "0.01"]
+    results = bench_rollouts.main([*small, "--sizes", "16", "64", "--calls", "2"])
     assert results["step ms"] > 0 and results["recorder median ms"] > 0
 
 
