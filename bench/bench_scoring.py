@@ -4,13 +4,17 @@ and a plain-Python dynamic-programming CER, side by side in one run.
 Two kinds of pairs: near misses (late rounds: about 10% of characters edited, one in ten exact) and
 unrelated texts (early rounds, before the model has learnt anything).
 Goal: at 500 characters the batch scorer within 2x of the bare kernel and at least 10x faster than
-jiwer.cer.  Run: python bench/bench_scoring.py [--pairs 10000] [--slow-pairs 20] [--lengths 50 500 2000]
+jiwer.cer. Second table: long pairs, the plain kernel against `edit_distances` (a `score_hint` for
+near misses), one thread each, same distances checked.
+Run: python bench/bench_scoring.py [--pairs 10000] [--slow-pairs 20] [--lengths 50 500 2000]
+[--long-pairs 20] [--long-lengths 2000 5000 20000]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -19,9 +23,10 @@ import jiwer
 from rapidfuzz.distance import Levenshtein
 
 from bench.common import best_time, machine, pairs, print_table, unrelated_pairs
-from predictions.scoring.metrics import score_batch
+from predictions.scoring.metrics import edit_distances, score_batch
 
 LENGTHS = (50, 500, 2000)
+LONG_LENGTHS = (2000, 5000, 20000)
 KINDS = {"near misses": pairs, "unrelated": unrelated_pairs}
 
 
@@ -59,11 +64,29 @@ def measure(kind: str, length: int, count: int, slow_count: int) -> dict[str, fl
     }
 
 
+def measure_hints(count: int, lengths: Sequence[int]) -> list[tuple[str, int, float, float, float]]:
+    """Milliseconds per long pair: the plain kernel against the hinted distances, the same results."""
+    rows = []
+    for kind, make in KINDS.items():
+        for length in lengths:
+            pairs = list(zip(*make(count, length, seed=length), strict=True))
+            plain = [Levenshtein.distance(p, t) for p, t in pairs]
+            assert edit_distances(pairs) == plain, "a hint changed a distance"
+            kernel_ms = best_time(lambda ps=pairs: [Levenshtein.distance(p, t) for p, t in ps]) / count * 1e3
+            hinted_ms = best_time(lambda ps=pairs: edit_distances(ps)) / count * 1e3
+            rows.append((kind, length, kernel_ms, hinted_ms, kernel_ms / hinted_ms))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict[tuple[str, int], dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=10_000, help="pairs per length for scorer and kernel")
     parser.add_argument("--slow-pairs", type=int, default=20, help="pairs for jiwer and plain Python")
     parser.add_argument("--lengths", type=int, nargs="+", default=LENGTHS, help="characters per text")
+    parser.add_argument("--long-pairs", type=int, default=20, help="pairs per length for the hint table")
+    parser.add_argument(
+        "--long-lengths", type=int, nargs="+", default=LONG_LENGTHS, help="for the hint table"
+    )
     args = parser.parse_args(argv)
     if 500 not in args.lengths:
         parser.error(f"--lengths {args.lengths} lacks 500, the length the goals are stated at")
@@ -104,6 +127,10 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, int], dict[str, float
         print(
             f"{kind}: jiwer.cer/scorer at 500 chars: {at_500['jiwer'] / at_500['scorer']:.1f}x (goal >= 10x)"
         )
+    hints = measure_hints(args.long_pairs, args.long_lengths)
+    header = ("pairs", "chars", "kernel ms", "edit_distances ms", "speedup")
+    print_table(f"Long pairs, ms per pair, identical distances ({machine()})", header, hints)
+    results.update({("hint", kind, length): {"speedup": speedup} for kind, length, *_, speedup in hints})
     return results
 
 

@@ -47,7 +47,7 @@ class PredictionsConfig:
             True and False mean "on" and "off".
         max_new_tokens: the longest answer generated.
         max_prompt_tokens: prompts are cut to their last this-many tokens.
-        batch_size: prompts generated together.
+        batch_size: prompts generated together (32: the fastest on the CPU, docs/benchmarks.md).
         generation_kwargs: extra `model.generate` arguments; greedy decoding when empty. One answer
             is stored per sample, so `num_return_sequences` must stay 1. `stop_strings` works as
             given (the monitor passes the tokenizer) and the answer is cut before the first one.
@@ -69,7 +69,8 @@ class PredictionsConfig:
             `scorers`, judged in its own direction (default: char_error_rate, where higher is worse).
         scorers: your own metrics, by name: functions `(prediction, ground_truth, sample) -> float |
             bool | None` (or objects with that `__call__` and optional `title`, `higher_is_better`),
-            run on the main process each round; see `predictions.scorers` for ready-made ones.
+            run on the main process's scoring thread each round, beside training (so never drawing
+            from the global random generators); see `predictions.scorers` for ready-made ones.
         metadata_fields: sample fields kept with every stored row (a `category`, say), so the
             dashboard can split trends by their values.
         store: where rows go (default: `open_store()`, opened at train begin on the main process).
@@ -84,7 +85,7 @@ class PredictionsConfig:
     use_chat_template: str | bool = "auto"
     max_new_tokens: int = 64
     max_prompt_tokens: int = 512
-    batch_size: int = 8
+    batch_size: int = 32
     generation_kwargs: Mapping[str, Any] = field(default_factory=dict)
     every_n_steps: int | None = None
     job_id: str | None = None

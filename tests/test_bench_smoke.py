@@ -19,8 +19,25 @@ from bench import (
 
 
 def test_scoring_benchmark_runs(capsys):
-    results = bench_scoring.main(["--pairs", "30", "--slow-pairs", "2", "--lengths", "50", "500"])
-    assert set(results) == {(kind, length) for kind in ("near misses", "unrelated") for length in (50, 500)}
+    results = bench_scoring.main(
+        [
+            "--pairs",
+            "30",
+            "--slow-pairs",
+            "2",
+            "--lengths",
+            "50",
+            "500",
+            "--long-pairs",
+            "2",
+            "--long-lengths",
+            "3000",
+        ]
+    )
+    kinds = ("near misses", "unrelated")
+    assert set(results) == {(kind, length) for kind in kinds for length in (50, 500)} | {
+        ("hint", kind, 3000) for kind in kinds
+    }
     assert all(value > 0 for timings in results.values() for value in timings.values())
     assert "scorer/kernel at 500 chars" in capsys.readouterr().out
 
@@ -107,3 +124,13 @@ def test_scale_benchmark_runs_on_tiny_stores(tmp_path):
     results = bench_scale.main(["--folder", str(tmp_path), *sizes, "--pages", "samples"])
     assert results["samples"]["scale"]["warm"] > 0 and results["samples"]["small"]["first view CPU"] > 0
     assert results["reads"]["list_jobs(200), the picker ms"] > 0 and results["reads"]["CSV MB"] > 0
+
+
+def test_round_blocking_benchmark_runs(capsys):
+    from bench import bench_round_blocking
+
+    results = bench_round_blocking.main(
+        ["--rounds", "2", "--samples", "4", "--length", "300", "--step-seconds", "0.1"]
+    )
+    assert results["near misses before"] > 0 and results["unrelated now max"] > 0
+    assert "goal < 50" in capsys.readouterr().out

@@ -245,6 +245,7 @@ def test_a_store_hanging_at_train_end_gets_the_queued_rows_kept(backend, tmp_pat
 PREEMPTED_RUN = """
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -258,7 +259,12 @@ class Announce(TrainerCallback):
 
 if "ignore-sigint" in sys.argv:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # what `nohup` and a shell's `&` do
-callback = PredictionsCallback(h.pairs(12), num_samples=3, max_new_tokens=2, job_id="preempted")
+scorers = {}
+if "hanging-scorer" in sys.argv:  # never returns: the round is still being scored when the signal comes
+    scorers["hangs"] = lambda prediction, truth, sample: threading.Event().wait()
+callback = PredictionsCallback(
+    h.pairs(12), num_samples=3, max_new_tokens=2, job_id="preempted", scorers=scorers
+)
 h.trainer(Path(sys.argv[1]), [callback, Announce()], epochs=int(sys.argv[2])).train()
 """
 
@@ -314,6 +320,26 @@ def test_sigterm_after_the_first_round_marks_the_job_failed_and_keeps_every_roun
     Writer(store, spool_path=tmp_path / "s.outbox.db").close()  # the next open replays any kept call
     stored = {step for step, _ in rows_of(store, "preempted")}
     assert set(steps) <= stored
+    assert status_of(store, "preempted") == "failed"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_sigterm_while_a_round_is_being_scored_keeps_its_rows_and_fails_the_job(backend, tmp_path):
+    """Rounds are scored off the training thread: a user scorer hangs on the first one, so SIGTERM finds it
+    unscored. It is kept at once (with the built-in metrics where they were done), stored by the
+    flush, and the job is marked failed."""
+    store = backend.store
+    run = start_run(backend, tmp_path, 200, "hanging-scorer")
+    announced = first_round(run)
+    run.send_signal(signal.SIGTERM)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == -signal.SIGTERM, err
+    assert "round(s) not scored yet (steps 4) kept unscored" in err
+    assert announced_steps(announced + out.splitlines())[0] == 4
+    Writer(store, spool_path=tmp_path / "s.outbox.db").close()  # the next open replays any kept call
+    rows = store.predictions_page("preempted", PageQuery(limit=100)).rows
+    assert (rows["step"] == 4).sum() == 3
+    assert rows["hangs"].isna().all()
     assert status_of(store, "preempted") == "failed"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -45,6 +46,22 @@ def test_write_returns_at_once_and_each_round_is_one_store_call(tmp_path):
     writer.close()
     assert store.calls == [3, 3]
     assert count_rows(tmp_path / "p.db", "job") == 6
+
+
+def test_after_a_spill_later_calls_follow_the_spilled_ones_so_the_last_version_of_a_row_wins(tmp_path):
+    """A signal spills a round kept unscored; its scored rows come after the spill and must replace it."""
+    store = CountingStore(tmp_path / "p.db")
+    writer = Writer(store, spool_path=tmp_path / "p.outbox.db")
+    unscored = [dataclasses.replace(row, char_error_rate=None) for row in rows(1)]
+    store.gate.clear()  # the store is busy when the signal comes: the round is only in memory
+    writer.write(unscored)
+    wait_until(lambda: writer._inflight is not None, what="the call in flight")
+    assert writer.spill() == 1
+    writer.write(rows(1))  # the same round, scored after the spill
+    store.gate.set()
+    writer.close()
+    stored = store.rows_after("job")
+    assert stored["char_error_rate"].tolist() == [0.0, 0.0, 0.0]  # not the unscored copy
 
 
 def test_a_store_down_for_the_whole_run_keeps_everything_and_replay_stores_it_once(tmp_path):

@@ -86,6 +86,7 @@ class Writer:
         """This process run's id: the store orders job statuses by run and sequence, not by clock."""
         self._status_seq = itertools.count(1)
         self.closed = False
+        self._spilled = False
         self._thread = threading.Thread(target=self._run, name="predictions-writer", daemon=True)
         self._thread.start()
 
@@ -151,7 +152,10 @@ class Writer:
 
     def spill(self) -> int:
         """Move every queued call (and the one in flight) into the outbox now, in one transaction;
-        the thread then replays them. For a signal handler: after this, nothing is only in memory."""
+        the thread then replays them. For a signal handler: after this, nothing is only in memory, and
+        every later call goes to the outbox too, behind them, so that the replay keeps their order (a
+        round kept unscored, then its scored rows)."""
+        self._spilled = True
         calls = self._drain()
         if self._inflight is not None:
             calls.insert(0, self._inflight)  # stored twice at worst: upserts make that harmless
@@ -176,8 +180,9 @@ class Writer:
         self._report_held()
 
     def _put(self, call: dict[str, Any]) -> None:
-        if self.closed:
-            logger.warning("predictions writer is closed; a %s call goes to the outbox", call.get("op"))
+        if self.closed or self._spilled:
+            if self.closed:
+                logger.warning("predictions writer is closed; a %s call goes to the outbox", call.get("op"))
             self._keep([call])
             return
         try:

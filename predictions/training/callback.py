@@ -5,9 +5,11 @@ steps) runs a round, train end finishes the job. Configuration, dataset and gene
 fail before the first step; after that a failing round is logged and skipped, never raised.
 
 Each round's averages go through the Trainer's own `log()` (as `predictions/<metric>`), so every
-`report_to` integration and `state.log_history` get them. The job id and the run's number are kept in
-the TrainerState, which every checkpoint saves, so `resume_from_checkpoint` continues the same job as
-its next run.
+`report_to` integration and `state.log_history` get them, at the round's step: a round is scored off
+the training thread, so its averages are logged at the first hook after they are ready (the last
+round, and every round with the early-stop rule on, waits for them). The job id and the run's number
+are kept in the TrainerState, which every checkpoint saves, so `resume_from_checkpoint` continues the
+same job as its next run.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class PredictionsCallback(TrainerCallback):
     def __init__(self, samples: Any, *, tokenizer: Any = None, **options: Any):
         self.monitor = PredictionsMonitor(samples, tokenizer=tokenizer, **options)
         self._trainer: Any = None
+        self._unlogged: list[tuple[RoundResult, float | None]] = []
+        """Rounds whose averages are not logged yet, with the Trainer's epoch at the round."""
 
     @property
     def config(self) -> PredictionsConfig:
@@ -80,9 +84,11 @@ class PredictionsCallback(TrainerCallback):
             "job_id": self.monitor.job_id,
             "run_number": self.monitor.run_number,
         }
-        self._trainer = trainer
+        self._trainer, self._unlogged = trainer, []
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        if self._unlogged:
+            self._log_scored(control)
         if self.monitor.round_due(state.global_step):
             return self._round(state, control, kwargs.get("model"))
         return None
@@ -98,7 +104,9 @@ class PredictionsCallback(TrainerCallback):
             self.monitor.log_training(state.global_step, logs)
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        """Mark the job finished (or stopped) and wait for the writer to store (or spool) every row."""
+        """Log the rounds not logged yet, mark the job finished (or stopped) and wait for the writer to
+        store (or spool) every row."""
+        self._log_scored(control, wait=True)
         self.monitor.finish("finished")
         self._trainer = None
 
@@ -106,20 +114,33 @@ class PredictionsCallback(TrainerCallback):
         """One round at this step; returns `control` only when it changed (the run should stop)."""
         result = self.monitor.round(model, step=state.global_step, epoch=state.epoch or 0.0)
         if state.is_world_process_zero:
-            self._log(result, control)
+            self._unlogged.append((result, state.epoch))
+            self._log_scored(control, wait=state.global_step >= state.max_steps)  # the last: no later hook
         if result.should_stop:
             control.should_training_stop = True
             return control
         return None
 
-    def _log(self, result: RoundResult, control: TrainerControl) -> None:
-        """The averages through `Trainer.log`, at the round's step; the Trainer's own log flag is kept
-        (its `on_log` clears it, which would drop a loss log due at this step)."""
+    def _log_scored(self, control: TrainerControl, wait: bool = False) -> None:
+        """Log the rounds whose averages are ready, in order (all of them with `wait`)."""
+        while self._unlogged and (wait or self._unlogged[0][0].scored):
+            result, epoch = self._unlogged.pop(0)
+            self._log(result, epoch, control)
+
+    def _log(self, result: RoundResult, epoch: float | None, control: TrainerControl) -> None:
+        """The averages through `Trainer.log`, at the round's step and epoch: the Trainer's state says
+        them for the length of the call, so `log_history` and every integration file them there. The
+        Trainer's own log flag is kept (its `on_log` clears it, which would drop a loss log due now)."""
         if not result.averages or self._trainer is None:
             return
-        should_log = control.should_log
-        self._trainer.log({LOG_PREFIX + name: value for name, value in result.averages.items()})
-        control.should_log = should_log
+        state, should_log = self._trainer.state, control.should_log
+        now = state.global_step, state.epoch
+        state.global_step, state.epoch = result.step, epoch
+        try:
+            self._trainer.log({LOG_PREFIX + name: value for name, value in result.averages.items()})
+        finally:
+            state.global_step, state.epoch = now
+            control.should_log = should_log
 
 
 def resumed_job_id(state: TrainerState, key: str = STATE_KEY) -> str | None:

@@ -1,10 +1,11 @@
 """`PredictionsMonitor`: prediction rounds for any training loop; the Trainer callback is a thin adapter.
 
 `start` checks everything before the first step (tokenizer, samples, a one-token generate, the job's
-identity) and registers the job; `round` has every rank generate its equal shard of the samples,
-rank 0 gather, score and hand the rows to the writer; `finish` marks the job and waits for the
-writer. After `start`, a failing round is logged and skipped, never raised. A run that dies without
-`finish` (an exception, Ctrl-C) is marked failed when the interpreter exits, its queued rows stored.
+identity) and registers the job; `round` has every rank generate its equal shard of the samples and
+rank 0 gather them and hand them to the scorer's thread (`round_scorer`), which scores them and hands
+the rows to the writer; `finish` waits for the scorer, marks the job and waits for the writer. After
+`start`, a failing round is logged and skipped, never raised. A run that dies without `finish` (an
+exception, Ctrl-C) is marked failed when the interpreter exits, its queued rows stored.
 """
 
 from __future__ import annotations
@@ -21,12 +22,10 @@ from typing import Any
 from predictions.config import PredictionsConfig
 from predictions.delivery.writer import Writer, check_can_write
 from predictions.errors import ConfigError, PredictionsError, StoreError, StoreUnavailableError
-from predictions.scoring.metrics import METRICS, score_batch
 from predictions.scoring.sample import Sample
-from predictions.scoring.user_scorers import run_scorers
 from predictions.store.job_details import job_details
 from predictions.store.protocol import Store
-from predictions.store.records import SERIES_NAMES, PredictionRow, SeriesPoint, StopReason
+from predictions.store.records import SERIES_NAMES, SeriesPoint, StopReason
 from predictions.training.distributed import (
     all_ranks_ok,
     broadcast_from_main,
@@ -42,10 +41,11 @@ from predictions.training.generator import (
     is_encoder_decoder,
 )
 from predictions.training.model_info import adapter, model_name
-from predictions.training.outcome import RegressionWatch, RoundResult, round_averages
+from predictions.training.outcome import RegressionWatch, RoundResult
 from predictions.training.preemption import SignalGuard, guard_job
 from predictions.training.preflight import ModelInputs, preflight
 from predictions.training.rng import rng_untouched
+from predictions.training.round_scorer import Pending, RoundScorer, ScoreFirst
 from predictions.training.run_context import TRAINING_KEY, clean_context
 from predictions.training.samples import check_source, select_samples
 
@@ -77,6 +77,7 @@ class PredictionsMonitor:
         self.inputs: ModelInputs | None = None
         self.job_id: str | None = None
         self.writer: Writer | None = None
+        self.scorer: RoundScorer | None = None
         self.run_number = 1
         """This run's place among its job's runs: 1 fresh, one more than the run whose checkpoint it
         resumed. The store orders statuses by it, whenever each run's calls arrive (problem 10)."""
@@ -140,13 +141,16 @@ class PredictionsMonitor:
 
     @rng_untouched()
     def round(self, model: Any, tokenizer: Any = None, *, step: int, epoch: float) -> RoundResult:
-        """Generate, score and store one round at `step`; returns each metric's average and whether to stop.
+        """Generate one round at `step` and hand it over to be scored and stored; returns its outcome.
 
-        `epoch` is the 1-based epoch, or the Trainer's fractional `state.epoch` (rounded up). Every
-        rank must call it with the same step; a step that already had a round is skipped (an empty
-        result). Every rank encodes its shard, one all-reduce decides whether all of them generate,
-        and rank 0's outcome (averages, samples skipped, whether to stop) is broadcast so every rank
-        acts on it. A failure is logged, never raised, except inside a sharded model's generate
+        The answers are scored on the scorer's thread, so this returns once they are generated:
+        reading the result's `averages` waits for them. With `stop_after_regressions` the round waits
+        for its own scores, so that `should_stop` is decided at this step. `epoch` is the 1-based
+        epoch, or the Trainer's fractional `state.epoch` (rounded up). Every rank must call it with
+        the same step; a step that already had a round is skipped (an empty result). Every rank
+        encodes its shard, one all-reduce decides whether all of them generate, and rank 0's outcome
+        (samples skipped, whether to stop, the averages when known) is broadcast so every rank acts
+        on it. A failure is logged, never raised, except inside a sharded model's generate
         (docs/distributed.md).
         """
         if step in self._done_steps or not self.samples or model is None:
@@ -210,9 +214,13 @@ class PredictionsMonitor:
         return self.round(model, tokenizer, step=step, epoch=epoch)
 
     def finish(self, status: str = "finished") -> None:
-        """Mark the job finished (stopped, when the early-stop rule ended it; or failed) and wait for the
-        writer to store (or spool) every row."""
+        """Wait for every round to be scored, mark the job finished (stopped, when the early-stop rule
+        ended it; or failed) and wait for the writer to store (or spool) every row."""
         self._flush_series()
+        if self.scorer is not None:
+            self.scorer.wait_all()  # bounded: a user scorer past its limit is given up on
+            self.scorer.close()
+            self.scorer = None
         if self.writer is not None and self.job_id is not None:
             reason = None
             if status == "finished" and self.stopped is not None:
@@ -271,7 +279,8 @@ class PredictionsMonitor:
             return None
 
     def _record(self, step: int, epoch: float, shards: list[list[str] | None]) -> RoundResult | None:
-        """Score and queue the answers that came back (main process); the round's averages and verdict.
+        """Hand the answers that came back to the scorer (main process); the round's outcome, its
+        averages still pending unless the early-stop rule needs them now.
 
         A rank whose generation failed (possible only without sharding) costs its own samples: they are
         logged and listed in `self.skipped`, the others are stored.
@@ -283,10 +292,11 @@ class PredictionsMonitor:
             if not kept:
                 return None
             answers = [answered[sample.index] for sample in kept]
-            rows = build_rows(self.job_id, step, epoch, kept, answers, self.config)
-            self.writer.write(rows)
+            handed = self.scorer.hand_over(self.job_id, step, epoch, kept, answers)
             self._flush_series()
-            averages = round_averages(rows, [*METRICS, *self.config.scorers])
+            if self.watch.limit is None:
+                return RoundResult(step, pending=Pending(self.scorer, handed))
+            averages = self.scorer.wait(handed) or {}
             return RoundResult(step, averages, self.watch.observe(averages.get(self.watch.metric), step))
         except Exception:
             logger.exception("predictions round at step %s could not be recorded", step)
@@ -404,6 +414,7 @@ class PredictionsMonitor:
             open_store=None if store is not None else open_store,
             run_number=self.run_number,
         )
+        self.scorer = RoundScorer(self.writer, self.config)
         config = {**self.config.as_dict(), "rendering": self.inputs.rendering}
         config["model_inputs"] = {str(index): text for index, text in self.inputs.texts.items()}
         if (adapted := adapter(model)) is not None:
@@ -418,8 +429,9 @@ class PredictionsMonitor:
             user_id=self.config.user_id,
             **job_details(self.config.tags, self.config.note),
         )
-        atexit.register(fail_unfinished_job, self.writer, self.job_id)
-        self._signal_guard = guard_job(self.writer, self.job_id)
+        score_first = ScoreFirst(self.scorer, self.writer)
+        atexit.register(fail_unfinished_job, score_first, self.job_id)
+        self._signal_guard = guard_job(score_first, self.job_id)
 
 
 def run_number_of(job_id: str, step: int, resumed_job_id: str | None, resumed_run_number: Any) -> int:
@@ -442,7 +454,7 @@ def existing_rounds(store: Store | None, job_id: str) -> int:
         return 0
 
 
-def fail_unfinished_job(writer: Writer, job_id: str) -> None:
+def fail_unfinished_job(writer: Writer | ScoreFirst, job_id: str) -> None:
     """At interpreter exit: a job whose training never ended is marked failed, its queued rows stored.
 
     The Trainer calls no hook when training raises; without this the job would show as running forever
@@ -451,34 +463,6 @@ def fail_unfinished_job(writer: Writer, job_id: str) -> None:
     if not writer.closed:
         writer.finish_job(job_id, status="failed")
         writer.close(timeout_s=60.0)
-
-
-def build_rows(
-    job_id: str, step: int, epoch: float, samples: list[Sample], answers: list[str], config: PredictionsConfig
-) -> list[PredictionRow]:
-    """One scored row per sample (built-in and user scorers); the epoch is the 1-based epoch of the step.
-
-    Values a store cannot hold are made storable by `Writer.write`, which every row passes through.
-    """
-    epoch_number = max(1, math.ceil(round(epoch or 0.0, 6)))
-    scores = score_batch(answers, [sample.ground_truth for sample in samples])
-    custom = run_scorers(config.scorers, samples, answers)
-    return [
-        PredictionRow(
-            job_id=job_id,
-            epoch=epoch_number,
-            step=step,
-            sample_index=sample.index,
-            prompt=sample.prompt,
-            prediction=answer,
-            ground_truth=sample.ground_truth,
-            user_id=config.user_id,
-            scores=values,
-            metadata=sample.metadata,
-            **score.as_dict(),
-        )
-        for sample, answer, score, values in zip(samples, answers, scores, custom, strict=True)
-    ]
 
 
 def answers_by_index(samples: list[Sample], shards: list[list[str] | None]) -> dict[int, str]:

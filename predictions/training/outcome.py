@@ -8,21 +8,56 @@ own direction (a falling exact match is worse, a rising CER is worse).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from predictions.scoring.metrics import METRICS
 from predictions.store.records import PredictionRow, StopReason
 
 
-@dataclass(frozen=True)
+class PendingAverages(Protocol):
+    """A round's averages while it is being scored (`round_scorer.Pending`)."""
+
+    def ready(self) -> bool: ...
+
+    def wait(self) -> Mapping[str, float] | None: ...
+
+
 class RoundResult:
     """One round's outcome: `averages` by metric name (built-in and user scorers; a metric without a
-    scored value is left out) and `stop`, the reason when the early-stop rule says to stop."""
+    scored value is left out) and `stop`, the reason when the early-stop rule says to stop.
 
-    step: int
-    averages: dict[str, float] = field(default_factory=dict)
-    stop: StopReason | None = None
+    A round is scored off the training thread, so `averages` may still be on their way: `scored` says
+    whether they are known, and reading `averages` waits for them (`wait` returns them). With the
+    early-stop rule on, the round waited for its own scores, so `stop` is always the final verdict.
+    """
+
+    __slots__ = ("_averages", "_pending", "step", "stop")
+
+    def __init__(
+        self,
+        step: int,
+        averages: Mapping[str, float] | None = None,
+        stop: StopReason | None = None,
+        pending: PendingAverages | None = None,
+    ):
+        self.step, self.stop = step, stop
+        self._averages = dict(averages or {}) if pending is None else None
+        self._pending = pending
+
+    @property
+    def scored(self) -> bool:
+        """Whether `averages` are known without waiting."""
+        if self._averages is None and self._pending.ready():
+            self._averages = dict(self._pending.wait() or {})
+        return self._averages is not None
+
+    @property
+    def averages(self) -> dict[str, float]:
+        if self._averages is None:
+            self._averages = dict(self._pending.wait() or {})
+        return self._averages
 
     @property
     def should_stop(self) -> bool:
@@ -31,6 +66,14 @@ class RoundResult:
     def __bool__(self) -> bool:
         """`if monitor.round(...): break` keeps meaning 'stop' (round() returned a bool before)."""
         return self.should_stop
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Sent to the other ranks as what is known now (averages still being scored stay on rank 0)."""
+        return RoundResult, (self.step, self.averages if self.scored else {}, self.stop)
+
+    def __repr__(self) -> str:
+        averages = self._averages if self._averages is not None else "pending"
+        return f"RoundResult(step={self.step}, averages={averages}, stop={self.stop})"
 
 
 def round_averages(rows: Sequence[PredictionRow], metrics: Sequence[str]) -> dict[str, float]:
