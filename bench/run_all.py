@@ -13,6 +13,7 @@ SCRIPTS = (
     "bench_scoring",
     "bench_generation",
     "bench_write_stall",
+    "bench_round_blocking",
     "bench_rollouts",
     "bench_round_writes",
     "bench_outbox",
