@@ -14,6 +14,7 @@ import argparse
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -26,7 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from predictions.store.sqlite import DEFAULT_DB_PATH  # noqa: E402
-from tests.helpers import free_port  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def rounds_stored(db: Path) -> int:
