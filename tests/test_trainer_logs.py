@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from transformers import TrainerCallback
 
 from predictions import PredictionsCallback, PredictionsMonitor
 from predictions.scoring.metrics import METRICS
@@ -53,6 +56,41 @@ def test_each_rounds_averages_reach_tensorboard_and_log_history_at_its_step(tmp_
     assert sorted(cer) == [4, 8]
     assert [cer[4], cer[8]] == pytest.approx(rounds["avg_char_error_rate"].tolist(), abs=1e-6)
     assert sorted(scalars(tmp_path / "out", "train/predictions/starts_right")) == [4, 8]
+
+
+class ReleaseAt(TrainerCallback):
+    """Sets `event` at the end of optimizer step `step`."""
+
+    def __init__(self, step: int, event: threading.Event):
+        self.step, self.event = step, event
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            self.event.set()
+
+
+@pytest.mark.slow
+def test_a_round_scored_after_later_steps_is_logged_at_its_own_step_and_epoch(tmp_path, sqlite_store):
+    """Rounds are scored off the training thread: round 4's scorer is held until step 6 has ended, so
+    training goes on and the averages are logged later, filed at step 4 and epoch 1 all the same."""
+    release = threading.Event()
+
+    def gated(prediction, truth, sample):
+        release.wait(60)
+        return 1.0
+
+    callback = PredictionsCallback(
+        SAMPLES, num_samples=4, max_new_tokens=4, store=sqlite_store, scorers={"gated": gated}
+    )
+    options = {"epochs": 2, "logging_strategy": "steps", "logging_steps": 1}
+    trainer = h.trainer(tmp_path, [callback, ReleaseAt(6, release)], **options)
+    trainer.train()
+    history = trainer.state.log_history
+    at = [i for i, entry in enumerate(history) if "predictions/gated" in entry]
+    assert [(history[i]["step"], history[i]["epoch"]) for i in at] == [(4, 1.0), (8, 2.0)]
+    earlier = history[: at[0]]
+    assert any(entry.get("step") == 6 and "loss" in entry for entry in earlier)  # logged after step 6
+    assert trainer.state.global_step == 8  # the Trainer's own step was put back
 
 
 def test_round_returns_the_averages_the_store_shows(sqlite_store):
