@@ -30,7 +30,7 @@ def test_a_shortened_demo_run_learns(tmp_path):
         db_path=tmp_path / "p.db",
         job_id="demo",
         epochs=2,
-        steps_per_epoch=80,
+        steps_per_epoch=40,  # the CER falls from 0.86 to 0.46 (80 steps an epoch cost twice the time)
         rounds_per_epoch=2,
         progress=False,
     )
