@@ -145,9 +145,9 @@ def score(prediction: str, ground_truth: str | None) -> Scores:
 PARALLEL_FROM = 10_000
 """Characters in a batch from which its edit distances run on the shared distance thread: below it,
 handing them over costs more than it saves."""
-ALL_CORES_FROM = 1_000_000
-"""Characters in a batch from which rapidfuzz spreads its distances over every core (starting its
-threads costs about 0.2 ms a call)."""
+MANY_CORES_FROM = 1_000_000
+"""Characters in a batch from which rapidfuzz spreads its distances over half the cores (starting its
+threads costs about 0.2 ms a call; the other half is left to training, which runs beside the scorer)."""
 HINT_FROM = 2048
 """Characters in a pair's longer text from which its distance is computed with a `score_hint`."""
 PROBE = 512
@@ -226,7 +226,7 @@ def edit_distances(pairs: Sequence[tuple[str, str]]) -> list[int]:
             [pairs[i][1] for i in indices],
             scorer=Levenshtein.distance,
             score_hint=hint,
-            workers=-1 if chars >= ALL_CORES_FROM else 1,
+            workers=max(1, (os.cpu_count() or 2) // 2) if chars >= MANY_CORES_FROM else 1,
         )
         for index, distance in zip(indices, found.tolist(), strict=True):
             distances[index] = distance
