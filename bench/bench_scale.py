@@ -29,7 +29,7 @@ from streamlit.testing.v1 import AppTest
 
 from bench.bench_queries import job_rows
 from bench.common import machine, median_time, print_table
-from predictions.dashboard import analysis, queries
+from predictions.dashboard import analysis, csv_export, queries
 from predictions.store import SQLiteStore
 from predictions.store.records import PredictionRow
 
@@ -149,7 +149,7 @@ def store_reads(db: Path, repeat: int) -> dict[str, float]:
             results[f"{name} ms"] = median_time(read, repeat) * 1000
             results[f"{name} CPU ms"] = cpu_ms(read, repeat)
         start, cpu = time.perf_counter(), time.process_time()
-        size = len(queries.job_csv(store, BIG_JOB))
+        size = len(csv_export.job_csv(store, BIG_JOB))
         results["CSV of the big job s"] = time.perf_counter() - start
         results["CSV of the big job CPU s"] = time.process_time() - cpu
         results["CSV MB"] = size / 1e6

@@ -6,7 +6,7 @@ from dataclasses import astuple, replace
 
 import streamlit as st
 
-from predictions.dashboard import charts, columns, queries, router, widgets
+from predictions.dashboard import charts, columns, csv_export, queries, router, widgets
 from predictions.scoring.metrics import Metric
 from predictions.store.records import MetricRange, PageQuery
 
@@ -113,7 +113,7 @@ def main() -> None:
     table(view, filters(view))
     st.download_button(
         "Download the whole job as CSV",
-        data=lambda: queries.job_csv(view.store, view.job.id),
+        data=lambda: csv_export.job_csv(view.store, view.job.id),
         file_name=f"{view.job.id}-predictions.csv",
         mime="text/csv",
         icon=":material/download:",

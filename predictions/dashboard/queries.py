@@ -8,24 +8,16 @@ so even a round that changed without a new step (rows upserted again) shows with
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import NamedTuple
 
 import pandas as pd
 import streamlit as st
 
-from predictions.scoring.metrics import METRICS
-from predictions.store.frames import PREDICTION_COLUMNS
 from predictions.store.protocol import Store, signed_in_email
 from predictions.store.records import Job, PageQuery, PredictionPage, RolloutTrends, Trends
 
 DEFAULT_REFRESH_S = 5
 """The live view's default poll interval, and the TTL of every cached query."""
-CSV_PAGE_ROWS = 1000
-"""Rows per request when the CSV download pages through a job (the largest page a store serves)."""
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-"""How a cell a spreadsheet would run as a formula begins (OWASP's CSV injection list)."""
 
 
 class JobRef(NamedTuple):
@@ -146,50 +138,3 @@ def prompt_rollouts(_store: Store, ref: JobRef, prompt_id: str) -> pd.DataFrame:
 def step_rollouts(_store: Store, ref: JobRef, step: int, best: bool, limit: int = 5) -> pd.DataFrame:
     """A step's best (or worst) rollouts by total reward."""
     return _store.step_rollouts(ref.job_id, step, best=best, limit=limit)
-
-
-def job_csv(store: Store, job_id: str) -> str:
-    """Every row of a job as CSV in (step, sample) order, read in keyset pages (`row_values_after`) so
-    no request hits a row cap and each page starts where the last ended (offset pages re-sorted and
-    skipped every earlier row: 51 s for 200k rows). Each page's plain values go straight to
-    `csv.writer`: a pandas frame per page cost 13 s of CPU for 200k rows.
-
-    The columns: `PREDICTION_COLUMNS`, then each user scorer of the job, the same on every page
-    whichever scores it holds. Called only when the download button is clicked (Streamlit runs a
-    callable `data` lazily).
-    """
-    custom = [metric.name for metric in store.trends(job_id).metrics if metric.name not in METRICS]
-    buffer = io.StringIO()
-    # CRLF as RFC 4180 says: then a cell holding a lone CR is quoted too, not read as a line end
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow([*PREDICTION_COLUMNS, *custom])
-    after = None
-    while True:
-        rows = store.row_values_after(job_id, after, limit=CSV_PAGE_ROWS, scores=custom)
-        writer.writerows(map(spreadsheet_safe, rows))
-        if len(rows) < CSV_PAGE_ROWS:
-            return buffer.getvalue()
-        after = (rows[-1][STEP_AT], rows[-1][SAMPLE_AT])
-
-
-STEP_AT, SAMPLE_AT = PREDICTION_COLUMNS.index("step"), PREDICTION_COLUMNS.index("sample_index")
-TEXT_AT = tuple(
-    PREDICTION_COLUMNS.index(name)
-    for name in ("job_id", "prompt", "ground_truth", "prediction", "created_at")
-)
-"""The text columns of a row: the only cells that can start like a formula."""
-
-
-def spreadsheet_safe(row: tuple) -> tuple | list:
-    """The row with every text cell that starts like a formula (=, +, -, @, tab, CR) prefixed with '.
-
-    Model output and prompts are untrusted: `=HYPERLINK(...)` in a downloaded CSV would run when the
-    file is opened in a spreadsheet. Numbers are left as they are.
-    """
-    unsafe = [at for at in TEXT_AT if (cell := row[at]) and cell.startswith(FORMULA_STARTS)]
-    if not unsafe:
-        return row
-    cells = list(row)
-    for at in unsafe:
-        cells[at] = "'" + cells[at]
-    return cells

@@ -202,22 +202,32 @@ METADATA_AT = PREDICTION_COLUMNS.index("metadata")
 _METRIC_AT = tuple(PREDICTION_COLUMNS.index(name) for name in METRICS)
 
 
-def with_metadata(values: Sequence[Any], parsed: dict[str, Any]) -> tuple:
-    """A row's `PREDICTION_COLUMNS` values with its metadata JSON parsed (SQLite keeps it as text);
-    `parsed` holds the texts already parsed, so rows with equal metadata share one dict."""
+def metadata_text(value: Any) -> str | None:
+    """Metadata as canonical JSON text (keys sorted, unicode kept): the same text from both stores,
+    whichever key order Postgres's jsonb or the writer gave it, and one a user can parse."""
+    if value is None:
+        return None
+    return json.dumps(from_json(value), sort_keys=True, ensure_ascii=False, allow_nan=False)
+
+
+def with_metadata(values: Sequence[Any], texts: dict[str, str | None]) -> tuple:
+    """A row's `PREDICTION_COLUMNS` values with its metadata as `metadata_text` (SQLite keeps it as
+    the writer's text); `texts` holds the texts already made canonical: a sample's metadata is the
+    same in every round, so it is parsed once."""
     text = values[METADATA_AT]
-    if text not in parsed:
-        parsed[text] = from_json(text)
-    return (*values[:METADATA_AT], parsed[text], *values[METADATA_AT + 1 :])
+    if text not in texts:
+        texts[text] = metadata_text(text)
+    return (*values[:METADATA_AT], texts[text], *values[METADATA_AT + 1 :])
 
 
 def record_values(record: Mapping[str, Any], scores: Sequence[str]) -> tuple:
-    """A JSON row's values in `PREDICTION_COLUMNS` order, then the named user scores' values: numbers
-    as floats, as SQLite gives them (jsonb gives 1.0 back as 1)."""
+    """A JSON row's values in `PREDICTION_COLUMNS` order (metadata as `metadata_text`), then the named
+    user scores' values: numbers as floats, as SQLite gives them (jsonb gives 1.0 back as 1)."""
     values = [record.get(name) for name in PREDICTION_COLUMNS]
     for at in _METRIC_AT:
         if values[at] is not None:
             values[at] = float(values[at])
+    values[METADATA_AT] = metadata_text(values[METADATA_AT])
     given = record.get("scores") or {}
     return (*values, *(None if given.get(name) is None else float(given[name]) for name in scores))
 

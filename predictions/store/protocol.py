@@ -154,9 +154,10 @@ class Store(Protocol):
         scores: Sequence[str] = (),
     ) -> list[tuple]:
         """The rows `rows_after` reads as plain tuples: each row's `PREDICTION_COLUMNS` values (metadata
-        a dict or None), then the values of the user scores named in `scores`, in that order (None where
-        a row has none). For a reader that writes rows out one by one (the CSV export): no frame, and
-        no JSON parsed for scores it does not name. Rows with equal metadata may share one dict."""
+        as JSON text with sorted keys, or None: the same text from every store), then the values of the
+        user scores named in `scores`, in that order (None where a row has none). For a reader that
+        writes rows out one by one (the CSV export): no frame, and no JSON parsed for scores it does
+        not name."""
 
     def sample_matrix(
         self,

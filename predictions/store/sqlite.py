@@ -556,10 +556,8 @@ class SQLiteStore:
         where, params = _keyset(job_id, after, limit)
         values = [*PREDICTION_COLUMNS, *(f"CAST({metric_sql(name)} AS REAL)" for name in scores)]
         records = self._query(f"SELECT {', '.join(values)} FROM training_predictions WHERE {where}", params)
-        parsed: dict[str, Any] = {}  # a sample's metadata is the same text in every round: parsed once
-        return [
-            record if record[METADATA_AT] is None else with_metadata(record, parsed) for record in records
-        ]
+        texts: dict[str, str | None] = {}
+        return [record if record[METADATA_AT] is None else with_metadata(record, texts) for record in records]
 
     def sample_matrix(
         self,
