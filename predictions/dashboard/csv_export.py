@@ -79,7 +79,8 @@ def cell_makers(columns: Sequence[str]) -> list[Callable[[object], str]]:
 
 def csv_lines(rows: Sequence[tuple], makers: Sequence[Callable[[object], str]]) -> str:
     """`rows` as CSV lines, each ending in CRLF."""
-    return "".join([",".join(map(call, makers, row)) + "\r\n" for row in rows])
+    lines = [",".join(map(call, makers, row)) for row in rows]
+    return "\r\n".join(lines) + "\r\n" if lines else ""
 
 
 def job_csv(store: Store, job_id: str) -> str:
