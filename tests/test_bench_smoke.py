@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import (
+    bench_csv,
     bench_diff,
     bench_generation,
     bench_outbox,
@@ -16,6 +17,8 @@ from bench import (
     bench_scoring,
     bench_write_stall,
 )
+from predictions.store import SQLiteStore
+from predictions.store.records import PredictionRow
 
 
 def test_scoring_benchmark_runs(capsys):
@@ -134,3 +137,11 @@ def test_round_blocking_benchmark_runs(capsys):
     )
     assert results["near misses before"] > 0 and results["unrelated now max"] > 0
     assert "goal < 50" in capsys.readouterr().out
+
+
+def test_csv_benchmark_runs(tmp_path):
+    store = SQLiteStore(tmp_path / "p.db")
+    store.write_predictions([PredictionRow("big-job", 1, s, i, "p", "a") for s in (1, 2) for i in range(3)])
+    store.close()
+    results = bench_csv.main(["--db", str(tmp_path / "p.db"), "--repeat", "2"])
+    assert results["rows"] == 6 and results["CPU s"] > 0
