@@ -174,7 +174,8 @@ def test_a_sqlite_file_from_before_the_stopped_status_takes_it_and_keeps_its_job
         old = sql.replace(STATUS_CHECK, "CHECK (status IN ('running', 'finished', 'failed'))").replace(
             "    stop_reason TEXT,\n    status_run TEXT,\n    status_seq INTEGER,\n    status_runs TEXT,\n"
             "    status_run_number INTEGER,\n"
-            "    rows_missing INTEGER NOT NULL DEFAULT 0,\n    rows_missing_runs TEXT,\n",
+            "    rows_missing INTEGER NOT NULL DEFAULT 0,\n    rows_missing_runs TEXT,\n    tags TEXT,\n"
+            "    note TEXT,\n",
             "",
         )
         assert old != sql
