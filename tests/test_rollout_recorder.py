@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import functools
 import logging
@@ -106,7 +107,10 @@ def test_async_and_partial_functions_keep_their_kind_and_name(tmp_path, sqlite_s
     state, tok, _ = begin(recorder, tmp_path)
     kwargs = reward_call(state, tok)
     wrapped_partial(**kwargs)
-    assert asyncio.run(wrapped_judge(**kwargs)) == [0.5] * 4
+    # on a thread of its own, as TRL runs async reward functions on its own loop's thread (and this
+    # worker's main thread may hold the session's Playwright loop)
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        assert thread.submit(asyncio.run, wrapped_judge(**kwargs)).result() == [0.5] * 4
     recorder.on_train_end(config(tmp_path), state, TrainerControl())
     assert sqlite_store.rollout_trends(recorder.job_id).rewards["name"].unique().tolist() == [
         "judge",

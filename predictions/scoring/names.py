@@ -19,6 +19,7 @@ RESERVED_NAMES = frozenset(
     | {"avg", "min", "max", "std", "count", "first_step", "last_step", "generation", "group_index"}
     | {"completion", "completion_index", "completion_tokens", "prompt_id", "reward", "rewards", "truncated"}
     | {"group_count", "rollout_count", "truncated_count", "zero_std_groups"}
+    | {"first_value", "latest_value", "latest_step", "min_value", "min_earlier", "last_zero_step"}
 )
 """Names a user scorer cannot take: every column of the store's frames (a test checks they are all
 here) and every internal name its values sit beside; `avg_<name>` of a reserved name is a column too."""
