@@ -237,9 +237,12 @@ def test_a_store_hanging_at_train_end_gets_the_queued_rows_kept(backend, tmp_pat
     assert [c["op"] for c in calls][-2:] == ["write_predictions", "finish_job"]
     assert [row["step"] for row in calls[-2]["rows"]] == [8, 8, 8]  # before it: a call still in flight
     monkeypatch.undo()  # the replay gets the usual close timeout: 1 s is too short on a loaded machine
-    Writer(store).close()  # the next open replays it
+    Writer(store).close()  # the next open replays what nobody holds
+    # The run's own writer thread is still alive in this process, its call now answered: it holds the
+    # claim on its outboxed calls and delivers them itself, a moment after the replay returned.
+    outbox = outbox_path(key_of(store).store)
+    wait_until(lambda: status_of(store, callback.job_id) == "finished" and kept(outbox) == [], 30.0)
     assert [step for step, _ in rows_of(store, callback.job_id)] == [4, 4, 4, 8, 8, 8]
-    assert status_of(store, callback.job_id) == "finished"
 
 
 PREEMPTED_RUN = """
