@@ -1,6 +1,5 @@
 """A real Trainer run (the demo, shortened) on Trends in headless Chromium: the loss, the CER and the
-learning rate drawn on one step axis. The screenshot is the README's (docs/images/dashboard-loss.png is
-this test's artifacts/screenshots/trends-loss.png)."""
+learning rate drawn on one step axis (the README's screenshot of Trends is `make screenshots`'s)."""
 
 from __future__ import annotations
 

@@ -1,17 +1,15 @@
 """The Rollouts page in headless Chromium: `streamlit run app.py` on a store holding a real GRPO job.
 
 The page draws its charts without an exception, a prompt's history opens with every group side by side,
-and a completion holding HTML reaches the DOM as text (no dialog). The screenshot is the README's.
+and a completion holding HTML reaches the DOM as text (no dialog). The README's screenshot is
+`make screenshots`'s (devtools/screenshots.py); tests never write into docs/.
 """
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from predictions.store import SQLiteStore
-from tests.helpers_app import ROOT
 from tests.helpers_browser import CHARTS, GRPO_JOB_NAME, ROLLOUTS_JOB, exceptions, open_page, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
@@ -38,9 +36,7 @@ def test_the_rollouts_page_draws_a_grpo_job_and_a_prompts_history(dashboard, pag
     store.close()
     page.wait_for_selector(".pm-history tr", timeout=30_000)
     assert page.locator(".pm-history tr").count() == groups  # one row per group of the first prompt
-    path = screenshot(page, "rollouts")
-    assert path.stat().st_size > 20_000
-    shutil.copy(path, ROOT / "docs" / "images" / "dashboard-rollouts.png")
+    assert screenshot(page, "rollouts").stat().st_size > 20_000  # the README's: make screenshots
 
 
 @pytest.mark.timeout(600)
