@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +22,11 @@ CHROMIUM_ARGS = [
 CHARTS = '[data-testid="stVegaLiteChart"] svg.marks'
 """Drawn Altair charts (the metrics' sparklines are Vega too, outside these)."""
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
-DASHBOARD_DB = Path("artifacts") / "browser" / "predictions.db"
-"""Relative to the repository root, so the sidebar (and the screenshots) show a short path."""
+DASHBOARD_DB = (
+    Path("artifacts") / "browser" / os.environ.get("PYTEST_XDIST_WORKER", "main") / "predictions.db"
+)
+"""Relative to the repository root, so the sidebar (and the screenshots) show a short path; one file a
+xdist worker, so two workers that both start the shared dashboard never seed one file twice."""
 
 
 @dataclass(frozen=True)
