@@ -12,48 +12,18 @@ throwaway PostgreSQL). Needs the test environment (`make setup`) and /usr/bin/ch
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
 
 from predictions.store import SQLiteStore
 from predictions.store.sqlite import DEFAULT_DB_PATH
+from tests.helpers_app import sqlite_env, streamlit_server
+from tests.helpers_browser import CHARTS, CHROMIUM, CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
-CHARTS = '[data-testid="stVegaLiteChart"] svg.marks'
 TIMEOUT_MS = 180_000
-
-
-@contextmanager
-def dashboard(env: dict[str, str]) -> Iterator[str]:
-    """`streamlit run app.py` from the repository root, as a user starts it; yields its URL."""
-    from tests.helpers import free_port, wait_for_health
-
-    port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-               "--server.port", str(port), "--browser.gatherUsageStats", "false",
-               "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"]  # fmt: skip
-    server = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_for_health(url, server)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-
-
-def sqlite_env(db: Path) -> dict[str, str]:
-    return {"PREDICTIONS_DB": str(db), "SUPABASE_URL": "", "SUPABASE_KEY": ""}
 
 
 def settle(page: Page, charts: int) -> None:
@@ -97,7 +67,7 @@ def shoot_demo(browser, db: Path, out: Path, width: int) -> None:
     latest = demo_jobs(db)[0]  # Compare shows it beside the earlier run by default
     pages = [("", 3, "trends"), ("samples", 1, "samples"), ("predictions", 0, "predictions"),
              ("compare", 1, "compare")]  # fmt: skip
-    with dashboard(sqlite_env(db)) as url:
+    with streamlit_server(sqlite_env(db)) as url:
         page = browser.new_page(viewport={"width": width, "height": 900})
         for path, charts, name in pages:
             page.goto(f"{url}/{path}?job={latest}")
@@ -116,7 +86,7 @@ def shoot_scratch(browser, scratch: Path, out: Path, width: int) -> None:
     write_job(store, "samples-1000", rounds=30, samples=1000, name="1,000 samples x 30 rounds")
     grpo = helpers_grpo.seed_grpo_job(scratch / "grpo", store, steps=8, name="grpo-tiny")
     store.close()
-    with dashboard(sqlite_env(db)) as url:
+    with streamlit_server(sqlite_env(db)) as url:
         page = browser.new_page(viewport={"width": width, "height": 900})
         for path, job, charts, name in (("samples", "samples-1000", 1, "samples-1000"),
                                         ("rollouts", grpo, 4, "rollouts")):  # fmt: skip
@@ -146,7 +116,7 @@ def shoot_keys(browser, scratch: Path, out: Path, width: int) -> None:
             owner.create_ingest_key("old laptop")
             owner.revoke_ingest_key("old laptop")
             owner.close()
-            with dashboard({"SUPABASE_URL": api.url, "SUPABASE_KEY": api.publishable_key}) as url:
+            with streamlit_server({"SUPABASE_URL": api.url, "SUPABASE_KEY": api.publishable_key}) as url:
                 page = browser.new_page(viewport={"width": width, "height": 900})
                 page.goto(f"{url}/keys")
                 page.get_by_role("textbox", name="Email").fill(EMAIL_A)
