@@ -66,6 +66,24 @@ def report(tmp_path: Path, rank: int, facts: dict[str, Any]) -> None:
     os._exit(0)
 
 
+# One forked process, as accelerate's notebook_launcher starts a run
+
+
+class CrashInEpoch2(TrainerCallback):
+    def on_epoch_end(self, args: Any, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if state.epoch >= 2:
+            raise RuntimeError("out of memory, say")
+
+
+def crashing_run(rank: int, port: int, tmp_path: Path) -> None:
+    """A Trainer run that raises in its second epoch, in a child that leaves by `os._exit` (no atexit)."""
+    os.environ.update(PREDICTIONS_DB=str(tmp_path / "p.db"), PREDICTIONS_SPOOL=str(tmp_path / "outbox.db"))
+    from predictions import PredictionsCallback
+
+    callback = PredictionsCallback(h.pairs(12), num_samples=3, max_new_tokens=3, job_id="forked")
+    h.trainer(tmp_path, [callback, CrashInEpoch2()]).train()
+
+
 # FSDP1 and FSDP2, wrapped by hand, trained by a hand-written loop that calls the callback's hooks
 
 

@@ -24,7 +24,7 @@ PRELOAD = ["tests.helpers_distributed", "tests.helpers_grpo", "predictions.train
 """What every rank imports (GRPO's ranks trl too): once, in the forkserver the ranks are forked from."""
 
 
-def spawn(target, tmp_path: Path, *args) -> list[dict]:
+def spawn(target, tmp_path: Path, *args, nprocs: int = d.WORLD) -> list[dict]:
     """Start the ranks as fresh processes and return their reports.
 
     They are forked from a forkserver that imported the ranks' code (torch, transformers) once per
@@ -35,10 +35,10 @@ def spawn(target, tmp_path: Path, *args) -> list[dict]:
     mp.start_processes(
         d.in_environment,
         args=(dict(os.environ), target, free_port(), tmp_path, *args),
-        nprocs=d.WORLD,
+        nprocs=nprocs,
         start_method="forkserver",
     )
-    return [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(d.WORLD)]
+    return [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(nprocs)]
 
 
 def stored(tmp_path: Path, job_id: str) -> dict[int, dict[int, str]]:
@@ -62,6 +62,16 @@ def job_status(tmp_path: Path, job_id: str) -> str:
 
 def as_ints(expected: dict[str, dict[str, str]]) -> dict[int, dict[int, str]]:
     return {int(step): {int(i): text for i, text in answers.items()} for step, answers in expected.items()}
+
+
+@pytest.mark.timeout(300)
+def test_a_forked_run_that_raises_is_marked_failed_with_its_rounds_stored(tmp_path):
+    """A forkserver (or fork) child leaves by `os._exit`, skipping atexit: the exit hook still runs."""
+    with pytest.raises(mp.ProcessRaisedException, match="out of memory, say"):
+        spawn(d.crashing_run, tmp_path, nprocs=1)
+    assert job_status(tmp_path, "forked") == "failed"
+    assert sum(len(answers) for answers in stored(tmp_path, "forked").values()) == 2 * 3
+    assert kept(tmp_path / "outbox.db") == []
 
 
 @pytest.mark.timeout(300)

@@ -10,7 +10,6 @@ exception, Ctrl-C) is marked failed when the interpreter exits, its queued rows 
 
 from __future__ import annotations
 
-import atexit
 import logging
 import math
 import re
@@ -42,7 +41,7 @@ from predictions.training.generator import (
 )
 from predictions.training.model_info import adapter, model_name
 from predictions.training.outcome import RegressionWatch, RoundResult
-from predictions.training.preemption import SignalGuard, guard_job
+from predictions.training.preemption import SignalGuard, at_exit, guard_job
 from predictions.training.preflight import ModelInputs, preflight
 from predictions.training.rng import rng_untouched
 from predictions.training.round_scorer import Pending, RoundScorer, ScoreFirst
@@ -232,6 +231,12 @@ class PredictionsMonitor:
             self._signal_guard.uninstall()
             self._signal_guard = None
 
+    def _abandon(self) -> None:
+        """Training cannot go on: the job's owner marks it failed and stores its rows now, bounded,
+        rather than trusting the process to reach its exit hooks (a launcher may kill it first)."""
+        if self.writer is not None and self.scorer is not None and self.job_id is not None:
+            fail_unfinished_job(ScoreFirst(self.scorer, self.writer), self.job_id)
+
     # a round
 
     def _encode_shard(
@@ -274,6 +279,7 @@ class PredictionsMonitor:
                     "are waiting in its collectives, so training cannot go on",
                     rank,
                 )
+                self._abandon()
                 raise
             logger.exception("predictions round: generation failed on rank %s; its samples are skipped", rank)
             return None
@@ -430,7 +436,7 @@ class PredictionsMonitor:
             **job_details(self.config.tags, self.config.note),
         )
         score_first = ScoreFirst(self.scorer, self.writer)
-        atexit.register(fail_unfinished_job, score_first, self.job_id)
+        at_exit(fail_unfinished_job, score_first, self.job_id)
         self._signal_guard = guard_job(score_first, self.job_id)
 
 

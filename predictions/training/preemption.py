@@ -10,7 +10,9 @@ that was ignored (`SIG_IGN`, e.g. SIGINT under `nohup` or `&`) stays ignored: th
 
 from __future__ import annotations
 
+import atexit
 import logging
+import multiprocessing.util
 import os
 import signal
 import threading
@@ -75,6 +77,14 @@ class SignalGuard:
             previous(signum, frame)
         elif previous in (signal.SIG_DFL, None):
             os.kill(os.getpid(), signum)  # the default action, now that the default is back
+
+
+def at_exit(func: Callable[..., None], *args: Any) -> None:
+    """Run `func(*args)` when the process ends, also in a child started by `fork` or `forkserver`
+    (`torch.multiprocessing` ranks, accelerate's `notebook_launcher`): those leave by `os._exit`, which
+    skips `atexit`, but they run multiprocessing's finalizers. `func` must be safe to call twice."""
+    atexit.register(func, *args)
+    multiprocessing.util.Finalize(None, func, args=args, exitpriority=10)
 
 
 def guard_job(writer: Any, job_id: str | None) -> SignalGuard:

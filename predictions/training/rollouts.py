@@ -12,7 +12,6 @@ the job, and at train end finishes it.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import hashlib
 import inspect
@@ -37,7 +36,7 @@ from predictions.training.callback import calling_trainer, resumed_job_id
 from predictions.training.distributed import broadcast_from_main, rank_and_world
 from predictions.training.model_info import adapter, model_name
 from predictions.training.monitor import generated_job_id
-from predictions.training.preemption import guard_job
+from predictions.training.preemption import at_exit, guard_job
 from predictions.training.run_context import TRAINING_KEY, clean_context, trainer_context
 
 logger = logging.getLogger(__name__)
@@ -349,7 +348,7 @@ class RolloutRecorder(TrainerCallback):
             )
         kept = DrainFirst(self._builder, self._writer)
         job_id = self.job_id if self._is_main else None  # another rank's job is rank 0's to mark
-        atexit.register(close_at_exit, kept, job_id)
+        at_exit(close_at_exit, kept, job_id)
         self._guard = guard_job(kept, job_id)
 
     def _job_config(self, args: Any, state: Any, model: Any, dataloader: Any) -> dict[str, Any]:
