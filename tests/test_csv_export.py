@@ -195,3 +195,44 @@ def test_any_values_read_back_as_written(tmp_path_factory, texts, numbers):
     store.write_predictions(rows)
     assert read_cells(csv_export.job_csv(store, "job")) == expected_cells(rows)
     store.close()
+
+
+def cell_by_cell(rows: list[tuple], columns: list[str]) -> str:
+    """The reference for `csv_lines`: every value made a cell on its own, one call each."""
+    kinds = [
+        csv_export.integer_cell
+        if name in csv_export.INTEGER_COLUMNS
+        else csv_export.text_cell
+        if name in csv_export.TEXT_COLUMNS
+        else csv_export.number_cell
+        for name in columns
+    ]
+    return "".join(
+        ",".join(make(value) for make, value in zip(kinds, row, strict=True)) + "\r\n" for row in rows
+    )
+
+
+FEW_NUMBERS = hyp.sampled_from([None, 0.0, -0.0, 1.0, 0.5, 1, 0, 2.5e16, 1e-05, float("nan")])
+"""Numbers from a small pool: columns whose values repeat take the per-distinct-value path."""
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    hyp.lists(
+        hyp.tuples(
+            hyp.text(max_size=4),
+            hyp.sampled_from(["=a", "b", '"c"', None]),
+            hyp.one_of(hyp.none(), hyp.integers(-3, 3)),
+            hyp.one_of(FEW_NUMBERS, hyp.floats()),
+            FEW_NUMBERS,
+            hyp.floats(allow_nan=False),
+        ),
+        max_size=40,
+    )
+)
+def test_columns_are_written_as_each_cell_alone_would_be(rows):
+    """Column by column (cached repeats, `float.__repr__` over a column, its fallback for None and
+    integers, -0.0 as 0.0) gives the bytes of making each cell alone, for pages of any mix."""
+    columns = ["prediction", "prompt", "step", "char_error_rate", "exact_match", "custom"]
+    makers = csv_export.column_makers(columns)
+    assert csv_export.csv_lines(rows, makers) == cell_by_cell(rows, columns)

@@ -32,7 +32,6 @@ from predictions.store.checks import (
 from predictions.store.frames import (
     GROUP_COLUMNS,
     MATRIX_COLUMNS,
-    METADATA_AT,
     PREDICTION_COLUMNS,
     ROLLOUT_COLUMNS,
     ROLLOUT_PROMPT_COLUMNS,
@@ -50,7 +49,7 @@ from predictions.store.frames import (
     to_frame,
     to_json_text,
     with_custom_aggregates,
-    with_metadata,
+    with_metadata_texts,
     with_score_columns,
 )
 from predictions.store.identity import sqlite_identity
@@ -556,8 +555,7 @@ class SQLiteStore:
         where, params = _keyset(job_id, after, limit)
         values = [*PREDICTION_COLUMNS, *(f"CAST({metric_sql(name)} AS REAL)" for name in scores)]
         records = self._query(f"SELECT {', '.join(values)} FROM training_predictions WHERE {where}", params)
-        texts: dict[str, str | None] = {}
-        return [record if record[METADATA_AT] is None else with_metadata(record, texts) for record in records]
+        return with_metadata_texts(records)
 
     def sample_matrix(
         self,

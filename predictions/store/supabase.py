@@ -43,7 +43,7 @@ from predictions.store.frames import (
     TREND_COLUMNS,
     clean_scores,
     group_frame,
-    record_values,
+    records_values,
     reward_trends_frame,
     rollout_frame,
     rollout_steps_frame,
@@ -465,7 +465,7 @@ class SupabaseStore:
     ) -> list[tuple]:
         for name in scores:
             check_metric(name)
-        return [record_values(record, scores) for record in self._rows_after(job_id, after, limit)]
+        return records_values(self._rows_after(job_id, after, limit), scores)
 
     def _rows_after(self, job_id: str, after: tuple[int, int] | None, limit: int) -> list[dict[str, Any]]:
         step, sample = (int(after[0]), int(after[1])) if after is not None else (None, None)
