@@ -22,6 +22,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 subprocesses, servers): the workers already fill the cores, and on a busy machine OpenMP's spinning
 threads cost far more than they give (the README example: 28 s of CPU with 2 threads, 13 s with 1)."""
 
+os.environ.setdefault(
+    "HF_HOME", os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface")
+)
+"""The Hugging Face cache where it already is, but fixed: `private_cache` gives each test its own
+XDG_CACHE_HOME, from which Hugging Face would derive its cache paths in each new process (at import),
+so no two tests' subprocesses could share a zygote (tests/zygote.py). Nothing downloads either way."""
+
 settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("suite")
 """Hypothesis' timing checks measure the machine, not the code: on a loaded CI machine they failed tests
