@@ -202,6 +202,7 @@ def main() -> None:
         list(metrics),
         default=PRIMARY_METRIC,
         key="compare_metric",
+        wrap=True,  # a job with user scores has more metrics than one line holds (they scrolled, cut)
         format_func=lambda n: widgets.plain(metrics[n].title),  # options are Markdown: a title is text
     )
     x = right.segmented_control(

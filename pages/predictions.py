@@ -48,7 +48,7 @@ def filters(view: widgets.View) -> PageQuery:
     labels = {**ROW_LABELS, **{name: metric.label for name, metric in metrics.items()}}
     steps = [None, *rounds["step"].tolist()[::-1]]
     epochs = dict(zip(rounds["step"], rounds["epoch"], strict=True))
-    cols = st.columns([3, 2, 2, 2, 2])
+    cols = st.columns([3, 3, 2, 3, 2])  # "Wrong answers only" and a metric to sort by, uncut at 1280 px
     step = cols[0].selectbox(
         "Round",
         steps,

@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from predictions.dashboard import (
+    analysis,
     charts,
     columns,
     diff,
@@ -39,17 +40,20 @@ def headline(steps: pd.DataFrame) -> None:
     latest = steps.iloc[-1]
     previous = steps.iloc[-2] if len(steps) > 1 else None
 
-    def delta(column: str, scale: float = 1.0) -> float | None:
-        return None if previous is None else float((latest[column] - previous[column]) * scale)
+    def delta(column: str) -> float | None:
+        return None if previous is None else float(latest[column] - previous[column])
 
     flat = steps["zero_std_groups"] / steps["group_count"]
     cards = st.columns(4)
-    cards[0].metric("Mean reward", f"{latest['avg_reward']:.3f}", delta("avg_reward"), border=True)
-    length = f"{latest['avg_completion_tokens']:.1f} tok"
-    cards[1].metric("Mean length", length, delta("avg_completion_tokens"), delta_color="off", border=True)
+    reward, reward_change = analysis.number_text(latest["avg_reward"]), delta("avg_reward")
+    change = None if reward_change is None else analysis.number_text(reward_change, signed=True)
+    cards[0].metric("Mean reward", reward, change, border=True)  # the change in the value's own digits
+    length, length_change = f"{latest['avg_completion_tokens']:.1f} tok", delta("avg_completion_tokens")
+    change = None if length_change is None else f"{length_change:+.1f}"
+    cards[1].metric("Mean length", length, change, delta_color="off", border=True)
     cards[2].metric("Equal-reward groups", f"{flat.iloc[-1]:.0%}", border=True)
     latest_count = f"{int(latest['rollout_count'])} rollouts at the latest"
-    cards[3].metric("Steps", len(steps), latest_count, delta_color="off", border=True)
+    cards[3].metric("Steps", len(steps), latest_count, delta_color="off", delta_arrow="off", border=True)
 
 
 def trend_charts(trends) -> None:

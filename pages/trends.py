@@ -8,9 +8,9 @@ import streamlit as st
 from predictions.dashboard import analysis, charts, columns, queries, router, widgets
 from predictions.dashboard.run_panel import run_section
 from predictions.scoring.metrics import Metric
-from predictions.store.records import Job, PageQuery, Trends
+from predictions.store.records import FINAL_STATUSES, Job, PageQuery, Trends
 
-HEADLINES_A_ROW = 6
+HEADLINES_A_ROW = 4  # beside the sidebar at 1280 px, six a row cut labels and values ("Word ove…", "-0.3…")
 
 
 def delta_colour(metric: Metric) -> str:
@@ -29,12 +29,12 @@ def charted(trends: Trends) -> list[Metric]:
 def headline(column, rounds: pd.DataFrame, metric: Metric) -> None:
     """The latest round's average of one metric, with the change since the previous round."""
     latest, delta = analysis.latest_and_delta(rounds, metric.column)
-    history = rounds[metric.column].dropna().tail(30).round(4).tolist()
-    change = None if delta is None else f"{delta:+.3f}"
+    history = analysis.sparkline(rounds[metric.column])
+    change = None if delta is None else analysis.number_text(delta, signed=True)
     unchanged = change in ("+0.000", "-0.000")
     column.metric(
         widgets.plain(metric.label),  # a user scorer's title is the job's text: never Markdown
-        "—" if latest is None else f"{latest:.3f}",
+        "—" if latest is None else analysis.number_text(latest),
         delta="no change" if unchanged else change,
         delta_color="off" if unchanged else delta_colour(metric),
         delta_arrow="off" if unchanged else "auto",
@@ -76,7 +76,8 @@ def headline_metrics(rounds: pd.DataFrame, trends: Trends) -> None:
         delta_arrow="off",
         border=True,
         height="stretch",
-        help=f"Slope of the average CER over the last {analysis.VELOCITY_WINDOW} rounds.",
+        help=f"Slope of the average CER over the last {analysis.VELOCITY_WINDOW} rounds, in CER per 100 "
+        "training steps: below zero, the answers are getting better.",
     )
 
 
@@ -92,10 +93,15 @@ def regression_banner(rounds: pd.DataFrame, job: Job, config: dict) -> None:
         return
     latest = widgets.round_label(found.latest_epoch, found.latest_step)
     best = widgets.round_label(found.best_epoch, found.best_step)
+    if job.status in FINAL_STATUSES:  # a run that has ended cannot be stopped: its checkpoint is left
+        advice = (
+            f"The run has {job.status}: prefer the checkpoint from step {found.best_step}, if it was saved."
+        )
+    else:
+        advice = f"Consider stopping the run or keeping the checkpoint from step {found.best_step}."
     st.warning(
         f"The latest round ({latest}) has an average CER of {found.latest_cer:.3f}, "
-        f"{found.worse_by:.3f} worse than the best round ({best}, {found.best_cer:.3f}). "
-        f"Consider stopping the run or keeping the checkpoint from step {found.best_step}.",
+        f"{found.worse_by:.3f} worse than the best round ({best}, {found.best_cer:.3f}). {advice}",
         icon="⚠️",
     )
 

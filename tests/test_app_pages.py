@@ -274,6 +274,7 @@ def test_trends_warn_when_the_latest_round_is_clearly_worse_than_the_best(open_a
     (warning,) = at.warning
     assert "worse than the best round" in warning.value
     assert f"checkpoint from step {found.best_step}" in warning.value
+    assert "The run has failed" in warning.value and "Consider stopping" not in warning.value  # it ended
     assert not open_app(seeded_db, job=COMPARE_JOBS[1]).warning
 
 

@@ -100,6 +100,9 @@ def test_a_grpo_job_shows_its_reward_trends_best_worst_and_a_prompts_history(mon
     assert len(trends.steps) == 6
     metric = next(m for m in at.metric if m.label == "Mean reward")
     assert metric.value == f"{trends.steps['avg_reward'].iloc[-1]:.3f}"
+    assert metric.delta == f"{trends.steps['avg_reward'].iloc[-1] - trends.steps['avg_reward'].iloc[-2]:+.3f}"
+    steps = next(m for m in at.metric if m.label == "Steps")
+    assert steps.delta == f"{trends.steps['rollout_count'].iloc[-1]} rollouts at the latest"
     best = next(frame.value for frame in at.dataframe if "reward" in frame.value)  # after the run's table
     assert best["reward"].tolist() == store.step_rollouts(job_id, 6)["reward"].tolist()
     first_prompt = store.rollout_prompts(job_id)["prompt_id"].iloc[0]

@@ -1,6 +1,7 @@
 """Every page at common laptop widths (1280 and 1400 px) for a job with two user scores (Rollouts for
 an RL job; Keys needs a signed-in Supabase user, and its table is checked in test_dashboard_helpers): no table
-runs off the page's edge, no header or chart title is cut.
+runs off the page's edge, no header or chart title is cut, no other text is cut (metric cards, labels,
+rows of options), and Compare's plot keeps its height whatever its legend holds.
 
 Tables are glide-data-grid canvases: a table fits when its scroller is no wider than its view, and
 its accessible header row lists the columns drawn. Chart titles are Vega SVG text, which fits when
@@ -13,6 +14,7 @@ import contextlib
 
 import pytest
 
+from predictions.dashboard import charts as charts_module
 from tests.helpers_browser import CHARTS, ROLLOUTS_JOB, SCORES_JOB, exceptions, open_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
@@ -49,6 +51,17 @@ CUT_TITLES = """() => [...document.querySelectorAll('[data-testid="stVegaLiteCha
 })"""
 """Chart titles outside their chart or shortened by Vega. The box of a rotated axis title is its whole
 line (leading included), which may pass the edge by 2 px while its letters do not: 4 px allowed."""
+CUT_TEXT = """() => [...document.querySelectorAll('[data-testid="stMain"] *')]
+  .filter(el => !el.closest('[data-testid="stDataFrame"], [data-testid="stVegaLiteChart"]'))
+  .filter(el => el.clientWidth > 2 && el.scrollWidth > el.clientWidth + 1)
+  .filter(el => getComputedStyle(el).overflowX !== 'visible')
+  .map(el => `${el.innerText.replace(/\\s+/g, ' ').slice(0, 60)}: ${el.scrollWidth}/${el.clientWidth} px`)"""
+"""Text cut by its box outside tables and charts: a metric card's label, value or change shortened with
+an ellipsis ("Word ove…", "CER per 10…"), a widget label, a row of options scrolled sideways. Boxes of
+1 or 2 px are screen-reader text, clipped on purpose."""
+COMPARE_PLOT = """() => Math.max(...[...document.querySelectorAll(
+  '[data-testid="stVegaLiteChart"] svg.marks .role-axis-grid')].map(g => g.getBoundingClientRect().height))"""
+"""The height of Compare's plot: its tallest grid (the y axis's)."""
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -65,5 +78,8 @@ def test_no_table_or_chart_title_is_cut(dashboard, chromium, width, path, job, c
         assert page.evaluate(CUT_TABLES) == []
         assert page.locator(CHARTS).count() >= charts
         assert page.evaluate(CUT_TITLES) == []
+        assert page.evaluate(CUT_TEXT) == []
+        if path == "compare":  # the legend's rows come on top of the plot's height, not out of it
+            assert page.evaluate(COMPARE_PLOT) >= charts_module.COMPARE_PLOT - 10
     finally:
         context.close()

@@ -136,3 +136,50 @@ def test_compare_chart_draws_one_coloured_line_per_job():
     assert spec["title"] == "Word overlap (F1)"
     rows = dataset(chart)
     assert sorted({row["job"] for row in rows}) == ["run a", "run b"] and len(rows) == 5
+
+
+def test_compare_reads_a_late_difference_of_two_hundredths_in_job_order():
+    """Two runs from CER 0.9 down to 0.2 and 0.22: far enough apart to read, coloured in the order picked."""
+    late = [0.9, 0.7, 0.5, 0.35, 0.25]
+    picked = [
+        rounds_frame([*late, 0.22]).assign(job="zeta (picked first)"),
+        rounds_frame([*late, 0.20]).assign(job="alpha"),
+    ]
+    spec = charts.compare_chart(pd.concat(picked), "char_error_rate").to_dict()
+    colour = spec["encoding"]["color"]
+    assert colour["scale"]["domain"] == colour["sort"] == ["zeta (picked first)", "alpha"]
+    low, high = spec["encoding"]["y"]["scale"]["domain"]
+    assert 0 <= low <= 0.20 and 0.9 <= high <= 1  # every value drawn, within bounds
+    assert spec["height"] == charts.compare_height(2)  # the legend's rows on top of the plot's height
+    apart = charts.COMPARE_PLOT * 0.02 / (high - low)
+    assert apart >= 10, f"0.02 of CER is {apart:.1f} px"  # the browser test measures the plot drawn
+    assert spec["title"] == "Character error rate"
+
+
+def test_compare_keeps_a_flat_run_and_an_open_metric_on_screen():
+    flat = charts.compare_chart(rounds_frame([0.5, 0.5]).assign(job="a"), "char_error_rate").to_dict()
+    assert flat["encoding"]["y"]["scale"]["domain"] == pytest.approx([0.49, 0.51])
+    ratio = charts.compare_chart(rounds_frame([0.5, 0.5]).assign(job="a"), "length_ratio").to_dict()
+    low, high = ratio["encoding"]["y"]["scale"]["domain"]
+    assert low < 1.0 < high  # the drawn ratio, 1.0
+
+
+def series_frame(names: tuple[str, ...]) -> pd.DataFrame:
+    rows = [(name, step, 1.0 / step) for name in names for step in (1, 2, 3)]
+    return pd.DataFrame(rows, columns=["name", "step", "value"])
+
+
+@pytest.mark.parametrize(
+    ("logged", "legend"),
+    [
+        (("loss", "learning_rate"), ["Training loss"]),
+        (("loss", "eval_loss", "learning_rate"), ["Training loss", "Eval loss"]),
+        (("eval_loss",), ["Eval loss"]),
+    ],
+)
+def test_the_loss_legend_lists_only_the_losses_logged(logged, legend):
+    spec = charts.loss_chart(series_frame(logged), rounds_frame([0.8, 0.5, 0.3])).to_dict()
+    scale = spec["vconcat"][0]["encoding"]["color"]["scale"]
+    assert scale["domain"] == legend
+    colours = {"Training loss": palette.LINE, "Eval loss": palette.AVERAGE}
+    assert scale["range"] == [colours[title] for title in legend]  # each series keeps its colour

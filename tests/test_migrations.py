@@ -298,6 +298,7 @@ API_FUNCTIONS = {
     # the dashboard's reads (security invoker) and the pure helpers they call as their caller
     **{name: ("authenticated", "service_role") for name in DASHBOARD_FUNCTIONS | WRITE_FUNCTIONS},
     "training_predictions_number": ("authenticated", "service_role"),
+    "training_numeric_double": ("authenticated", "service_role"),
     "training_predictions_metric": ("authenticated", "service_role"),
     "training_predictions_check_metric": ("authenticated", "service_role"),
     "training_owner_low": ("authenticated", "service_role"),

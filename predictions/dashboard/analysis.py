@@ -55,6 +55,19 @@ def latest_and_delta(rounds: pd.DataFrame, column: str) -> tuple[float | None, f
     return latest, delta
 
 
+def number_text(value: float, *, signed: bool = False) -> str:
+    """A metric's value for a card: three decimals, or three significant digits past a million (a user
+    scorer may give 1e308: its 309 digits would fill the card)."""
+    sign = "+" if signed else ""
+    return f"{value:{sign}.3f}" if abs(value) < 1e6 else f"{value:{sign}.3g}"
+
+
+def sparkline(values: pd.Series, points: int = 30) -> list[float]:
+    """The last `points` values, rounded to 4 decimals as Python rounds (pandas' round overflows to
+    infinity past 1e304)."""
+    return [round(float(value), 4) for value in values.dropna().tail(points)]
+
+
 def last_round_per_epoch(rounds: pd.DataFrame) -> pd.DataFrame:
     """With x by epoch, one point per epoch: its last round, the state the epoch ended in."""
     return rounds.groupby("epoch", sort=False).tail(1)

@@ -70,7 +70,7 @@ from predictions.store.records import (
     make_trends,
     overall_improvement,
 )
-from predictions.store.sqlite_schema import MIGRATION_WAIT_MS, create_schema, refresh_summaries
+from predictions.store.sqlite_schema import MIGRATION_WAIT_MS, create_schema, finite_mean, refresh_summaries
 from predictions.store.storable import storable_details
 
 DEFAULT_DB_PATH = ".predictions/predictions.db"
@@ -519,7 +519,7 @@ class SQLiteStore:
     def group_trends(self, job_id: str, field: str) -> pd.DataFrame:
         check_group_field(field)
         names = self._custom_names(job_id)
-        averages = [f"AVG({name})" for name in METRICS] + [f"AVG({metric_sql(name)})" for name in names]
+        averages = [f"AVG({name})" for name in METRICS] + [finite_mean(metric_sql(name)) for name in names]
         sql = (
             f"SELECT MAX(epoch), step, grp, COUNT(*), {', '.join(averages)} FROM "
             f"(SELECT *, {GROUP_VALUE} AS grp FROM training_predictions WHERE job_id = :job) "

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import sys
 
 from predictions.scoring.metrics import METRICS, PRIMARY_METRIC
 from predictions.store.records import JOB_STATUSES
@@ -208,13 +209,43 @@ ROUNDS_TABLE = f"""
 CREATE TABLE training_rounds (
     {", ".join(f"{name} {kind}" for name, kind in SUMMARY_COLUMNS.items())},
     PRIMARY KEY (job_id, step)
-) WITHOUT ROWID
+) WITHOUT ROWID -- user scores' averages finite (finite_mean)
 """
+"""The summary's table. Its text changes when what `SUMMARIZE` computes does, so an older file's summary
+is rebuilt on opening (one summarised before `finite_mean` may hold an infinite average)."""
 
-CUSTOM_SUMMARY = """(
+LARGEST_JSON_REAL = 1.79769313486231e308
+"""The largest real SQLite's JSON (15 significant digits) writes back as a finite number: the double
+closest to it, 1.7976931348623157e308, is written as 1.79769313486232e+308, which reads as infinity."""
+
+
+def finite_mean(value: str) -> str:
+    """AVG of `value` that never overflows: the mean of finite numbers is finite, their sum may not be
+    (3 x 1e308). When AVG is infinite, the values scaled by 2^-64 (exact for all but subnormals, which
+    cannot move such a mean) are averaged and scaled back. Postgres averages exactly in numeric."""
+    plain, scale = f"AVG({value})", f"{2.0**64!r}"
+    return f"IIF(ABS({plain}) <= {sys.float_info.max!r}, {plain}, AVG(({value}) / {scale}) * {scale})"
+
+
+def finite_variance(value: str, *, json: bool = False) -> str:
+    """The population variance E[x^2] - E[x]^2 of `value`, or NULL where it is not a finite number
+    (|x| past 1e154 squares to infinity; a variance may exceed the largest double): the reader shows no
+    standard deviation then, as Postgres's summary does. `json`: within what JSON text reads back."""
+    variance = f"AVG(({value}) * ({value})) - {finite_mean(value)} * {finite_mean(value)}"
+    largest = LARGEST_JSON_REAL if json else sys.float_info.max
+    return f"IIF(ABS({variance}) <= {largest!r}, {variance}, NULL)"
+
+
+def json_real(value: str) -> str:
+    """`value` bounded to what SQLite's JSON text reads back as finite (`LARGEST_JSON_REAL`)."""
+    return f"MIN(MAX({value}, -{LARGEST_JSON_REAL!r}), {LARGEST_JSON_REAL!r})"
+
+
+CUSTOM_SUMMARY = f"""(
     SELECT json_group_object(key, json_object('avg', avg, 'min', low, 'max', high, 'count', n))
     FROM (
-        SELECT s.key, AVG(s.value) AS avg, MIN(s.value) AS low, MAX(s.value) AS high, COUNT(s.value) AS n
+        SELECT s.key, {json_real(finite_mean("s.value"))} AS avg, {json_real("MIN(s.value)")} AS low,
+               {json_real("MAX(s.value)")} AS high, COUNT(s.value) AS n
         FROM training_predictions AS q, json_each(q.scores) AS s
         WHERE q.job_id = p.job_id AND q.step = p.step
         GROUP BY s.key
@@ -308,9 +339,9 @@ ROLLOUT_STEP = "g.user_id = r.user_id AND g.job_id = r.job_id AND g.step = r.ste
 REWARDS_SUMMARY = f"""(
     SELECT json_group_object(key, json_object('count', n, 'avg', a, 'var', v, 'min', low, 'max', high))
     FROM (
-        SELECT s.key, COUNT(s.value) AS n, AVG(s.value) AS a,
-               AVG(s.value * s.value) - AVG(s.value) * AVG(s.value) AS v, MIN(s.value) AS low,
-               MAX(s.value) AS high
+        SELECT s.key, COUNT(s.value) AS n, {json_real(finite_mean("s.value"))} AS a,
+               {finite_variance("s.value", json=True)} AS v, {json_real("MIN(s.value)")} AS low,
+               {json_real("MAX(s.value)")} AS high
         FROM training_rollouts AS g, json_each(g.rewards) AS s
         WHERE {ROLLOUT_STEP}
         GROUP BY s.key
@@ -323,7 +354,7 @@ SELECT r.user_id, r.job_id, r.step, COUNT(*),
                               GROUP BY g.generation, g.group_index)),
        (SELECT COUNT(*) FROM (SELECT 1 FROM training_rollouts AS g WHERE {ROLLOUT_STEP}
                               GROUP BY g.generation, g.group_index HAVING MIN(g.reward) = MAX(g.reward))),
-       AVG(r.reward), AVG(r.reward * r.reward) - AVG(r.reward) * AVG(r.reward), MIN(r.reward), MAX(r.reward),
+       {finite_mean("r.reward")}, {finite_variance("r.reward")}, MIN(r.reward), MAX(r.reward),
        AVG(r.completion_tokens),
        AVG(r.completion_tokens * r.completion_tokens) - AVG(r.completion_tokens) * AVG(r.completion_tokens),
        MIN(r.completion_tokens), MAX(r.completion_tokens), SUM(r.truncated), COUNT(r.{PRIMARY_METRIC}),
@@ -532,8 +563,9 @@ def _has_pending_rounds(conn: sqlite3.Connection) -> bool:
 
 
 def _rounds_table_is_stale(conn: sqlite3.Connection) -> bool:
-    """The summary is derived data: when its columns differ from this version's, it is rebuilt."""
-    return _columns(conn, "training_rounds") != list(SUMMARY_COLUMNS)
+    """The summary is derived data: when its columns or its table's text differ from this version's, it
+    is rebuilt."""
+    return _table_sql(conn, "training_rounds").strip() != ROUNDS_TABLE.strip()
 
 
 def _rewrite(conn: sqlite3.Connection, table: str) -> None:
