@@ -19,7 +19,8 @@ from transformers import TrainerControl, TrainerState
 from trl import GRPOConfig
 
 from predictions import ConfigError, RolloutRecorder
-from predictions.training.rollouts import RunShape, generation_number
+from predictions.delivery.pieces import PIECE, in_pieces
+from predictions.training.rollouts import Builder, RunShape, generation_number
 from tests import helpers_training as h
 
 
@@ -95,6 +96,65 @@ def test_the_dataset_id_names_the_prompt_and_user_scorers_see_the_row(tmp_path, 
     rows = sqlite_store.prompt_rollouts(recorder.job_id, "b")
     assert rows["completion"].tolist() == ["cd", "dc"] and rows["chars"].tolist() == [2.0, 2.0]
     assert seen == ["a", "a", "b", "b"]
+
+
+def test_a_batch_built_in_many_pieces_keeps_each_rollouts_own_texts_and_scores(tmp_path, sqlite_store):
+    """The builder makes rows in pieces (`in_pieces`) with the interpreter lock offered back between them:
+    a batch over several pieces still stores every rollout once, with its own prompt, completion, truth,
+    group, index, rewards and metrics, and the user's scorer sees each sample once, in order."""
+    seen = []
+
+    def mine(prediction, ground_truth, sample):
+        seen.append(sample["id"])
+        return float(prediction == ground_truth)
+
+    recorder = RolloutRecorder(store=sqlite_store, scorers={"same": mine}, max_groups=None)
+    exact_fn, length_fn = recorder.wrap([exact, length])
+    state, tok, _ = begin(recorder, tmp_path)
+    count = 3 * PIECE + 5
+    completions = [f"c{n}" for n in range(count)]
+    kwargs = reward_call(state, tok, completions=completions)
+    kwargs |= {
+        "prompts": [f"p{n // 2}=" for n in range(count)],
+        "answer": [f"c{n - n % 2}" for n in range(count)],
+        "id": [f"g{n // 2}" for n in range(count)],
+    }
+    exact_fn(**kwargs)
+    length_fn(**kwargs)
+    recorder.on_train_end(config(tmp_path), state, TrainerControl())
+    rows = pd.concat(sqlite_store.prompt_rollouts(recorder.job_id, f"g{g}") for g in range((count + 1) // 2))
+    assert len(rows) == count and seen == kwargs["id"]
+    rows = rows.sort_values(["group_index", "completion_index"])
+    n = rows["group_index"] * 2 + rows["completion_index"]
+    assert n.tolist() == list(range(count))
+    assert rows["completion"].tolist() == completions
+    assert rows["prompt"].tolist() == kwargs["prompts"] and rows["ground_truth"].tolist() == kwargs["answer"]
+    right = [float(n % 2 == 0) for n in range(count)]
+    assert rows["exact_match"].tolist() == right and rows["same"].tolist() == right
+    assert rows["reward"].tolist() == [e + len(c) for e, c in zip(right, completions, strict=True)]
+
+
+def test_the_builder_runs_every_job_put_before_close_in_order_past_a_failing_one(caplog):
+    builder = Builder()
+    done: list[int] = []
+    for n in range(3):
+        builder.put(functools.partial(done.append, n))
+    builder.put(lambda: 1 / 0)
+    builder.put(functools.partial(done.append, 3))
+    builder.close()
+    assert done == [0, 1, 2, 3] and "could not be recorded" in caplog.text
+    builder.put(functools.partial(done.append, 4))  # after close: not run, nothing raised
+    builder.close()
+    assert done == [0, 1, 2, 3]
+
+
+def test_pieces_cover_every_item_once_in_order():
+    assert [list(piece) for piece in in_pieces(list(range(70)), 32)] == [
+        list(range(32)),
+        list(range(32, 64)),
+        list(range(64, 70)),
+    ]
+    assert list(in_pieces([], 32)) == []
 
 
 def test_async_and_partial_functions_keep_their_kind_and_name(tmp_path, sqlite_store):

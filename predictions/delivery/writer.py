@@ -25,6 +25,7 @@ from typing import Any
 
 from predictions.delivery import legacy
 from predictions.delivery.outbox import Key, Outbox, now_text
+from predictions.delivery.pieces import in_pieces
 from predictions.delivery.spool import call_job, call_rows, deliver, describe, outbox_path, replay
 from predictions.errors import AuthError, ConfigError, OutboxError
 from predictions.store.protocol import Store
@@ -102,9 +103,12 @@ class Writer:
         self._put(call)
 
     def write_rollouts(self, rows: Sequence[RolloutRow]) -> None:
-        """Queue one generation's rollouts (an RL trainer's) for a single bulk upsert."""
+        """Queue one generation's rollouts (an RL trainer's) for a single bulk upsert. Called by the
+        recorder's builder thread: made storable in pieces (`in_pieces`), so the training thread never
+        waits long for the interpreter lock meanwhile."""
         try:
-            call = {"op": "write_rollouts", "rows": [storable_rollout(row).as_dict() for row in rows]}
+            stored = [storable_rollout(row).as_dict() for piece in in_pieces(rows) for row in piece]
+            call = {"op": "write_rollouts", "rows": stored}
         except Exception:
             logger.exception("predictions writer got rollouts it cannot store: %r", rows)
             return
