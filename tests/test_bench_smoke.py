@@ -144,4 +144,4 @@ def test_csv_benchmark_runs(tmp_path):
     store.write_predictions([PredictionRow("big-job", 1, s, i, "p", "a") for s in (1, 2) for i in range(3)])
     store.close()
     results = bench_csv.main(["--db", str(tmp_path / "p.db"), "--repeat", "2"])
-    assert results["rows"] == 6 and results["CPU s"] > 0
+    assert results["rows"] == 6 and results["CPU s"] > 0 and results["supabase part CPU s"] > 0

@@ -167,10 +167,14 @@ INSERT INTO training_jobs VALUES ('job', 'u', 'Old job', 'tiny', 'finished', NUL
 """
 
 
+OLD_INDEX = "CREATE INDEX idx_training_predictions_job_step ON training_predictions (job_id, step);"
+"""The rows' index before (job_id, step, sample_index) replaced it."""
+
+
 def test_a_file_from_before_per_owner_keys_gets_them_and_keeps_every_row(tmp_path):
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as conn:
-        conn.executescript(OLD_SCHEMA + OLD_JOBS)
+        conn.executescript(OLD_SCHEMA + OLD_JOBS + OLD_INDEX)
     columns = {table: _columns(path, table) for table in ("training_predictions", "training_jobs")}
     before = {table: _rows(path, table, names) for table, names in columns.items()}
     SQLiteStore(path).close()
@@ -185,7 +189,8 @@ def test_a_file_from_before_per_owner_keys_gets_them_and_keeps_every_row(tmp_pat
         )
     assert "UNIQUE (user_id, job_id, step, sample_index)" in tables["training_predictions"]
     assert "PRIMARY KEY (user_id, id)" in tables["training_jobs"] and "note TEXT" in tables["training_jobs"]
-    assert {"idx_training_predictions_job_epoch", "idx_training_predictions_job_step"} <= indexes
+    assert {"idx_training_predictions_job_epoch", "idx_training_predictions_job_step_sample"} <= indexes
+    assert "idx_training_predictions_job_step" not in indexes  # replaced by (job_id, step, sample_index)
     store.write_predictions([PredictionRow("job", 1, 5, 0, "p", "other owner", "a", user_id="v")])
     assert store.predictions_page("job").total_count == 2  # both owners' rows: one local user reads all
     assert store.trends("job").rounds["sample_count"].tolist() == [2]

@@ -130,7 +130,11 @@ CREATE TABLE IF NOT EXISTS training_series (
 
 INDEXES = (
     "CREATE INDEX IF NOT EXISTS idx_training_predictions_job_epoch ON training_predictions (job_id, epoch)",
-    "CREATE INDEX IF NOT EXISTS idx_training_predictions_job_step ON training_predictions (job_id, step)",
+    # A job's rounds by step, and its rows in (step, sample) order: the CSV's keyset pages read them in
+    # order from here, with no sort and no row of the page before (it was (job_id, step): 21% of a
+    # 200k-row CSV's reads).
+    "CREATE INDEX IF NOT EXISTS idx_training_predictions_job_step_sample ON training_predictions "
+    "(job_id, step, sample_index)",
     # A sample's rows in step order, with the primary metric: the Samples page's summary, its page of the
     # heatmap and a sample's history read this index alone.
     "CREATE INDEX IF NOT EXISTS idx_training_predictions_job_sample ON training_predictions "
@@ -142,8 +146,14 @@ INDEXES = (
     "CREATE INDEX IF NOT EXISTS idx_training_jobs_updated ON training_jobs (updated_at)",
 )
 
-STALE_INDEXES = ("idx_training_jobs_list", "idx_training_jobs_listed", "idx_training_jobs_listing")
-"""Earlier versions of the job list's covering index (without stop_reason, rows_missing, tags and note)."""
+STALE_INDEXES = (
+    "idx_training_jobs_list",
+    "idx_training_jobs_listed",
+    "idx_training_jobs_listing",
+    "idx_training_predictions_job_step",
+)
+"""Earlier versions of the job list's covering index (without stop_reason, rows_missing, tags and note),
+and the rows' (job_id, step) index that (job_id, step, sample_index) replaces."""
 
 TABLE_REWRITES = (
     (
