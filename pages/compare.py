@@ -113,7 +113,8 @@ def rewards(view: widgets.View, jobs: list[Job], x: str) -> None:
             frames.append(steps.assign(sample_count=steps["rollout_count"], **extra))
     if frames:
         axis = "round" if x == "round" else "step"
-        st.altair_chart(charts.compare_chart(pd.concat(frames), MEAN_REWARD, axis), key="compare_rewards")
+        chart = charts.compare_chart(pd.concat(frames), MEAN_REWARD, axis, series=list(names.values()))
+        st.altair_chart(chart, key="compare_rewards")
 
 
 def same_sample(view: widgets.View, jobs: list[Job]) -> None:
@@ -217,7 +218,8 @@ def main() -> None:
         )
     else:
         drawn = trends.groupby(["job", "epoch"], sort=False).tail(1) if x == "epoch" else trends
-        st.altair_chart(charts.compare_chart(drawn, metric, x or "step"), key="compare_chart")
+        chart = charts.compare_chart(drawn, metric, x or "step", series=list(job_names(jobs).values()))
+        st.altair_chart(chart, key="compare_chart")  # a job's colour is its place among the picked
     rewards(view, jobs, x or "step")
     summary_table(summary(jobs, trends, metric), metric)
     tags_and_notes(jobs)

@@ -108,7 +108,7 @@ def main() -> None:
     st.title("Predictions")
     st.caption(widgets.plain(view.job.label))
     if view.job.round_count == 0:
-        st.info("This job has no prediction rounds yet.")
+        st.info(widgets.no_rounds_text(view.job, queries.trends(view.store, view.ref()).config))
         return
     table(view, filters(view))
     st.download_button(

@@ -175,10 +175,10 @@ def main() -> None:
     st.title("Samples")
     st.caption(widgets.plain(view.job.label))
     summary = queries.sample_summary(view.store, view.ref())
-    if summary.empty:
-        st.info("This job has no prediction rounds yet.")
-        return
     trends = queries.trends(view.store, view.ref())
+    if summary.empty:
+        st.info(widgets.no_rounds_text(view.job, trends.config))
+        return
     sample = pick_sample(summary["sample_index"].astype(int).tolist())
     if summary["latest_value"].notna().any():
         chart, lists = st.columns([3, 2])

@@ -194,7 +194,7 @@ def main() -> None:
     run_section(view.job, trends.config)
     rounds = trends.rounds
     if rounds.empty:
-        st.info("This job has no prediction rounds yet. They appear here as the callback writes them.")
+        st.info(widgets.no_rounds_text(view.job, trends.config))
         if trends.config.get("kind") == "rollouts":
             st.page_link("pages/rollouts.py", label="This job's RL rollouts", icon=":material/casino:")
         return

@@ -21,7 +21,7 @@ import pytest
 from streamlit.proto.Metric_pb2 import Metric as MetricProto
 from streamlit.testing.v1 import AppTest
 
-from predictions.dashboard import analysis, router
+from predictions.dashboard import analysis, charts, palette, router
 from predictions.errors import StoreUnavailableError
 from predictions.scoring.metrics import score
 from predictions.store import SQLiteStore
@@ -393,6 +393,8 @@ def test_compare_overlays_the_chosen_jobs(open_app, seeded_db, seeded):
     in_order = ["lr 1e-3", "lr 1e-4", "lr 3e-4"]
     assert spec["encoding"]["color"]["scale"]["domain"] == in_order  # colours and legend as picked
     assert spec["encoding"]["color"]["sort"] == in_order
+    assert spec["encoding"]["color"]["scale"]["range"] == list(palette.SERIES[:3])
+    assert spec["height"] == charts.compare_height(3)  # the plot keeps its height above 3 legend rows
     rows = chart_rows(at, 0)
     assert sorted(rows["job"].unique()) == ["lr 1e-3", "lr 1e-4", "lr 3e-4"]
     assert len(rows) == 36

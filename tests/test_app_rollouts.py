@@ -141,6 +141,11 @@ def test_rollout_jobs_are_in_the_picker_and_compared_by_mean_reward(monkeypatch,
     assert rows.groupby("job").size().tolist() == [6, 6]
     at.switch_page("pages/trends.py").run()
     assert [link.proto.label for link in at.get("page_link")] == ["This job's RL rollouts"]
+    (info,) = at.main.info
+    assert "RL job" in info.value and "yet" not in info.value  # a GRPO job never writes rounds
+    for page in ("pages/samples.py", "pages/predictions.py"):
+        at.switch_page(page).run()
+        assert [i.value for i in at.main.info] == [info.value]
 
 
 @pytest.mark.slow

@@ -156,6 +156,16 @@ def test_compare_reads_a_late_difference_of_two_hundredths_in_job_order():
     assert spec["title"] == "Character error rate"
 
 
+def test_a_compared_job_keeps_its_colour_whichever_jobs_have_values_to_draw():
+    picked = ["first", "no rounds", "third"]
+    frame = pd.concat([rounds_frame([0.5, 0.4]).assign(job=name) for name in ("third", "first")])
+    colour = charts.compare_chart(frame, "char_error_rate", series=picked).to_dict()["encoding"]["color"]
+    assert colour["scale"]["domain"] == ["first", "third"]  # the legend: the jobs drawn, in picked order
+    assert colour["scale"]["range"] == [palette.SERIES[0], palette.SERIES[2]]  # each its place's colour
+    spec = charts.compare_chart(frame, "char_error_rate", series=picked).to_dict()
+    assert spec["height"] == charts.compare_height(2)
+
+
 def test_compare_keeps_a_flat_run_and_an_open_metric_on_screen():
     flat = charts.compare_chart(rounds_frame([0.5, 0.5]).assign(job="a"), "char_error_rate").to_dict()
     assert flat["encoding"]["y"]["scale"]["domain"] == pytest.approx([0.49, 0.51])

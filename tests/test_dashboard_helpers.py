@@ -409,5 +409,16 @@ def test_the_job_caption_says_no_rounds_once():
     from predictions.store.records import Job
 
     assert job_caption(Job("j", status="running")) == "running · no rounds yet"
+    assert job_caption(Job("j", status="failed")) == "failed · no rounds"  # an ended job writes none
     job = Job("j", status="finished", latest_epoch=2, latest_step=40, round_count=1)
     assert job_caption(job) == "finished · 1 round · epoch 2 · step 40"
+
+
+def test_a_page_without_rounds_says_why_without_promising_rounds_an_ended_job_never_writes():
+    from predictions.dashboard.widgets import no_rounds_text
+    from predictions.store.records import Job
+
+    assert "yet" in no_rounds_text(Job("j", status="running"))
+    assert no_rounds_text(Job("j", status="failed")) == "This job has failed without a prediction round."
+    rl = no_rounds_text(Job("j", status="finished"), {"kind": "rollouts"})
+    assert "RL job" in rl and "Rollouts page" in rl and "yet" not in rl

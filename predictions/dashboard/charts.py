@@ -6,7 +6,7 @@ point has a tooltip with the round's epoch, step and sample count: the numbers p
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import altair as alt
 import pandas as pd
@@ -192,11 +192,19 @@ def sample_chart(history: pd.DataFrame, rounds: pd.DataFrame, x: str = "step") -
     return alt.layer(*layers).properties(height=200)
 
 
-def compare_chart(trends: pd.DataFrame, metric: Metric | str, x: str = "step", by: str = "job") -> alt.Chart:
+def compare_chart(
+    trends: pd.DataFrame,
+    metric: Metric | str,
+    x: str = "step",
+    by: str = "job",
+    series: Sequence[str] | None = None,
+) -> alt.Chart:
     """Several jobs' averages of one metric overlaid, one colour per job.
 
     `trends` is long form: `job` (or another series column, `by`), `epoch`, `step`, `sample_count`
-    and `avg_<metric>`; the Trends page draws groups of one job the same way, by `group`.
+    and `avg_<metric>`; the Trends page draws groups of one job the same way, by `group`. `series`:
+    every job picked, in order (default: those in `trends`): a job keeps its colour, the one of its
+    place among them, in every chart, whichever jobs have values to draw; the legend lists those.
     """
     metric = as_metric(metric)
     column, title = metric.column, by.title()
@@ -205,7 +213,9 @@ def compare_chart(trends: pd.DataFrame, metric: Metric | str, x: str = "step", b
     keep = [by, "epoch", "step", *(["round"] if "round" in trends.columns else []), "sample_count", column]
     data = trends[keep].dropna(subset=[column])
     data = data.rename(columns={column: "value"})
-    order = list(dict.fromkeys(trends[by]))
+    places = {name: place for place, name in enumerate(dict.fromkeys([*(series or ()), *trends[by]]))}
+    order = sorted(set(data[by]), key=places.__getitem__)
+    colours = [palette.SERIES[places[name] % len(palette.SERIES)] for name in order]
     return (
         alt.Chart(data)
         .mark_line(point=alt.OverlayMarkDef(size=24))
@@ -216,7 +226,7 @@ def compare_chart(trends: pd.DataFrame, metric: Metric | str, x: str = "step", b
                 f"{by}:N",
                 title=title,
                 sort=order,  # legend and colours in the order given (the picked jobs'), not by name
-                scale=alt.Scale(scheme="tableau10", domain=order),
+                scale=alt.Scale(domain=order, range=colours),
                 legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=0),
             ),
             tooltip=[

@@ -19,6 +19,9 @@ TINT = 0.45
 """How much of a table cell's background is the scale's colour (the rest white): text stays readable."""
 LINE, AVERAGE = "#4c78a8", "#9d9d9d"
 """Neutral colours: a metric's trend line, and the job average a sample is set against."""
+SERIES = ("#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
+          "#bab0ac")  # fmt: skip
+"""Vega's tableau10: one colour per compared job, by its place among the jobs picked."""
 
 
 def _rgb(colour: str) -> tuple[int, int, int]:

@@ -261,10 +261,22 @@ def job_caption(job: Job, config: dict | None = None) -> str:
     """Status and progress of a job in one line (numbers only: names are shown by widgets, as text)."""
     if not job.round_count and (config or {}).get("kind") == "rollouts":
         return f"{job.status} · RL rollouts: see the Rollouts page"
-    if not job.round_count or job.latest_step is None:
-        return f"{job.status} · no rounds yet"  # not "0 rounds · no rounds"
+    if not job.round_count or job.latest_step is None:  # not "0 rounds · no rounds"
+        return (
+            f"{job.status} · no rounds" if job.status in FINAL_STATUSES else f"{job.status} · no rounds yet"
+        )
     rounds = f"{job.round_count} round{'s' if job.round_count != 1 else ''}"
     return f"{job.status} · {rounds} · epoch {job.latest_epoch} · step {job.latest_step}"
+
+
+def no_rounds_text(job: Job, config: dict | None = None) -> str:
+    """Why a page has no rounds to show: an RL job writes rollouts instead; an ended job will write
+    none (not "yet", which promised rounds a finished job never writes)."""
+    if (config or {}).get("kind") == "rollouts":
+        return "This is an RL job: it records rollouts, not prediction rounds; they are on the Rollouts page."
+    if job.status in FINAL_STATUSES:
+        return f"This job has {job.status} without a prediction round."
+    return "This job has no prediction rounds yet. They appear here as the callback writes them."
 
 
 def live_controls(job: Job | None) -> int | None:
