@@ -150,3 +150,21 @@ def test_an_older_files_infinite_summary_is_rebuilt_on_opening(tmp_path: Path):
     store.close()
     with sqlite3.connect(db) as conn:  # rebuilt once: the file is current now, opened without writing
         assert schema_is_current(conn)
+
+
+def test_an_older_files_infinite_rollout_summary_is_rebuilt_on_opening(tmp_path: Path):
+    db = tmp_path / "predictions.db"
+    rewards = [HUGE, HUGE, 1.0]
+    rows = [rollout("rl", 1, 1, 0, i, rewards={"accuracy": v}, reward=v) for i, v in enumerate(rewards)]
+    SQLiteStore(db).write_rollouts(rows)
+    with sqlite3.connect(db) as conn:  # as a version before finite averages left it
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'training_rounds'").fetchone()[0]
+        conn.execute("DROP TABLE training_rounds")
+        conn.execute(sql[: sql.index(" --")])
+        infinite = '{"accuracy":{"count":3,"avg":Inf,"var":Inf,"min":1.0,"max":1.0}}'
+        conn.execute("UPDATE training_rollout_steps SET rewards = ?, avg_reward = 9e999", (infinite,))
+    store = SQLiteStore(db)
+    trends = store.rollout_trends("rl")
+    assert_mean(trends.steps["avg_reward"].iloc[0], rewards)
+    assert_mean(trends.rewards["avg"].iloc[0], rewards)
+    store.close()

@@ -443,6 +443,9 @@ REFRESH_ROLLOUT_STEPS = (
 )
 
 
+ALL_ROLLOUT_STEPS = "SELECT DISTINCT user_id, job_id, step FROM training_rollouts"
+
+
 def refresh_jobs(conn: sqlite3.Connection) -> None:
     """Recompute every marked job's summary row once, after its rounds (`refresh_rounds` marks them)."""
     if conn.execute("SELECT 1 FROM training_job_summary_pending LIMIT 1").fetchone() is None:
@@ -484,13 +487,16 @@ def create_schema(conn: sqlite3.Connection) -> None:
             conn.execute(f"DROP INDEX IF EXISTS {stale}")
         for index in INDEXES:
             conn.execute(index)
-        if _rounds_table_is_stale(conn):
+        summaries_stale = _rounds_table_is_stale(conn)
+        if summaries_stale:
             conn.execute("DROP TABLE IF EXISTS training_rounds")
             conn.execute(ROUNDS_TABLE)
             conn.execute(f"INSERT INTO training_rounds {SUMMARIZE} GROUP BY job_id, step")
         conn.execute(ROUNDS_INDEX)
         conn.execute(PENDING_TABLE)
         conn.execute(ROLLOUT_PENDING_TABLE)
+        if summaries_stale:  # the rollout steps' summary is computed as the rounds' is: anew with it
+            conn.execute(f"INSERT OR IGNORE INTO training_rollout_steps_pending {ALL_ROLLOUT_STEPS}")
         _create_job_summary(conn)
         for name, body in TRIGGERS.items():
             conn.execute(f"DROP TRIGGER IF EXISTS {name}")
