@@ -14,6 +14,7 @@ import pytest
 from predictions.__main__ import _address, main, parser
 from predictions.demo import run as demo
 from predictions.store import SQLiteStore
+from tests import zygote
 from tests.helpers import free_port, wait_for_health, wait_until
 
 
@@ -147,9 +148,18 @@ processes end, which the real demo and app would only make slower (the real run 
 def test_the_demo_dashboard_listens_on_127_0_0_1_and_ends_with_the_demo(tmp_path, stop):
     port = free_port()
     (tmp_path / "app.py").write_text("import streamlit as st\nst.write('ok')\n")
-    command = [sys.executable, "-c", STUB_DEMO, str(tmp_path), "demo", "--dashboard", "--port", str(port)]
-    command += ["--db", str(tmp_path / "p.db")]
-    process = subprocess.Popen(command, cwd=demo.REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    argv = [
+        "-c",
+        STUB_DEMO,
+        str(tmp_path),
+        "demo",
+        "--dashboard",
+        "--port",
+        str(port),
+        "--db",
+        str(tmp_path / "p.db"),
+    ]
+    process = zygote.start_python(*argv, cwd=demo.REPO_ROOT, stdout=subprocess.PIPE, text=True)
     try:
         lines = []
         for line in process.stdout:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from predictions.config import PredictionsConfig
 from predictions.scoring.metrics import score
 from predictions.store import SQLiteStore
 from predictions.store.settings import ENV_NAMES
+from tests import zygote
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -49,16 +49,15 @@ def test_the_score_example_prints_what_the_readme_says():
     assert repr(score("Paris.", "Paris")) == shown
 
 
-def run_script(script: Path, folder: Path, **team: str) -> subprocess.CompletedProcess:
+def run_script(script: Path, folder: Path, real: bool = False, **team: str) -> subprocess.CompletedProcess:
     """Run a README snippet as a user would, on a fresh SQLite store in `folder`, or on the Supabase
-    project that `team` (SUPABASE_URL=..., SUPABASE_KEY=..., PREDICTIONS_INGEST_KEY=...) names."""
-    env = {**os.environ, "PREDICTIONS_DB": str(folder / "example.db"), "TQDM_DISABLE": "1"}
+    project that `team` (SUPABASE_URL=..., SUPABASE_KEY=..., PREDICTIONS_INGEST_KEY=...) names. Forked
+    from the zygote (tests/zygote.py), or on a real interpreter if `real`."""
+    env = {**os.environ, "PREDICTIONS_DB": str(folder / "example.db")}
     for name in ("SUPABASE_URL", "SUPABASE_KEY", "PREDICTIONS_INGEST_KEY", "PREDICTIONS_USER_ID"):
         env.pop(name, None)
     env.update(team)
-    return subprocess.run(
-        [sys.executable, str(script)], cwd=folder, env=env, capture_output=True, text=True, timeout=300
-    )
+    return zygote.run_python(script, cwd=folder, env=env, timeout=300, real=real)
 
 
 @pytest.mark.slow
@@ -68,7 +67,7 @@ def test_the_readme_example_runs(tmp_path):
     (reading,) = [block for block in python_blocks() if "store = open_store()" in block]
     script = tmp_path / "example.py"
     script.write_text(example + "\n" + trends + "\n" + reading, encoding="utf-8")
-    result = run_script(script, tmp_path)
+    result = run_script(script, tmp_path, real=True)  # the README example's run on a real interpreter
     assert result.returncode == 0, result.stderr[-3000:]
     assert "avg_char_error_rate" in result.stdout
     assert "readme-example 80" in result.stdout  # the job listed with its latest step

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ from predictions.delivery.writer import Writer
 from predictions.store import SQLiteStore
 from predictions.store.records import PageQuery, PredictionRow
 from tests import helpers_training as h
+from tests import zygote
 from tests.helpers_outbox import kept, key_of
 from tests.pg_fixtures import USER_A, service_store
 
@@ -272,25 +272,22 @@ h.trainer(Path(sys.argv[1]), [callback, Announce()], epochs=int(sys.argv[2])).tr
 """
 
 
-def start_run(backend, tmp_path, epochs: int = 200, *flags: str) -> subprocess.Popen:
-    """A training subprocess on the backend's store, its outbox at `tmp_path / "s.outbox.db"`."""
+def start_run(backend, tmp_path, epochs: int = 200, *flags: str, real: bool = False):
+    """A training subprocess on the backend's store, its outbox at `tmp_path / "s.outbox.db"`: forked
+    from the zygote (tests/zygote.py), or a real interpreter if `real`."""
     env = {
         **os.environ,
         **backend.env,
         "PYTHONPATH": str(ROOT),
         "PREDICTIONS_SPOOL": str(tmp_path / "s.outbox.db"),
     }
-    return subprocess.Popen(
-        [sys.executable, "-c", PREEMPTED_RUN, str(tmp_path), str(epochs), *flags],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    return zygote.start_python(
+        "-c", PREEMPTED_RUN, tmp_path, str(epochs), *flags, cwd=ROOT, env=env, real=real, **pipes
     )
 
 
-def first_round(run: subprocess.Popen) -> list[str]:
+def first_round(run) -> list[str]:
     """Read the run's output until its first round is announced (queued for the writer)."""
     announced = [run.stdout.readline()]
     while announced[-1] and not announced[-1].startswith("round "):
@@ -303,16 +300,18 @@ def announced_steps(lines: list[str]) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    ("backend", "signum"),
-    [("sqlite", signal.SIGTERM), ("supabase", signal.SIGTERM), ("sqlite", signal.SIGHUP)],
-    ids=["sqlite-SIGTERM", "supabase-SIGTERM", "sqlite-SIGHUP"],
+    ("backend", "signum", "real"),
+    [("sqlite", signal.SIGTERM, True), ("supabase", signal.SIGTERM, False), ("sqlite", signal.SIGHUP, False)],
+    ids=["sqlite-SIGTERM-real-interpreter", "supabase-SIGTERM", "sqlite-SIGHUP"],
     indirect=["backend"],
 )
-def test_sigterm_after_the_first_round_marks_the_job_failed_and_keeps_every_round(backend, tmp_path, signum):
+def test_sigterm_after_the_first_round_marks_the_job_failed_and_keeps_every_round(
+    backend, tmp_path, signum, real
+):
     """SIGTERM on every store; SIGHUP (a closed terminal) takes the same path after the signal, so one
-    store is enough for it."""
+    store is enough for it. One run is a real interpreter's, the others are forked from the zygote."""
     store = backend.store
-    run = start_run(backend, tmp_path)
+    run = start_run(backend, tmp_path, real=real)
     announced = first_round(run)
     run.send_signal(signum)
     out, err = run.communicate(timeout=120)

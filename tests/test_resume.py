@@ -9,13 +9,13 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from predictions.store import SQLiteStore
 from predictions.store.records import PageQuery
+from tests import zygote
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,17 +44,12 @@ print("job", callback.job_id, flush=True)
 """
 
 
-def start(tmp_path: Path, hang_at: int, mode: str) -> subprocess.Popen:
+def start(tmp_path: Path, hang_at: int, mode: str):
+    """A training run in a new process, forked from the zygote (tests/zygote.py): no torch import."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PREDICTIONS_DB": str(tmp_path / "p.db")}
     env.update({"SUPABASE_URL": "", "SUPABASE_KEY": "", "PREDICTIONS_SPOOL": str(tmp_path / "s.jsonl")})
-    return subprocess.Popen(
-        [sys.executable, "-c", RUN, str(tmp_path), str(hang_at), mode],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    return zygote.start_python("-c", RUN, tmp_path, str(hang_at), mode, cwd=ROOT, env=env, **pipes)
 
 
 def test_a_run_killed_and_resumed_in_a_new_process_is_one_job_with_every_round_once(tmp_path):

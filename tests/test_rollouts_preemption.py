@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 
 from predictions.delivery.writer import Writer
 from predictions.store import SQLiteStore
+from tests import zygote
 
 pytestmark = pytest.mark.slow
 
@@ -53,14 +53,8 @@ def test_sigterm_while_rollouts_are_being_built_keeps_them_and_fails_the_job(tmp
     (tmp_path / "run.py").write_text(SCRIPT, encoding="utf-8")
     env = {**os.environ, "PREDICTIONS_DB": str(tmp_path / "p.db"), "PYTHONPATH": str(ROOT)}
     env.pop("SUPABASE_URL", None)
-    run = subprocess.Popen(
-        [sys.executable, str(tmp_path / "run.py")],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    run = zygote.start_python(tmp_path / "run.py", cwd=tmp_path, env=env, **pipes)  # tests/zygote.py
     line = run.stdout.readline()
     while line and not line.startswith("step "):
         line = run.stdout.readline()
