@@ -38,31 +38,117 @@ class Dashboard:
     db: Path
 
 
-def open_page(page, url: str, charts: int, timeout_ms: int = 30_000) -> None:
-    """Go to `url` and wait until the script has finished and `charts` Vega charts are drawn."""
+VIEWPORT = {"width": 1500, "height": 1100}
+"""The tab's size between tests (a test that resizes it gets it back: conftest's `page`)."""
+SETTLE_FRAMES = 10
+"""Animation frames a drawn layout must stay the same to count as settled."""
+
+LAYOUT = """() => {
+  const shown = selector => [...document.querySelectorAll(selector)]  // not in a closed expander or tab
+    .filter(e => e.checkVisibility({contentVisibilityAuto: true, visibilityProperty: true}));
+  const charts = shown('[data-testid="stVegaLiteChart"]').map(chart => {
+    const svg = chart.querySelector('svg.marks');
+    return [chart.clientWidth, +svg?.getAttribute('width'), +svg?.getAttribute('height')];
+  });
+  const grids = shown('[data-testid="stDataFrame"]').map(table => {
+    const scroller = table.querySelector('.dvn-scroller');
+    const heads = table.querySelectorAll('th').length;
+    return [table.clientWidth, scroller?.clientWidth, scroller?.scrollWidth, heads];
+  });
+  const running = document.querySelector('[data-testid="stStatusWidget"], [data-stale="true"]') !== null;
+  const drawn = !running && charts.every(c => c[0] === c[1])
+                && grids.every(g => g[0] - g[1] <= 2 && g[3] > 0);
+  return {drawn, layout: JSON.stringify([charts, grids])};
+}"""
+"""Whether the page is drawn at the tab's current width: no script running and no stale element; every
+chart shown drawn, as wide as its frame (they all use the container's width; a resize redraws them
+within about 0.2 s); every grid shown has its view as wide as its frame (it re-measures some 10 frames
+after the charts) and its accessible header row drawn (a loaded machine draws it seconds late; measured
+before it, a pinned table looked cut). `layout` holds every size, so a change shows."""
+SETTLED = f"""frames => {{
+  const now = ({LAYOUT})();
+  if (!now.drawn || now.layout !== window.__pmLayout) {{
+    window.__pmLayout = now.layout; window.__pmSame = 0; return false;
+  }}
+  return ++window.__pmSame >= frames;
+}}"""
+"""Polled once per animation frame: true once the page is drawn and its sizes have stayed the same
+for `frames` frames."""
+
+
+def settle(page, timeout_ms: int = 60_000) -> None:
+    """Wait until the page is drawn at its width and stays so, instead of sleeping."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.evaluate("() => { window.__pmLayout = null; window.__pmSame = 0; }")
+    try:
+        page.wait_for_function(SETTLED, arg=SETTLE_FRAMES, timeout=timeout_ms, polling="raf")
+    except PlaywrightTimeout as error:
+        raise AssertionError(f"the page never settled: {page.evaluate(LAYOUT)}") from error
+
+
+def open_page(page, url: str, charts: int, timeout_ms: int = 60_000) -> None:
+    """Go to `url` and wait until the script has finished, `charts` Vega charts are drawn and the
+    layout has settled."""
     page.goto(url)
+    wait_drawn(page, charts, timeout_ms)
+
+
+def go_to(page, title: str, charts: int, timeout_ms: int = 60_000) -> None:
+    """Open another page by its link in the top navigation, as a user does: the job stays in the URL,
+    and the browser keeps the app it has loaded (a rerun, not a page load)."""
+    page.locator('[data-testid="stTopNavLink"]', has_text=title).click()
+    page.wait_for_function(
+        "t => document.querySelector('[data-testid=\"stMainBlockContainer\"] h1')?.innerText.startsWith(t)",
+        arg=title,
+        timeout=timeout_ms,
+    )
+    wait_drawn(page, charts, timeout_ms)
+
+
+def wait_drawn(page, charts: int, timeout_ms: int) -> None:
     page.wait_for_selector('[data-testid="stMainBlockContainer"] h1', timeout=timeout_ms)
     page.wait_for_function(
         f"n => document.querySelectorAll('{CHARTS}').length >= n", arg=charts, timeout=timeout_ms
     )
-    page.wait_for_selector('[data-testid="stStatusWidget"]', state="hidden", timeout=timeout_ms)
-    page.wait_for_timeout(500)  # let the last layout settle before a screenshot
+    settle(page, timeout_ms=timeout_ms)
+
+
+def resize(page, width: int, height: int) -> None:
+    """Set the tab's size and wait for the page to be drawn again at it (Streamlit reflows without a
+    rerun: the charts and grids redraw themselves)."""
+    page.set_viewport_size({"width": width, "height": height})
+    settle(page)
 
 
 def screenshot(page, name: str) -> Path:
     """The whole page, however tall: the viewport grows to the content for the shot."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     height = page.evaluate("document.querySelector('[data-testid=\"stMainBlockContainer\"]').scrollHeight")
-    page.set_viewport_size({"width": 1500, "height": min(4000, height + 60)})
-    page.wait_for_timeout(700)
+    size = page.viewport_size
+    tall = {"width": 1500, "height": min(4000, height + 60)}
+    if tall != size:
+        resize(page, **tall)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=path)
-    page.set_viewport_size({"width": 1500, "height": 1100})
+    if tall != size:
+        resize(page, **size)
     return path
 
 
 def exceptions(page) -> list[str]:
     return page.locator('[data-testid="stException"]').all_inner_texts()
+
+
+def assert_no_exception(page, where: str = "") -> None:
+    """No Streamlit exception box on the page, and no JavaScript dialog was opened."""
+    assert exceptions(page) == [], f"{where}: Streamlit exceptions"
+    assert page.dialogs == [], f"{where}: a dialog opened"
+
+
+def assert_charts_drawn(page, charts: int, where: str = "") -> None:
+    drawn = page.locator(CHARTS).count()
+    assert drawn == charts, f"{where}: {drawn} charts drawn, {charts} expected"
 
 
 LOSS_JOB = "demo-loss"

@@ -1,14 +1,16 @@
 """The dashboard in a real browser: `streamlit run app.py` on a seeded store, headless Chromium.
 
-Every page is opened, waited on until its charts are drawn, checked for Streamlit exceptions and
-saved as a screenshot (artifacts/screenshots/). Model output holding HTML must reach the DOM as text,
-a heatmap click must open the sample, and a round written while the page is open must show up.
+Each page is opened once per job it is checked on, and every check that job needs runs there: charts
+drawn, no Streamlit exception, the job kept in the link, a screenshot (artifacts/screenshots/); model
+output holding HTML or Markdown reaches the DOM as text on every page and loads nothing; a heatmap click
+and a sample list's row open the sample; CER cells are coloured; a round written while the page is
+open shows up. A job's other pages are reached by the top navigation, as a user goes there.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -19,7 +21,17 @@ from predictions.store import SQLiteStore
 from predictions.store.records import PredictionRow
 from tests.helpers import free_port
 from tests.helpers_app import sqlite_env, streamlit_server
-from tests.helpers_browser import CHARTS, DASHBOARD_DB, SCREENSHOTS, exceptions, open_page, screenshot
+from tests.helpers_browser import (
+    DASHBOARD_DB,
+    SCREENSHOTS,
+    assert_charts_drawn,
+    assert_no_exception,
+    exceptions,
+    go_to,
+    open_page,
+    screenshot,
+    settle,
+)
 from tests.seeding import (
     BIG_JOB,
     COLOUR_PROBE_JOB,
@@ -35,23 +47,63 @@ from tests.seeding import (
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 """The browser tests share one server and one seeded file (conftest's `dashboard`): one xdist worker."""
 
-PAGES = [
-    # url path, job, charts drawn, screenshot name
-    ("", COMPARE_JOBS[2], 4, "trends"),
-    ("trends", COMPARE_JOBS[2], 4, "trends-by-name"),
-    ("samples", BIG_JOB, 2, "samples"),
-    ("predictions", BIG_JOB, 0, "predictions"),
-    ("compare", COMPARE_JOBS[2], 1, "compare"),
-]
+PAGES = [("trends", COMPARE_JOBS[2], 4), ("predictions", BIG_JOB, 0), ("compare", COMPARE_JOBS[2], 1)]
+"""Url path, job, charts drawn (Samples has its own test: it is clicked on as well). `/` is opened by
+the live test, `/trends` here."""
+TITLES = [title for _, title, _, _ in router.PAGES[:4]]
+"""The pages a job of predictions shows, in the navigation's order: Trends, Samples, Predictions, Compare."""
 
 
-@pytest.mark.parametrize(("path", "job", "charts", "name"), PAGES, ids=[p[3] for p in PAGES])
-def test_every_page_draws_its_charts_without_an_exception(dashboard, page, path, job, charts, name):
+def assert_link_keeps_the_job(page, job: str) -> None:
+    url = page.evaluate("location.href")  # page.url follows the page's own history changes late
+    assert f"job={job}" in url, f"the link lost the job: {url}"
+
+
+@pytest.mark.parametrize(("path", "job", "charts"), PAGES, ids=[p[0] for p in PAGES])
+def test_every_page_draws_its_charts_without_an_exception(dashboard, page, path, job, charts):
     open_page(page, f"{dashboard.url}/{path}?job={job}", charts)
-    assert exceptions(page) == []
-    assert page.locator(CHARTS).count() == charts
-    assert f"job={job}" in page.url  # the link keeps the job
-    assert screenshot(page, name).stat().st_size > 20_000
+    assert_no_exception(page, path)
+    assert_charts_drawn(page, charts, path)
+    assert_link_keeps_the_job(page, job)
+    assert screenshot(page, path).stat().st_size > 20_000
+
+
+def test_the_samples_page_draws_and_its_lists_and_heatmap_open_a_sample(dashboard, page):
+    """Samples for a long job: drawn, then a sample list's row and a heatmap cell, clicked, each open
+    their sample (a rerun of the same page, as a user clicks one after the other)."""
+    open_page(page, f"{dashboard.url}/samples?job={BIG_JOB}", 2)
+    assert_no_exception(page, "samples")
+    assert_charts_drawn(page, 2, "samples")
+    assert_link_keeps_the_job(page, BIG_JOB)
+    assert "sample=0" in page.url
+    assert screenshot(page, "samples").stat().st_size > 20_000
+    select_the_third_row_of_the_most_improved_list(dashboard, page)
+    click_the_heatmap_on_sample_7(page)
+    assert_no_exception(page, "samples after the clicks")
+
+
+def select_the_third_row_of_the_most_improved_list(dashboard, page) -> None:
+    store = SQLiteStore(dashboard.db)
+    improved = analysis.most_improved(analysis.sample_summary(store.sample_summary(BIG_JOB)))
+    store.close()
+    wanted = int(improved["sample_index"].iloc[2])
+    assert wanted not in (0, 7)
+    table = page.locator('[data-testid="stDataFrame"]').first.bounding_box()
+    row_height = 35  # the header and each row of st.dataframe
+    page.mouse.click(table["x"] + 16, table["y"] + row_height * 3 + row_height / 2)  # the tick box
+    page.wait_for_url(f"**sample={wanted}**", timeout=30_000)
+    page.wait_for_selector(f'h3:has-text("Sample {wanted}")', timeout=30_000)
+    settle(page)
+
+
+def click_the_heatmap_on_sample_7(page) -> None:
+    rounds = 40  # seed_demo's long run: 40 rounds of 24 samples, one heatmap cell each
+    cells = page.locator('[data-testid="stVegaLiteChart"]').first.locator("g.mark-rect path")
+    cells.nth(7 * rounds + 20).click()
+    page.wait_for_url("**sample=7**", timeout=30_000)
+    page.wait_for_selector('h3:has-text("Sample 7")', timeout=30_000)
+    prompt, truth = sample_task(7)
+    assert page.locator('[data-testid="stCode"]').all_inner_texts()[:2] == [prompt, truth]
 
 
 def test_a_fresh_server_renders_a_page_opened_by_url_first_with_the_sidebar(dashboard, page):
@@ -82,30 +134,37 @@ def assert_full_page(page, title: str, job_label: str) -> None:
     assert page.dialogs == [] and exceptions(page) == []
 
 
-@pytest.mark.parametrize(("path", "charts"), [("", 0), ("samples", 2), ("predictions", 0), ("compare", 1)])
-def test_html_in_predictions_reaches_the_dom_as_text(dashboard, page, path, charts):
-    open_page(page, f"{dashboard.url}/{path}?job={XSS_JOB}", charts)
-    literals = [XSS_IMG, XSS_SCRIPT] if path in ("samples", "predictions") else [XSS_IMG]
-    for literal in literals:  # tables fill their accessible cells a moment after the grid is drawn
-        page.wait_for_function("s => document.body.textContent.includes(s)", arg=literal, timeout=15_000)
-    assert page.locator('img[src="x"]').count() == 0
-    assert page.evaluate("[...document.scripts].filter(s => s.textContent.includes('alert(1)')).length") == 0
-    assert page.locator("main b", has_text="bold").count() == 0  # the job's name is escaped too
-    assert page.dialogs == [] and exceptions(page) == []
-    if path == "samples":
-        screenshot(page, "samples-untrusted-html")
+def walk_the_pages(
+    page, url: str, job: str, charts: tuple[int, ...], check: Callable[[object, str], None]
+) -> None:
+    """Open the job's Trends by URL, then Samples, Predictions and Compare by the top navigation, each
+    waited on until it has drawn at least its `charts`; then `check(page, title)` on it."""
+    for title, least in zip(TITLES, charts, strict=True):
+        if title == TITLES[0]:
+            open_page(page, f"{url}/?job={job}", least)
+        else:
+            go_to(page, title, least)
+        assert_link_keeps_the_job(page, job)
+        check(page, title)
 
 
-def test_clicking_the_heatmap_opens_that_sample(dashboard, page):
-    open_page(page, f"{dashboard.url}/samples?job={BIG_JOB}", 2)
-    assert "sample=0" in page.url
-    rounds = 40  # seed_demo's long run: 40 rounds of 24 samples, one heatmap cell each
-    cells = page.locator('[data-testid="stVegaLiteChart"]').first.locator("g.mark-rect path")
-    cells.nth(7 * rounds + 20).click()
-    page.wait_for_url("**sample=7**", timeout=20_000)
-    page.wait_for_selector('h3:has-text("Sample 7")', timeout=20_000)
-    prompt, truth = sample_task(7)
-    assert page.locator('[data-testid="stCode"]').all_inner_texts()[:2] == [prompt, truth]
+def test_html_in_predictions_reaches_the_dom_as_text(dashboard, page):
+    """On every page of a job whose prompts and answers hold HTML (the Samples and Predictions pages
+    show both literals; the others show the job's name, itself HTML)."""
+
+    def html_is_text(page, title: str) -> None:
+        literals = [XSS_IMG, XSS_SCRIPT] if title in ("Samples", "Predictions") else [XSS_IMG]
+        for literal in literals:  # tables fill their accessible cells a moment after the grid is drawn
+            page.wait_for_function("s => document.body.textContent.includes(s)", arg=literal, timeout=30_000)
+        assert page.locator('img[src="x"]').count() == 0, title
+        script = "[...document.scripts].filter(s => s.textContent.includes('alert(1)')).length"
+        assert page.evaluate(script) == 0, title
+        assert page.locator("main b", has_text="bold").count() == 0, title  # the job's name is escaped too
+        assert_no_exception(page, title)
+        if title == "Samples":
+            screenshot(page, "samples-untrusted-html")
+
+    walk_the_pages(page, dashboard.url, XSS_JOB, (0, 2, 0, 1), html_is_text)
 
 
 def test_a_round_written_while_the_page_is_open_shows_up_live(dashboard, page):
@@ -122,42 +181,28 @@ def test_a_round_written_while_the_page_is_open_shows_up_live(dashboard, page):
     assert exceptions(page) == []
 
 
-def test_selecting_a_row_of_a_sample_list_opens_that_sample(dashboard, page):
-    store = SQLiteStore(dashboard.db)
-    improved = analysis.most_improved(analysis.sample_summary(store.sample_summary(BIG_JOB)))
-    store.close()
-    wanted = int(improved["sample_index"].iloc[2])
-    assert wanted != 0
-    open_page(page, f"{dashboard.url}/samples?job={BIG_JOB}", 2)
-    table = page.locator('[data-testid="stDataFrame"]').first.bounding_box()
-    row_height = 35  # the header and each row of st.dataframe
-    page.mouse.click(
-        table["x"] + 16, table["y"] + row_height * 3 + row_height / 2
-    )  # the third row's tick box
-    page.wait_for_url(f"**sample={wanted}**", timeout=20_000)
-    page.wait_for_selector(f'h3:has-text("Sample {wanted}")', timeout=20_000)
-
-
-def row_tint(image, row: int, row_height: int = 35) -> tuple[float, float, float]:
-    """The mean colour of the clearly coloured pixels in a table row (header is row 0)."""
+def row_tint(image, row: int, row_height: int = 35) -> tuple[float, float, float] | None:
+    """The mean colour of the clearly coloured pixels in a table row (header is row 0); None when the
+    row has no coloured cell (yet)."""
     band = image.crop((0, row * row_height + 4, image.width, (row + 1) * row_height - 4)).convert("RGB")
     tinted = [(r, g, b) for r, g, b in band.getdata() if max(r, g, b) - min(r, g, b) > 25]
-    assert len(tinted) > 200, f"row {row} has no coloured cell"
+    if len(tinted) <= 200:
+        return None
     return tuple(sum(channel) / len(tinted) for channel in zip(*tinted, strict=True))
 
 
 def test_cer_cells_are_coloured_by_the_shared_scale_half_wrong_is_not_green(dashboard, page):
     open_page(page, f"{dashboard.url}/predictions?job={COLOUR_PROBE_JOB}", 0)
-    page.wait_for_function("() => document.body.textContent.includes('probe 1')", timeout=15_000)
+    page.wait_for_function("() => document.body.textContent.includes('probe 1')", timeout=30_000)
     grid = page.locator('[data-testid="stDataFrame"]').first
-    tints = None
-    for _ in range(20):  # until the canvas has settled: two shots alike
-        page.wait_for_timeout(500)
-        image = Image.open(io.BytesIO(grid.screenshot(path=SCREENSHOTS / "colour-probe.png")))
-        previous, tints = tints, (row_tint(image, 1), row_tint(image, 2))
-        if tints == previous:
+    shots: list[bytes] = []
+    for _ in range(40):  # the canvas is painted a frame or more after the DOM: two shots alike
+        shots.append(grid.screenshot(path=SCREENSHOTS / "colour-probe.png", animations="disabled"))
+        if len(shots) > 1 and shots[-1] == shots[-2]:
             break
-    half_wrong, nearly_right = tints
+    image = Image.open(io.BytesIO(shots[-1]))
+    half_wrong, nearly_right = row_tint(image, 1), row_tint(image, 2)
+    assert half_wrong and nearly_right, "a CER cell of the probe is not coloured"
     redness = [r - g for r, g, _ in (half_wrong, nearly_right)]
     assert redness[0] > redness[1] + 40, (half_wrong, nearly_right)  # 0.5 is clearly redder than 0.1
     assert nearly_right[1] > nearly_right[0], nearly_right  # 0.1 reads green
@@ -196,6 +241,8 @@ def image_server() -> Iterator[tuple[str, list[str]]]:
 
 
 def test_markdown_a_job_wrote_makes_the_browser_load_nothing(dashboard, page):
+    """A job whose name, scorer title and config are Markdown images pointing at a local server: on
+    no page does the browser ask that server for anything (and it would: the control fetch is seen)."""
     with image_server() as (beacon, hits):
         markdown = f"![beacon]({beacon}/beacon.png)"
         scorers = {"quality": {"title": markdown, "higher_is_better": False, "bounds": [None, None]}}
@@ -211,11 +258,13 @@ def test_markdown_a_job_wrote_makes_the_browser_load_nothing(dashboard, page):
         )
         store.close()
         loaded = {}
-        for path in ("", "samples", "predictions", "compare"):
-            open_page(page, f"{dashboard.url}/{path}?job=md-job&sample=0", 0)
-            page.wait_for_function("s => document.body.textContent.includes(s)", arg="beacon", timeout=15_000)
-            assert exceptions(page) == []
-            loaded[path or "trends"] = list(hits)
-        assert loaded == {"trends": [], "samples": [], "predictions": [], "compare": []}  # no request at all
+
+        def loads_nothing(page, title: str) -> None:
+            page.wait_for_function("s => document.body.textContent.includes(s)", arg="beacon", timeout=30_000)
+            assert_no_exception(page, title)
+            loaded[title] = list(hits)
+
+        walk_the_pages(page, dashboard.url, "md-job", (0, 0, 0, 0), loads_nothing)
+        assert loaded == {title: [] for title in TITLES}  # no request at all
         page.evaluate("url => fetch(url).then(r => r.status)", f"{beacon}/control.png")
         assert hits == ["/control.png"]  # the server would have seen a request: the check can fail

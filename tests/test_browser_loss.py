@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("br
 (conftest's `dashboard` trains it)."""
 
 
-def test_trends_draws_the_trainers_loss_beside_the_cer_on_one_step_axis(dashboard, chromium):
+def test_trends_draws_the_trainers_loss_beside_the_cer_on_one_step_axis(dashboard, page):
     store = SQLiteStore(dashboard.db)
     series = store.training_series(LOSS_JOB)
     steps = store.rounds(LOSS_JOB)["step"].tolist()
@@ -21,18 +21,15 @@ def test_trends_draws_the_trainers_loss_beside_the_cer_on_one_step_axis(dashboar
     assert set(series["name"]) == {"loss", "learning_rate"}
     assert series[series["name"] == "loss"]["step"].tolist() == [10, 20, 30, 40, 50, 60]
     assert steps == [10, 20, 30, 40, 50, 60]
-    context = chromium.new_context(viewport={"width": 1500, "height": 3200})  # all in view
-    page = context.new_page()
+    page.set_viewport_size({"width": 1500, "height": 3200})  # all in view
     open_page(page, f"{dashboard.url}/?job={LOSS_JOB}", charts=5)  # four metrics, then loss + CER + rate
     assert exceptions(page) == []
     heading = page.get_by_role("heading", name="Loss and answers")
     chart = page.locator('[data-testid="stVegaLiteChart"]').filter(has=page.locator("svg.marks")).nth(4)
-    page.wait_for_timeout(700)
     top, box = heading.bounding_box(), chart.bounding_box()
     clip = {"x": box["x"] - 8, "y": top["y"] - 8, "width": box["width"] + 16}
     clip["height"] = box["y"] + box["height"] - top["y"] + 16
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / "trends-loss.png"
     page.screenshot(path=path, clip=clip)
-    context.close()
     assert path.stat().st_size > 20_000
