@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,12 +56,20 @@ LAYOUT = """() => {
     const heads = table.querySelectorAll('th').length;
     return [table.clientWidth, scroller?.clientWidth, scroller?.scrollWidth, heads];
   });
-  const running = document.querySelector('[data-testid="stStatusWidget"], [data-stale="true"]') !== null;
+  const finished = document.querySelector('[data-testid="stApp"]')?.dataset.testScriptState === 'notRunning';
+  const content = '[data-testid="stDataFrame"], [data-testid="stVegaLiteChart"], img';
+  const loading = document.querySelector('[data-stale="true"], [data-testid="stSkeleton"]') !== null
+    || [...document.querySelectorAll('[data-testid="stFullScreenFrame"]')]
+      .some(frame => !frame.querySelector(content));
+  const running = !finished || loading;
   const drawn = !running && charts.every(c => c[0] === c[1])
                 && grids.every(g => g[0] - g[1] <= 2 && g[3] > 0);
-  return {drawn, layout: JSON.stringify([charts, grids])};
+  const elements = document.querySelectorAll('[data-testid="stElementContainer"]').length;
+  return {drawn, layout: JSON.stringify([elements, charts, grids])};
 }"""
-"""Whether the page is drawn at the tab's current width: no script running and no stale element; every
+"""Whether the page is drawn at the tab's current width: the script has finished (the app's own state,
+which Streamlit's status widget shows only after a while), no element is stale or still a skeleton (a
+lazily loaded widget) or an empty frame (a table's data a second after the script ends); every
 chart shown drawn, as wide as its frame (they all use the container's width; a resize redraws them
 within about 0.2 s); every grid shown has its view as wide as its frame (it re-measures some 10 frames
 after the charts) and its accessible header row drawn (a loaded machine draws it seconds late; measured
@@ -121,6 +130,21 @@ def resize(page, width: int, height: int) -> None:
     settle(page)
 
 
+LAPTOP_WIDTHS = (1280, 1400)
+"""Common laptop widths every page must fit (tests/test_browser_widths.py)."""
+
+
+def at_laptop_widths(page, url: str, charts: int) -> Iterator[int]:
+    """Open `url` at the first width, then widen the same page to each next one (Streamlit reflows
+    without a rerun); yields each width once the page is drawn at it."""
+    page.set_viewport_size({"width": LAPTOP_WIDTHS[0], "height": 1000})
+    open_page(page, url, charts)
+    for width in LAPTOP_WIDTHS:
+        if width != LAPTOP_WIDTHS[0]:
+            resize(page, width, 1000)
+        yield width
+
+
 def screenshot(page, name: str) -> Path:
     """The whole page, however tall: the viewport grows to the content for the shot."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -149,6 +173,43 @@ def assert_no_exception(page, where: str = "") -> None:
 def assert_charts_drawn(page, charts: int, where: str = "") -> None:
     drawn = page.locator(CHARTS).count()
     assert drawn == charts, f"{where}: {drawn} charts drawn, {charts} expected"
+
+
+CUT_TABLES = """() => [...document.querySelectorAll('[data-testid="stDataFrame"]')].flatMap(table => {
+  const scroller = table.querySelector('.dvn-scroller');
+  const heads = [...table.querySelectorAll('th')].map(th => th.textContent);
+  const wide = scroller && scroller.scrollWidth > scroller.clientWidth + 1;
+  const scrolls = ['Sample', 'Epoch', 'Step'].every(h => heads.includes(h));  // pinned: the row is known
+  return wide && !scrolls
+    ? [`${heads.join(' | ')}: ${scroller.scrollWidth} px of columns in ${scroller.clientWidth} px`] : [];
+})"""
+"""Tables that run off the edge; a table of rows may scroll its scores while its row's sample, epoch
+and step stay pinned on screen (a job's six metrics cannot fit 1280 px beside the texts)."""
+CUT_TITLES = """() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"] svg.marks')]
+.flatMap(svg => {
+  const view = svg.getBoundingClientRect();
+  return [...svg.querySelectorAll('.role-title-text, .role-axis-title text, .role-legend-title text')]
+    .filter(text => { const box = text.getBoundingClientRect();
+                      return box.left < view.left - 4 || box.right > view.right + 4
+                             || text.textContent.endsWith('…'); })
+    .map(text => `${text.textContent}: ${Math.round(text.getBoundingClientRect().left - view.left)} px`);
+})"""
+"""Chart titles outside their chart or shortened by Vega. The box of a rotated axis title is its whole
+line (leading included), which may pass the edge by 2 px while its letters do not: 4 px allowed."""
+CUT_TEXT = """() => [...document.querySelectorAll('[data-testid="stMain"] *')]
+  .filter(el => !el.closest('[data-testid="stDataFrame"], [data-testid="stVegaLiteChart"]'))
+  .filter(el => el.clientWidth > 2 && el.scrollWidth > el.clientWidth + 1)
+  .filter(el => getComputedStyle(el).overflowX !== 'visible')
+  .map(el => `${el.innerText.replace(/\\s+/g, ' ').slice(0, 60)}: ${el.scrollWidth}/${el.clientWidth} px`)"""
+"""Text cut by its box outside tables and charts: a metric card's label, value or change shortened with
+an ellipsis ("Word ove…", "CER per 10…"), a widget label, a row of options scrolled sideways. Boxes of
+1 or 2 px are screen-reader text, clipped on purpose."""
+
+
+def assert_nothing_cut(page, where: str) -> None:
+    """No table runs off the edge, no chart title and no other text is cut: each check named on failure."""
+    for name, check in (("tables cut", CUT_TABLES), ("chart titles cut", CUT_TITLES), ("text cut", CUT_TEXT)):
+        assert page.evaluate(check) == [], f"{where}: {name}"
 
 
 LOSS_JOB = "demo-loss"

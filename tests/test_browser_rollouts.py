@@ -1,8 +1,8 @@
 """The Rollouts page in headless Chromium: `streamlit run app.py` on a store holding a real GRPO job.
 
 The page draws its charts without an exception, a prompt's history opens with every group side by side,
-and a completion holding HTML reaches the DOM as text (no dialog). The README's screenshot is
-`make screenshots`'s (devtools/screenshots.py); tests never write into docs/.
+and a completion holding HTML reaches the DOM as text (no dialog); nothing is cut at 1280 or 1400 px.
+The README's screenshot is `make screenshots`'s (devtools/screenshots.py); tests never write into docs/.
 """
 
 from __future__ import annotations
@@ -10,7 +10,17 @@ from __future__ import annotations
 import pytest
 
 from predictions.store import SQLiteStore
-from tests.helpers_browser import CHARTS, GRPO_JOB_NAME, ROLLOUTS_JOB, exceptions, open_page, screenshot
+from tests.helpers_browser import (
+    CHARTS,
+    GRPO_JOB_NAME,
+    ROLLOUTS_JOB,
+    assert_no_exception,
+    assert_nothing_cut,
+    at_laptop_widths,
+    exceptions,
+    open_page,
+    screenshot,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 """The jobs are in conftest's `dashboard`: a real 8-step GRPO job and test_app_rollouts' hacked job."""
@@ -41,10 +51,17 @@ def test_the_rollouts_page_draws_a_grpo_job_and_a_prompts_history(dashboard, pag
 
 
 @pytest.mark.timeout(600)
-def test_html_in_a_completion_reaches_the_dom_as_text(dashboard, page):
-    open_page(page, f"{dashboard.url}/rollouts?job={ROLLOUTS_JOB}", 4, LOADED_MS)
-    assert page.get_by_text("Reward rose by").count() == 1  # the alarm
-    page.wait_for_function("text => document.body.innerText.includes(text)", arg="onerror", timeout=30_000)
-    assert page.locator(".pm-history img").count() == 0  # no element: nothing to run its onerror
-    assert page.dialogs == []
+def test_html_in_a_completion_reaches_the_dom_as_text_and_nothing_is_cut(dashboard, page):
+    """The hacked job's page at 1280 px, then 1400 px: the alarm shown, the completion holding HTML as
+    text, and no table, chart title or text cut at either width (test_browser_widths' checks)."""
+    for width in at_laptop_widths(page, f"{dashboard.url}/rollouts?job={ROLLOUTS_JOB}", 5):
+        where = f"rollouts at {width} px"
+        assert page.get_by_text("Reward rose by").count() == 1, f"{where}: the alarm"
+        page.wait_for_function(
+            "text => document.body.innerText.includes(text)", arg="onerror", timeout=30_000
+        )
+        assert page.locator(".pm-history img").count() == 0  # no element: nothing to run its onerror
+        assert_no_exception(page, where)
+        assert page.locator(CHARTS).count() >= 5, f"{where}: charts drawn"
+        assert_nothing_cut(page, where)
     assert "bold**" in page.locator(".pm-history").inner_text()
