@@ -61,6 +61,7 @@ def assert_link_keeps_the_job(page, job: str) -> None:
 
 @pytest.mark.parametrize(("path", "job", "charts"), PAGES, ids=[p[0] for p in PAGES])
 def test_every_page_draws_its_charts_without_an_exception(dashboard, page, path, job, charts):
+    """Opened by its URL on a warm server: every chart drawn, no exception, the job still in the link."""
     open_page(page, f"{dashboard.url}/{path}?job={job}", charts)
     assert_no_exception(page, path)
     assert_charts_drawn(page, charts, path)
@@ -168,6 +169,7 @@ def test_html_in_predictions_reaches_the_dom_as_text(dashboard, page):
 
 
 def test_a_round_written_while_the_page_is_open_shows_up_live(dashboard, page):
+    """A running job's page at `/`, left open: a round written to the store appears without a reload."""
     open_page(page, f"{dashboard.url}/?job={LIVE_JOB}", 4)
     sidebar = page.locator('[data-testid="stSidebar"]')
     assert "8 rounds" in sidebar.inner_text()
@@ -192,6 +194,7 @@ def row_tint(image, row: int, row_height: int = 35) -> tuple[float, float, float
 
 
 def test_cer_cells_are_coloured_by_the_shared_scale_half_wrong_is_not_green(dashboard, page):
+    """The Predictions grid's CER cells, read from its canvas once painted: 0.5 is not green, 0.1 is."""
     open_page(page, f"{dashboard.url}/predictions?job={COLOUR_PROBE_JOB}", 0)
     page.wait_for_function("() => document.body.textContent.includes('probe 1')", timeout=30_000)
     grid = page.locator('[data-testid="stDataFrame"]').first
