@@ -206,9 +206,22 @@ an ellipsis ("Word ove…", "CER per 10…"), a widget label, a row of options s
 1 or 2 px are screen-reader text, clipped on purpose."""
 
 
+SHORT_PLOTS = """() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"] svg.marks')]
+.flatMap(svg => {
+  const grids = [...svg.querySelectorAll('.role-axis-grid')].map(g => g.getBoundingClientRect().height);
+  const title = svg.querySelector('.role-title-text');
+  const plot = Math.max(0, ...grids);
+  return grids.length && plot < 90 ? [`${title ? title.textContent : 'chart'}: ${Math.round(plot)} px`] : [];
+})"""
+"""Charts whose plot is squeezed below 90 px (Streamlit fits a chart, legend included, into its spec's
+height: the rollouts' reward chart had 65 px for its lines under a legend)."""
+
+
 def assert_nothing_cut(page, where: str) -> None:
-    """No table runs off the edge, no chart title and no other text is cut: each check named on failure."""
-    for name, check in (("tables cut", CUT_TABLES), ("chart titles cut", CUT_TITLES), ("text cut", CUT_TEXT)):
+    """No table runs off the edge, no chart title and no other text is cut, no plot squeezed: each check
+    named on failure."""
+    checks = {"tables cut": CUT_TABLES, "chart titles cut": CUT_TITLES, "text cut": CUT_TEXT}
+    for name, check in {**checks, "plots squeezed": SHORT_PLOTS}.items():
         assert page.evaluate(check) == [], f"{where}: {name}"
 
 
