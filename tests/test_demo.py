@@ -118,6 +118,8 @@ def exited(pid: int) -> bool:
 
 
 STUB_DEMO = """
+import faulthandler
+import signal
 import sys
 from pathlib import Path
 
@@ -133,6 +135,8 @@ def stub_training(learning_rates, *, db_path, **options):
 
 demo.REPO_ROOT = Path(sys.argv[1])  # holds a one-line app.py
 cli.run_demos = stub_training
+stacks = open(demo.REPO_ROOT / "stacks.txt", "w")  # SIGUSR1 writes every thread's stack there
+faulthandler.register(signal.SIGUSR1, file=stacks)
 sys.exit(cli.main(sys.argv[2:]))
 """
 """`predictions demo --dashboard` with the training and the dashboard stubbed: what is tested is how the
@@ -174,7 +178,14 @@ def test_the_demo_dashboard_listens_on_127_0_0_1_and_ends_with_the_demo(tmp_path
         assert process.wait(timeout=30) == (-signal.SIGKILL if stop == signal.SIGKILL else 0)
         wait_until(lambda: exited(dashboard), 20, interval_s=0.2, what="the dashboard ending with the demo")
     finally:
-        if process.poll() is None:
+        if process.poll() is None:  # still running: show where it is in the report, then stop it
+            process.send_signal(signal.SIGUSR1)
+            stacks = tmp_path / "stacks.txt"
+            wait_until(lambda: stacks.stat().st_size, 10, what="the demo's stacks")
+            status = Path(f"/proc/{process.pid}/status").read_text().splitlines(keepends=True)
+            masks = "".join(line for line in status if line.startswith("Sig"))
+            print(f"the demo's stacks:\n{stacks.read_text()}\nits signal masks:\n{masks}", file=sys.stderr)
+            print(f"its children: {children(process.pid)}", file=sys.stderr)
             process.kill()
     assert listening_on(port) == set() and (tmp_path / "p.db").exists()
     with socket.socket() as sock:
