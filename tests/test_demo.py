@@ -135,6 +135,9 @@ def stub_training(learning_rates, *, db_path, **options):
 
 demo.REPO_ROOT = Path(sys.argv[1])  # holds a one-line app.py
 cli.run_demos = stub_training
+# Ctrl-C as in a terminal, also when the suite runs as a shell's background job (`make test &`, nohup):
+# the shell starts those with SIGINT ignored, which every program they start inherits.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 stacks = open(demo.REPO_ROOT / "stacks.txt", "w")  # SIGUSR1 writes every thread's stack there
 faulthandler.register(signal.SIGUSR1, file=stacks)
 sys.exit(cli.main(sys.argv[2:]))
