@@ -1,11 +1,14 @@
 """How long `make demo` takes a new user: a fresh clone, from the command to each thing they see.
 
     python bench/bench_demo.py            # clones this repository's HEAD into a scratch folder
+    python bench/bench_demo.py --ref main~3   # the same for another commit, to compare side by side
 
 Marks, in seconds from `make demo`: the set-up done (the "Dashboard:" line), the dashboard answering,
 the first round stored (the first chart: the live page shows it at its next refresh, every 5 s), and
-both runs finished ("Training done"). The machine's load average is printed with each mark, because
-the figures mean little on a busy machine. The clone and its .venv are deleted afterwards unless --keep.
+both runs finished ("Training done"). With each mark: the CPU time `make demo` and everything it started
+have used so far (user + system; on a shared machine it grows far less than the wall time) and the
+machine's load average, because wall times mean little on a busy machine. The clone and its .venv are
+deleted afterwards unless --keep.
 """
 
 from __future__ import annotations
@@ -53,25 +56,42 @@ def answers(url: str) -> bool:
         return False
 
 
+def cpu_seconds(group: int) -> float:
+    """User + system CPU of the live processes in process group `group` and of the children they reaped.
+
+    Linux's /proc/PID/stat: fields 14-17 (utime, stime, cutime, cstime) in clock ticks, field 5 the group.
+    """
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        if int(fields[2]) == group:
+            ticks += sum(int(field) for field in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 class Marks:
-    def __init__(self) -> None:
-        self.start = time.monotonic()
+    def __init__(self, group: int) -> None:
+        self.start, self.group = time.monotonic(), group
         self.seen: dict[str, float] = {}
 
     def __call__(self, name: str) -> None:
         if name not in self.seen:
             self.seen[name] = time.monotonic() - self.start
             load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-            print(f"{self.seen[name]:7.1f} s  {name}  (load {load})", flush=True)
+            cpu = cpu_seconds(self.group)
+            print(f"{self.seen[name]:7.1f} s  {name}  (CPU {cpu:.1f} s; load {load})", flush=True)
 
 
 def watch(clone: Path, log_path: Path, timeout_s: float) -> dict[str, float]:
     port = free_port()
     url, db = f"http://127.0.0.1:{port}", clone / DEFAULT_DB_PATH
-    marks = Marks()
     with open(log_path, "wb") as log:
         demo = subprocess.Popen(["make", "demo", f"PORT={port}"], cwd=clone, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        marks = Marks(group=demo.pid)
         try:
             while time.monotonic() - marks.start < timeout_s and demo.poll() is None:
                 text = log_path.read_bytes()
@@ -95,13 +115,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", action="store_true", help="keep the clone (and its .venv)")
     parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")
+    parser.add_argument("--ref", default="HEAD", help="the commit to clone (default: HEAD)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-demo-"))
     clone = folder / "clone"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+    subprocess.run(["git", "-C", str(clone), "checkout", "--quiet", "--detach", args.ref], check=True)
     head = subprocess.check_output(["git", "-C", str(clone), "rev-parse", "--short", "HEAD"], text=True)
     print(f"fresh clone of {ROOT} at {head.strip()}")
     print(f"{os.cpu_count()} cores; `make demo` output in {folder / 'demo.log'}")
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        print("PYTHONDONTWRITEBYTECODE is set: Python writes no .pyc, so every start compiles its imports")
     seen = watch(clone, folder / "demo.log", args.timeout)
     if "both runs finished" not in seen:
         print(f"the demo did not finish within {args.timeout:.0f} s; see {folder / 'demo.log'}")
