@@ -2,6 +2,7 @@
 
     python bench/bench_demo.py            # clones this repository's HEAD into a scratch folder
     python bench/bench_demo.py --ref main~3   # the same for another commit, to compare side by side
+    python bench/bench_demo.py --first-chart  # stop at the first round (on a busy machine training crawls)
 
 Marks, in seconds from `make demo`: the set-up done (the "Dashboard:" line), the dashboard answering,
 the first round stored (the first chart: the live page shows it at its next refresh, every 5 s), and
@@ -85,7 +86,7 @@ class Marks:
             print(f"{self.seen[name]:7.1f} s  {name}  (CPU {cpu:.1f} s; load {load})", flush=True)
 
 
-def watch(clone: Path, log_path: Path, timeout_s: float) -> dict[str, float]:
+def watch(clone: Path, log_path: Path, timeout_s: float, first_chart: bool) -> dict[str, float]:
     port = free_port()
     url, db = f"http://127.0.0.1:{port}", clone / DEFAULT_DB_PATH
     with open(log_path, "wb") as log:
@@ -101,14 +102,26 @@ def watch(clone: Path, log_path: Path, timeout_s: float) -> dict[str, float]:
                     marks("dashboard answers")
                 if rounds_stored(db):
                     marks("first round stored (first chart)")
+                    if first_chart:
+                        break
                 if b"Training done" in text:
                     marks("both runs finished")
                     break
                 time.sleep(0.5)
         finally:
-            os.killpg(demo.pid, signal.SIGINT)
-            demo.wait(timeout=60)
+            stop(demo)
     return marks.seen
+
+
+def stop(demo: subprocess.Popen) -> None:
+    """Ctrl-C, as a user stops it; then SIGTERM and SIGKILL (a background job ignores SIGINT)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        os.killpg(demo.pid, signum)
+        try:
+            demo.wait(timeout=30)
+            return
+        except subprocess.TimeoutExpired:
+            print(f"`make demo` outlived {signal.Signals(signum).name}", flush=True)
 
 
 def main() -> None:
@@ -116,6 +129,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the clone (and its .venv)")
     parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")
     parser.add_argument("--ref", default="HEAD", help="the commit to clone (default: HEAD)")
+    parser.add_argument("--first-chart", action="store_true", help="stop once the first round is stored")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-demo-"))
     clone = folder / "clone"
@@ -126,8 +140,8 @@ def main() -> None:
     print(f"{os.cpu_count()} cores; `make demo` output in {folder / 'demo.log'}")
     if os.environ.get("PYTHONDONTWRITEBYTECODE"):
         print("PYTHONDONTWRITEBYTECODE is set: Python writes no .pyc, so every start compiles its imports")
-    seen = watch(clone, folder / "demo.log", args.timeout)
-    if "both runs finished" not in seen:
+    seen = watch(clone, folder / "demo.log", args.timeout, args.first_chart)
+    if "both runs finished" not in seen and not args.first_chart:
         print(f"the demo did not finish within {args.timeout:.0f} s; see {folder / 'demo.log'}")
     venv = clone / ".venv"
     if venv.exists():
