@@ -26,15 +26,30 @@ def test_pairs_are_distinct_reversals_and_seeded():
 
 
 @pytest.mark.slow
-def test_a_shortened_demo_run_learns(tmp_path):
-    result = demo.run_demo(
-        db_path=tmp_path / "p.db",
-        job_id="demo",
-        epochs=2,
-        steps_per_epoch=40,  # the CER falls from 0.86 to 0.46 (80 steps an epoch cost twice the time)
-        rounds_per_epoch=2,
-        progress=False,
-    )
+def test_a_shortened_demo_run_learns_on_one_thread(tmp_path, monkeypatch):
+    import torch
+
+    threads_in_training, make_callback = [], demo.demo_callback
+
+    def recording_callback(*args):
+        threads_in_training.append(torch.get_num_threads())
+        return make_callback(*args)
+
+    monkeypatch.setattr(demo, "demo_callback", recording_callback)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the caller's setting, put back afterwards
+    try:
+        result = demo.run_demo(
+            db_path=tmp_path / "p.db",
+            job_id="demo",
+            epochs=2,
+            steps_per_epoch=40,  # the CER falls from 0.86 to 0.46 (80 steps an epoch cost twice the time)
+            rounds_per_epoch=2,
+            progress=False,
+        )
+        assert (threads_in_training, torch.get_num_threads()) == ([1], 2)
+    finally:
+        torch.set_num_threads(before)
     assert result.rounds == 4
     assert result.last_cer < result.first_cer - 0.2, result
     store = SQLiteStore(tmp_path / "p.db")

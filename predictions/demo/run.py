@@ -15,6 +15,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LEARNING_RATES = (2e-3, 5e-4)
 """One run per learning rate: a fast learner and a slow one, so Compare shows the difference."""
 LOCAL_ADDRESS, ALL_INTERFACES = "127.0.0.1", "0.0.0.0"
+TORCH_THREADS = 1
+"""The demo trains on one thread: its ops are too small to split, and the dashboard beside it needs a core.
+With torch's default (a thread per core) 80 steps took 43 to 98 s of CPU on a busy 2-core machine, against
+9.6 s on one thread (bench/bench_demo_threads.py, docs/benchmarks.md)."""
 PR_SET_PDEATHSIG = 1
 """Linux prctl option: the signal a process gets when its parent dies."""
 
@@ -82,6 +88,7 @@ def run_demo(
     learning_rate: float = LEARNING_RATES[0],
     job_name: str | None = None,
     progress: bool = True,
+    threads: int = TORCH_THREADS,
 ) -> DemoResult:
     """Train the tiny model from scratch, the callback writing to the SQLite store at `db_path`."""
     from transformers import PrinterCallback, Trainer
@@ -96,7 +103,7 @@ def run_demo(
     store = SQLiteStore(db_path)
     job_id = job_id or new_job_id()
     every = max(1, steps_per_epoch // rounds_per_epoch)
-    with tempfile.TemporaryDirectory() as output_dir:
+    with tempfile.TemporaryDirectory() as output_dir, torch_threads(threads):
         trainer = Trainer(
             model=build_tiny_model(
                 "gpt2", tokenizer, hidden_size=HIDDEN, layers=LAYERS, max_positions=2 * MAX_LEN + 4, seed=seed
@@ -109,6 +116,19 @@ def run_demo(
         trainer.remove_callback(PrinterCallback)  # the loss goes to the dashboard, not the terminal
         trainer.train()
     return summarize(store, job_id, Path(db_path))
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's intra-op threads set to `count` for the block, then put back: tests run the demo in-process."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def new_job_id() -> str:
