@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from contextlib import contextmanager
 
 import pytest
 
@@ -28,6 +29,17 @@ def launcher(request):
         return process
 
     return start
+
+
+@contextmanager
+def sigint(handler):
+    """This process's SIGINT set to `handler` while a program starts: what it inherits depends on it (the
+    suite may itself run with SIGINT ignored, as a shell's background job)."""
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run(launcher, code: str, *args: str, **options) -> subprocess.CompletedProcess:
@@ -118,7 +130,8 @@ def test_sigint_raises_keyboard_interrupt_which_ends_the_program_by_sigint(launc
         print("interrupted", flush=True)
         raise
     """
-    process = started(launcher, code)
+    with sigint(signal.default_int_handler):
+        process = started(launcher, code)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == -signal.SIGINT  # CPython re-sends SIGINT to itself after shutdown
@@ -132,7 +145,20 @@ def test_signal_dispositions_are_pythons_own(launcher):
           signal.getsignal(signal.SIGTERM) == signal.SIG_DFL,
           signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN)
     """
-    assert run(launcher, code).stdout == "True True True\n"
+    with sigint(signal.default_int_handler):
+        assert run(launcher, code).stdout == "True True True\n"
+
+
+def test_signals_ignored_by_the_test_process_are_ignored_by_the_program(launcher):
+    """As across exec: SIGINT and SIGUSR1 ignored here stay ignored there (no KeyboardInterrupt)."""
+    code = "import signal as s; print([s.getsignal(n) == s.SIG_IGN for n in (s.SIGINT, s.SIGUSR1)])"
+    previous = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    try:
+        with sigint(signal.SIG_IGN):
+            result = run(launcher, code)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert result.stdout == "[True, True]\n", result.stderr
 
 
 def test_argv_env_cwd_and_main_are_as_given(launcher, tmp_path):

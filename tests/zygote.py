@@ -7,7 +7,8 @@ transformers and trl before a second of work. `start_python` and `run_python` ha
 to a zygote instead: a helper process per test process (started on first use, then reused) that
 imported those modules once and forks a child per request. The child becomes the program
 (tests/zygote_server.py): the request's argv, environment, cwd, standard streams and session, the
-signal dispositions Python started with, a fresh `__main__`, and the code run at the top level of the
+signals the test process ignores and blocks (inherited as across exec) and then Python's own signal
+handlers, a fresh `__main__`, and the code run at the top level of the
 zygote's main script, so that the interpreter's own shutdown ends it exactly as it ends `python -c`.
 A multiprocessing child is no substitute: it leaves by `os._exit` and skips all of that.
 
@@ -110,7 +111,9 @@ class Zygote:
 
     def fork(self, argv: list[str], env: Mapping[str, str], cwd: str, stdio: list[int], new_session: bool):
         """Ask for a child; returns its pid and the socket its wait status will arrive on."""
+        ignored, blocked = signal_masks()
         request = {"argv": argv, "env": dict(env), "cwd": cwd, "new_session": new_session}
+        request |= {"ignored": ignored, "blocked": blocked}
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with self.lock:
             socket.send_fds(self.control, [json.dumps(request).encode()], [theirs.fileno(), *stdio])
@@ -124,6 +127,15 @@ class Zygote:
         """End the zygote (its children run on) and wait for it."""
         self.control.close()
         self.process.wait()
+
+
+def signal_masks() -> tuple[list[int], list[int]]:
+    """The signals this process ignores and this thread blocks: a program started now inherits both."""
+    status = Path("/proc/thread-self/status").read_text().splitlines()
+    masks = dict(line.split(":", 1) for line in status if line.startswith(("SigIgn", "SigBlk")))
+    return tuple(
+        [n for n in range(1, 65) if int(masks[name], 16) >> (n - 1) & 1] for name in ("SigIgn", "SigBlk")
+    )
 
 
 _zygotes: dict[tuple, Zygote] = {}

@@ -7,24 +7,19 @@ child, `serve()` returns the program, which runs at the top level of this file; 
 script ends, and the interpreter shuts down as after `python -c` (threads joined, atexit, the exit code,
 an uncaught exception's traceback printed, KeyboardInterrupt re-sent as SIGINT)."""
 
+import contextlib
+import gc
+import importlib
+import json
+import os
+import select
 import signal
-
-INITIAL_SIGNALS = {signum: signal.getsignal(signum) for signum in signal.valid_signals()}
-"""The signal dispositions Python started with, before any import could change them: each child gets
-them back."""
-
-import contextlib  # noqa: E402
-import gc  # noqa: E402
-import importlib  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import select  # noqa: E402
-import socket  # noqa: E402
-import struct  # noqa: E402
-import sys  # noqa: E402
-import types  # noqa: E402
-from importlib.machinery import BuiltinImporter, SourceFileLoader  # noqa: E402
-from pathlib import Path  # noqa: E402
+import socket
+import struct
+import sys
+import types
+from importlib.machinery import BuiltinImporter, SourceFileLoader
+from pathlib import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FORK_SAFE_THREADS = {"jemalloc_bg_thd"}
@@ -101,12 +96,24 @@ def become(request: dict, stdio: list[int], keep: list[str]) -> tuple[types.Code
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    for signum, handler in INITIAL_SIGNALS.items():
-        if handler is not None and signum not in (signal.SIGKILL, signal.SIGSTOP):
-            signal.signal(signum, handler)
+    reset_signals(set(request["ignored"]), set(request["blocked"]))
     if "numpy" in sys.modules:  # a fresh interpreter seeds numpy's global generator from the OS
         sys.modules["numpy"].random.seed()
     return program(request["argv"], keep)
+
+
+def reset_signals(ignored: set[int], blocked: set[int]) -> None:
+    """The dispositions of `python` started by the client now: what it ignores and blocks is inherited
+    (but SIGPIPE and SIGXFSZ, which Popen's restore_signals resets), then Python's own start: SIGINT
+    raises KeyboardInterrupt unless ignored, SIGPIPE and SIGXFSZ are ignored."""
+    own = {signal.SIGPIPE: signal.SIG_IGN, signal.SIGXFSZ: signal.SIG_IGN}
+    for signum in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:
+        handler = signal.SIG_IGN if signum in ignored else signal.SIG_DFL
+        if signum == signal.SIGINT and handler == signal.SIG_DFL:
+            handler = signal.default_int_handler
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(signum, own.get(signum, handler))
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked & signal.valid_signals())
 
 
 def program(argv: list[str], keep: list[str]) -> tuple[types.CodeType, dict]:
