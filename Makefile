@@ -21,7 +21,7 @@ $(SUPABASE_CLI): devtools/package.json devtools/package-lock.json
 
 # What the demo and the dashboard need: torch and the `train` extra, in one pip run (one resolution; the
 # pin makes 2.13.0 the torch it installs). Not byte-compiled (--no-compile): compiling all 13,000 files took
-# 60 s of CPU, the demo's first import compiles the 3,500 it loads in 13 s. A pip older than 25 is upgraded
+# 60 s of CPU, the demo's first start compiles the 3,500 it loads in 15 s. A pip older than 25 is upgraded
 # first (Python 3.11's 23.2 spent twice the CPU reading the index). The .installing mark stays when an
 # install is cut short (Ctrl-C): the next run then starts from a fresh venv, because pip may count a
 # half-unpacked package as installed; the stamp is made only once everything is in.
