@@ -265,8 +265,9 @@ def test_a_postgres_table_locked_at_close_gets_the_queued_rows_kept(postgrest, s
         calls = kept(path)
         blocker.rollback()
     assert [len(call["rows"]) for call in calls] == [4, 4]
-    replay_into(store, path)
-    assert len(stored_indexes(store)) == 8
+    writer.close()  # its thread, unblocked, holds the claim on its calls and delivers them: wait for it
+    replay_into(store, path)  # then replay what is left
+    assert len(stored_indexes(store)) == 8 and kept(path) == []
 
 
 # the dashboard shows the replacement
