@@ -289,10 +289,11 @@ class RolloutRecorder(TrainerCallback):
         texts, truths = [kept.completions[n] for n in piece], [kept.truths[n] for n in piece]
         metrics = score_batch(texts, truths) if any(t is not None for t in truths) else [None] * len(piece)
         ids = kwargs.get(options.id_field)
-        token_ids = kwargs.get("completion_ids") or [[] for _ in kwargs["prompts"]]
+        token_ids = kwargs.get("completion_ids")
         rows = []
         for scored, n in zip(metrics, piece, strict=True):
             i = kept.indices[n]
+            tokens = token_ids[i] if token_ids else []
             group, index = divmod(offset + i, shape.num_generations)
             rewards = {name: reward_number(value[i]) for name, value in zip(self.names, values, strict=True)}
             rows.append(
@@ -307,8 +308,8 @@ class RolloutRecorder(TrainerCallback):
                     completion=kept.completions[n],
                     rewards=rewards,
                     reward=weighted_total(list(rewards.values()), shape.weights),
-                    completion_tokens=len(token_ids[i]),
-                    truncated=bool(token_ids[i]) and int(token_ids[i][-1]) not in shape.stop_ids,
+                    completion_tokens=len(tokens),
+                    truncated=bool(tokens) and int(tokens[-1]) not in shape.stop_ids,
                     ground_truth=kept.truths[n],
                     scores=kept.scores[n],
                     user_id=options.user_id,
