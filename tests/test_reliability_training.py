@@ -77,11 +77,22 @@ def backend(request, tmp_path, monkeypatch) -> Iterator[Backend]:
 
 @contextmanager
 def postgres_locked(conninfo: str):
-    """Both tables locked by another session: every write waits, as behind a stalled database."""
+    """Both tables locked by another session: every write waits, as behind a stalled database.
+
+    The two locks are taken one after the other; a write of the run in between may hold the second
+    table and wait for the first, and PostgreSQL then ends one of the two as a deadlock. When the
+    blocker is the one ended, it takes the locks again (the run's write has gone through by then)."""
     with psycopg.connect(conninfo) as blocker:
-        blocker.execute(
-            "lock table public.training_jobs, public.training_predictions in access exclusive mode"
-        )
+        for attempt in range(5):
+            try:
+                blocker.execute(
+                    "lock table public.training_jobs, public.training_predictions in access exclusive mode"
+                )
+                break
+            except psycopg.errors.DeadlockDetected:
+                blocker.rollback()
+                if attempt == 4:
+                    raise
         yield
         blocker.rollback()
 
