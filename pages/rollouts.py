@@ -23,16 +23,18 @@ from predictions.dashboard import (
 )
 from predictions.dashboard.run_panel import run_section
 
-# 770 px in all: the table fits a 1280 px page beside the sidebar (tests/test_browser_widths.py). A
-# comment: Streamlit's magic would write a bare string onto the page.
+# 630 px and 80 px a reward function: with up to three functions the table fits a 1280 px page beside
+# the sidebar (tests/test_browser_widths.py). A comment: Streamlit's magic would write a bare string.
 ROLLOUT_COLUMNS = {
     "reward": st.column_config.NumberColumn("Reward", format="%.3f", width=75),
-    "rewards": st.column_config.TextColumn("Each function", width=140),
     "completion": columns.text("Completion", width=230),
     "completion_tokens": st.column_config.NumberColumn("Tokens", width=65),
     "prompt": columns.text("Prompt", width=140),
     "ground_truth": columns.text("Ground truth", width=120),
 }
+# Each reward function has a column of its own, keyed by its name after this prefix, so no function's name
+# (say `prompt`) can take another column's place.
+REWARD_PREFIX = "reward of "
 
 
 def headline(steps: pd.DataFrame) -> None:
@@ -69,10 +71,20 @@ def trend_charts(trends) -> None:
         st.altair_chart(charts.trend_chart(rounds, "char_error_rate"), key="rollout_cer")
 
 
-def as_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Rollout rows for a table: each function's reward as `name=value` text."""
-    rewards = [", ".join(f"{k}={diff._number(v)}" for k, v in sorted(r.items())) for r in rows["rewards"]]
-    return rows.assign(rewards=rewards)[list(ROLLOUT_COLUMNS)]
+def as_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Rollout rows for a table and its column settings: each reward function in a number column of its
+    own after the total (as text in one cell, three functions' values were cut at 1400 px)."""
+    names = sorted({name for rewards in rows["rewards"] for name in rewards})
+    each = {f"{REWARD_PREFIX}{name}": [rewards.get(name) for rewards in rows["rewards"]] for name in names}
+    table = rows[list(ROLLOUT_COLUMNS)].assign(**each)
+    order = ["reward", *each, *list(ROLLOUT_COLUMNS)[1:]]
+    config = ROLLOUT_COLUMNS | {
+        key: st.column_config.NumberColumn(
+            name, format="%.3f", width=80, help=widgets.plain(f"The reward of {name}")
+        )
+        for key, name in zip(each, names, strict=True)
+    }
+    return table[order], config
 
 
 def best_and_worst(view: widgets.View, steps: pd.DataFrame) -> None:
@@ -85,10 +97,8 @@ def best_and_worst(view: widgets.View, steps: pd.DataFrame) -> None:
     )
     best, worst = st.tabs(["Best", "Worst"])
     for tab, is_best in ((best, True), (worst, False)):
-        rows = queries.step_rollouts(view.store, view.ref(), int(step), is_best)
-        tab.dataframe(
-            as_table(rows), hide_index=True, column_config=ROLLOUT_COLUMNS, key=f"rollouts_{is_best}"
-        )
+        table, config = as_table(queries.step_rollouts(view.store, view.ref(), int(step), is_best))
+        tab.dataframe(table, hide_index=True, column_config=config, key=f"rollouts_{is_best}")
 
 
 def prompt_history(view: widgets.View) -> None:

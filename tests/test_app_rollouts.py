@@ -104,7 +104,12 @@ def test_a_grpo_job_shows_its_reward_trends_best_worst_and_a_prompts_history(mon
     steps = next(m for m in at.metric if m.label == "Steps")
     assert steps.delta == f"{trends.steps['rollout_count'].iloc[-1]} rollouts at the latest"
     best = next(frame.value for frame in at.dataframe if "reward" in frame.value)  # after the run's table
-    assert best["reward"].tolist() == store.step_rollouts(job_id, 6)["reward"].tolist()
+    stored = store.step_rollouts(job_id, 6)
+    assert best["reward"].tolist() == stored["reward"].tolist()
+    functions = sorted({name for rewards in stored["rewards"] for name in rewards})
+    assert len(functions) >= 2  # each reward function in a number column of its own, none cut into text
+    for name in functions:
+        assert best[f"reward of {name}"].tolist() == [rewards[name] for rewards in stored["rewards"]]
     first_prompt = store.rollout_prompts(job_id)["prompt_id"].iloc[0]
     history = store.prompt_rollouts(job_id, first_prompt)
     body = html_texts(at)
