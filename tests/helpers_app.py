@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -11,11 +12,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from streamlit.components.v2 import manifest_scanner
 from streamlit.testing.v1 import AppTest
 
 from tests.helpers import free_port, wait_for_health
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+installed_components = functools.cache(manifest_scanner.scan_component_manifests)
+"""Streamlit's scan of the installed packages for components, once per test process. Each new AppTest
+scans again (`BidiComponentManager.discover_and_register_components` reads the metadata of every
+installed distribution: 0.3-0.45 s of CPU, about a third of a page's AppTest run), and the installed
+packages do not change during a test session. Streamlit offers no public way to share the result, so
+this replaces the module function its manager calls; `test_app_pages` checks that AppTest still calls
+it, so a Streamlit that stops doing so makes this visibly obsolete rather than silently wrong."""
+manifest_scanner.scan_component_manifests = lambda *args, **kw: list(installed_components(*args, **kw))
 
 
 def use_sqlite(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:

@@ -26,6 +26,7 @@ from predictions.errors import StoreUnavailableError
 from predictions.scoring.metrics import score
 from predictions.store import SQLiteStore
 from predictions.store.records import PageQuery, PredictionRow
+from tests import helpers_app
 from tests.helpers_app import APP, assert_no_exception
 from tests.pg_fixtures import EMAIL_A, PASSWORD, USER_A, USER_B, service_store
 from tests.seeding import (
@@ -111,6 +112,17 @@ def test_every_page_of_an_empty_store_shows_how_to_add_the_callback(open_app, tm
     assert "No jobs yet" in at.info[0].value
     assert "callbacks=[PredictionsCallback(eval_samples, num_samples=16)]" in at.code[0].value
     assert not at.get("vega_lite_chart") and not at.sidebar.selectbox
+
+
+def test_app_tests_share_one_scan_of_the_installed_components(open_app, tmp_path):
+    """helpers_app shares Streamlit's scan for installed components between AppTests. This fails once
+    Streamlit no longer calls the function replaced, so the replacement cannot outlive its reason."""
+    before = helpers_app.installed_components.cache_info()
+    open_app(tmp_path / "empty.db")
+    open_app(tmp_path / "empty.db")
+    after = helpers_app.installed_components.cache_info()
+    assert (after.hits + after.misses) - (before.hits + before.misses) == 2
+    assert after.misses == 1
 
 
 # sidebar
