@@ -68,13 +68,25 @@ def __getattr__(name: str) -> Any:
     try:
         module = importlib.import_module(_EXPORTS[name])
     except ModuleNotFoundError as error:
-        missing = (error.name or "").split(".")[0]
-        if missing not in TRAIN_EXTRA_MODULES:
+        missing = missing_train_module(error)
+        if missing is None:
             raise
         raise ModuleNotFoundError(
             f"{name} needs the 'train' extra, and {missing!r} is not installed; install it with "
             "pip install 'predictions-monitor[train]' (torch first, the build for your machine: "
             "see the README)",
-            name=error.name,
+            name=missing,
         ) from error
     return getattr(module, name)
+
+
+def missing_train_module(error: BaseException) -> str | None:
+    """The train extra's module whose absence caused `error`, if any. Transformers wraps a missing
+    accelerate in its own "Could not import module 'TrainerCallback'" error, so the causes are read too."""
+    seen: BaseException | None = error
+    while seen is not None:
+        missing = (getattr(seen, "name", None) or "").split(".")[0]
+        if isinstance(seen, ModuleNotFoundError) and missing in TRAIN_EXTRA_MODULES:
+            return missing
+        seen = seen.__cause__ or seen.__context__
+    return None

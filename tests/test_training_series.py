@@ -5,6 +5,8 @@ axis, with a warning when the loss keeps falling while the answers get worse."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from transformers import Trainer
 
-from predictions import PredictionsCallback, open_store
+from predictions import PredictionsCallback, PredictionsMonitor, open_store
 from predictions.dashboard import analysis
 from predictions.demo.run import encode_pairs
 from predictions.store import SQLiteStore
@@ -94,6 +96,31 @@ def test_a_trainer_runs_loss_eval_loss_and_learning_rate_are_stored_by_step(tmp_
     )
     assert sorted(by_name["eval_loss"].index) == [4, 8]
     assert sorted(by_name["learning_rate"].index) == [2, 4, 6, 8]
+
+
+def test_values_logged_since_the_last_round_are_kept_on_sigterm(sqlite_store):
+    """The signal guard hands the writer the loss logged after the last round before the failed status;
+    the previous handler (here a recorder instead of the default exit) gets the signal after it."""
+    tok = h.tokenizer()
+    model = h.model(tok=tok)
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        monitor = PredictionsMonitor(
+            h.pairs(4), tokenizer=tok, num_samples=2, max_new_tokens=2, store=sqlite_store
+        )
+        monitor.start(model)
+        monitor.round(model, step=2, epoch=1)
+        for step in (3, 4):
+            monitor.log_training(step, {"loss": 1.0 / step, "learning_rate": 0.1})
+        os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert received == [signal.SIGTERM]
+    series = sqlite_store.training_series(monitor.job_id)
+    assert series[series["name"] == "loss"].set_index("step")["value"].to_dict() == {3: 1 / 3, 4: 0.25}
+    (job,) = sqlite_store.list_jobs()
+    assert (job.status, job.round_count) == ("failed", 1)
 
 
 # the warning

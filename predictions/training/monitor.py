@@ -192,9 +192,10 @@ class PredictionsMonitor:
             self._flush_series()
 
     def _flush_series(self) -> None:
-        if self._series and self.writer is not None:
-            self.writer.write_series(self._series)
-        self._series = []
+        """Hand the logged values kept so far to the writer (also from the signal guard: taken first)."""
+        points, self._series = self._series, []
+        if points and self.writer is not None:
+            self.writer.write_series(points)
 
     def round_due(self, step: int) -> bool:
         """Whether `every_n_steps` asks for a round at this optimizer step."""
@@ -235,7 +236,7 @@ class PredictionsMonitor:
         """Training cannot go on: the job's owner marks it failed and stores its rows now, bounded,
         rather than trusting the process to reach its exit hooks (a launcher may kill it first)."""
         if self.writer is not None and self.scorer is not None and self.job_id is not None:
-            fail_unfinished_job(ScoreFirst(self.scorer, self.writer), self.job_id)
+            fail_unfinished_job(ScoreFirst(self.scorer, self.writer, self._flush_series), self.job_id)
 
     # a round
 
@@ -435,7 +436,7 @@ class PredictionsMonitor:
             user_id=self.config.user_id,
             **job_details(self.config.tags, self.config.note),
         )
-        score_first = ScoreFirst(self.scorer, self.writer)
+        score_first = ScoreFirst(self.scorer, self.writer, self._flush_series)
         at_exit(fail_unfinished_job, score_first, self.job_id)
         self._signal_guard = guard_job(score_first, self.job_id)
 

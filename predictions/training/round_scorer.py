@@ -18,7 +18,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -260,16 +260,22 @@ def build_rows(
 
 class ScoreFirst:
     """The writer as the signal guard and the exit hook use it: `spill` first keeps the rounds still
-    being scored (unscored), and `close` gives them half its time to be scored before the writer's."""
+    being scored (unscored), and `close` gives them half its time to be scored before the writer's.
+    `before_finish` hands the writer what the loop still holds (the logged loss since the last round)
+    before the job's last status."""
 
-    def __init__(self, scorer: RoundScorer, writer: Writer):
-        self.scorer, self.writer = scorer, writer
+    def __init__(self, scorer: RoundScorer, writer: Writer, before_finish: Callable[[], None] = lambda: None):
+        self.scorer, self.writer, self.before_finish = scorer, writer, before_finish
 
     @property
     def closed(self) -> bool:
         return self.writer.closed
 
     def finish_job(self, job_id: str, status: str = "finished") -> None:
+        try:
+            self.before_finish()
+        except Exception:  # the status must still be written
+            logger.exception("predictions: could not keep the values logged since the last round")
         self.writer.finish_job(job_id, status=status)
 
     def spill(self) -> int:
