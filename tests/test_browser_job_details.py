@@ -29,7 +29,7 @@ def test_the_owner_types_a_new_tag_and_a_note_and_both_show_as_text(dashboard, p
     tags.fill(TAG)
     tags.press("Enter")
     # the typed option is the form's only once its chip is drawn (saving before lost it, once in a full run)
-    sidebar.locator('[data-baseweb="tag"]', has_text=TAG).wait_for(timeout=TIMEOUT_MS)
+    sidebar.locator("[data-tag]", has_text=TAG).wait_for(timeout=TIMEOUT_MS)
     sidebar.locator("textarea").fill(NOTE)
     sidebar.get_by_role("button", name="Save").click()
     sidebar.get_by_text("Saved the tags and note of tags run.").wait_for(timeout=TIMEOUT_MS)
