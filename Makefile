@@ -52,11 +52,13 @@ $(VENV)/.installed: $(VENV)/.installed-demo pyproject.toml
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
+# PYTHONDONTWRITEBYTECODE emptied for the venv this Makefile owns: where it is set (many images), every
+# start compiled the 3,500 modules the demo loads again (15 s of CPU); they are cached after the first.
 demo: demo-setup
-	$(PY) -m predictions demo --dashboard --port $(PORT) $(DEMO_ARGS)
+	PYTHONDONTWRITEBYTECODE= $(PY) -m predictions demo --dashboard --port $(PORT) $(DEMO_ARGS)
 
 dashboard: demo-setup
-	$(VENV)/bin/streamlit run app.py --server.port $(PORT)
+	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/streamlit run app.py --server.port $(PORT)
 
 test: setup chromium
 	$(VENV)/bin/ruff check .
