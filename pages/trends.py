@@ -81,14 +81,18 @@ def headline_metrics(rounds: pd.DataFrame, trends: Trends) -> None:
     )
 
 
-def regression_banner(rounds: pd.DataFrame, job: Job, config: dict) -> None:
-    """The early warning: the latest round is clearly worse than the best one. A job the early-stop
-    rule already stopped says so instead, with its reason and the best checkpoint."""
-    found = analysis.regression_warning(rounds)
+def regression_banner(rounds: pd.DataFrame, job: Job, trends: Trends) -> None:
+    """The early warning: the latest round is clearly worse than the best one, judged by the metric the
+    job's early-stop rule watches (CER unless `stop_metric` chose another). A job the rule already
+    stopped says so instead, with its reason and the best round."""
+    metric = analysis.watched_metric(trends, job)
     if job.status == "stopped":
-        best = f" The best round was step {found.best_step} (CER {found.best_cer:.3f})." if found else ""
-        st.warning(widgets.plain(widgets.stop_text(job, config) + best), icon=":material/front_hand:")
+        best = analysis.best_round(rounds, metric)
+        value = None if best is None else analysis.number_text(float(best[metric.column]))
+        found = f" The best round was step {int(best['step'])} ({metric.label} {value})." if value else ""
+        st.warning(widgets.plain(widgets.stop_text(job, trends.config) + found), icon=":material/front_hand:")
         return
+    found = analysis.regression_warning(rounds, metric)
     if found is None:
         return
     latest = widgets.round_label(found.latest_epoch, found.latest_step)
@@ -99,9 +103,13 @@ def regression_banner(rounds: pd.DataFrame, job: Job, config: dict) -> None:
         )
     else:
         advice = f"Consider stopping the run or keeping the checkpoint from step {found.best_step}."
+    number = analysis.number_text
     st.warning(
-        f"The latest round ({latest}) has an average CER of {found.latest_cer:.3f}, "
-        f"{found.worse_by:.3f} worse than the best round ({best}, {found.best_cer:.3f}). {advice}",
+        widgets.plain(  # a user scorer's title is the job's text: never Markdown
+            f"The latest round ({latest}) has an average {metric.label} of {number(found.latest_value)}, "
+            f"{number(found.worse_by)} worse than the best round ({best}, {number(found.best_value)}). "
+            + advice
+        ),
         icon="⚠️",
     )
 
@@ -121,23 +129,29 @@ def trend_charts(rounds: pd.DataFrame, metrics: list[Metric]) -> str:
     return x or "step"
 
 
-def loss_section(view: widgets.View, rounds: pd.DataFrame) -> None:
+def loss_section(view: widgets.View, trends: Trends) -> None:
     """The Trainer's loss, the answers' CER and the learning rate on one step axis, and a warning when
-    the loss keeps falling while the answers get worse (the model learns the training set, not the task)."""
+    the loss keeps falling while the answers get worse (the model learns the training set, not the task),
+    judged by the metric the early-stop rule watches."""
     series = queries.training_series(view.store, view.ref())
     if series.empty:
         return
     st.subheader("Loss and answers")
-    found = analysis.loss_divergence(rounds, series)
+    rounds, metric = trends.rounds, analysis.watched_metric(trends, view.job)
+    found = analysis.loss_divergence(rounds, series, metric.column, metric.lower_is_better)
     if found is not None:
+        number, moved = analysis.number_text, "rose" if metric.lower_is_better else "fell"
         st.warning(
-            f"Training loss fell from {found.loss_from:.3f} to {found.loss_to:.3f} over steps "
-            f"{found.first_step} to {found.last_step} while the answers' average CER rose from "
-            f"{found.metric_from:.3f} to {found.metric_to:.3f}: the model may be fitting the training "
-            f"data rather than the task. Consider the checkpoint from step {found.first_step}.",
+            widgets.plain(
+                f"Training loss fell from {found.loss_from:.3f} to {found.loss_to:.3f} over steps "
+                f"{found.first_step} to {found.last_step} while the answers' average {metric.label} "
+                f"{moved} from {number(found.metric_from)} to {number(found.metric_to)}: the model may be "
+                f"fitting the training data rather than the task. Consider the checkpoint from step "
+                f"{found.first_step}."
+            ),
             icon=":material/trending_down:",
         )
-    st.altair_chart(charts.loss_chart(series, rounds), key="trends_loss")
+    st.altair_chart(charts.loss_chart(series, rounds, metric), key="trends_loss")
 
 
 def group_trends(view: widgets.View, trends: Trends, metrics: list[Metric], x: str) -> None:
@@ -208,11 +222,11 @@ def main() -> None:
         latest_answers(view, rounds, worst=False)
         return
     headline_metrics(rounds, trends)
-    regression_banner(rounds, view.job, trends.config)
+    regression_banner(rounds, view.job, trends)
     if len(analysis.scored(rounds)) == 1:
         st.info("Only one round so far: trend lines appear after the next round.", icon="⏳")
     x = trend_charts(rounds, metrics)
-    loss_section(view, rounds)
+    loss_section(view, trends)
     group_trends(view, trends, metrics, x)
     latest_answers(view, rounds)
 

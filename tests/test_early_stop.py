@@ -4,8 +4,10 @@ with its reason on both stores, a WARNING in the `predictions` log, and the dash
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from predictions import ConfigError, PredictionsCallback, PredictionsConfig
 from predictions.store import SQLiteStore
-from predictions.store.records import StopReason
+from predictions.store.records import SeriesPoint, StopReason
 from predictions.store.sqlite_schema import STATUS_LIST
 from predictions.training.outcome import RegressionWatch
 from tests import helpers_training as h
@@ -162,6 +164,50 @@ def test_a_running_job_as_bad_still_gets_the_advice(monkeypatch, stopped_db):
     at = open_trends(monkeypatch, stopped_db, "still-going")
     assert any("Consider stopping" in w.value for w in at.main.warning)
     assert not any("Stopped at step" in w.value for w in at.sidebar.warning)
+
+
+@pytest.fixture
+def scorer_db(tmp_path) -> Path:
+    """Jobs whose rule watches a user scorer, higher better ("A share"), that falls while the CER improves:
+    one the rule stopped, one still running with its loss falling all along."""
+    config = {
+        "stop_after_regressions": 2,
+        "stop_metric": "a_share",
+        "scorers": {"a_share": {"title": "A share", "higher_is_better": True}},
+    }
+    store = SQLiteStore(tmp_path / "p.db")
+    for job_id in ("scorer-stopped", "scorer-running"):
+        store.start_job(job_id, name=job_id, config=config)
+        for step, answer, share in [(10, "xxxx", 0.9), (20, "abxx", 0.6), (30, "abcd", 0.3)]:
+            (row,) = round_rows(job_id, step, [(answer, "abcd")], epoch=step // 10)
+            store.write_predictions([replace(row, scores={"a_share": share})])
+        store.write_series([SeriesPoint(job_id, step, "loss", 3.0 / step) for step in range(5, 35, 5)])
+    reason = StopReason(metric="a_share", rounds=2, step=30)
+    store.finish_job("scorer-stopped", status="stopped", stop_reason=reason.as_dict())
+    store.close()
+    return tmp_path / "p.db"
+
+
+def warning_texts(elements) -> list[str]:
+    return [w.value.replace("\\", "") for w in elements]  # job text is shown escaped, as plain text
+
+
+def test_the_best_round_and_the_warnings_follow_the_stop_metric_not_the_cer(monkeypatch, scorer_db):
+    """CER is best at step 30, the watched scorer at step 10: every banner judges by the scorer."""
+    stopped = warning_texts(open_trends(monkeypatch, scorer_db, "scorer-stopped").main.warning)
+    assert any("the average A share got worse 2 rounds" in t for t in stopped), stopped
+    assert any("The best round was step 10 (A share 0.900)." in t for t in stopped), stopped
+    assert any("while the answers' average A share fell from 0.900 to 0.300" in t for t in stopped), stopped
+    running = open_trends(monkeypatch, scorer_db, "scorer-running")
+    texts = warning_texts(running.main.warning)
+    assert any(
+        "has an average A share of 0.300, 0.600 worse than the best round (epoch 1 · step 10, 0.900)" in t
+        and "Consider stopping the run or keeping the checkpoint from step 10." in t
+        for t in texts
+    ), texts
+    (spec,) = [spec for spec in map(json.loads, (c.proto.spec for c in running.get("vega_lite_chart")))
+               if "vconcat" in spec]  # fmt: skip
+    assert spec["vconcat"][1]["title"] == "Answers: A share"
 
 
 def test_a_sqlite_file_from_before_the_stopped_status_takes_it_and_keeps_its_jobs(tmp_path):

@@ -17,15 +17,17 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 
+from predictions.scoring.metrics import PRIMARY_METRIC, REGISTRY, Metric
 from predictions.store.frames import SAMPLE_SUMMARY_COLUMNS
-from predictions.store.records import Job
+from predictions.store.records import Job, Trends
 
 CER = "avg_char_error_rate"
 
 REGRESSION_MIN_WORSE = 0.02
-"""The latest round must be at least this many CER points worse than the best one to warn..."""
+"""The latest round must be at least this many points (of CER, or the watched metric) worse than the best
+one to warn..."""
 REGRESSION_RELATIVE = 0.25
-"""...and at least this fraction of the best CER worse, so noise around a good CER does not alarm."""
+"""...and at least this fraction of the best value worse, so noise around a good CER does not alarm."""
 VELOCITY_WINDOW = 5
 """Learning velocity is the slope over this many of the latest scored rounds."""
 STILL_FAILING_CER = 0.3
@@ -73,40 +75,76 @@ def last_round_per_epoch(rounds: pd.DataFrame) -> pd.DataFrame:
     return rounds.groupby("epoch", sort=False).tail(1)
 
 
+def watched_metric(trends: Trends, job: Job | None = None) -> Metric:
+    """The metric the job's early-stop rule watches: the reason's metric of a stopped job, else its
+    recorded `stop_metric`, else CER. The early warning, the best round and the loss warning judge the
+    answers by it, so they agree with the rule that stops the run (a job whose rounds lack that metric's
+    values falls back to CER)."""
+    by_name = {metric.name: metric for metric in trends.metrics}
+    reason = job.stop_reason if job is not None else None
+    config = trends.config if isinstance(trends.config, dict) else {}
+    for name in (reason.metric if reason else None, config.get("stop_metric")):
+        metric = by_name.get(name) if isinstance(name, str) else None
+        if (
+            metric is not None
+            and metric.column in trends.rounds
+            and trends.rounds[metric.column].notna().any()
+        ):
+            return metric
+    return REGISTRY[PRIMARY_METRIC]
+
+
 @dataclass(frozen=True)
 class Regression:
-    """The latest round is clearly worse than the best one: the early warning to stop a run."""
+    """The latest round is clearly worse than the best one in `metric`: the early warning to stop a run."""
 
-    latest_cer: float
+    metric: Metric
+    latest_value: float
     latest_epoch: int
     latest_step: int
-    best_cer: float
+    best_value: float
     best_epoch: int
     best_step: int
 
     @property
     def worse_by(self) -> float:
-        return self.latest_cer - self.best_cer
+        return abs(self.latest_value - self.best_value)
 
 
-def regression_warning(rounds: pd.DataFrame) -> Regression | None:
-    """A `Regression` when the latest round's CER is clearly above the best round's, else None.
+def best_round(rounds: pd.DataFrame, metric: Metric) -> pd.Series | None:
+    """The earliest round with the best average of `metric`, in its own direction; None when unscored."""
+    if metric.column not in rounds:
+        return None
+    values = rounds[metric.column].dropna().astype(float)
+    if values.empty:
+        return None
+    return rounds.loc[values.idxmin() if metric.lower_is_better else values.idxmax()]
+
+
+def regression_warning(rounds: pd.DataFrame, metric: Metric | None = None) -> Regression | None:
+    """A `Regression` when the latest round's `metric` (CER by default) is clearly worse than the best
+    round's, else None.
 
     'Clearly' means worse by at least `REGRESSION_MIN_WORSE` points and `REGRESSION_RELATIVE` of the
-    best CER, so a run wobbling around 0.01 does not cry wolf while one drifting from 0.20 to 0.30 does.
+    best value, so a run wobbling around a CER of 0.01 does not cry wolf while one drifting from 0.20 to
+    0.30 does.
     """
-    rows = scored(rounds)
-    if len(rows) < 2:
+    metric = metric or REGISTRY[PRIMARY_METRIC]
+    best = best_round(rounds, metric)
+    if best is None:
         return None
-    best, latest = rows.loc[rows[CER].idxmin()], rows.iloc[-1]
-    threshold = max(REGRESSION_MIN_WORSE, REGRESSION_RELATIVE * float(best[CER]))
-    if float(latest[CER]) - float(best[CER]) < threshold:
+    rows = rounds[rounds[metric.column].notna()]
+    latest = rows.iloc[-1]
+    best_value, latest_value = float(best[metric.column]), float(latest[metric.column])
+    worse_by = latest_value - best_value if metric.lower_is_better else best_value - latest_value
+    if len(rows) < 2 or worse_by < max(REGRESSION_MIN_WORSE, REGRESSION_RELATIVE * abs(best_value)):
         return None
     return Regression(
-        float(latest[CER]),
+        metric,
+        latest_value,
         int(latest["epoch"]),
         int(latest["step"]),
-        float(best[CER]),
+        best_value,
         int(best["epoch"]),
         int(best["step"]),
     )
