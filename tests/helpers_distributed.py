@@ -29,7 +29,7 @@ BROKEN_TEMPLATE = "{{ raise_exception('this template is broken on rank 1') }}"
 
 
 def in_environment(rank: int, environ: dict[str, str], target: Any, *args: Any) -> None:
-    """Run `target(rank, *args)` in the test's environment (a forkserver child inherits the server's)."""
+    """Run `target(rank, *args)` in the environment the test passed (whatever its parent process had)."""
     os.environ.clear()
     os.environ.update(environ)
     torch.set_num_threads(1)

@@ -7,37 +7,78 @@ report afterwards. Every test has a timeout: a rank left waiting in a collective
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
+import signal
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
-import torch.multiprocessing as mp
 
 from tests import helpers_distributed as d
+from tests import zygote
 from tests.helpers import free_port
 from tests.helpers_outbox import kept
 
 pytestmark = pytest.mark.slow
-PRELOAD = ["tests.helpers_distributed", "tests.helpers_grpo", "predictions.training.callback"]
-"""What every rank imports (GRPO's ranks trl too): once, in the forkserver the ranks are forked from."""
 
+STOPPED_RANK = """
+import sys
+from pathlib import Path
 
-def spawn(target, tmp_path: Path, *args, nprocs: int = d.WORLD) -> list[dict]:
-    """Start the ranks as fresh processes and return their reports.
+from tests import helpers_distributed as d
 
-    They are forked from a forkserver that imported the ranks' code (torch, transformers) once per
-    pytest worker, so a rank starts in a fraction of a second rather than importing them again (about
-    8 s of CPU each); each rank takes this process's environment as it is now (`d.in_environment`).
-    """
-    multiprocessing.set_forkserver_preload(PRELOAD)
+d.grpo_stopped_on_rank(int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]))
+"""
+"""One rank of the endless GRPO run that the test stops with SIGTERM."""
+
+LAUNCHER = """
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch.multiprocessing as mp
+
+from tests import helpers_distributed as d
+
+name, nprocs, port, folder, *args = json.loads(sys.argv[1])
+try:
     mp.start_processes(
         d.in_environment,
-        args=(dict(os.environ), target, free_port(), tmp_path, *args),
+        args=(dict(os.environ), getattr(d, name), port, Path(folder), *args),
         nprocs=nprocs,
-        start_method="forkserver",
+        start_method="fork",
     )
+except mp.ProcessRaisedException as error:
+    sys.exit(f"a rank raised: {error}")
+"""
+"""`torch.multiprocessing.start_processes`, as a launcher does: the ranks are `fork` children of this
+program, and when one raises, the others get SIGTERM and the program exits with the rank's error."""
+
+
+class RankRaised(Exception):
+    """A rank raised; the message holds its traceback as the launcher printed it."""
+
+
+def spawn(target, tmp_path: Path, *args, nprocs: int = d.WORLD, timeout_s: float = 280) -> list[dict]:
+    """Start the ranks and return their reports; `RankRaised` if one of them raised.
+
+    The launcher is forked from the zygote (tests/zygote.py), which imported the ranks' code (torch,
+    transformers, trl) once per pytest worker, and forks the ranks in turn, so a rank starts in a
+    fraction of a second rather than importing them again (about 8 s of CPU each). Its own session, so
+    that a rank left hanging is killed with it at the timeout.
+    """
+    argv = json.dumps([target.__name__, nprocs, free_port(), str(tmp_path), *args])
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    launcher = zygote.start_python("-c", LAUNCHER, argv, start_new_session=True, **pipes)
+    try:
+        out, err = launcher.communicate(timeout=timeout_s)
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+    if launcher.returncode != 0:
+        raise RankRaised(f"exit {launcher.returncode}\n{out}\n{err}")
     return [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(nprocs)]
 
 
@@ -66,8 +107,8 @@ def as_ints(expected: dict[str, dict[str, str]]) -> dict[int, dict[int, str]]:
 
 @pytest.mark.timeout(300)
 def test_a_forked_run_that_raises_is_marked_failed_with_its_rounds_stored(tmp_path):
-    """A forkserver (or fork) child leaves by `os._exit`, skipping atexit: the exit hook still runs."""
-    with pytest.raises(mp.ProcessRaisedException, match="out of memory, say"):
+    """A fork (or forkserver) child leaves by `os._exit`, skipping atexit: the exit hook still runs."""
+    with pytest.raises(RankRaised, match=r"(?s)a rank raised: .*out of memory, say"):
         spawn(d.crashing_run, tmp_path, nprocs=1)
     assert job_status(tmp_path, "forked") == "failed"
     assert sum(len(answers) for answers in stored(tmp_path, "forked").values()) == 2 * 3
@@ -122,7 +163,7 @@ def test_fsdp2_a_failure_before_generate_on_one_rank_skips_the_round_on_every_ra
 @pytest.mark.timeout(300)
 def test_fsdp2_a_failure_inside_generate_on_one_rank_stops_training_with_its_error(tmp_path):
     """Unrecoverable: the other rank waits in a collective. The error is raised, not a hang or a mismatch."""
-    with pytest.raises(mp.ProcessRaisedException, match="injected failure in generate on rank 1"):
+    with pytest.raises(RankRaised, match=r"(?s)a rank raised: .*injected failure in generate on rank 1"):
         spawn(d.fsdp_on_rank, tmp_path, "fsdp2", "forward")
     assert not (tmp_path / "rank0.json").exists() and not (tmp_path / "rank1.json").exists()
     rounds = stored(tmp_path, "fsdp2")  # round 1's rows kept; rank 0, stopped by SIGTERM, marked the job
@@ -168,27 +209,32 @@ def test_grpo_under_ddp_stores_every_rank_rollouts_once(tmp_path):
 def test_grpo_under_ddp_stopped_by_sigterm_keeps_every_rank_rollouts(tmp_path):
     """SIGTERM to both ranks mid-run, as torchrun sends it, while each rank's builder still holds batches
     (a slow scorer): every rollout each rank's reward functions scored is stored or in the outbox, and
-    the job is failed. Rank 1 writes its own share, so its guard must keep it, not only rank 0's."""
-    import os
-    import signal
+    the job is failed. Rank 1 writes its own share, so its guard must keep it, not only rank 0's.
+    Each rank is a program of its own, as torchrun starts them (forked from the zygote)."""
     import time
 
     from predictions.delivery.writer import Writer
     from predictions.store import SQLiteStore
 
-    context = mp.start_processes(
-        d.grpo_stopped_on_rank, args=(free_port(), tmp_path), nprocs=d.WORLD, join=False, start_method="spawn"
-    )
-    logs = [tmp_path / f"steps{rank}.txt" for rank in range(d.WORLD)]
-    deadline = time.monotonic() + 400
-    while not all(log.exists() and len(log.read_text().split()) >= 2 for log in logs):
-        assert time.monotonic() < deadline and all(p.is_alive() for p in context.processes), "no step 2"
-        time.sleep(0.2)
-    for pid in context.pids():
-        os.kill(pid, signal.SIGTERM)
-    for process in context.processes:
-        process.join(120)
-    assert [p.exitcode for p in context.processes] == [-signal.SIGTERM] * d.WORLD
+    port, errors = free_port(), [(tmp_path / f"stderr{rank}.txt").open("w+") for rank in range(d.WORLD)]
+    ranks = [
+        zygote.start_python("-c", STOPPED_RANK, str(rank), str(port), tmp_path, stderr=errors[rank])
+        for rank in range(d.WORLD)
+    ]
+    try:
+        logs = [tmp_path / f"steps{rank}.txt" for rank in range(d.WORLD)]
+        deadline = time.monotonic() + 400
+        while not all(log.exists() and len(log.read_text().split()) >= 2 for log in logs):
+            assert time.monotonic() < deadline and all(r.poll() is None for r in ranks), "no step 2"
+            time.sleep(0.2)
+        for rank in ranks:
+            os.kill(rank.pid, signal.SIGTERM)
+        exits = [rank.wait(120) for rank in ranks]
+    finally:
+        for rank, error in zip(ranks, errors, strict=True):
+            rank.kill()
+            error.close()
+    assert exits == [-signal.SIGTERM] * d.WORLD, [Path(e.name).read_text()[-3000:] for e in errors]
     store = SQLiteStore(tmp_path / "p.db")
     Writer(store, spool_path=tmp_path / "outbox.db").close()  # what a rank left in the outbox is replayed
     with sqlite3.connect(tmp_path / "p.db") as connection:

@@ -69,8 +69,10 @@ PRELOAD = (
     "predictions.demo.run",
     "tests.helpers_training",
     "tests.helpers_grpo",
+    "tests.helpers_distributed",
 )
-"""What the programs import (the test helpers import Trainer, GRPOTrainer and the tiny model)."""
+"""What the programs import (the test helpers import Trainer, GRPOTrainer and the tiny model; the
+distributed ranks, torch.distributed's FSDP and checkpoint modules)."""
 
 IMPORT_TIME_PREFIXES = (
     "PYTHON", "OMP_", "MKL_", "KMP_", "TORCH", "PYTORCH_", "CUDA", "HF_", "HUGGINGFACE_", "TRANSFORMERS_",
