@@ -76,6 +76,22 @@ def test_encoder_decoders_are_detected_through_wrappers(kind):
     ]
 
 
+@pytest.mark.parametrize("options", [{"stop_strings": ["gg"]}, {"num_beams": 3}], ids=["stop", "beams"])
+def test_an_encoder_decoders_answers_follow_generation_kwargs(options):
+    """A stop string cuts the decoder's answer before it; beams search as `generate` does."""
+    tok = h.tokenizer()
+    model = seq2seq_model("t5", tok).eval()
+    samples = [Sample(i, p["prompt"], p["response"]) for i, p in enumerate(PAIRS[:6])]
+    kwargs = {**untrained_options(tok), **options}
+    answers = generate(model, tok, samples, max_new_tokens=MAX_NEW, generation_kwargs=kwargs)
+    if "stop_strings" not in options:
+        assert answers == [reference(model, tok, s.prompt, **kwargs) for s in samples]
+        return
+    raw = [reference(model, tok, s.prompt, **kwargs, tokenizer=tok) for s in samples]
+    assert answers == [text.split("gg")[0] for text in raw]
+    assert "gg" in raw[0] and answers[0] == ""  # the untrained T5 writes g's here: cut before them
+
+
 def test_an_encoder_decoder_has_the_prompt_and_the_answer_each_in_its_own_positions():
     """BART's 32 positions: a 30-token prompt and 20 new tokens fit (a causal model's sum would not)."""
     model = seq2seq_model("bart", h.tokenizer())
@@ -153,3 +169,33 @@ def test_seq2seq_trainer_rounds_store_what_generate_answers(tmp_path, sqlite_sto
         assert stored == answers, f"step {step}"
     last = rows[rows["step"] == 150]
     assert last["exact_match"].mean() >= 0.75, last[["ground_truth", "prediction"]]
+
+
+@pytest.mark.slow
+def test_rounds_neither_use_nor_change_the_seq2seq_arguments_generation_settings(tmp_path, sqlite_store):
+    """predict_with_generate with its own max length and beams: evaluation and rounds both run, the rounds
+    greedy with `max_new_tokens`, and the model's generation config is left as it was."""
+    tok = h.tokenizer()
+    model = seq2seq_model("t5", tok)
+    before = model.generation_config.to_dict()
+    callback = PredictionsCallback(PAIRS, num_samples=4, max_new_tokens=MAX_NEW, store=sqlite_store)
+    options = h.training_options(
+        tmp_path / "out", 2, per_device_train_batch_size=16, eval_strategy="epoch", predict_with_generate=True
+    )
+    trainer = Seq2SeqTrainer(
+        model=model,
+        args=Seq2SeqTrainingArguments(**options, generation_max_length=5, generation_num_beams=3),
+        train_dataset=encoded(tok),
+        eval_dataset=encoded(tok)[:8],
+        data_collator=DataCollatorForSeq2Seq(tok, model),
+        processing_class=tok,
+        callbacks=[callback],
+    )
+    trainer.train()
+    assert [e["step"] for e in trainer.state.log_history if "eval_loss" in e] == [3, 6]
+    rows = sqlite_store.predictions_page(callback.job_id, PageQuery(limit=100)).rows
+    assert sorted(rows["step"].unique().tolist()) == [3, 6]
+    last = rows[rows["step"] == 6]
+    model.eval()
+    assert last["prediction"].tolist() == [reference(model, tok, p) for p in last["prompt"]]
+    assert model.generation_config.to_dict() == before
