@@ -123,6 +123,42 @@ def test_an_early_stopped_run_is_stopped_with_its_reason_and_a_warning(
     assert any("Stopped at step 12" in r.getMessage() and metric in r.getMessage() for r in warnings)
 
 
+def letter(prediction, truth, sample):
+    """How far the answer's letters are past 'a' (0 for 'aaaa', 3 for 'dddd'): lower is better."""
+    return sum(ord(c) - ord("a") for c in prediction) / max(len(prediction), 1)
+
+
+letter.higher_is_better = False
+
+
+@pytest.mark.slow
+def test_a_stopped_run_resumed_from_its_last_checkpoint_stops_at_the_next_worse_round(tmp_path, sqlite_store):
+    """A scorer where lower is better watches 'a', 'b', 'c' (stopped at step 12); resumed from checkpoint-12
+    with resume_from_checkpoint=True, the same job runs again and 'd' is the third worse round in a row."""
+    samples = [{"prompt": "x=", "response": "aaaa"}]
+    tok = h.tokenizer()
+
+    def run(resume):
+        callback = PredictionsCallback(
+            samples, max_new_tokens=4, stop_after_regressions=2, stop_metric="letter",
+            scorers={"letter": letter}, store=sqlite_store,
+        )  # fmt: skip
+        trainer = h.trainer(
+            tmp_path, [callback, Worsen(tok, "abcd")], tok=tok, epochs=6, learning_rate=0.0,
+            save_strategy="epoch",
+        )  # fmt: skip
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer.state.global_step
+
+    assert run(None) == 12
+    (first,) = sqlite_store.list_jobs()
+    assert (first.status, first.stop_reason) == ("stopped", StopReason("letter", 2, 12))
+    assert run(True) == 16
+    (job,) = sqlite_store.list_jobs()
+    assert (job.id, job.status, job.stop_reason) == (first.id, "stopped", StopReason("letter", 3, 16))
+    assert sqlite_store.trends(job.id).rounds["avg_letter"].tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
 # the dashboard
 
 

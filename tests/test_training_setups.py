@@ -79,11 +79,14 @@ def test_an_implicit_prompt_preference_dataset_is_read_as_a_chat():
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_a_dpo_trainer_run_gets_scored_rounds(tmp_path, sqlite_store):
+@pytest.mark.parametrize("conversational", [False, True], ids=["plain", "conversational"])
+def test_a_dpo_trainer_run_gets_scored_rounds(tmp_path, sqlite_store, conversational):
+    """TRL's DPOTrainer on the rows as they are; conversational ones asked through the chat template, as
+    DPOTrainer renders them."""
     from trl import DPOConfig, DPOTrainer
 
-    tok = h.tokenizer()
-    rows = preference_rows(conversational=False)
+    tok = h.tokenizer(chat=conversational)
+    rows = preference_rows(conversational)
     callback = PredictionsCallback(rows, max_new_tokens=4, store=sqlite_store)
     options = h.training_options(tmp_path / "out", 1, max_length=32, per_device_train_batch_size=4)
     DPOTrainer(
@@ -96,6 +99,13 @@ def test_a_dpo_trainer_run_gets_scored_rounds(tmp_path, sqlite_store):
     ).train()
     stored = sqlite_store.predictions_page(callback.job_id, PageQuery(limit=100)).rows
     assert len(stored) == len(rows) and stored["char_error_rate"].notna().all()
+    assert stored["ground_truth"].tolist() == [PAIRS[i]["response"] for i in stored["sample_index"]]
+    config = sqlite_store.trends(callback.job_id).config
+    assert config["rendering"] == ("chat_template" if conversational else "raw")
+    index, asked = next(iter(config["model_inputs"].items()))  # the exact text the model was given
+    prompt = rows[int(index)]["prompt"]
+    render = tok.apply_chat_template
+    assert asked == (render(prompt, add_generation_prompt=True, tokenize=False) if conversational else prompt)
 
 
 # PEFT
