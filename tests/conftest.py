@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 """One OpenMP thread in every process the tests start (xdist workers, README examples, training
 subprocesses, servers): the workers already fill the cores, and on a busy machine OpenMP's spinning
 threads cost far more than they give (the README example: 28 s of CPU with 2 threads, 13 s with 1)."""
+
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
+"""Python's byte-code cache on for the suite's processes even where the environment turns it off (as on
+the shared test machine): else every process the tests start (two workers, their zygotes and
+forkservers, the Streamlit servers, each `python -c`) compiles the package and the test modules again,
+and pytest rewrites the test modules' asserts again in each worker. The caches go to `__pycache__`
+beside the sources (ignored by git), as Python's default puts them; a module collected with a warm
+cache costs 5 s less CPU per worker."""
 
 os.environ.setdefault(
     "HF_HOME", os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface")
