@@ -65,8 +65,9 @@ class PredictionsConfig:
         stop_after_regressions: stop training once the round's average of `stop_metric` has got
             worse this many rounds in a row; None never stops. The job is then marked `stopped`, with
             the reason.
-        stop_metric: the metric `stop_after_regressions` watches: a built-in metric or one of your
-            `scorers`, judged in its own direction (default: char_error_rate, where higher is worse).
+        stop_metric: the metric `stop_after_regressions` watches: a built-in metric with a direction (not
+            length_ratio, whose best is 1) or one of your `scorers`, judged in its own direction
+            (default: char_error_rate, where higher is worse).
         scorers: your own metrics, by name: functions `(prediction, ground_truth, sample) -> float |
             bool | None` (or objects with that `__call__` and optional `title`, `higher_is_better`),
             run on the main process's scoring thread each round, beside training (so never drawing
@@ -132,11 +133,15 @@ class PredictionsConfig:
         name = self.stop_metric
         if name is None:
             return
-        valid = [*REGISTRY, *self.scorers]
+        valid = [*(m for m in REGISTRY if REGISTRY[m].ideal is None), *self.scorers]
         if name not in valid:
-            raise ConfigError(
-                f"stop_metric={name!r} is not a metric of this run; valid: {', '.join(map(repr, valid))}"
+            builtin = REGISTRY.get(name)
+            why = (
+                f"has an ideal value ({builtin.ideal}), not a direction, so no round is 'worse'"
+                if builtin is not None
+                else "is not a metric of this run"
             )
+            raise ConfigError(f"stop_metric={name!r} {why}; valid: {', '.join(map(repr, valid))}")
         if self.stop_after_regressions is None:
             raise ConfigError(
                 f"stop_metric={name!r} is set but stop_after_regressions is None, so nothing would stop; "

@@ -57,6 +57,8 @@ def test_stop_metric_takes_a_registered_metric_or_a_scorer_with_its_direction():
     assert config.watched_metric == ("loss", True)
     with pytest.raises(ConfigError, match=r"stop_metric='bleu' is not a metric of this run; valid: .*'loss'"):
         PredictionsConfig(stop_after_regressions=2, stop_metric="bleu", scorers={"loss": loss})
+    with pytest.raises(ConfigError, match=r"'length_ratio' has an ideal value \(1.0\), not a direction"):
+        PredictionsConfig(stop_after_regressions=2, stop_metric="length_ratio")  # longer is not better
     with pytest.raises(ConfigError, match="stop_after_regressions is None, so nothing would stop"):
         PredictionsConfig(stop_metric="exact_match")
 
