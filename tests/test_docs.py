@@ -110,6 +110,8 @@ def test_the_plain_pytorch_loop_runs_and_writes_its_rounds(tmp_path):
     assert (job.name, job.status, job.round_count) == ("loop", "finished", 2)
     assert store.rounds(job.id)["sample_count"].tolist() == [8, 8]
     assert store.trends(job.id).config["training"] == {"learning_rate": 1e-3, "epochs": 2, "dataset_size": 40}
+    series = store.training_series(job.id)  # the loop's loss tensors, one a step
+    assert series["name"].unique().tolist() == ["loss"] and series["step"].tolist() == list(range(1, 81))
     store.close()
 
 

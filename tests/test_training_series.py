@@ -9,8 +9,10 @@ import os
 import signal
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 from transformers import Trainer
 
@@ -20,6 +22,7 @@ from predictions.demo.run import encode_pairs
 from predictions.store import SQLiteStore
 from predictions.store.frames import SERIES_COLUMNS
 from predictions.store.records import SeriesPoint
+from predictions.training.monitor import finite_number
 from tests import helpers_training as h
 from tests.pg_fixtures import USER_A, USER_B, user_store
 from tests.test_ingest_keys import create_key, trainer_env
@@ -96,6 +99,14 @@ def test_a_trainer_runs_loss_eval_loss_and_learning_rate_are_stored_by_step(tmp_
     )
     assert sorted(by_name["eval_loss"].index) == [4, 8]
     assert sorted(by_name["learning_rate"].index) == [2, 4, 6, 8]
+
+
+def test_a_loops_values_are_kept_as_finite_numbers_whatever_their_type():
+    """What a hand-written loop passes to log_training: the loss tensor, NumPy scalars, plain numbers."""
+    assert finite_number(torch.tensor(0.25)) == 0.25 and finite_number(np.float32(0.5)) == 0.5
+    assert finite_number(torch.tensor([0.25])) == 0.25 and finite_number(3) == 3.0
+    unusable = [torch.tensor([1.0, 2.0]), torch.tensor(float("nan")), float("inf"), True, "0.5", None]
+    assert [finite_number(value) for value in unusable] == [None] * len(unusable)
 
 
 def test_values_logged_since_the_last_round_are_kept_on_sigterm(sqlite_store):

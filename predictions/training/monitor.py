@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import re
 import uuid
 from collections.abc import Mapping
@@ -179,15 +180,15 @@ class PredictionsMonitor:
     def log_training(self, step: int, values: Mapping[str, Any]) -> None:
         """Keep what the training loop logged at `step` (the `SERIES_NAMES`: loss, eval_loss,
         learning_rate; anything else, or a value that is not a finite number, is ignored) beside the
-        answers. Main process only; the points are written with the next round, or at `finish`."""
+        answers, for Trends' loss chart. A hand-written loop may pass the loss tensor itself (a
+        one-value tensor or NumPy scalar is read with `.item()`). Main process only; the points are
+        written with the next round, or at `finish`."""
         if not self.is_main or self.job_id is None:
             return
         for name in SERIES_NAMES:
-            value = values.get(name)
-            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-                self._series.append(
-                    SeriesPoint(self.job_id, int(step), name, float(value), self.config.user_id)
-                )
+            value = finite_number(values.get(name))
+            if value is not None:
+                self._series.append(SeriesPoint(self.job_id, int(step), name, value, self.config.user_id))
         if len(self._series) >= SERIES_BATCH:
             self._flush_series()
 
@@ -479,6 +480,18 @@ def answers_by_index(samples: list[Sample], shards: list[list[str] | None]) -> d
         for sample, answer in zip(shard, answers or [], strict=False):
             answered.setdefault(sample.index, answer)  # the padding repeats the last sample
     return answered
+
+
+def finite_number(value: Any) -> float | None:
+    """`value` as a finite float: a Python or NumPy number, or a tensor holding one value; else None."""
+    if not isinstance(value, numbers.Real) and callable(getattr(value, "item", None)):
+        try:
+            value = value.item()  # a loss tensor as a loop has it, or a NumPy scalar
+        except (TypeError, ValueError, RuntimeError):  # more than one value
+            return None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def generated_job_id(name: str | None = None) -> str:
