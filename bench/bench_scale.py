@@ -1,6 +1,6 @@
 """The dashboard at scale (issue 23): a store of 10,000 jobs plus one job of 1,000 samples x 200 rounds
-with two user scores and a metadata field, against a small store (3 jobs x 100 rounds x 100 samples),
-both read in the same run.
+with two user scores and a metadata field, against a small store (3 jobs x 100 rounds x 100 samples,
+`--small`), both read in the same run.
 
 Measured: each page's server-side render time, wall and this process's CPU (AppTest, a first view with
 caches empty, then a rerun with caches warm; the two stores take turns within each repeat, so the load
@@ -68,12 +68,12 @@ def build_big(path: Path, jobs: int, samples: int, rounds: int) -> None:
     store.close()
 
 
-def build_small(path: Path) -> None:
+def build_small(path: Path, rounds: int = 100, samples: int = 100) -> None:
     store = SQLiteStore(path)
     for j in range(3):
         job_id = BIG_JOB if j == 0 else f"small-{j}"
         store.start_job(job_id, name=f"small {j}", model="tiny-gpt2", config=config_like_a_monitor(j))
-        for round_rows in job_rows(job_id, 100, 100, seed=j, custom=2):
+        for round_rows in job_rows(job_id, rounds, samples, seed=j, custom=2):
             store.write_predictions(round_rows)
     store.close()
 
@@ -164,16 +164,24 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument(
+        "--small",
+        type=int,
+        nargs=2,
+        default=[100, 100],
+        metavar=("ROUNDS", "SAMPLES"),
+        help="each of the small store's 3 jobs (default: 100 100)",
+    )
     parser.add_argument("--repeat", type=int, default=5, help="page views per store (medians)")
     parser.add_argument("--reads", type=int, default=20, help="calls per store read (medians)")
     parser.add_argument("--pages", nargs="+", default=list(PAGES), choices=PAGES)
     args = parser.parse_args(argv)
     args.folder.mkdir(parents=True, exist_ok=True)
     big = args.folder / f"scale-{args.jobs}-{args.samples}x{args.rounds}.db"
-    small = args.folder / "small-3x100x100.db"
+    small = args.folder / "small-3x{}x{}.db".format(*args.small)
     for path, build in (
         (big, lambda p: build_big(p, args.jobs, args.samples, args.rounds)),
-        (small, build_small),
+        (small, lambda p: build_small(p, *args.small)),
     ):
         if not path.exists():
             start = time.perf_counter()

@@ -123,7 +123,21 @@ def test_diff_benchmark_runs():
 def test_scale_benchmark_runs_on_tiny_stores(tmp_path):
     from bench import bench_scale
 
-    sizes = ["--jobs", "3", "--samples", "60", "--rounds", "3", "--repeat", "1", "--reads", "1"]
+    sizes = [
+        "--jobs",
+        "3",
+        "--samples",
+        "60",
+        "--rounds",
+        "3",
+        "--small",
+        "3",
+        "20",
+        "--repeat",
+        "1",
+        "--reads",
+        "1",
+    ]
     results = bench_scale.main(["--folder", str(tmp_path), *sizes, "--pages", "samples"])
     assert results["samples"]["scale"]["warm"] > 0 and results["samples"]["small"]["first view CPU"] > 0
     assert results["reads"]["list_jobs(200), the picker ms"] > 0 and results["reads"]["CSV MB"] > 0
