@@ -61,7 +61,7 @@ def test_a_shortened_demo_run_learns_on_one_thread(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_the_cli_trains_and_reports_the_cer(tmp_path, capsys):
     db = tmp_path / "cli.db"
-    argv = ["demo", "--epochs", "1", "--steps-per-epoch", "10", "--rounds-per-epoch", "2", "--db", str(db)]
+    argv = ["demo", "--epochs", "1", "--steps-per-epoch", "2", "--rounds-per-epoch", "2", "--db", str(db)]
     assert main([*argv, "--job-id", "cli"]) == 0  # two runs, one per default learning rate
     out = capsys.readouterr().out
     assert "job cli-lr0.002: 2 rounds" in out and "job cli-lr0.0005: 2 rounds" in out
