@@ -208,9 +208,9 @@ h.trainer(Path(sys.argv[1]), [callback, CrashAtEpoch2()]).train()
 def test_a_run_that_crashes_is_marked_failed_with_its_rounds_stored(tmp_path, monkeypatch):
     db = tmp_path / "p.db"
     monkeypatch.setenv("PREDICTIONS_DB", str(db))
-    # A real interpreter: the crash's exit path (the traceback, exit code 1, atexit marking the job failed)
-    # is checked on one here; the zygote's children end the same way (test_zygote).
-    run = zygote.run_python("-c", CRASHING_RUN, tmp_path, cwd=ROOT, timeout=300, real=True)
+    # Forked from the zygote: its child ends as a real interpreter does on an uncaught exception (the
+    # traceback, exit code 1, atexit), which test_zygote checks on both.
+    run = zygote.run_python("-c", CRASHING_RUN, tmp_path, cwd=ROOT, timeout=300)
     assert run.returncode != 0 and "out of memory, say" in run.stderr
     store = SQLiteStore(db)
     assert [(job.id, job.status) for job in store.list_jobs()] == [("crashed", "failed")]

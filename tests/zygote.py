@@ -37,7 +37,9 @@ Limits, and what is done about them:
   and shutdown 10.7 s). A reference cycle among them that the child drops is not collected.
 - `python -m tests.zygote` measures what a child costs against a real interpreter.
 - Linux only (pidfds, /proc); elsewhere, or with PREDICTIONS_TEST_ZYGOTE=0, every call runs a real
-  interpreter. Keep at least one test per exit path on a real one (`real=True`).
+  interpreter. tests/test_zygote.py runs each exit path on a real interpreter and on a zygote child
+  and compares them; a new way for a program to end gets a test there. The README example's run stays
+  on a real interpreter (`real=True`): a user's whole run, its start included.
 """
 
 from __future__ import annotations
