@@ -92,6 +92,25 @@ def test_an_encoder_decoders_answers_follow_generation_kwargs(options):
     assert "gg" in raw[0] and answers[0] == ""  # the untrained T5 writes g's here: cut before them
 
 
+def test_an_encoder_decoder_is_asked_through_the_chat_template():
+    """Chat samples: the encoder reads the rendered conversation as `apply_chat_template` tokenizes it."""
+    tok = h.tokenizer(chat=True)
+    model = seq2seq_model("t5", tok).eval()
+    samples = [Sample(i, p["prompt"], p["response"], [{"role": "user", "content": p["prompt"]}])
+               for i, p in enumerate(PAIRS[:4])]  # fmt: skip
+    options = untrained_options(tok)
+    answers = generate(model, tok, samples, max_new_tokens=MAX_NEW, generation_kwargs=options)
+    expected = []
+    for sample in samples:
+        inputs = tok.apply_chat_template(
+            sample.messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+        with torch.no_grad():
+            output = model.generate(**inputs, max_new_tokens=MAX_NEW, do_sample=False, **options)
+        expected.append(tok.decode(output[0], skip_special_tokens=True))
+    assert answers == expected and all(answers)
+
+
 def test_an_encoder_decoder_has_the_prompt_and_the_answer_each_in_its_own_positions():
     """BART's 32 positions: a 30-token prompt and 20 new tokens fit (a causal model's sum would not)."""
     model = seq2seq_model("bart", h.tokenizer())
