@@ -9,6 +9,7 @@ import math
 import random
 import re
 import string
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -16,8 +17,9 @@ import pandas as pd
 import pytest
 
 from predictions.dashboard import analysis, csv_export, diff, widgets
-from predictions.store.frames import MATRIX_COLUMNS, TREND_COLUMNS
-from predictions.store.records import Job
+from predictions.scoring.metrics import REGISTRY
+from predictions.store.frames import MATRIX_COLUMNS, TREND_COLUMNS, custom_metric
+from predictions.store.records import Job, Trends
 from tests.seeding import BIG_JOB, XSS_IMG, XSS_SCRIPT, seed_big
 
 
@@ -90,6 +92,26 @@ def test_regression_warning_fires_when_the_latest_round_is_clearly_worse():
 )
 def test_regression_warning_stays_quiet_for_noise_and_progress(cers):
     assert analysis.regression_warning(rounds_frame(cers)) is None
+
+
+def test_the_warning_and_the_best_round_follow_a_higher_is_better_metric_and_the_jobs_stop_metric():
+    """Word overlap (1 - CER here) falls from 0.8 to 0.4: worse in its own direction, best at step 20."""
+    rounds = rounds_frame([0.8, 0.2, 0.25, 0.6])
+    overlap = REGISTRY["word_overlap"]
+    found = analysis.regression_warning(rounds, overlap)
+    assert (found.metric, found.best_step, found.best_value, found.latest_value) == (overlap, 20, 0.8, 0.4)
+    assert found.worse_by == pytest.approx(0.4)
+    assert analysis.regression_warning(rounds_frame([0.8, 0.2, 0.1]), overlap) is None  # getting better
+    assert int(analysis.best_round(rounds, overlap)["step"]) == 20
+    scorer = custom_metric("a_share", {"title": "A share", "higher_is_better": True})
+    trends = Trends(
+        "j", rounds.assign(avg_a_share=[0.1, 0.2, np.nan, 0.3]), None, (*REGISTRY.values(), scorer)
+    )
+    assert analysis.watched_metric(trends) == REGISTRY["char_error_rate"]  # no rule: the CER
+    watched = replace(trends, config={"stop_after_regressions": 2, "stop_metric": "a_share"})
+    assert analysis.watched_metric(watched) == scorer
+    unscored = replace(watched, rounds=rounds.assign(avg_a_share=np.nan))
+    assert analysis.watched_metric(unscored) == REGISTRY["char_error_rate"]  # no values to judge by
 
 
 # learning velocity
