@@ -13,7 +13,7 @@ from supabase_auth.errors import AuthError as SupabaseAuthError
 from supabase_auth.errors import AuthRetryableError
 
 from predictions.errors import AuthError, ConfigError, StoreUnavailableError
-from predictions.store.supabase_rest import jwt_claims, project_headers
+from predictions.store.supabase_rest import http_client, jwt_claims, project_headers
 
 USER_ID_ENV = "PREDICTIONS_USER_ID"
 
@@ -32,13 +32,15 @@ def check_user_id(user_id: str | None) -> str | None:
 
 
 def auth_client(url: str, key: str) -> SyncGoTrueClient:
-    """Supabase Auth's public client at `url`/auth/v1; sessions kept in memory, refreshed on demand."""
+    """Supabase Auth's public client at `url`/auth/v1; sessions kept in memory, refreshed on demand.
+    Its HTTP client is the one it would make itself (httpx's default timeout), on the shared TLS context."""
     return SyncGoTrueClient(
         url=f"{url}/auth/v1",
         headers=project_headers(key),
         auto_refresh_token=False,  # refreshed before each request (`token()`), not by a timer thread
         persist_session=True,
         storage=SyncMemoryStorage(),
+        http_client=http_client(),
     )
 
 
