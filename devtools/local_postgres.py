@@ -151,6 +151,7 @@ class Postgres:
 
     def __init__(self, directory: Path):
         self._server = None
+        self._templates: dict[str, str] = {}
         self.admin = os.environ.get(DATABASE_URL_ENV, "")
         if not self.admin:
             with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set"
@@ -204,7 +205,28 @@ class Postgres:
         apply_migrations(conninfo)
         return conninfo
 
+    def migrated_copy(self, grants: str = "new") -> str:
+        """A new database as `migrated_database` makes one, copied from a migrated template kept for this
+        server (one per `grants`): the copy costs the server about 0.15 s of CPU, creating, preparing
+        and migrating one 0.6 s. Returns its conninfo as `postgres`."""
+        if grants not in self._templates:
+            self._templates[grants] = self.migrated_database(grants=grants)
+        template = conninfo_to_dict(self._templates[grants])["dbname"]
+        name = f"predictions_copy_{os.getpid()}_{next(_database_numbers)}"
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("create database {} template {}").format(*map(sql.Identifier, (name, template)))
+            )
+            # A database's own privileges are not copied with it (bootstrap grants them).
+            conn.execute(
+                sql.SQL("grant all on database {} to {}").format(*map(sql.Identifier, (name, PROJECT_ROLE)))
+            )
+        return as_role(make_conninfo(self.admin, dbname=name), PROJECT_ROLE)
+
     def close(self) -> None:
+        for template in self._templates.values():
+            self.drop_database(template)
+        self._templates.clear()
         if self._server is not None:
             self._server.cleanup()
             self._server = None

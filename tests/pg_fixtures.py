@@ -86,6 +86,15 @@ def database(postgres: Postgres) -> Iterator[str]:
     postgres.drop_database(conninfo)
 
 
+@pytest.fixture
+def migrated_database(postgres: Postgres) -> Iterator[str]:
+    """A new database with every migration applied, as `postgres`: a copy of a migrated template, for
+    tests that start from the current schema (those of the migrations' own steps take `database`)."""
+    conninfo = postgres.migrated_copy()
+    yield conninfo
+    postgres.drop_database(conninfo)
+
+
 @pytest.fixture(scope="session")
 def supabase_database(postgres: Postgres) -> Iterator[str]:
     """The session's migrated database (admin conninfo), shared by the API tests."""

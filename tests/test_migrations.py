@@ -106,10 +106,9 @@ def test_an_empty_database_gets_the_tables_keys_and_indexes(database):
     assert "training_predictions_duplicates" not in {t for t, _ in columns}
 
 
-def test_row_level_security_is_on_and_every_policy_is_for_authenticated_only(database):
-    apply_migrations(database)
+def test_row_level_security_is_on_and_every_policy_is_for_authenticated_only(migrated_database):
     enabled = fetch(
-        database,
+        migrated_database,
         "select relname, relrowsecurity from pg_class"
         " where relname in ('training_predictions', 'training_jobs', 'training_rounds', 'training_rollouts',"
         " 'training_rollout_steps', 'training_series', 'training_job_summary') order by 1",
@@ -123,7 +122,7 @@ def test_row_level_security_is_on_and_every_policy_is_for_authenticated_only(dat
         ("training_rounds", True),
         ("training_series", True),
     ]
-    policies = fetch(database, "select tablename, cmd, roles::text from pg_policies order by 1, 2")
+    policies = fetch(migrated_database, "select tablename, cmd, roles::text from pg_policies order by 1, 2")
     # the summaries are written by their triggers alone: users may only read their own
     assert {(table, cmd) for table, cmd, _ in policies} == {
         (table, cmd)
@@ -137,10 +136,9 @@ def test_row_level_security_is_on_and_every_policy_is_for_authenticated_only(dat
     assert {roles for _, _, roles in policies} == {"{authenticated}"}
 
 
-def test_every_dashboard_function_exists_runs_as_the_caller_and_is_closed_to_anon(database):
-    apply_migrations(database)
+def test_every_dashboard_function_exists_runs_as_the_caller_and_is_closed_to_anon(migrated_database):
     rows = fetch(
-        database,
+        migrated_database,
         "select proname, prosecdef, provolatile, prorettype::regtype::text,"
         " has_function_privilege('anon', oid, 'execute'),"
         " has_function_privilege('authenticated', oid, 'execute')"
@@ -154,20 +152,19 @@ def test_every_dashboard_function_exists_runs_as_the_caller_and_is_closed_to_ano
     assert len(rows) == len(DASHBOARD_FUNCTIONS) + len(WRITE_FUNCTIONS), "an old signature was left behind"
 
 
-def test_applying_twice_is_harmless_and_keeps_rows(database):
-    apply_migrations(database)
-    with psycopg.connect(database) as conn:
+def test_applying_twice_is_harmless_and_keeps_rows(migrated_database):
+    with psycopg.connect(migrated_database) as conn:
         conn.execute(
             "insert into training_predictions (job_id, user_id, epoch, step, sample_index, prompt,"
             " prediction, exact_match) values ('job', %s, 1, 1, 0, 'p', 'x', 1.0)",
             (USER_A,),
         )
         conn.execute("insert into training_jobs (id, user_id, name) values ('job', %s, 'kept')", (USER_A,))
-    before = schema_snapshot(database)
-    replay_migrations(database)
-    assert schema_snapshot(database) == before
-    assert fetch(database, "select job_id, exact_match from training_predictions") == [("job", 1.0)]
-    assert fetch(database, "select name, status from training_jobs") == [("kept", "running")]
+    before = schema_snapshot(migrated_database)
+    replay_migrations(migrated_database)
+    assert schema_snapshot(migrated_database) == before
+    assert fetch(migrated_database, "select job_id, exact_match from training_predictions") == [("job", 1.0)]
+    assert fetch(migrated_database, "select name, status from training_jobs") == [("kept", "running")]
 
 
 def test_the_seed_table_gains_scores_and_keeps_its_rows(database):
@@ -333,20 +330,18 @@ def test_each_api_role_executes_exactly_its_functions_and_no_internal_helper(pos
         postgres.drop_database(conninfo)
 
 
-def test_ingest_upsert_writes_tables_of_this_project_only(database):
+def test_ingest_upsert_writes_tables_of_this_project_only(migrated_database):
     """Even its owner (the definer functions run as postgres) cannot point it at auth's tables."""
-    apply_migrations(database)
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not a table of this project"):
         fetch(
-            database,
+            migrated_database,
             "select ingest_upsert('auth.refresh_tokens', '{id}', %s, '[{\"token\": \"x\"}]')",
             (USER_A,),
         )
 
 
-def test_a_users_ingest_keys_are_deleted_with_the_user(database):
-    apply_migrations(database)
-    with psycopg.connect(database) as conn:
+def test_a_users_ingest_keys_are_deleted_with_the_user(migrated_database):
+    with psycopg.connect(migrated_database) as conn:
         conn.execute("set role supabase_auth_admin")
         conn.execute("insert into auth.users (id, email) values (%s, 'a@x'), (%s, 'b@x')", (USER_A, USER_B))
         conn.execute("reset role")
@@ -362,7 +357,7 @@ def test_a_users_ingest_keys_are_deleted_with_the_user(database):
             )
         conn.execute("set role supabase_auth_admin")
         conn.execute("delete from auth.users where id = %s", (USER_A,))
-    assert fetch(database, "select user_id::text from ingest_keys") == [(USER_B,)]
+    assert fetch(migrated_database, "select user_id::text from ingest_keys") == [(USER_B,)]
 
 
 def scans(conninfo: str) -> dict[str, tuple[int, int]]:
@@ -376,10 +371,9 @@ def scans(conninfo: str) -> dict[str, tuple[int, int]]:
     return {name: (seq, idx) for name, seq, idx in rows}
 
 
-def test_owner_filters_use_the_owner_first_keys(database):
+def test_owner_filters_use_the_owner_first_keys(migrated_database):
     """A read for one owner goes through an index on user_id, never a scan of every owner's rows."""
-    apply_migrations(database)
-    with psycopg.connect(database) as conn:
+    with psycopg.connect(migrated_database) as conn:
         conn.execute(
             f"{INSERT_NEW} select 'job-' || (i % 20),"
             " ('a0000000-0000-4000-8000-' || lpad((i % 50)::text, 12, '0'))::uuid,"
@@ -391,8 +385,8 @@ def test_owner_filters_use_the_owner_first_keys(database):
         )
         conn.execute("analyze")
     owner = "a0000000-0000-4000-8000-000000000007"
-    before = scans(database)
-    with psycopg.connect(database, autocommit=True) as conn:
+    before = scans(migrated_database)
+    with psycopg.connect(migrated_database, autocommit=True) as conn:
         conn.execute("set role service_role")
         for call in (
             "predictions_list_jobs(p_user_id => %s)",
@@ -406,7 +400,7 @@ def test_owner_filters_use_the_owner_first_keys(database):
             conn.execute(f"select {call}", (owner,))
         conn.execute("select pg_stat_force_next_flush()")
         conn.execute("select 1")
-    after = scans(database)
+    after = scans(migrated_database)
     for table in ("training_predictions", "training_jobs", "training_rounds", "training_job_summary"):
         assert after[table][0] == before[table][0], f"{table} was scanned whole"
         assert after[table][1] > before[table][1], f"no index of {table} was used"

@@ -50,9 +50,8 @@ def insert(conn, job_id, step, index, cer, user=USER_A):
     )
 
 
-def test_inserts_upserts_updates_and_deletes_by_hand_keep_the_summary_right(database):
-    apply_migrations(database)
-    with psycopg.connect(database) as conn:
+def test_inserts_upserts_updates_and_deletes_by_hand_keep_the_summary_right(migrated_database):
+    with psycopg.connect(migrated_database) as conn:
         for step in (1, 2):
             for index in range(4):
                 insert(conn, "job", step, index, index / 4)
@@ -61,13 +60,13 @@ def test_inserts_upserts_updates_and_deletes_by_hand_keep_the_summary_right(data
             "update training_predictions set char_error_rate = null where step = 2 and sample_index = 3"
         )
         conn.execute("delete from training_predictions where step = 2 and sample_index = 0")
-    assert_summary_matches_rows(database, "job")
-    with psycopg.connect(database) as conn:
+    assert_summary_matches_rows(migrated_database, "job")
+    with psycopg.connect(migrated_database) as conn:
         conn.execute("delete from training_predictions where step = 1")
-    assert [row[0] for row in summary_trends(database, "job")] == [2]
-    with psycopg.connect(database) as conn:
+    assert [row[0] for row in summary_trends(migrated_database, "job")] == [2]
+    with psycopg.connect(migrated_database) as conn:
         conn.execute("truncate training_predictions")
-    assert fetch(database, "select count(*) from training_rounds") == [(0,)]
+    assert fetch(migrated_database, "select count(*) from training_rounds") == [(0,)]
 
 
 def test_migrating_over_old_rows_builds_their_summary(database):
@@ -89,19 +88,18 @@ def test_migrating_over_old_rows_builds_their_summary(database):
     assert fetch(database, "select count(*) from training_rounds") == [(2,)]
 
 
-def test_users_sharing_a_job_id_each_see_only_their_own_rounds(database):
-    apply_migrations(database)
-    with psycopg.connect(database) as conn:
+def test_users_sharing_a_job_id_each_see_only_their_own_rounds(migrated_database):
+    with psycopg.connect(migrated_database) as conn:
         insert(conn, "shared", 1, 0, 0.0, USER_A)
         insert(conn, "shared", 1, 1, 1.0, USER_B)
     for user, cer in ((USER_A, 0.0), (USER_B, 1.0)):
-        with acting_as(database, "authenticated", user) as conn:
+        with acting_as(migrated_database, "authenticated", user) as conn:
             (result,) = conn.execute("select predictions_trends('shared')").fetchone()
             assert [(r["sample_count"], r["avg_char_error_rate"]) for r in result["rounds"]] == [(1, cer)]
             assert conn.execute("select count(*) from training_rounds").fetchone() == (1,)
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute("insert into training_rounds select * from training_rounds")
-    with acting_as(database, "anon") as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+    with acting_as(migrated_database, "anon") as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("select count(*) from training_rounds")
 
 

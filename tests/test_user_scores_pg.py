@@ -8,7 +8,7 @@ import json
 import psycopg
 import pytest
 
-from devtools.local_postgres import apply_migrations, replay_migrations
+from devtools.local_postgres import replay_migrations
 from tests.pg_fixtures import USER_A, USER_B, acting_as
 from tests.test_migrations import fetch
 
@@ -27,19 +27,18 @@ def custom_trends(conninfo, user):
     return {r["step"]: r["scores"] for r in result["rounds"]}
 
 
-def test_the_summary_of_user_scores_follows_updates_and_deletes_per_owner(database):
-    apply_migrations(database)
-    with psycopg.connect(database) as conn:
+def test_the_summary_of_user_scores_follows_updates_and_deletes_per_owner(migrated_database):
+    with psycopg.connect(migrated_database) as conn:
         for index, value in enumerate([0.0, 0.5, 1.0, None]):
             insert(conn, 1, index, {"q": value, "text": "not a number"})
         insert(conn, 1, 0, {"q": 10.0}, user=USER_B)  # another owner's job of the same id
         conn.execute("update training_predictions set scores = '{\"q\": 2.0}' where sample_index = 1")
         conn.execute("delete from training_predictions where sample_index = 2 and user_id = %s", (USER_A,))
     expected_q = {"avg": 1.0, "min": 0.0, "max": 2.0}  # 0.0 and 2.0; the null is not counted
-    assert custom_trends(database, USER_A) == {
+    assert custom_trends(migrated_database, USER_A) == {
         1: {"q": expected_q, "text": {"avg": None, "min": None, "max": None}}
     }
-    assert custom_trends(database, USER_B) == {1: {"q": {"avg": 10.0, "min": 10.0, "max": 10.0}}}
+    assert custom_trends(migrated_database, USER_B) == {1: {"q": {"avg": 10.0, "min": 10.0, "max": 10.0}}}
 
 
 @pytest.mark.parametrize(
@@ -51,20 +50,21 @@ def test_the_summary_of_user_scores_follows_updates_and_deletes_per_owner(databa
         ("predictions_group_trends('job', 'a'' or 1=1')", "field="),
     ],
 )
-def test_the_functions_refuse_names_that_are_not_metrics_or_fields(database, call, message):
-    apply_migrations(database)
-    with acting_as(database, "authenticated", USER_A) as conn, pytest.raises(psycopg.Error) as raised:
+def test_the_functions_refuse_names_that_are_not_metrics_or_fields(migrated_database, call, message):
+    with (
+        acting_as(migrated_database, "authenticated", USER_A) as conn,
+        pytest.raises(psycopg.Error) as raised,
+    ):
         conn.execute(f"select {call}")
     assert raised.value.sqlstate == "22023" and message in str(raised.value)
 
 
-def test_a_column_added_later_reaches_the_row_readers(database):
-    apply_migrations(database)
-    with psycopg.connect(database) as conn:
+def test_a_column_added_later_reaches_the_row_readers(migrated_database):
+    with psycopg.connect(migrated_database) as conn:
         conn.execute("alter table training_predictions add column bleu double precision")
         insert(conn, 1, 0, {"q": 1.0}, metadata={"category": "math"})
         conn.execute("update training_predictions set bleu = 0.25")
-    with acting_as(database, "authenticated", USER_A) as conn:
+    with acting_as(migrated_database, "authenticated", USER_A) as conn:
         (history,) = conn.execute("select predictions_sample_history('job', 0)").fetchone()
         (page,) = conn.execute("select predictions_page('job')").fetchone()
     for row in (history[0], page["rows"][0]):
@@ -72,15 +72,14 @@ def test_a_column_added_later_reaches_the_row_readers(database):
         assert "user_id" not in row and "id" not in row
 
 
-def test_rows_with_scores_from_before_the_migration_get_summarised(database):
+def test_rows_with_scores_from_before_the_migration_get_summarised(migrated_database):
     """A database that already had the scores column (written between two migrations) is summarised."""
-    apply_migrations(database)
-    with psycopg.connect(database) as conn:
+    with psycopg.connect(migrated_database) as conn:
         conn.execute("alter table training_predictions disable trigger training_rounds_on_insert")
         insert(conn, 1, 0, {"q": 0.5})
         conn.execute("alter table training_predictions enable trigger training_rounds_on_insert")
-    assert fetch(database, "select scores from training_rounds") == []
-    replay_migrations(database)
-    assert fetch(database, "select scores from training_rounds") == [
+    assert fetch(migrated_database, "select scores from training_rounds") == []
+    replay_migrations(migrated_database)
+    assert fetch(migrated_database, "select scores from training_rounds") == [
         ({"q": {"sum": 0.5, "count": 1, "min": 0.5, "max": 0.5}},)
     ]
