@@ -4,6 +4,8 @@ key, an outbox that cannot be written. Real Postgres through the PostgREST emula
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import pytest
 
@@ -126,6 +128,33 @@ def test_with_neither_store_nor_outbox_rows_are_held_and_stored_once_the_store_a
     writer.close()
     assert count_rows(db, "job") == 12
     assert "LOST" not in caplog.text  # named when held, stored when the store came back
+
+
+def test_rows_held_at_train_end_are_retried_until_close_gives_up_not_lost_at_once(tmp_path, caplog):
+    """A full disk and a store down at train end: the held rows exist nowhere else, so `close()` keeps
+    trying the store for as long as it waits, rather than naming them LOST the moment training ends."""
+    db = tmp_path / "p.db"
+    writer = Writer(SQLiteStore(db, timeout_s=0.05), spool_path=tmp_path, retries=1, backoff_s=0.05)
+    taken, free = threading.Event(), threading.Event()
+
+    def hold_the_lock_until_close_began():
+        with locked(db):
+            taken.set()
+            free.wait(20)
+            time.sleep(1.0)  # close() has begun and found the store still locked
+
+    holder = threading.Thread(target=hold_the_lock_until_close_began)
+    holder.start()
+    taken.wait()
+    with caplog.at_level(logging.ERROR):
+        writer.write(rows("job", 1))
+        writer.finish_job("job")
+        wait_until(lambda: "can be neither stored nor kept" in caplog.text, 20)
+        free.set()
+        writer.close(timeout_s=30)
+    holder.join()
+    assert count_rows(db, "job") == 4 and SQLiteStore(db).list_jobs()[0].status == "finished"
+    assert "LOST" not in caplog.text
 
 
 def test_keys_of_stores_and_owners(tmp_path, postgrest, monkeypatch):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from predictions.__main__ import main
+from predictions.delivery import command
 from predictions.delivery.outbox import Key, Outbox
 from predictions.store import SQLiteStore
 from predictions.store.records import PredictionRow
@@ -76,3 +80,33 @@ def test_every_bad_outbox_path_gets_a_message(pending, tmp_path, capsys, where, 
         return
     assert main(["spool", action, "--spool", str(path)]) == 2
     assert "error: the predictions outbox" in capsys.readouterr().out
+
+
+def test_replay_while_another_replayer_holds_calls_waits_for_it_and_says_so(pending, capsys):
+    """A training run of the same user replays the same outbox meanwhile: its leased calls are neither
+    taken twice nor reported as "still pending" once it stored them."""
+    db, path, key = pending
+    other = Outbox(path)
+    held = other.claim(key, limit=1)  # the training run's writer holds the first round
+    store = SQLiteStore(db)
+
+    def the_run_stores_it_a_moment_later():
+        time.sleep(1.0)
+        store.write_predictions([PredictionRow(**row) for row in held[0].call["rows"]])
+        other.ack([held[0].id])
+
+    thread = threading.Thread(target=the_run_stores_it_a_moment_later)
+    thread.start()
+    assert main(["spool", "replay"]) == 0
+    thread.join()
+    assert "1 call(s) stored, 0 still pending" in capsys.readouterr().out  # the one it did not hold
+    assert count_rows(db, "job") == 6 and kept(path, key) == []
+
+
+def test_replay_names_calls_another_replayer_still_holds(pending, capsys, monkeypatch):
+    _, path, key = pending
+    monkeypatch.setattr(command, "OTHERS_WAIT_S", 0.0)
+    Outbox(path).claim(key, limit=1)  # held by a replayer that never finishes within the wait
+    assert main(["spool", "replay"]) == 1
+    out = capsys.readouterr().out
+    assert "1 call(s) stored, 1 still pending (1 being replayed right now by another process" in out

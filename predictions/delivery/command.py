@@ -9,16 +9,19 @@ calls). Exit status 0 when nothing of that identity is left pending, 1 otherwise
 from __future__ import annotations
 
 import argparse
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from predictions.delivery import legacy
 from predictions.delivery.outbox import Key, Outbox
-from predictions.delivery.spool import describe, outbox_path, replay
+from predictions.delivery.spool import Replay, describe, outbox_path, replay
 from predictions.errors import PredictionsError
 
 ACTIONS = ("list", "replay", "discard")
+OTHERS_WAIT_S = 30.0
+"""How long `replay` waits for calls another replayer holds (a training run replaying the same outbox)."""
 
 
 def add_parser(commands: Any) -> None:
@@ -77,7 +80,15 @@ def replay_now(store: Any, outbox: Outbox, key: Key, options: argparse.Namespace
     if options.quarantine:
         outbox.requeue_quarantine(key)
     result = replay(store, outbox, key)
+    waited = time.monotonic() + OTHERS_WAIT_S
+    while result.pending and not result.errors and outbox.leased(key) and time.monotonic() < waited:
+        time.sleep(0.5)  # another replayer (a training run, another `spool replay`) holds them: see it end
+        again = replay(store, outbox, key)
+        result = Replay(result.stored + again.stored, again.pending, again.errors, again.auth_error)
     counts = f"{result.stored} call(s) stored, {result.pending} still pending"
+    held = outbox.leased(key) if result.pending else 0
+    if held:
+        counts += f" ({held} being replayed right now by another process: a training run or another replay)"
     print(f"{store.description} as {key.owner}: {counts}")
     if result.errors:
         print(f"stopped: {result.errors[-1]}")

@@ -192,6 +192,14 @@ class Outbox:
         with self._transaction() as conn:
             return conn.execute(f"SELECT count(*) FROM entries {where(key)}", key_values(key)).fetchone()[0]
 
+    def leased(self, key: Key) -> int:
+        """How many calls of `key` a replayer holds right now (claimed, lease not expired)."""
+        if not self.path.exists():
+            return 0
+        with self._transaction() as conn:
+            query = f"SELECT count(*) FROM entries {where(key)} AND lease_until > ?"
+            return conn.execute(query, (*key_values(key), self.clock())).fetchone()[0]
+
     # plumbing
 
     @contextmanager

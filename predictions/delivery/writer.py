@@ -87,6 +87,8 @@ class Writer:
         """This process run's id: the store orders job statuses by run and sequence, not by clock."""
         self._status_seq = itertools.count(1)
         self.closed = False
+        self._close_by = 0.0
+        """When `close()` stops waiting (monotonic): until then calls held in memory are still retried."""
         self._spilled = False
         self._thread = threading.Thread(target=self._run, name="predictions-writer", daemon=True)
         self._thread.start()
@@ -171,6 +173,7 @@ class Writer:
         timeout_s = CLOSE_TIMEOUT_S if timeout_s is None else timeout_s
         if not self.closed:
             self.closed = True
+            self._close_by = time.monotonic() + max(0.0, timeout_s - min(5.0, timeout_s / 4))
             self._queue.put(_STOP)
         self._thread.join(timeout_s)
         if self._thread.is_alive():
@@ -256,7 +259,19 @@ class Writer:
             self._inflight = None
             self._tell_missing()
         self._recover(force=True)  # a store back by train end gets every row, a signal's spilled ones too
+        self._retry_held()
         self._tell_missing(again=True)
+
+    def _retry_held(self) -> None:
+        """Calls held in memory exist nowhere else (the outbox could not take them, a full disk): keep
+        trying the store, with the usual pauses, until `close()` stops waiting, rather than naming them
+        LOST the moment training ends."""
+        while self.auth_error is None and (left := self._close_by - time.monotonic()) > 0:
+            with self._held_lock:
+                if not self._held:
+                    return
+            time.sleep(min(self._pause(), left))
+            self._recover(force=True)
 
     def _handle(self, call: dict[str, Any]) -> None:
         """Store the call (after the outbox, once the store is back), else keep it in the outbox."""
