@@ -135,16 +135,16 @@ def test_replaying_the_same_call_twice_stores_each_row_once(store, tmp_path):
     assert store.rounds("job")["sample_count"].tolist() == [4]
 
 
-def test_a_killed_replayers_lease_expires_and_its_entries_are_replayed(sqlite_store, tmp_path):
+def test_a_killed_replayers_lease_expires_and_its_entries_are_replayed(store, tmp_path):
     now = [1000.0]
     outbox = Outbox(tmp_path / "p.outbox.db", clock=lambda: now[0])
-    key = key_of(sqlite_store)
+    key = key_of(store)
     outbox.append(key, [{"op": "write_predictions", "rows": [r.as_dict() for r in rows(1)]}])
     assert len(outbox.claim(key, lease_s=60)) == 1  # then the replayer is killed: no ack, no release
     assert outbox.claim(key) == [] and outbox.count(key) == 1  # leased: not sent twice meanwhile
     now[0] += 61
-    assert replay(sqlite_store, outbox, key).stored == 1
-    assert outbox.count(key) == 0 and len(stored_indexes(sqlite_store)) == 4
+    assert replay(store, outbox, key).stored == 1
+    assert outbox.count(key) == 0 and len(stored_indexes(store)) == 4
 
 
 def test_an_entry_is_deleted_only_after_the_store_acknowledged_it(sqlite_store, tmp_path):

@@ -377,10 +377,7 @@ def test_a_second_sigterm_during_the_flush_loses_neither_the_rows_nor_the_job(ba
     assert status_of(store, "preempted") == "failed"
 
 
-def test_sigint_to_a_run_that_ignores_it_changes_nothing(tmp_path, monkeypatch):
-    db = tmp_path / "p.db"
-    backend = Backend(SQLiteStore(db), lambda: h.locked(db), lambda: None, {"PREDICTIONS_DB": str(db)})
-    monkeypatch.setenv("SUPABASE_URL", "")
+def test_sigint_to_a_run_that_ignores_it_changes_nothing(backend, tmp_path):
     run = start_run(backend, tmp_path, 3, "ignore-sigint")
     announced = first_round(run)
     run.send_signal(signal.SIGINT)

@@ -110,3 +110,12 @@ def test_replay_names_calls_another_replayer_still_holds(pending, capsys, monkey
     assert main(["spool", "replay"]) == 1
     out = capsys.readouterr().out
     assert "1 call(s) stored, 1 still pending (1 being replayed right now by another process" in out
+
+
+def test_list_shows_what_an_unreadable_quarantined_line_held(pending, capsys):
+    _, path, key = pending
+    Outbox(path).quarantine(key, '{"v": 1, "op": "write_predictions", "rows": [{"job_', "unreadable line")
+    main(["spool"])
+    assert """an unreadable call '{"v": 1, "op": "write_predictions", "rows": [{"job_': unreadable""" in (
+        capsys.readouterr().out
+    )

@@ -67,7 +67,8 @@ def show(outbox: Outbox, key: Key) -> int:
     refused = outbox.quarantined()
     print(f"quarantine: {len(refused)} call(s)")
     for call in refused:
-        print(f"  {call.key.store} as {call.key.owner}: {describe(call.call)}: {call.error}")
+        shown = describe(call.call if call.call is not None else call.text)  # a torn line: its text
+        print(f"  {call.key.store} as {call.key.owner}: {shown}: {call.error}")
     return 1 if key in pending else 0
 
 

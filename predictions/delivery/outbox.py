@@ -72,6 +72,8 @@ class Refused:
     call: dict[str, Any] | None
     error: str
     quarantined_at: str
+    text: str = ""
+    """The call as kept: what there is to show of one that cannot be read (a torn JSONL line)."""
 
 
 class Outbox:
@@ -181,7 +183,7 @@ class Outbox:
                 key_values(key),
             ).fetchall()
         return [
-            Refused(i, Key(store, owner), decode(text), error, at)
+            Refused(i, Key(store, owner), decode(text), error, at, text)
             for i, store, owner, text, error, at in rows
         ]
 
