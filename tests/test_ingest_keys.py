@@ -201,7 +201,7 @@ def call(server, function: str, arguments: dict, token: str | None = None) -> ht
     headers = {"apikey": server.anon_key}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    return httpx.post(f"{server.url}/rest/v1/rpc/{function}", json=arguments, headers=headers)
+    return server.request("POST", f"/rest/v1/rpc/{function}", json=arguments, headers=headers)
 
 
 def test_anon_reaches_nothing_and_the_key_table_is_closed(keys, supabase_database):

@@ -164,8 +164,10 @@ def test_a_direct_update_through_the_api_cannot_bypass_the_limits_or_another_own
 
     def call(user_id: str, arguments: dict) -> httpx.Response:
         auth = {"Authorization": f"Bearer {postgrest.access_token(user_id)}"}
-        url = f"{postgrest.url}/rest/v1/rpc/predictions_set_job_details"
-        return httpx.post(url, json={"p_job_id": "ada-run", **arguments}, headers=headers | auth)
+        body = {"p_job_id": "ada-run", **arguments}
+        return postgrest.request(
+            "POST", "/rest/v1/rpc/predictions_set_job_details", json=body, headers=headers | auth
+        )
 
     too_many = call(USER_A, {"p_tags": [f"t{i}" for i in range(MAX_TAGS + 1)]})
     assert (too_many.status_code, too_many.json()["message"]) == (400, "tags are invalid")

@@ -63,7 +63,7 @@ def two_users(postgrest):
 
 def call_rpc(server, token: str, function: str, arguments: dict) -> httpx.Response:
     headers = {"apikey": server.anon_key, "Authorization": f"Bearer {token}"}
-    return httpx.post(f"{server.url}/rest/v1/rpc/{function}", json=arguments, headers=headers)
+    return server.request("POST", f"/rest/v1/rpc/{function}", json=arguments, headers=headers)
 
 
 def dashboard_functions(conninfo: str) -> dict[str, list[str]]:
@@ -306,7 +306,7 @@ def test_calls_the_store_never_makes_get_501(postgrest, method, path, prefer):
     headers = {"apikey": postgrest.service_key, "Authorization": f"Bearer {postgrest.service_key}"}
     if prefer:
         headers["Prefer"] = prefer
-    response = httpx.request(method, postgrest.url + path, headers=headers, json={"status": "failed"})
+    response = postgrest.request(method, path, headers=headers, json={"status": "failed"})
     assert response.status_code == 501, response.text
     assert response.json()["code"] == "PGRST501"
 
