@@ -6,6 +6,7 @@ import gc
 import os
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from predictions.store import SQLiteStore, Store
 from tests import helpers_app
+from tests.helpers import free_port
 from tests.helpers_browser import CHROMIUM, CHROMIUM_ARGS, DASHBOARD_DB, VIEWPORT, Dashboard, seed_dashboard
 
 pytest_plugins = ["tests.pg_fixtures"]
@@ -102,8 +104,15 @@ def dashboard(tmp_path_factory) -> Iterator[Dashboard]:
         stale.unlink()
     path.parent.mkdir(parents=True, exist_ok=True)
     seed_dashboard(path, tmp_path_factory.mktemp("dashboard"))
-    with helpers_app.streamlit_server(helpers_app.sqlite_env(DASHBOARD_DB)) as url:
-        yield Dashboard(url, path)
+    env, port = helpers_app.sqlite_env(DASHBOARD_DB), free_port()
+    with ExitStack() as server:
+        url = server.enter_context(helpers_app.streamlit_server(env, port))
+
+        def restart() -> None:
+            server.close()  # the stack is empty again, ready for the next server
+            server.enter_context(helpers_app.streamlit_server(env, port))
+
+        yield Dashboard(url, path, restart)
 
 
 @pytest.fixture(scope="session")

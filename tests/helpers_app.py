@@ -71,10 +71,11 @@ def sqlite_env(db: Path) -> dict[str, str]:
 
 
 @contextmanager
-def streamlit_server(env: Mapping[str, str | None]) -> Iterator[str]:
+def streamlit_server(env: Mapping[str, str | None], port: int | None = None) -> Iterator[str]:
     """`streamlit run app.py` from the repository root, as a user starts it, with `env` over this
-    process's environment (a name given None is removed); yields its URL once it answers."""
-    port = free_port()
+    process's environment (a name given None is removed), on `port` (a free one by default); yields
+    its URL once it answers."""
+    port = port or free_port()
     environ = {**os.environ, **env}
     environ = {name: value for name, value in environ.items() if value is not None}
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",

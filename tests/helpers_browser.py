@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,10 @@ class Dashboard:
 
     url: str
     db: Path
+    restart: Callable[[], None]
+    """Stop the server and start a fresh `streamlit run` at the same address: its next request is a new
+    process's first, while the browser keeps the scripts it has cached from that address (a new
+    address would cost Chromium some 3 s of CPU to fetch and compile them again)."""
 
 
 VIEWPORT = {"width": 1500, "height": 1100}
@@ -145,6 +149,23 @@ def at_laptop_widths(page, url: str, charts: int) -> Iterator[int]:
         yield width
 
 
+def walk_at_laptop_widths(
+    page, url: str, charts: int, then: list[tuple[str, int]]
+) -> Iterator[tuple[int, int]]:
+    """`at_laptop_widths` for the page at `url`, then each page of `then` (its title in the top
+    navigation, its charts) reached by the navigation at the width the last one ended at and checked
+    there, then at the other: every page at both widths, one page load. Yields (page index, width)."""
+    for width in at_laptop_widths(page, url, charts):
+        yield 0, width
+    for index, (title, least) in enumerate(then, start=1):
+        go_to(page, title, least)
+        widths = LAPTOP_WIDTHS if page.viewport_size["width"] == LAPTOP_WIDTHS[0] else LAPTOP_WIDTHS[::-1]
+        for width in widths:
+            if width != page.viewport_size["width"]:
+                resize(page, width, 1000)
+            yield index, width
+
+
 def screenshot(page, name: str) -> Path:
     """The whole page, however tall: the viewport grows to the content for the shot."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -226,7 +247,7 @@ def assert_nothing_cut(page, where: str) -> None:
 
 
 LOSS_JOB = "demo-loss"
-"""The demo's Trainer run, shortened (tests/test_browser_loss.py)."""
+"""The demo's Trainer run, shortened to 2 epochs of 15 steps (tests/test_browser_loss.py)."""
 GRPO_JOB_NAME = "grpo-tiny"
 """A real 8-step GRPO run (tests/test_browser_rollouts.py)."""
 SCORES_JOB = "two-user-scores"
@@ -246,7 +267,7 @@ def seed_dashboard(path: Path, scratch: Path) -> None:
     from tests.test_app_rollouts import hacked_job
     from tests.test_custom_metrics_contract import custom_rows
 
-    run_demo(db_path=path, job_id=LOSS_JOB, job_name="Demo run", epochs=2, steps_per_epoch=30,
+    run_demo(db_path=path, job_id=LOSS_JOB, job_name="Demo run", epochs=2, steps_per_epoch=15,
              rounds_per_epoch=3, num_samples=8, progress=False)  # fmt: skip
     store = SQLiteStore(path)
     try:

@@ -8,6 +8,7 @@ import pytest
 
 from predictions.store import SQLiteStore
 from tests.helpers import prediction_rows
+from tests.helpers_browser import settle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 """It adds its own job to conftest's shared `dashboard` (the job list follows the store at once)."""
@@ -23,6 +24,7 @@ def test_the_owner_types_a_new_tag_and_a_note_and_both_show_as_text(dashboard, p
     store.start_job(JOB, name="tags run", tags=["baseline"])
     store.write_predictions(prediction_rows(JOB, steps=(1, 2), samples=2, prediction="a", truth="a"))
     page.goto(f"{dashboard.url}/?job={JOB}")
+    settle(page)  # typed into while the first run still drew the page, the tag was lost (a group run)
     sidebar = page.locator('[data-testid="stSidebar"]')
     sidebar.get_by_text("Tags and note").click(timeout=TIMEOUT_MS)
     tags = sidebar.locator('[data-testid="stMultiSelect"] input')

@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager
 import pytest
 
 from tests.helpers_app import streamlit_server
+from tests.helpers_browser import settle
 from tests.pg_fixtures import EMAIL_A, PASSWORD, USER_A, USER_B, service_store, user_store
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -78,6 +79,7 @@ def test_a_session_lasts_across_reloads_links_and_tabs_and_ends_everywhere(postg
 
         second.goto(f"{url}/trends?job=bob-run")  # another user's job
         second.get_by_text("No such job, or not yours:").wait_for(timeout=TIMEOUT_MS)
+        settle(second)  # the id comes in the element after the warning (counted 0 once, a moment early)
         assert second.get_by_text("bob-run", exact=True).count() == 1
 
         second.goto(f"{url}/keys")

@@ -22,28 +22,33 @@ from tests.helpers_browser import (
     SCORES_JOB,
     assert_no_exception,
     assert_nothing_cut,
-    at_laptop_widths,
+    walk_at_laptop_widths,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 """The job is in conftest's `dashboard`: one with two user scores (a gap in one)."""
 
-PAGES = [("", SCORES_JOB, 4), ("samples", SCORES_JOB, 2), ("predictions", SCORES_JOB, 0)]
-PAGES += [("compare", SCORES_JOB, 1)]
-"""Url path, job, charts drawn at least. Rollouts (an RL job) is measured where its job is opened,
-tests/test_browser_rollouts.py."""
+PAGES = [("compare", "Compare", 1), ("", "Trends", 4), ("samples", "Samples", 2)]
+PAGES += [("predictions", "Predictions", 0)]
+"""Url path, title in the top navigation, charts drawn at least. Compare is opened by its URL (the other
+pages are opened by theirs in test_browser), the others by the navigation. Rollouts (an RL job) is
+measured where its job is opened, tests/test_browser_rollouts.py."""
 
 COMPARE_PLOT = """() => Math.max(...[...document.querySelectorAll(
   '[data-testid="stVegaLiteChart"] svg.marks .role-axis-grid')].map(g => g.getBoundingClientRect().height))"""
 """The height of Compare's plot: its tallest grid (the y axis's)."""
 
 
-@pytest.mark.parametrize(("path", "job", "charts"), PAGES, ids=[p or "trends" for p, _, _ in PAGES])
-def test_no_table_or_chart_title_is_cut(dashboard, page, path, job, charts):
-    """Opened once at 1280 px, then widened to 1400 px: every check runs again once the charts and grids
-    are drawn at the new width."""
-    for width in at_laptop_widths(page, f"{dashboard.url}/{path}?job={job}", charts):
-        where = f"{path or 'trends'} at {width} px"
+def test_no_table_or_chart_title_is_cut(dashboard, page):
+    """Compare opened at 1280 px, then widened to 1400 px; each other page reached by the navigation at
+    the width the last one ended at, then resized to the other: every check runs at each width once the
+    charts and grids are drawn at it."""
+    url = f"{dashboard.url}/{PAGES[0][0]}?job={SCORES_JOB}"
+    then = [(title, charts) for _, title, charts in PAGES[1:]]
+    for index, width in walk_at_laptop_widths(page, url, PAGES[0][2], then):
+        path, title, charts = PAGES[index]
+        where = f"{title} at {width} px"
+        assert f"job={SCORES_JOB}" in page.evaluate("location.href"), f"{where}: the job kept"
         assert_no_exception(page, where)
         assert page.locator(CHARTS).count() >= charts, f"{where}: charts drawn"
         assert_nothing_cut(page, where)
