@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import signal
 import socket
 import subprocess
@@ -16,6 +17,19 @@ from predictions.demo import run as demo
 from predictions.store import SQLiteStore
 from tests import zygote
 from tests.helpers import free_port, wait_for_health, wait_until
+
+
+@pytest.fixture(autouse=True)
+def demo_environment():
+    """`predictions demo` sets DS_ACCELERATOR for its own process; run here, in the test process, it
+    would stay set for every test after it, and the zygote (tests/zygote.py), keyed on the variables
+    read at import, would start a second one for them (9 s of CPU). Put back as it was afterwards."""
+    saved = os.environ.get("DS_ACCELERATOR")
+    yield
+    if saved is None:
+        os.environ.pop("DS_ACCELERATOR", None)
+    else:
+        os.environ["DS_ACCELERATOR"] = saved
 
 
 def test_pairs_are_distinct_reversals_and_seeded():

@@ -246,6 +246,7 @@ def test_import_time_variables_are_what_the_modules_read_at_import():
         "OMP_NUM_THREADS": "1",
         "XDG_CACHE_HOME": "/c",
         "PATH": "/bin",
+        "PYTORCH_NVML_BASED_CUDA_CHECK": "1",  # read by torch.cuda.is_available(), not at import
     }
     assert zygote.import_time(env) == (
         ("OMP_NUM_THREADS", "1"),

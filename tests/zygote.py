@@ -81,6 +81,10 @@ IMPORT_TIME_PREFIXES = (
     "ACCELERATE_", "TRL_", "TOKENIZERS_", "TQDM_", "WANDB_", "DS_", "LC_",
 )  # fmt: skip
 IMPORT_TIME_NAMES = ("LANG", "HOME", "TMPDIR")
+CALL_TIME_NAMES = ("PYTORCH_NVML_BASED_CUDA_CHECK",)
+"""Read when called, not at import (by `torch.cuda.is_available()`). Importing DeepSpeed sets it, and
+a Trainer imports DeepSpeed where it is installed: keyed on it, every test process that made a Trainer
+before its first program would start a second zygote (9 s of CPU). A child still gets it."""
 MAX_ZYGOTES = 2
 """Zygotes per test process; each holds about 0.5 GB and costs one import of everything to start."""
 
@@ -90,7 +94,11 @@ def import_time(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
 
     XDG_CACHE_HOME counts only without HF_HOME: it is read at import just to derive the Hugging Face
     cache paths (huggingface_hub, datasets, accelerate), and HF_HOME takes precedence over it."""
-    names = [n for n in env if n.startswith(IMPORT_TIME_PREFIXES) or n in IMPORT_TIME_NAMES]
+    names = [
+        n
+        for n in env
+        if (n.startswith(IMPORT_TIME_PREFIXES) or n in IMPORT_TIME_NAMES) and n not in CALL_TIME_NAMES
+    ]
     if "HF_HOME" not in env and "XDG_CACHE_HOME" in env:
         names.append("XDG_CACHE_HOME")
     return tuple(sorted((n, env[n]) for n in names if n != "PYTHONPATH"))
