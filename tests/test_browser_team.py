@@ -2,7 +2,8 @@
 publishable key against the Supabase emulation (tests/postgrest_server.py), headless Chromium.
 
 A signed-in session lasts across a reload and a `?job=` link opened in a new tab; signing out in one
-tab signs both out; revoking a key asks first; another user's job id says so.
+tab signs both out (a live-polling tab by itself, without a reload); revoking a key asks first; another
+user's job id says so.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ def test_a_session_lasts_across_reloads_links_and_tabs_and_ends_everywhere(postg
         wait_sign_in_form(second)
         second.wait_for_function("!document.cookie.includes('predictions_session=')", timeout=TIMEOUT_MS)
         assert session_cookies(context) == []
+        wait_sign_in_form(first)  # the first tab, live-polling, stops showing data by itself
         first.reload()
         wait_sign_in_form(first)
         assert SIGNED_IN not in sidebar_text(first)

@@ -7,9 +7,9 @@ a response, so the page sets and clears it with a script (`st.html`). The cookie
 path, and lasts a week at most; every string a job writes is shown as text, so no job can run a script
 that reads it. A new tab or a reload resumes the session from it; a sign-out ends the session in
 Supabase Auth for every tab (scope global) and clears the cookie, and another tab finds its session
-gone on its next run. Streamlit's built-in `st.login` was not used: it signs in through an OpenID
-Connect provider configured in `secrets.toml`, while a team's Supabase project signs people in with
-email and password, which is what the store's row-level security keys on.
+gone on its next run (a live tab at its next poll). Streamlit's built-in `st.login` was not used: it
+signs in through an OpenID Connect provider configured in `secrets.toml`, while a team's Supabase
+project signs people in with email and password, which is what the store's row-level security keys on.
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ def signed_in_badge(store: Store) -> None:
 
     The session lasts across reloads and tabs (`browser_session`). Signing out ends it everywhere
     and drops this session's store, so the next run opens a fresh one that asks again; a session
-    ended in another tab is noticed here on the next run.
+    ended in another tab is noticed here on the next run, and by a live tab at its next poll.
     """
     account = sign_in_of(store)
     if account is None or not account.signed_in_email or st.session_state.get(SESSION_STORE_KEY) is not store:
@@ -312,6 +312,8 @@ def live_watch(view: View, version: tuple, interval: int | None) -> None:
         return
 
     def poll() -> None:
+        if session_ended_elsewhere(view.store):  # signed out in another tab: this one stops showing data
+            st.rerun(scope="app")
         try:
             changed = queries.jobs_version(view.store) != version
         except StoreError as error:
@@ -324,6 +326,18 @@ def live_watch(view: View, version: tuple, interval: int | None) -> None:
 
     with st.sidebar:
         st.fragment(poll, run_every=interval)()
+
+
+def session_ended_elsewhere(store: Store) -> bool:
+    """Whether this tab's signed-in session was ended elsewhere (a sign-out in another tab): the access
+    token it holds would still read until it expires, so a live tab asks Supabase Auth at every poll."""
+    account = sign_in_of(store)
+    if account is None or not account.signed_in_email:
+        return False
+    try:
+        return not account.still_signed_in()
+    except StoreError:  # Auth unreachable: the poll's own read says so, and the next poll asks again
+        return False
 
 
 KNOWN_JOBS_KEY = "_predictions_known_jobs"
