@@ -3,12 +3,15 @@ key, an outbox that cannot be written. Real Postgres through the PostgREST emula
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import subprocess
 import threading
 import time
 
 import pytest
 
+from predictions.__main__ import main
 from predictions.delivery.outbox import Outbox
 from predictions.delivery.writer import Writer
 from predictions.errors import StoreUnavailableError
@@ -154,6 +157,42 @@ def test_rows_held_at_train_end_are_retried_until_close_gives_up_not_lost_at_onc
     holder.join()
     assert count_rows(db, "job") == 4 and SQLiteStore(db).list_jobs()[0].status == "finished"
     assert "LOST" not in caplog.text
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real full disk: a 64 KiB tmpfs filled up (mounting needs root, as the tests run here)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)]
+    done = subprocess.run(command, capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        with open(mount / "filler", "wb", buffering=0) as filler, contextlib.suppress(OSError):
+            while True:
+                filler.write(b"x" * 1024)
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_an_outbox_on_a_full_disk_holds_the_rows_names_the_disk_and_the_store_gets_them(
+    tmp_path, full_disk, caplog, capsys, monkeypatch
+):
+    db = tmp_path / "p.db"
+    writer = Writer(SQLiteStore(db, timeout_s=0.05), spool_path=full_disk / "o.db", retries=1, backoff_s=0.05)
+    with caplog.at_level(logging.ERROR), locked(db):
+        writer.write(rows("job", 1))
+        wait_until(lambda: "can be neither stored nor kept" in caplog.text, 20)
+    writer.write(rows("job", 2))
+    writer.finish_job("job")
+    writer.close(timeout_s=30)
+    assert count_rows(db, "job") == 8 and SQLiteStore(db).list_jobs()[0].status == "finished"
+    assert "bytes free: free some space" in caplog.text and "LOST" not in caplog.text
+    monkeypatch.setenv("PREDICTIONS_DB", str(db))
+    assert main(["spool", "--spool", str(full_disk / "o.db")]) == 2
+    assert "bytes free: free some space, or set PREDICTIONS_SPOOL elsewhere" in capsys.readouterr().out
 
 
 def test_keys_of_stores_and_owners(tmp_path, postgrest, monkeypatch):

@@ -12,6 +12,7 @@ table, with the store's error.
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +26,8 @@ from predictions.errors import OutboxError
 
 LEASE_S = 120.0
 """How long a claim holds entries; a replayer killed meanwhile leaves them claimable after it."""
+FULL_BELOW_BYTES = 1 << 20
+"""Free space under which an outbox error is blamed on a full disk."""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -214,7 +217,8 @@ class Outbox:
             yield conn
             conn.execute("COMMIT")
         except (sqlite3.Error, OSError) as error:
-            raise OutboxError(f"the predictions outbox {self.path} cannot be used: {error}") from error
+            problem = f"the predictions outbox {self.path} cannot be used: {error}{disk_full(self.path)}"
+            raise OutboxError(problem) from error
         finally:
             if conn is not None:
                 conn.close()
@@ -230,6 +234,19 @@ class Outbox:
             self._ready = True
         conn.execute("PRAGMA synchronous = FULL")
         return conn
+
+
+def disk_full(path: Path) -> str:
+    """What to do when the outbox's disk is full (SQLite may say only "disk I/O error"), else ""."""
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return ""
+    if free >= FULL_BELOW_BYTES:
+        return ""
+    return (
+        f" (the disk holding it has {free} bytes free: free some space, or set PREDICTIONS_SPOOL elsewhere)"
+    )
 
 
 def where(key: Key | None) -> str:
