@@ -6,6 +6,7 @@ Names are imported lazily, so `import predictions` (and the dashboard) never loa
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -65,19 +66,27 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'predictions' has no attribute {name!r}")
+    if _EXPORTS[name].startswith("predictions.training."):
+        absent = next((m for m in TRAIN_EXTRA_MODULES if importlib.util.find_spec(m) is None), None)
+        if absent is not None:  # said at once, not after seconds of importing the others
+            raise _train_extra_missing(name, absent)
     try:
         module = importlib.import_module(_EXPORTS[name])
     except ModuleNotFoundError as error:
         missing = missing_train_module(error)
         if missing is None:
             raise
-        raise ModuleNotFoundError(
-            f"{name} needs the 'train' extra, and {missing!r} is not installed; install it with "
-            "pip install 'predictions-monitor[train]' (torch first, the build for your machine: "
-            "see the README)",
-            name=missing,
-        ) from error
+        raise _train_extra_missing(name, missing) from error
     return getattr(module, name)
+
+
+def _train_extra_missing(name: str, missing: str) -> ModuleNotFoundError:
+    return ModuleNotFoundError(
+        f"{name} needs the 'train' extra, and {missing!r} is not installed; install it with "
+        "pip install 'predictions-monitor[train]' (torch first, the build for your machine: "
+        "see the README)",
+        name=missing,
+    )
 
 
 def missing_train_module(error: BaseException) -> str | None:

@@ -180,7 +180,7 @@ def test_the_monitor_step_helper_honours_every_n_steps(sqlite_store):
 @pytest.mark.parametrize("missing", ["transformers", "torch", "accelerate"])
 def test_importing_the_callback_without_the_train_extra_names_it(missing):
     """The module is made unimportable in a fresh interpreter, as in an install without the extra (a venv
-    really without each one gives the same error; transformers wraps a missing accelerate in its own)."""
+    really without each one gives the same error): it is named before anything is imported."""
     code = (
         f"import sys; sys.modules[{missing!r}] = None\n"
         "import predictions\n"
@@ -197,3 +197,17 @@ def test_importing_the_callback_without_the_train_extra_names_it(missing):
         f"{missing!r} is not installed; install it with pip install 'predictions-monitor[train]' "
         "(torch first, the build for your machine: see the README)"
     )
+
+
+def test_a_train_module_missing_only_at_import_is_named_through_transformers_own_error():
+    """Every module is found, yet importing fails on one (a broken or partial install): the name is read
+    from the causes, as transformers wraps a missing accelerate in its own error."""
+    from predictions import missing_train_module
+
+    with pytest.raises(ModuleNotFoundError) as wrapped:
+        try:
+            raise ModuleNotFoundError("No module named 'accelerate.utils'", name="accelerate.utils")
+        except ModuleNotFoundError as cause:
+            raise ModuleNotFoundError("Could not import module 'TrainerCallback'") from cause
+    assert missing_train_module(wrapped.value) == "accelerate"
+    assert missing_train_module(ModuleNotFoundError("No module named 'pandas'", name="pandas")) is None
