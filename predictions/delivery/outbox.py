@@ -228,11 +228,15 @@ class Outbox:
             raise OutboxError(f"the predictions outbox {self.path} is a directory; valid: a file path")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
-        if not self._ready:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(SCHEMA)
-            self._ready = True
-        conn.execute("PRAGMA synchronous = FULL")
+        try:
+            if not self._ready:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.executescript(SCHEMA)
+                self._ready = True
+            conn.execute("PRAGMA synchronous = FULL")
+        except BaseException:
+            conn.close()  # a full disk fails here: the file must not stay open until garbage collection
+            raise
         return conn
 
 
