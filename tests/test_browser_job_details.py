@@ -24,9 +24,9 @@ def test_the_owner_types_a_new_tag_and_a_note_and_both_show_as_text(dashboard, p
     store.start_job(JOB, name="tags run", tags=["baseline"])
     store.write_predictions(prediction_rows(JOB, steps=(1, 2), samples=2, prediction="a", truth="a"))
     page.goto(f"{dashboard.url}/?job={JOB}")
-    settle(page)  # typed into while the first run still drew the page, the tag was lost (a group run)
     sidebar = page.locator('[data-testid="stSidebar"]')
     sidebar.get_by_text("Tags and note").click(timeout=TIMEOUT_MS)
+    settle(page)  # typed into as the expander opened, the tag was lost: 2-3 runs of 8, none once settled
     tags = sidebar.locator('[data-testid="stMultiSelect"] input')
     tags.fill(TAG)
     tags.press("Enter")
