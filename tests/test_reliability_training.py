@@ -321,7 +321,13 @@ def test_sigterm_after_the_first_round_marks_the_job_failed_and_keeps_every_roun
     """SIGTERM on every store; SIGHUP (a closed terminal) takes the same path after the signal, so one
     store is enough for it."""
     store = backend.store
-    run = start_run(backend, tmp_path)
+    # The run starts with the signal at its default, as from a terminal: under `nohup` (a CI runner's
+    # way) the tests inherit SIGHUP ignored, and a signal ignored at the start stays ignored (test below).
+    default = signal.signal(signum, signal.SIG_DFL)
+    try:
+        run = start_run(backend, tmp_path)
+    finally:
+        signal.signal(signum, default)
     announced = first_round(run)
     run.send_signal(signum)
     out, err = run.communicate(timeout=120)
