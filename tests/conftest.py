@@ -150,13 +150,39 @@ def page(browser_tab) -> Iterator[Any]:
     browser_tab.set_viewport_size(VIEWPORT)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Longest first, so the xdist workers finish together: the distributed runs (two processes each),
     then the other slow tests, then the quick ones to fill the gaps. (xdist hands out its groups first,
     the largest first: the browser group starts at once whatever the order.)"""
     items.sort(
         key=lambda item: (item.path.name != "test_distributed.py", item.get_closest_marker("slow") is None)
     )
+    if getattr(config.option, "loadgroup", False):
+        for item in items:
+            _keep_xdist_group(item)
+
+
+def _keep_xdist_group(item: pytest.Item) -> None:
+    """Make the `xdist_group` suffix of a test's node id stick. xdist 3.8 groups tests by an `@group` suffix
+    it writes into `item._nodeid`, which pytest 9.2 no longer reads (its ids are structured: pytest-xdist
+    issue 1386), so every group was silently split across the workers: each worker seeded the browser
+    tests' store, started its own dashboard and Chromium (about 25 s of CPU twice). Runs after xdist's
+    hook (trylast); fails loudly if the id still lacks the suffix, rather than splitting groups again."""
+    names = {
+        str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+        for m in item.iter_markers("xdist_group")
+    }
+    if not names:
+        return
+    suffix = "@" + "_".join(sorted(names))
+    if not item.nodeid.endswith(suffix):
+        structured = getattr(item, "_id", None)
+        if structured is not None and hasattr(structured, "parse"):
+            item._id = type(structured).parse(item.nodeid + suffix)
+        else:
+            item._nodeid = item.nodeid + suffix
+    assert item.nodeid.endswith(suffix), f"xdist_group {names} not in {item.nodeid}: update _keep_xdist_group"
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
