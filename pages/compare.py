@@ -114,7 +114,7 @@ def rewards(view: widgets.View, jobs: list[Job], x: str) -> None:
     if frames:
         axis = "round" if x == "round" else "step"
         chart = charts.compare_chart(pd.concat(frames), MEAN_REWARD, axis, series=list(names.values()))
-        st.altair_chart(chart, key="compare_rewards")
+        st.vega_lite_chart(spec=chart, key="compare_rewards")
 
 
 def same_sample(view: widgets.View, jobs: list[Job]) -> None:
@@ -219,7 +219,7 @@ def main() -> None:
     else:
         drawn = trends.groupby(["job", "epoch"], sort=False).tail(1) if x == "epoch" else trends
         chart = charts.compare_chart(drawn, metric, x or "step", series=list(job_names(jobs).values()))
-        st.altair_chart(chart, key="compare_chart")  # a job's colour is its place among the picked
+        st.vega_lite_chart(spec=chart, key="compare_chart")  # a job's colour is its place among the picked
     rewards(view, jobs, x or "step")
     summary_table(summary(jobs, trends, metric), metric)
     tags_and_notes(jobs)

@@ -60,15 +60,15 @@ def headline(steps: pd.DataFrame) -> None:
 
 def trend_charts(trends) -> None:
     steps = trends.steps
-    st.altair_chart(
-        rollout_charts.reward_chart(rollout_charts.reward_frame(steps, trends.rewards)), key="rewards"
+    st.vega_lite_chart(
+        spec=rollout_charts.reward_chart(rollout_charts.reward_frame(steps, trends.rewards)), key="rewards"
     )
     left, right = st.columns(2)
-    left.altair_chart(rollout_charts.length_chart(steps), key="length")
-    right.altair_chart(rollout_charts.flat_groups_chart(steps), key="flat_groups")
+    left.vega_lite_chart(spec=rollout_charts.length_chart(steps), key="length")
+    right.vega_lite_chart(spec=rollout_charts.flat_groups_chart(steps), key="flat_groups")
     if steps["scored_count"].sum() > 0:
         rounds = steps.assign(epoch=1, sample_count=steps["rollout_count"])
-        st.altair_chart(charts.trend_chart(rounds, "char_error_rate"), key="rollout_cer")
+        st.vega_lite_chart(spec=charts.trend_chart(rounds, "char_error_rate"), key="rollout_cer")
 
 
 def as_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
@@ -120,7 +120,7 @@ def prompt_history(view: widgets.View) -> None:
     right.caption("Ground truth")
     truth = first["ground_truth"]
     right.code(truth if isinstance(truth, str) else "(none: not scored)", language=None, wrap_lines=True)
-    st.altair_chart(rollout_charts.prompt_chart(history), key="prompt_chart")
+    st.vega_lite_chart(spec=rollout_charts.prompt_chart(history), key="prompt_chart")
     note = "red struck text is missing or wrong, green is added" if isinstance(truth, str) else "as generated"
     st.caption(f"Every group of this prompt, its completions side by side ({note}).")
     st.html(

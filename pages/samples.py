@@ -72,7 +72,7 @@ def heatmap(view: widgets.View, summary: pd.DataFrame, sample: int, trends: Tren
     if ranked:  # the chart lists samples in this order, not by index
         frame = frame.assign(rank=frame["sample_index"].map({s: i for i, s in enumerate(kept)}))
     chart = charts.heatmap_chart(frame, sample, metric)
-    st.altair_chart(chart, on_select=choose_from_heatmap, key="heatmap")
+    st.vega_lite_chart(spec=chart, on_select=choose_from_heatmap, key="heatmap")
     note = f" Showing every {ordinal(stride)} round, counted back from the latest." if stride > 1 else ""
     st.caption(f"Green is good, yellow half way, red bad. Click a cell to open that sample.{shown}{note}")
 
@@ -165,7 +165,7 @@ def sample_detail(view: widgets.View, sample: int, trends: Trends) -> None:
     )
     model_input(trends.config, sample)
     if history["char_error_rate"].notna().any():
-        st.altair_chart(charts.sample_chart(history, trends.rounds), key="sample_chart")
+        st.vega_lite_chart(spec=charts.sample_chart(history, trends.rounds), key="sample_chart")
     st.caption("Every round's answer: red struck text is missing or wrong, green is added.")
     st.html(diff.DIFF_CSS + diff.HISTORY_CSS + diff.history_html(history))
 

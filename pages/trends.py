@@ -125,7 +125,7 @@ def trend_charts(rounds: pd.DataFrame, metrics: list[Metric]) -> str:
     for start in range(0, len(metrics), 2):
         for column, metric in zip(st.columns(2), metrics[start : start + 2], strict=False):
             chart = charts.trend_chart(data, metric, x or "step")
-            column.altair_chart(chart, key=f"trend_{metric.name}")
+            column.vega_lite_chart(spec=chart, key=f"trend_{metric.name}")
     return x or "step"
 
 
@@ -151,7 +151,7 @@ def loss_section(view: widgets.View, trends: Trends) -> None:
             ),
             icon=":material/trending_down:",
         )
-    st.altair_chart(charts.loss_chart(series, rounds, metric), key="trends_loss")
+    st.vega_lite_chart(spec=charts.loss_chart(series, rounds, metric), key="trends_loss")
 
 
 def group_trends(view: widgets.View, trends: Trends, metrics: list[Metric], x: str) -> None:
@@ -169,7 +169,7 @@ def group_trends(view: widgets.View, trends: Trends, metrics: list[Metric], x: s
     groups = groups.assign(group=groups["group"].fillna("(none)"))
     if x == "epoch":
         groups = groups.groupby(["group", "epoch"], sort=False).tail(1)
-    st.altair_chart(charts.compare_chart(groups, by_name[name], x, by="group"), key="trends_groups")
+    st.vega_lite_chart(spec=charts.compare_chart(groups, by_name[name], x, by="group"), key="trends_groups")
 
 
 def latest_answers(view: widgets.View, rounds: pd.DataFrame, *, worst: bool = True) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -90,3 +91,15 @@ def streamlit_server(env: Mapping[str, str | None], port: int | None = None) -> 
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def click_chart(at: AppTest, key: str, selection: dict[str, list[dict]]) -> AppTest:
+    """Run the app as after a click on the chart `key` with selections: its state is what the browser
+    sends, `{"selection": {param: [point, ...]}}`. AppTest has no element for a chart to set that, so the
+    state is added to the widget states of the next run (through AppTest's `_run`, which `run()` calls
+    with them)."""
+    (chart,) = [chart for chart in at.get("vega_lite_chart") if chart.key == key]
+    states = at._tree.get_widget_states()
+    state = states.widgets.add()
+    state.id, state.string_value = chart.proto.id, json.dumps({"selection": selection})
+    return at._run(states)

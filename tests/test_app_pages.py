@@ -318,6 +318,17 @@ def test_samples_heatmap_lists_and_detail(open_app, seeded_db, seeded):
     assert lists[2]["sample_index"].tolist() == analysis.regressed(summary)["sample_index"].tolist()
 
 
+def test_a_click_on_the_heatmap_opens_that_sample_and_outlines_its_row(open_app, seeded_db):
+    """The heatmap's `sample` selection, as the browser sends a click, read by `analysis.selected_sample`."""
+    at = open_app(seeded_db, job=BIG_JOB, page=SAMPLES)
+    helpers_app.click_chart(at, "heatmap", {"sample": [{"sample_index": 7, "round": 3}]})
+    assert_no_exception(at)
+    assert at.query_params["sample"] == "7" and at.subheader[-1].value == "Sample 7"
+    assert at.selectbox(key="sample").value == 7
+    stroke = specs(at)[0]["encoding"]["stroke"]
+    assert stroke["condition"]["test"] == "(datum.sample_index === 7)"  # the clicked row outlined
+
+
 def test_picking_a_sample_shows_its_prompt_truth_and_every_round(open_app, seeded_db, seeded):
     at = open_app(seeded_db, job=BIG_JOB, page=SAMPLES)
     at.selectbox(key="sample").set_value(7).run()
@@ -555,15 +566,17 @@ def test_trends_and_samples_of_a_100_by_100_job_render_every_round_and_a_page_of
     store.close()
 
 
-def test_the_dashboard_never_imports_torch_or_transformers(seeded_db):
+def test_the_dashboard_never_imports_torch_transformers_or_altair(seeded_db):
+    """Nor Altair: the charts are plain Vega-Lite specs, so no rerun pays for Altair's schema validation."""
     script = "; ".join(
         [
             "import sys",
             "from streamlit.testing.v1 import AppTest",
             f"at = AppTest.from_file({APP!r}, default_timeout=60).run()",
+            "assert at.get('vega_lite_chart')",  # charts drawn
             *[f"at.switch_page({page!r}).run()" for page in PAGES[1:]],
             "assert not at.exception",
-            "print(sorted(name for name in ('torch', 'transformers') if name in sys.modules))",
+            "print(sorted(name for name in ('torch', 'transformers', 'altair') if name in sys.modules))",
         ]
     )
     env = {**os.environ, "PREDICTIONS_DB": str(seeded_db), "SUPABASE_URL": "", "SUPABASE_KEY": ""}

@@ -207,7 +207,8 @@ def test_the_rollouts_page_imports_no_torch_and_writes_no_bare_string(tmp_path):
             "at.run()",
             f"at.switch_page({ROLLOUTS!r}).run()",
             "assert not at.exception and at.title[0].value == 'Rollouts' and at.warning",
-            "print(sorted(name for name in ('torch', 'transformers') if name in sys.modules))",
+            "assert at.get('vega_lite_chart')",
+            "print(sorted(name for name in ('torch', 'transformers', 'altair') if name in sys.modules))",
         ]
     )
     env = {**os.environ, "PREDICTIONS_DB": str(tmp_path / "p.db"), "SUPABASE_URL": "", "SUPABASE_KEY": ""}

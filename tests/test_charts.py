@@ -1,30 +1,40 @@
-"""Chart builders are plain functions: a data frame in, a chart out, checked on its Vega-Lite spec.
+"""Chart builders are plain functions: a data frame in, a Vega-Lite spec (a dict) out, checked on the spec.
 
-`to_dict()` validates every spec against Altair's Vega-Lite schema, so a chart that would not draw
+The product builds specs without Altair, so nothing validates them at run time: every builder's spec is
+validated here against the Vega-Lite v6 schema (the one Altair ships), so a chart that would not draw
 fails here, without Streamlit or a browser.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 
-import altair as alt
+import jsonschema
 import pandas as pd
 import pytest
+from altair.vegalite.v6.schema import SCHEMA_URL
+from altair.vegalite.v6.schema.core import load_schema
 
-from predictions.dashboard import analysis, charts, palette
+from predictions.dashboard import analysis, charts, palette, rollout_charts, vega
+from predictions.scoring.metrics import Metric
 from tests.seeding import BIG_JOB, seed_big
 from tests.test_dashboard_helpers import rounds_frame
 
 
-def layers(chart: alt.TopLevelMixin) -> list[dict]:
-    spec = chart.to_dict()
+def to_dict(spec: dict) -> dict:
+    """The spec with its datasets' frames as rows, as the browser receives them."""
+    rows = {name: json.loads(frame.to_json(orient="records")) for name, frame in spec["datasets"].items()}
+    return {**spec, "datasets": rows}
+
+
+def layers(spec: dict) -> list[dict]:
     return spec.get("layer", [spec])
 
 
-def dataset(chart: alt.TopLevelMixin, index: int = 0) -> list[dict]:
-    """The rows of the `index`-th dataset the spec carries inline."""
-    return list(chart.to_dict()["datasets"].values())[index]
+def dataset(spec: dict, index: int = 0) -> list[dict]:
+    """The rows of the `index`-th dataset the spec carries."""
+    return list(to_dict(spec)["datasets"].values())[index]
 
 
 def tooltip_fields(encoding: dict) -> list[str]:
@@ -70,7 +80,7 @@ def test_heatmap_colours_cer_green_to_red_and_selects_a_sample_on_click():
         {"sample_index": [0, 0, 1, 1], "epoch": 1, "step": [10, 20, 10, 20], "value": [0.9, 0.1, 0.0, 0.5]}
     )
     frame = analysis.heatmap_frame(matrix, matrix["step"])
-    spec = charts.heatmap_chart(frame, selected=1).to_dict()
+    spec = charts.heatmap_chart(frame, selected=1)
     assert spec["mark"]["type"] == "rect"
     enc = spec["encoding"]
     assert (enc["x"]["field"], enc["x"]["type"]) == ("round", "ordinal")
@@ -96,8 +106,8 @@ def test_heatmap_of_100_rounds_by_100_samples_stays_small(sqlite_store):
     frame = analysis.heatmap_frame(sqlite_store.sample_matrix(BIG_JOB, steps=drawn), steps)
     chart = charts.heatmap_chart(frame)
     assert stride == 2 and len(dataset(chart)) == 50 * 100
-    assert len(json.dumps(chart.to_dict())) < 600_000
-    assert chart.to_dict()["height"] == 720  # capped, however many samples
+    assert len(json.dumps(to_dict(chart))) < 600_000
+    assert chart["height"] == 720  # capped, however many samples
 
 
 def test_sample_chart_compares_the_sample_with_the_job_average():
@@ -129,8 +139,7 @@ def test_the_colour_scale_runs_green_to_yellow_to_red_by_error():
 def test_compare_chart_draws_one_coloured_line_per_job():
     a = rounds_frame([0.9, 0.5]).assign(job="run a", round=[1, 2])
     b = rounds_frame([0.8, 0.7, 0.6]).assign(job="run b", round=[1, 2, 3])
-    chart = charts.compare_chart(pd.concat([a, b]), "word_overlap", x="round")
-    spec = chart.to_dict()
+    chart = spec = charts.compare_chart(pd.concat([a, b]), "word_overlap", x="round")
     assert spec["encoding"]["color"]["field"] == "job"
     assert spec["encoding"]["x"]["field"] == "round"
     assert spec["title"] == "Word overlap (F1)"
@@ -145,7 +154,7 @@ def test_compare_reads_a_late_difference_of_two_hundredths_in_job_order():
         rounds_frame([*late, 0.22]).assign(job="zeta (picked first)"),
         rounds_frame([*late, 0.20]).assign(job="alpha"),
     ]
-    spec = charts.compare_chart(pd.concat(picked), "char_error_rate").to_dict()
+    spec = charts.compare_chart(pd.concat(picked), "char_error_rate")
     colour = spec["encoding"]["color"]
     assert colour["scale"]["domain"] == colour["sort"] == ["zeta (picked first)", "alpha"]
     low, high = spec["encoding"]["y"]["scale"]["domain"]
@@ -159,17 +168,17 @@ def test_compare_reads_a_late_difference_of_two_hundredths_in_job_order():
 def test_a_compared_job_keeps_its_colour_whichever_jobs_have_values_to_draw():
     picked = ["first", "no rounds", "third"]
     frame = pd.concat([rounds_frame([0.5, 0.4]).assign(job=name) for name in ("third", "first")])
-    colour = charts.compare_chart(frame, "char_error_rate", series=picked).to_dict()["encoding"]["color"]
+    colour = charts.compare_chart(frame, "char_error_rate", series=picked)["encoding"]["color"]
     assert colour["scale"]["domain"] == ["first", "third"]  # the legend: the jobs drawn, in picked order
     assert colour["scale"]["range"] == [palette.SERIES[0], palette.SERIES[2]]  # each its place's colour
-    spec = charts.compare_chart(frame, "char_error_rate", series=picked).to_dict()
+    spec = charts.compare_chart(frame, "char_error_rate", series=picked)
     assert spec["height"] == charts.compare_height(2)
 
 
 def test_compare_keeps_a_flat_run_and_an_open_metric_on_screen():
-    flat = charts.compare_chart(rounds_frame([0.5, 0.5]).assign(job="a"), "char_error_rate").to_dict()
+    flat = charts.compare_chart(rounds_frame([0.5, 0.5]).assign(job="a"), "char_error_rate")
     assert flat["encoding"]["y"]["scale"]["domain"] == pytest.approx([0.49, 0.51])
-    ratio = charts.compare_chart(rounds_frame([0.5, 0.5]).assign(job="a"), "length_ratio").to_dict()
+    ratio = charts.compare_chart(rounds_frame([0.5, 0.5]).assign(job="a"), "length_ratio")
     low, high = ratio["encoding"]["y"]["scale"]["domain"]
     assert low < 1.0 < high  # the drawn ratio, 1.0
 
@@ -188,8 +197,98 @@ def series_frame(names: tuple[str, ...]) -> pd.DataFrame:
     ],
 )
 def test_the_loss_legend_lists_only_the_losses_logged(logged, legend):
-    spec = charts.loss_chart(series_frame(logged), rounds_frame([0.8, 0.5, 0.3])).to_dict()
+    spec = charts.loss_chart(series_frame(logged), rounds_frame([0.8, 0.5, 0.3]))
     scale = spec["vconcat"][0]["encoding"]["color"]["scale"]
     assert scale["domain"] == legend
     colours = {"Training loss": palette.LINE, "Eval loss": palette.AVERAGE}
     assert scale["range"] == [colours[title] for title in legend]  # each series keeps its colour
+
+
+OPEN_METRIC = Metric(
+    "length_score", "Length score", "Len", lower_is_better=True, bounds=(0.0, None), ideal=2.0
+)
+STEPS = pd.DataFrame(
+    {
+        "step": [1, 2], "rollout_count": 8, "group_count": 2, "zero_std_groups": [0, 2],
+        "avg_reward": [0.1, 0.5], "std_reward": [0.05, None], "avg_completion_tokens": [10.0, 12.5],
+        "min_completion_tokens": [5, 6], "max_completion_tokens": [20, 21], "truncated_count": [0, 2],
+    }
+)  # fmt: skip
+REWARDS = pd.DataFrame({"step": [1, 2], "name": "format", "avg": [0.2, 0.4], "std": [0.1, None]})
+PROMPT = pd.DataFrame(
+    {"step": [1, 1, 2], "completion_index": [0, 1, 0], "reward": [0.1, None, 0.5], "completion_tokens": 3}
+)
+
+
+def every_chart(rows: slice) -> dict[str, dict]:
+    """Every builder's spec, over the first `rows` of representative frames (slice(0) for empty ones)."""
+    rounds = rounds_frame([0.8, 0.5, None, 0.3]).assign(avg_length_score=[5.0, 3.0, None, 2.5]).iloc[rows]
+    matrix = pd.DataFrame(
+        {"sample_index": [0, 0, 1], "epoch": 1, "step": [10, 20, 10], "value": [0.9, 0.1, 0.0]}
+    )
+    heatmap = analysis.heatmap_frame(matrix, matrix["step"]).iloc[rows]
+    jobs = pd.concat([rounds.assign(job=f"job {i}") for i in range(12)])
+    history = pd.DataFrame({"epoch": [1, 2], "step": [10, 20], "char_error_rate": [1.0, 0.2]}).iloc[rows]
+    return {
+        "trend with band": charts.trend_chart(rounds, "char_error_rate"),
+        "trend with ideal": charts.trend_chart(rounds, "length_ratio", x="epoch"),
+        "trend of an open user metric": charts.trend_chart(rounds, OPEN_METRIC),
+        "heatmap": charts.heatmap_chart(heatmap, selected=1),
+        "heatmap ranked": charts.heatmap_chart(heatmap.assign(rank=0), metric="word_overlap"),
+        "sample": charts.sample_chart(history, rounds),
+        "compare": charts.compare_chart(jobs, "char_error_rate", series=["job 3", "job 0"]),
+        "compare groups": charts.compare_chart(
+            jobs.rename(columns={"job": "group"}), "length_ratio", by="group"
+        ),
+        "loss": charts.loss_chart(series_frame(("loss", "eval_loss", "learning_rate")).iloc[rows], rounds),
+        "rewards": rollout_charts.reward_chart(
+            rollout_charts.reward_frame(STEPS.iloc[rows], REWARDS.iloc[rows])
+        ),
+        "lengths": rollout_charts.length_chart(STEPS.iloc[rows]),
+        "flat groups": rollout_charts.flat_groups_chart(STEPS.iloc[rows]),
+        "prompt": rollout_charts.prompt_chart(PROMPT.iloc[rows]),
+    }
+
+
+@functools.cache
+def vega_lite_v6() -> jsonschema.Validator:
+    schema = load_schema()
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+def test_the_schema_check_rejects_a_spec_that_would_not_draw():
+    spec = charts.trend_chart(rounds_frame([0.5]), "char_error_rate")
+    assert vega_lite_v6().is_valid(to_dict(spec))
+    spec["layer"][-1]["mark"]["type"] = "lines"
+    assert not vega_lite_v6().is_valid(to_dict(spec))
+    assert not vega_lite_v6().is_valid({**to_dict(spec), "height": "tall"})
+
+
+@pytest.mark.parametrize("rows", [slice(None), slice(0)], ids=["with data", "empty"])
+def test_every_chart_is_valid_vega_lite_v6(rows):
+    """What Altair checked on every rerun, checked once here: each spec, its datasets as rows."""
+    for name, spec in every_chart(rows).items():
+        errors = [error.message for error in vega_lite_v6().iter_errors(to_dict(spec))]
+        assert not errors, f"{name}: {errors[:3]}"
+        assert spec["$schema"] == SCHEMA_URL  # the version Streamlit's embedded Vega-Lite draws
+
+
+def test_a_chart_sends_each_frame_once_named_by_its_content():
+    """A name changes with the data, so the browser redraws a chart whose data changed (as with Altair);
+    a frame drawn by every layer is sent once, on the layer."""
+    spec = charts.trend_chart(rounds_frame([0.8, 0.5]), "char_error_rate")
+    assert list(spec["data"]) == ["name"] and all("data" not in view for view in spec["layer"])
+    assert list(spec["datasets"]) == [spec["data"]["name"]]
+    same = charts.trend_chart(rounds_frame([0.8, 0.5]), "char_error_rate")
+    later = charts.trend_chart(rounds_frame([0.8, 0.5, 0.4]), "char_error_rate")
+    assert same["data"] == spec["data"]  # the same rows again: the same name, no redraw
+    assert later["data"] != spec["data"]
+    changed = rounds_frame([0.8, 0.5]).assign(sample_count=5)
+    assert charts.trend_chart(changed, "char_error_rate")["data"] != spec["data"]
+
+
+def test_a_channel_names_what_its_shorthand_may_be():
+    assert vega.channel("mean(reward):Q") == {"aggregate": "mean", "field": "reward", "type": "quantitative"}
+    assert vega.channel("step:O", title=None) == {"field": "step", "type": "ordinal", "title": None}
+    with pytest.raises(ValueError, match="'field:T' or 'op\\(field\\):T'"):
+        vega.channel("step")

@@ -265,7 +265,7 @@ def page_of(items: list[int], page: int, size: int) -> list[int]:
 
 
 def selected_sample(event: object, field: str = "sample_index") -> int | None:
-    """The sample index a chart click selected, from `st.altair_chart(..., on_select=...)`'s state."""
+    """The sample index a chart click selected, from `st.vega_lite_chart(..., on_select=...)`'s state."""
     selection = (event or {}).get("selection", {}) if isinstance(event, dict) else {}
     for points in selection.values():
         for point in points or []:

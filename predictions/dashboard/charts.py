@@ -1,4 +1,5 @@
-"""Chart builders: a data frame in, an Altair chart out. No Streamlit, no store; tested on plain frames.
+"""Chart builders: a data frame in, a Vega-Lite spec out (a dict, for `st.vega_lite_chart`). No Streamlit, no
+store; tested on plain frames, and every spec against the Vega-Lite schema.
 
 Every chart keeps only the columns it draws, so the spec sent to the browser stays small, and every
 point has a tooltip with the round's epoch, step and sample count: the numbers people ask about.
@@ -8,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-import altair as alt
 import pandas as pd
 
 from predictions.dashboard import palette
+from predictions.dashboard.vega import Spec, channel, chart, layer, mark, tooltip, view
 from predictions.scoring.metrics import PRIMARY_METRIC, REGISTRY, Metric
 
 
@@ -34,23 +35,27 @@ LINE_COLOR = palette.LINE
 BAND_COLOR = "#9ecae9"
 
 
-def _x(x: str) -> alt.X:
+def _x(x: str) -> Spec:
     """An integer axis for step, epoch or round number."""
-    return alt.X(
-        f"{x}:Q", title=X_TITLES[x], axis=alt.Axis(format="d", tickMinStep=1), scale=alt.Scale(nice=False)
-    )
+    return channel(f"{x}:Q", title=X_TITLES[x], axis={"format": "d", "tickMinStep": 1}, scale={"nice": False})
 
 
-def _y_scale(metric: Metric, values: pd.Series) -> alt.Scale:
+def _line(color: str | None = None, size: int = 28, **properties) -> Spec:
+    """A line with a point at each value, both in `color` (None: the encoded colour)."""
+    coloured = {"color": color} if color else {}
+    return mark("line", **coloured, point={**coloured, "size": size}, **properties)
+
+
+def _y_scale(metric: Metric, values: pd.Series) -> Spec:
     """The metric's range where it has one; an open end spans the data (and shows the ideal value)."""
     low, high = metric.bounds
     if low is not None and high is not None:
-        return alt.Scale(domain=[low, high])
+        return {"domain": [low, high]}
     data_high = float(values.max()) * 1.05 if values.notna().any() else None
     if high is None and low is not None:
         floor = (metric.ideal or 0.0) * 1.2 or 1.0
-        return alt.Scale(domain=[low, max(floor, data_high or 2 * floor)])
-    return alt.Scale(zero=False, nice=True)
+        return {"domain": [low, max(floor, data_high or 2 * floor)]}
+    return {"zero": False, "nice": True}
 
 
 COMPARE_PLOT = 420
@@ -66,7 +71,7 @@ def compare_height(series: int) -> int:
     return COMPARE_PLOT + COMPARE_FRAME + LEGEND_ROW * series
 
 
-def _zoomed_scale(metric: Metric, values: pd.Series) -> alt.Scale:
+def _zoomed_scale(metric: Metric, values: pd.Series) -> Spec:
     """The drawn values' range with a margin, within the metric's bounds: Compare is read for small
     differences between runs, not for the distance to 0."""
     values = values.dropna()
@@ -77,7 +82,7 @@ def _zoomed_scale(metric: Metric, values: pd.Series) -> alt.Scale:
     bound_low, bound_high = metric.bounds
     low = low - margin if bound_low is None else max(bound_low, low - margin)
     high = high + margin if bound_high is None else min(bound_high, high + margin)
-    return alt.Scale(domain=[low, high], zero=False, nice=False)
+    return {"domain": [low, high], "zero": False, "nice": False}
 
 
 def _band(rounds: pd.DataFrame, metric: Metric) -> tuple[str, str] | None:
@@ -86,7 +91,7 @@ def _band(rounds: pd.DataFrame, metric: Metric) -> tuple[str, str] | None:
     return (low, high) if low in rounds.columns and high in rounds.columns else None
 
 
-def trend_chart(rounds: pd.DataFrame, metric: Metric | str, x: str = "step") -> alt.LayerChart:
+def trend_chart(rounds: pd.DataFrame, metric: Metric | str, x: str = "step") -> Spec:
     """One metric's average per round as a line, with its min-max band when known and a rule at its
     ideal value (a length ratio of 1).
 
@@ -97,37 +102,29 @@ def trend_chart(rounds: pd.DataFrame, metric: Metric | str, x: str = "step") -> 
     column, band = metric.column, _band(rounds, metric)
     keep = ["epoch", "step", "sample_count", "scored_count", column, *(band or ())]
     data = rounds[keep].dropna(subset=[column]).rename(columns={column: "value"})
-    tooltip = [
-        alt.Tooltip("epoch:Q", title="Epoch"),
-        alt.Tooltip("step:Q", title="Step"),
-        alt.Tooltip("value:Q", title=metric.title, format=".3f"),
-        alt.Tooltip("sample_count:Q", title="Samples"),
+    tips = [
+        ("epoch:Q", "Epoch"),
+        ("step:Q", "Step"),
+        ("value:Q", metric.title, ".3f"),
+        ("sample_count:Q", "Samples"),
     ]
-    base = alt.Chart(data).encode(x=_x(x))
-    y = alt.Y("value:Q", title=None, scale=_y_scale(metric, data["value"]))
     layers = []
     if band:
         best, worst = band if metric.lower_is_better else band[::-1]
-        tooltip += [
-            alt.Tooltip(f"{best}:Q", title="Best sample", format=".3f"),
-            alt.Tooltip(f"{worst}:Q", title="Worst sample", format=".3f"),
-        ]
-        area = base.mark_area(color=BAND_COLOR, opacity=0.35)
-        layers.append(area.encode(y=alt.Y(f"{band[0]}:Q", title=None), y2=f"{band[1]}:Q"))
+        tips += [(f"{best}:Q", "Best sample", ".3f"), (f"{worst}:Q", "Worst sample", ".3f")]
+        area = mark("area", color=BAND_COLOR, opacity=0.35)
+        layers.append(view(data, area, x=_x(x), y=channel(f"{band[0]}:Q", title=None), y2={"field": band[1]}))
     if metric.ideal is not None:
-        layers.append(
-            alt.Chart(pd.DataFrame({"ideal": [metric.ideal]}))
-            .mark_rule(color="#888", strokeDash=[4, 4])
-            .encode(y="ideal:Q")
-        )
-    line = base.mark_line(color=LINE_COLOR, point=alt.OverlayMarkDef(size=28, color=LINE_COLOR))
-    layers.append(line.encode(y=y, tooltip=tooltip))
-    return alt.layer(*layers).properties(title=metric.title, height=230)
+        rule = mark("rule", color="#888", strokeDash=[4, 4])
+        layers.append(view(pd.DataFrame({"ideal": [metric.ideal]}), rule, y=channel("ideal:Q")))
+    y = channel("value:Q", title=None, scale=_y_scale(metric, data["value"]))
+    layers.append(view(data, _line(LINE_COLOR), x=_x(x), y=y, tooltip=tooltip(*tips)))
+    return chart(layer(*layers, title=metric.title, height=230))
 
 
 def heatmap_chart(
     frame: pd.DataFrame, selected: int | None = None, metric: Metric | str = PRIMARY_METRIC
-) -> alt.Chart:
+) -> Spec:
     """Samples (rows) by rounds (columns), coloured by a metric on the shared scale: green good, red bad.
 
     A click selects a sample (the `sample` selection, on its `sample_index`); the selected sample's row
@@ -135,35 +132,39 @@ def heatmap_chart(
     in that order (worst first) instead of by index.
     """
     metric = as_metric(metric)
-    scale = palette.error_scale(metric.lower_is_better, metric.bounds)
-    pick = alt.selection_point(name="sample", fields=["sample_index"], on="click", clear=False)
-    samples = frame["sample_index"].nunique()
-    chosen = alt.datum.sample_index == (selected if selected is not None else -1)
+    pick = {
+        "name": "sample",
+        "select": {"type": "point", "fields": ["sample_index"], "on": "click", "clear": False},
+    }
+    chosen = f"(datum.sample_index === {int(selected) if selected is not None else -1})"
     ranked = "rank" in frame.columns
-    order = alt.EncodingSortField("rank", op="min") if ranked else "ascending"
-    return (
-        alt.Chart(frame[["sample_index", "round", "epoch", "step", "value", *(["rank"] if ranked else [])]])
-        .mark_rect()
-        .encode(
-            x=alt.X("round:O", title="Round", axis=alt.Axis(labelOverlap=True, labelAngle=0)),
-            y=alt.Y("sample_index:O", title="Sample", sort=order, axis=alt.Axis(labelOverlap=True)),
-            color=alt.Color("value:Q", title=metric.label, scale=scale),
-            stroke=alt.condition(chosen, alt.value("#111"), alt.value(None)),
-            strokeWidth=alt.condition(chosen, alt.value(1.5), alt.value(0)),
-            tooltip=[
-                alt.Tooltip("sample_index:O", title="Sample"),
-                alt.Tooltip("round:O", title="Round"),
-                alt.Tooltip("epoch:Q", title="Epoch"),
-                alt.Tooltip("step:Q", title="Step"),
-                alt.Tooltip("value:Q", title=metric.label, format=".3f"),
-            ],
-        )
-        .add_params(pick)
-        .properties(height=min(720, max(300, 16 * samples)))
-    )
+    encoding = {
+        "x": channel("round:O", title="Round", axis={"labelOverlap": True, "labelAngle": 0}),
+        "y": channel(
+            "sample_index:O",
+            title="Sample",
+            sort={"field": "rank", "op": "min"} if ranked else "ascending",
+            axis={"labelOverlap": True},
+        ),
+        "color": channel(
+            "value:Q", title=metric.label, scale=palette.error_scale(metric.lower_is_better, metric.bounds)
+        ),
+        "stroke": {"condition": {"test": chosen, "value": "#111"}, "value": None},
+        "strokeWidth": {"condition": {"test": chosen, "value": 1.5}, "value": 0},
+        "tooltip": tooltip(
+            ("sample_index:O", "Sample"),
+            ("round:O", "Round"),
+            ("epoch:Q", "Epoch"),
+            ("step:Q", "Step"),
+            ("value:Q", metric.label, ".3f"),
+        ),
+    }
+    data = frame[["sample_index", "round", "epoch", "step", "value", *(["rank"] if ranked else [])]]
+    height = min(720, max(300, 16 * frame["sample_index"].nunique()))
+    return chart({**view(data, mark("rect"), **encoding), "params": [pick], "height": height})
 
 
-def sample_chart(history: pd.DataFrame, rounds: pd.DataFrame, x: str = "step") -> alt.LayerChart:
+def sample_chart(history: pd.DataFrame, rounds: pd.DataFrame, x: str = "step") -> Spec:
     """One sample's CER per round against the job's average CER: is this sample ahead or behind?
 
     The job average is drawn first, grey and dashed, so the sample's own line stays visible on top
@@ -173,23 +174,25 @@ def sample_chart(history: pd.DataFrame, rounds: pd.DataFrame, x: str = "step") -
     average = rounds[["epoch", "step", "avg_char_error_rate"]].rename(
         columns={"avg_char_error_rate": "value"}
     )
-    series = alt.Color(
-        "series:N",
-        title=None,
-        scale=alt.Scale(domain=["This sample", "Job average"], range=[palette.LINE, palette.AVERAGE]),
-    )
-    tooltip = ["series:N", "epoch:Q", "step:Q", alt.Tooltip("value:Q", title="CER", format=".3f")]
-    y = alt.Y("value:Q", title="CER", scale=alt.Scale(domain=[0, 1]))
+    domain = {"domain": ["This sample", "Job average"], "range": [palette.LINE, palette.AVERAGE]}
+    encoding = {
+        "x": _x(x),
+        "y": channel("value:Q", title="CER", scale={"domain": [0, 1]}),
+        "color": channel("series:N", title=None, scale=domain),
+        "tooltip": tooltip("series:N", "epoch:Q", "step:Q", ("value:Q", "CER", ".3f")),
+    }
     layers = [
-        alt.Chart(frame.assign(series=name).dropna(subset=["value"]))
-        .mark_line(point=alt.OverlayMarkDef(size=size), strokeDash=dash, strokeWidth=width)
-        .encode(x=_x(x), y=y, color=series, tooltip=tooltip)
+        view(
+            frame.assign(series=name).dropna(subset=["value"]),
+            mark("line", point={"size": size}, strokeDash=dash, strokeWidth=width),
+            **encoding,
+        )
         for frame, name, size, dash, width in (
             (average, "Job average", 16, [4, 3], 1.5),
             (sample, "This sample", 30, [1, 0], 2.5),
         )
     ]
-    return alt.layer(*layers).properties(height=200)
+    return chart(layer(*layers, height=200))
 
 
 def compare_chart(
@@ -198,7 +201,7 @@ def compare_chart(
     x: str = "step",
     by: str = "job",
     series: Sequence[str] | None = None,
-) -> alt.Chart:
+) -> Spec:
     """Several jobs' averages of one metric overlaid, one colour per job.
 
     `trends` is long form: `job` (or another series column, `by`), `epoch`, `step`, `sample_count`
@@ -216,85 +219,71 @@ def compare_chart(
     places = {name: place for place, name in enumerate(dict.fromkeys([*(series or ()), *trends[by]]))}
     order = sorted(set(data[by]), key=places.__getitem__)
     colours = [palette.SERIES[places[name] % len(palette.SERIES)] for name in order]
-    return (
-        alt.Chart(data)
-        .mark_line(point=alt.OverlayMarkDef(size=24))
-        .encode(
-            x=_x(x),
-            y=alt.Y("value:Q", title=metric.title, scale=_zoomed_scale(metric, data["value"])),
-            color=alt.Color(
-                f"{by}:N",
-                title=title,
-                sort=order,  # legend and colours in the order given (the picked jobs'), not by name
-                scale=alt.Scale(domain=order, range=colours),
-                legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=0),
-            ),
-            tooltip=[
-                alt.Tooltip(f"{by}:N", title=title),
-                alt.Tooltip("epoch:Q", title="Epoch"),
-                alt.Tooltip("step:Q", title="Step"),
-                alt.Tooltip("value:Q", title=metric.title, format=".3f"),
-                alt.Tooltip("sample_count:Q", title="Samples"),
-            ],
-        )
-        .properties(title=metric.title, height=compare_height(len(order)))
-    )
+    encoding = {
+        "x": _x(x),
+        "y": channel("value:Q", title=metric.title, scale=_zoomed_scale(metric, data["value"])),
+        "color": channel(
+            f"{by}:N",
+            title=title,
+            sort=order,  # legend and colours in the order given (the picked jobs'), not by name
+            scale={"domain": order, "range": colours},
+            legend={"orient": "bottom", "direction": "vertical", "labelLimit": 0},
+        ),
+        "tooltip": tooltip(
+            (f"{by}:N", title),
+            ("epoch:Q", "Epoch"),
+            ("step:Q", "Step"),
+            ("value:Q", metric.title, ".3f"),
+            ("sample_count:Q", "Samples"),
+        ),
+    }
+    line = view(data, _line(size=24), **encoding)
+    return chart({**line, "title": metric.title, "height": compare_height(len(order))})
 
 
 SERIES_TITLES = {"loss": "Training loss", "eval_loss": "Eval loss", "learning_rate": "Learning rate"}
 
 
-def loss_chart(
-    series: pd.DataFrame, rounds: pd.DataFrame, metric: Metric | str = PRIMARY_METRIC
-) -> alt.VConcatChart:
+def loss_chart(series: pd.DataFrame, rounds: pd.DataFrame, metric: Metric | str = PRIMARY_METRIC) -> Spec:
     """The Trainer's loss (training and eval) above the answers' metric, then the learning rate: three
     charts on one shared step axis, so 'loss falls while the answers get worse' is seen at a glance."""
     metric = as_metric(metric)
-    step = alt.X(
-        "step:Q", title="Step", axis=alt.Axis(format="d", tickMinStep=1), scale=alt.Scale(nice=False)
-    )
+    step = _x("step")
     named = series.assign(series=series["name"].map(SERIES_TITLES))
     losses = named[named["name"].isin(["loss", "eval_loss"])]
     colours = {"loss": palette.LINE, "eval_loss": palette.AVERAGE}
     logged = [name for name in colours if (losses["name"] == name).any()]  # the legend lists what exists
-    loss = (
-        alt.Chart(losses)
-        .mark_line(point=alt.OverlayMarkDef(size=16))
-        .encode(
-            x=step,
-            y=alt.Y("value:Q", title="Loss", scale=alt.Scale(zero=False)),
-            color=alt.Color(
-                "series:N",
-                title=None,
-                scale=alt.Scale(
-                    domain=[SERIES_TITLES[name] for name in logged], range=[colours[name] for name in logged]
-                ),
-                legend=alt.Legend(orient="top"),
-            ),
-            tooltip=["series:N", "step:Q", alt.Tooltip("value:Q", format=".4f")],
-        )
-        .properties(height=180, title="Loss")
+    legend = {"domain": [SERIES_TITLES[name] for name in logged], "range": [colours[name] for name in logged]}
+    loss = view(
+        losses,
+        _line(size=16),
+        x=step,
+        y=channel("value:Q", title="Loss", scale={"zero": False}),
+        color=channel("series:N", title=None, scale=legend, legend={"orient": "top"}),
+        tooltip=tooltip("series:N", "step:Q", ("value:Q", None, ".4f")),
     )
     answers = rounds[["epoch", "step", metric.column]].dropna().rename(columns={metric.column: "value"})
-    quality = (
-        alt.Chart(answers)
-        .mark_line(color=LINE_COLOR, point=alt.OverlayMarkDef(size=28, color=LINE_COLOR))
-        .encode(
-            x=step,
-            y=alt.Y("value:Q", title=metric.label, scale=_y_scale(metric, answers["value"])),
-            tooltip=["epoch:Q", "step:Q", alt.Tooltip("value:Q", title=metric.title, format=".3f")],
-        )
-        .properties(height=180, title=f"Answers: {metric.title}")
+    quality = view(
+        answers,
+        _line(LINE_COLOR),
+        x=step,
+        y=channel("value:Q", title=metric.label, scale=_y_scale(metric, answers["value"])),
+        tooltip=tooltip("epoch:Q", "step:Q", ("value:Q", metric.title, ".3f")),
     )
-    rate = named[named["name"] == "learning_rate"]
-    lr = (
-        alt.Chart(rate)
-        .mark_line(color=palette.AVERAGE)
-        .encode(
-            x=step,
-            y=alt.Y("value:Q", title="Learning rate", axis=alt.Axis(format=".1e")),
-            tooltip=["step:Q", alt.Tooltip("value:Q", title="Learning rate", format=".3e")],
-        )
-        .properties(height=110, title="Learning rate")
+    lr = view(
+        named[named["name"] == "learning_rate"],
+        mark("line", color=palette.AVERAGE),
+        x=step,
+        y=channel("value:Q", title="Learning rate", axis={"format": ".1e"}),
+        tooltip=tooltip("step:Q", ("value:Q", "Learning rate", ".3e")),
     )
-    return alt.vconcat(loss, quality, lr).resolve_scale(x="shared")
+    return chart(
+        {
+            "vconcat": [
+                {**loss, "height": 180, "title": "Loss"},
+                {**quality, "height": 180, "title": f"Answers: {metric.title}"},
+                {**lr, "height": 110, "title": "Learning rate"},
+            ],
+            "resolve": {"scale": {"x": "shared"}},
+        }
+    )

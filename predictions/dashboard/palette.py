@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 from itertools import pairwise
 
-import altair as alt
-
 RIGHT, HALF, WRONG = "#1a9850", "#fee08b", "#d73027"
 STOPS = ((0.0, RIGHT), (0.5, HALF), (1.0, WRONG))
 """Error values and their colours; in between, colours are mixed linearly in RGB (as Vega does here)."""
@@ -42,10 +40,8 @@ def error_colour(error: float) -> str:
     return WRONG
 
 
-def error_scale(
-    lower_is_better: bool = True, bounds: tuple[float | None, float | None] = (0.0, 1.0)
-) -> alt.Scale:
-    """The same scale for an Altair chart of a metric: green at its best end, red at its worst.
+def error_scale(lower_is_better: bool = True, bounds: tuple[float | None, float | None] = (0.0, 1.0)) -> dict:
+    """The same scale for a chart of a metric (a Vega-Lite scale): green at its best end, red at its worst.
 
     A metric with an open end (a length ratio, some user scores) spans the data instead of its bounds.
     """
@@ -53,8 +49,8 @@ def error_scale(
     colours = colours if lower_is_better else colours[::-1]
     low, high = bounds
     if low is None or high is None:
-        return alt.Scale(range=colours, interpolate="rgb")
-    return alt.Scale(domain=[low, (low + high) / 2, high], range=colours, interpolate="rgb", clamp=True)
+        return {"range": colours, "interpolate": "rgb"}
+    return {"domain": [low, (low + high) / 2, high], "range": colours, "interpolate": "rgb", "clamp": True}
 
 
 def error_cell(error: object) -> str:
