@@ -20,6 +20,7 @@ SCRIPTS = (
     "bench_queries",
     "bench_pages",
     "bench_diff",
+    "bench_charts",
 )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import (
+    bench_charts,
     bench_csv,
     bench_diff,
     bench_generation,
@@ -112,6 +113,13 @@ def test_rollouts_benchmark_runs_and_checks_generate_calls_and_losses():
     small = ["--steps", "2", "--batch", "8", "--group", "4", "--length", "8", "--latency", "0.01"]
     results = bench_rollouts.main([*small, "--sizes", "16", "64", "--calls", "2"])
     assert results["step ms"] > 0 and results["recorder median ms"] > 0
+
+
+def test_charts_benchmark_runs():
+    results = bench_charts.main(
+        ["--ref", "HEAD", "--rounds", "3", "--samples", "2", "--repeat", "1", "--trials", "1"]
+    )
+    assert len(results) == 5 and all(before > 0 and after > 0 for before, after in results.values())
 
 
 def test_diff_benchmark_runs():
