@@ -282,8 +282,9 @@ def grpo_on_rank(rank: int, port: int, tmp_path: Path) -> None:
 
 
 def grpo_stopped_on_rank(rank: int, port: int, tmp_path: Path) -> None:
-    """The DDP GRPO run above, endless, with a slow user scorer (a batch's rows take 4 s to build, so
-    batches wait in each rank's builder): the test stops both ranks with SIGTERM, as torchrun does.
+    """The DDP GRPO run above, endless, with a user scorer that holds each row until the test is about to
+    stop the run (so every batch scored waits in each rank's builder, however fast or slow the machine):
+    the test then stops both ranks with SIGTERM, as torchrun does.
     Each rank logs every batch its reward functions scored (`calls<rank>.jsonl`, written by the last
     function before the recorder sees the batch) and every step it finished (`steps<rank>.txt`)."""
     join_as(rank, port, tmp_path)
@@ -292,8 +293,12 @@ def grpo_stopped_on_rank(rank: int, port: int, tmp_path: Path) -> None:
     from predictions import RolloutRecorder
     from tests import helpers_grpo as g
 
+    stopping = tmp_path / "stopping"
+
     def slow(prediction: str, ground_truth: str | None, sample: Any) -> float:
-        time.sleep(2.0)
+        deadline = time.monotonic() + 60
+        while not stopping.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         return 1.0
 
     calls = (tmp_path / f"calls{rank}.jsonl").open("a", buffering=1)

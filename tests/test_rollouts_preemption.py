@@ -1,4 +1,4 @@
-"""SIGTERM to a GRPO run whose rollouts are still being built (a slow user scorer): the job is marked
+"""SIGTERM to a GRPO run whose rollouts are still being built (a user scorer holds them): the job is marked
 failed and every rollout of the steps that ran is stored, none left behind in the builder's queue."""
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ SCRIPT = textwrap.dedent(
     from tests import helpers_grpo as g
 
 
-    def slow(prediction, ground_truth, sample):  # building a batch's rows takes about 4 s
-        time.sleep(0.5)
+    def slow(prediction, ground_truth, sample):  # holds each row until the test has sent SIGTERM
+        deadline = time.monotonic() + 60
+        while not Path("stopping").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         return 1.0
 
 
@@ -60,6 +62,7 @@ def test_sigterm_while_rollouts_are_being_built_keeps_them_and_fails_the_job(tmp
         line = run.stdout.readline()
     assert line.startswith("step 1"), run.stderr.read()[-3000:]
     run.send_signal(signal.SIGTERM)
+    (tmp_path / "stopping").touch()  # every batch scored so far is still being built: now let them go
     out, err = run.communicate(timeout=300)
     assert run.returncode == -signal.SIGTERM, err[-3000:]
     steps = [1] + [int(text.split()[1]) for text in out.splitlines() if text.startswith("step ")]

@@ -256,13 +256,18 @@ def test_a_locked_older_file_is_unavailable_at_once_and_migrated_once_free(tmp_p
         conn.executescript(OLD_SCHEMA)
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN EXCLUSIVE")
-    release = threading.Timer(8.0, lambda: holder.execute("ROLLBACK"))  # a 30 s wait would outlast it
+    # The lock is released at 8 s at the latest: a store that waited its 30 s busy timeout would then open
+    # and the test fail. One that gives up after MIGRATION_WAIT_MS has the lock released at once.
+    release = threading.Timer(8.0, lambda: holder.execute("ROLLBACK"))
     release.start()
     try:
         with pytest.raises(StoreUnavailableError, match="locked"):
-            SQLiteStore(path)  # gives up after MIGRATION_WAIT_MS, long before the lock is released
+            SQLiteStore(path)
     finally:
+        release.cancel()
         release.join()
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
         holder.close()
     store = SQLiteStore(path)
     assert store.trends("job").rounds["avg_char_error_rate"].tolist() == [0.5]
