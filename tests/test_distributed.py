@@ -208,8 +208,9 @@ def test_grpo_under_ddp_stores_every_rank_rollouts_once(tmp_path):
 @pytest.mark.timeout(600)
 def test_grpo_under_ddp_stopped_by_sigterm_keeps_every_rank_rollouts(tmp_path):
     """SIGTERM to both ranks mid-run, as torchrun sends it, while each rank's builder still holds batches
-    (a scorer that holds its rows until then): every rollout each rank's reward functions scored is stored or in the outbox, and
-    the job is failed. Rank 1 writes its own share, so its guard must keep it, not only rank 0's.
+    (a scorer holds its rows until then): every rollout each rank's reward functions scored is stored or
+    in the outbox, and the job is failed. Rank 1 writes its own share, so its guard must keep it, not
+    only rank 0's.
     Each rank is a program of its own, as torchrun starts them (forked from the zygote)."""
     import time
 
