@@ -8,7 +8,7 @@ import streamlit as st
 from predictions.dashboard import analysis, charts, columns, queries, router, widgets
 from predictions.dashboard.run_panel import run_section
 from predictions.scoring.metrics import Metric
-from predictions.store.records import FINAL_STATUSES, Job, PageQuery, Trends
+from predictions.store.records import FINAL_STATUSES, Job, PageQuery, TrainerStop, Trends
 
 HEADLINES_A_ROW = 4  # beside the sidebar at 1280 px, six a row cut labels and values ("Word ove…", "-0.3…")
 
@@ -83,13 +83,15 @@ def headline_metrics(rounds: pd.DataFrame, trends: Trends) -> None:
 
 def regression_banner(rounds: pd.DataFrame, job: Job, trends: Trends) -> None:
     """The early warning: the latest round is clearly worse than the best one, judged by the metric the
-    job's early-stop rule watches (CER unless `stop_metric` chose another). A job the rule already
-    stopped says so instead, with its reason and the best round."""
+    job's early-stop rule watches (CER unless `stop_metric` chose another). A job that already stopped
+    says so instead, with its reason and the best round (for a stop by another callback, whose metric is
+    the Trainer's, not a round's, the answers' best round beside the Trainer's best)."""
     metric = analysis.watched_metric(trends, job)
     if job.status == "stopped":
         best = analysis.best_round(rounds, metric)
         value = None if best is None else analysis.number_text(float(best[metric.column]))
-        found = f" The best round was step {int(best['step'])} ({metric.label} {value})." if value else ""
+        whose = "answers' best round" if isinstance(job.stop_reason, TrainerStop) else "best round"
+        found = f" The {whose} was step {int(best['step'])} ({metric.label} {value})." if value else ""
         st.warning(widgets.plain(widgets.stop_text(job, trends.config) + found), icon=":material/front_hand:")
         return
     found = analysis.regression_warning(rounds, metric)

@@ -79,14 +79,20 @@ class EventRecorder(TrainerCallback):
 
 
 def trainer(
-    tmp_path: Path, callbacks: list[TrainerCallback], kind: str = "gpt2", tok: Any = None, **args: Any
+    tmp_path: Path,
+    callbacks: list[TrainerCallback],
+    kind: str = "gpt2",
+    tok: Any = None,
+    eval_pairs: list[dict[str, str]] | None = None,
+    **args: Any,
 ) -> Trainer:
-    """A real Trainer on 32 reverse-task examples (4 steps an epoch)."""
+    """A real Trainer on 32 reverse-task examples (4 steps an epoch); `eval_pairs` its eval set."""
     tok = tok or tokenizer()
     return Trainer(
         model=model(kind, tok),
         args=arguments(tmp_path / "out", **args),
         train_dataset=encode_pairs(pairs(32, seed=2), tok, length=SEQ_LEN),
+        eval_dataset=encode_pairs(eval_pairs, tok, length=SEQ_LEN) if eval_pairs else None,
         processing_class=tok,
         callbacks=callbacks,
     )

@@ -19,7 +19,7 @@ import pandas as pd
 
 from predictions.scoring.metrics import PRIMARY_METRIC, REGISTRY, Metric
 from predictions.store.frames import SAMPLE_SUMMARY_COLUMNS
-from predictions.store.records import Job, Trends
+from predictions.store.records import Job, StopReason, Trends
 
 CER = "avg_char_error_rate"
 
@@ -76,12 +76,13 @@ def last_round_per_epoch(rounds: pd.DataFrame) -> pd.DataFrame:
 
 
 def watched_metric(trends: Trends, job: Job | None = None) -> Metric:
-    """The metric the job's early-stop rule watches: the reason's metric of a stopped job, else its
+    """The metric the job's early-stop rule watches: the reason's metric of a job the rule stopped, else its
     recorded `stop_metric`, else CER. The early warning, the best round and the loss warning judge the
     answers by it, so they agree with the rule that stops the run (a job whose rounds lack that metric's
     values falls back to CER)."""
     by_name = {metric.name: metric for metric in trends.metrics}
     reason = job.stop_reason if job is not None else None
+    reason = reason if isinstance(reason, StopReason) else None  # another callback's metric is no round's
     config = trends.config if isinstance(trends.config, dict) else {}
     for name in (reason.metric if reason else None, config.get("stop_metric")):
         metric = by_name.get(name) if isinstance(name, str) else None

@@ -17,7 +17,7 @@ from predictions.dashboard import analysis, browser_session, queries
 from predictions.errors import AuthError, StoreError
 from predictions.scoring.metrics import REGISTRY
 from predictions.store.protocol import Store, sign_in_of
-from predictions.store.records import FINAL_STATUSES, Job
+from predictions.store.records import FINAL_STATUSES, Job, TrainerStop
 from predictions.store.settings import StoreSettings
 
 REFRESH_CHOICES_S = (2, 5, 10, 30, 60)
@@ -201,7 +201,7 @@ def searched_jobs(store: Store, version: tuple, recent: tuple[Job, ...]) -> tupl
 
 
 def job_lines(store: Store, job: Job) -> None:
-    """The job's status and model under the picker, and why for a job the early-stop rule stopped. The
+    """The job's status and model under the picker, and why for a job that stopped early. The
     job's kind, adapter and scorer titles come from its config, which comes with its trends (cached per
     job version): the job list carries no config."""
     try:
@@ -245,9 +245,12 @@ def model_caption(job: Job, config: dict | None = None) -> str | None:
 
 
 def stop_text(job: Job, config: dict | None = None) -> str:
-    """Why the early-stop rule stopped a job, in words (the metric's title from the job's `config`, its
-    trends', when given; else its name)."""
+    """Why a job stopped early, in words: another callback's reason as the Trainer told it, or the
+    early-stop rule's (the metric's title from the job's `config`, its trends', when given; else its
+    name)."""
     reason = job.stop_reason
+    if isinstance(reason, TrainerStop):
+        return reason.describe()
     if reason is None:
         return "Stopped by the early-stop rule."
     scorers = config.get("scorers") if isinstance(config, dict) else None

@@ -31,7 +31,7 @@ from predictions.errors import AuthError, ConfigError, OutboxError
 from predictions.store.protocol import Store
 from predictions.store.records import PredictionRow, RolloutRow, SeriesPoint
 from predictions.store.settings import StoreSettings
-from predictions.store.storable import storable_job, storable_rollout, storable_row
+from predictions.store.storable import Changes, storable_job, storable_rollout, storable_row, storable_value
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,8 @@ class Writer:
         self._put({"op": "start_job", "job_id": job_id, **self._owner(), **details, **self._status_order()})
 
     def finish_job(self, job_id: str, status: str = "finished", stop_reason: dict | None = None) -> None:
-        """Queue the job's last status; a `stopped` job's reason goes with it."""
+        """Queue the job's last status; a `stopped` job's reason goes with it, storable (another
+        callback's reason carries the user's metric and callback names: any text)."""
         job_id, _ = storable_job(job_id, {})
         call = {
             "op": "finish_job",
@@ -142,7 +143,7 @@ class Writer:
             **self._status_order(),
         }
         if stop_reason is not None:
-            call["stop_reason"] = stop_reason
+            call["stop_reason"] = storable_value(stop_reason, Changes())
         self._put(call)
 
     def _owner(self) -> dict[str, Any]:

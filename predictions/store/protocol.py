@@ -80,8 +80,9 @@ class Store(Protocol):
     ) -> None:
         """Mark a job finished, stopped or failed, unless a newer status is recorded (`start_job`).
 
-        `stop_reason` ({"metric", "rounds", "step"}, `StopReason.as_dict()`) is kept with a `stopped`
-        status, and dropped when a later status replaces it. `user_id` names the job's owner, as
+        `stop_reason` (JSON: the early-stop rule's `StopReason.as_dict()`, {"metric", "rounds", "step"}, or
+        another callback's `TrainerStop.as_dict()`, which adds `by`) is kept with a `stopped` status, and
+        dropped when a later status replaces it. `user_id` names the job's owner, as
         `start_job`'s does; without it, the owner this store started the job for, else its own user."""
 
     def record_missing(self, job_id: str, rows: int, *, run: str, user_id: str | None = None) -> None:

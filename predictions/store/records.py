@@ -23,7 +23,8 @@ LOCAL_USER_ID = "00000000-0000-0000-0000-000000000000"
 """The owner written when no user is given: the embedded store has one local user."""
 
 JOB_STATUSES = ("running", "finished", "stopped", "failed")
-"""`stopped`: the early-stop rule (`stop_after_regressions`) ended training; the job keeps its reason."""
+"""`stopped`: training ended before its planned end, by the early-stop rule (`stop_after_regressions`)
+or another of the run's callbacks (`EarlyStoppingCallback` ...); the job keeps its reason."""
 FINAL_STATUSES = ("finished", "stopped", "failed")
 """Statuses after which a job writes no more rounds (until a resume sets it running again)."""
 
@@ -105,6 +106,90 @@ class StopReason:
 
 
 @dataclass(frozen=True, slots=True)
+class TrainerStop:
+    """Why training ended before its planned last step when something other than the early-stop rule
+    stopped it: at `step` of `max_steps` (optimizer steps), by the callbacks named in `by`.
+
+    When transformers' `EarlyStoppingCallback` stopped it, `by` names it and the rest says why:
+    `metric` (`metric_for_best_model` as the Trainer checks it, `eval_`-prefixed) in its direction did
+    not improve for `rounds` evaluations in a row, with `patience` allowed, and the Trainer's best value,
+    its step and checkpoint. Otherwise `by` lists the run's own callbacks (any of them may have set
+    `should_training_stop`; the Trainer does not say which). Stored with the keys `StopReason` has
+    (`metric`, `rounds`, `step`), so an earlier version's dashboard reads an EarlyStoppingCallback stop
+    too (and any other as "stopped by the early-stop rule"), and with `by`, which tells the two apart.
+    """
+
+    step: int
+    max_steps: int
+    by: tuple[str, ...] = ()
+    metric: str | None = None
+    greater_is_better: bool | None = None
+    rounds: int | None = None
+    patience: int | None = None
+    best_value: float | None = None
+    best_step: int | None = None
+    best_checkpoint: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        kept = {field.name: getattr(self, field.name) for field in fields(self)}
+        return {**{k: v for k, v in kept.items() if v is not None}, "by": list(self.by)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TrainerStop | None:
+        """The stop a store kept (JSON), or None when it is not one; a field of the wrong type is left
+        out rather than losing the rest."""
+        try:
+            step, max_steps, by = int(data["step"]), int(data["max_steps"]), data["by"]
+        except (TypeError, KeyError, ValueError):
+            return None
+        typed = {
+            "metric": str, "greater_is_better": bool, "rounds": int, "patience": int,
+            "best_value": float, "best_step": int, "best_checkpoint": str,
+        }  # fmt: skip
+        known = {name: kind(data[name]) for name, kind in typed.items() if _is(data.get(name), kind)}
+        names = tuple(str(name) for name in by) if isinstance(by, list) else ()
+        return cls(step, max_steps, names, **known)
+
+    def describe(self) -> str:
+        """'Stopped at step 8 of 24 by EarlyStoppingCallback: eval_loss (lower is better) did not
+        improve for 1 evaluation in a row (patience 1). The best eval_loss was 0.5123 at step 4
+        (checkpoint-4).'"""
+        at = f"Stopped at step {self.step} of {self.max_steps}"
+        if self.metric is None:
+            names = f" ({', '.join(self.by)})" if self.by else ""
+            return f"{at} by the run's own callbacks{names}, before its planned end."
+        direction = "higher" if self.greater_is_better else "lower"
+        count = self.rounds if self.rounds is not None else self.patience
+        times = "" if count is None else f" for {count} evaluation{'s' if count != 1 else ''} in a row"
+        patience = "" if self.patience is None else f" (patience {self.patience})"
+        text = f"{at} by {', '.join(self.by) or 'a callback'}: {self.metric} ({direction} is better) did not "
+        text += f"improve{times}{patience}."
+        if self.best_value is not None:
+            where = "" if self.best_step is None else f" at step {self.best_step}"
+            kept = f" ({self.best_checkpoint})" if self.best_checkpoint else ""
+            text += f" The best {self.metric} was {self.best_value:.4g}{where}{kept}."
+        return text
+
+
+def _is(value: Any, kind: type) -> bool:
+    """Whether a stored JSON value is of `kind` (an int is a float too: Postgres' jsonb writes 2.5e+170 as
+    its digits; a bool is no int)."""
+    if kind is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def stop_reason_from_dict(data: Any) -> StopReason | TrainerStop | None:
+    """The reason a stopped job keeps, as its store holds it (JSON): another callback's stop when it
+    names who (`by`), else the early-stop rule's; None when there is none or it is neither."""
+    if isinstance(data, dict) and "by" in data:
+        return TrainerStop.from_dict(data)
+    return StopReason.from_dict(data)
+
+
+@dataclass(frozen=True, slots=True)
 class RolloutRow:
     """One completion an RL trainer generated and rewarded: a row of `training_rollouts`.
 
@@ -170,8 +255,8 @@ class Job:
     round_count: int = 0
     last_active: str | None = None
     """When the job last wrote a round or changed status (ISO-8601): how long a running job is silent."""
-    stop_reason: StopReason | None = None
-    """Why the early-stop rule stopped it (status `stopped` only)."""
+    stop_reason: StopReason | TrainerStop | None = None
+    """Why it stopped early (status `stopped` only): the early-stop rule's reason, or another callback's."""
     rows_missing: int = 0
     """Rows its runs could keep nowhere: not stored, and the local outbox could not be written
     (`Store.record_missing`). The dashboard says so, since its charts lack them."""

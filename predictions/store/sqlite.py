@@ -65,10 +65,10 @@ from predictions.store.records import (
     RolloutRow,
     RolloutTrends,
     SeriesPoint,
-    StopReason,
     Trends,
     make_trends,
     overall_improvement,
+    stop_reason_from_dict,
 )
 from predictions.store.sqlite_schema import MIGRATION_WAIT_MS, create_schema, finite_mean, refresh_summaries
 from predictions.store.storable import storable_details
@@ -502,7 +502,7 @@ class SQLiteStore:
         """Each row mapped to `Job` by its column names (the aliases of LIST_JOBS), never by position."""
         jobs = []
         for record in self._records(LIST_JOBS.format(where=where), params):
-            reason = StopReason.from_dict(from_json(record["stop_reason"]))
+            reason = stop_reason_from_dict(from_json(record["stop_reason"]))
             jobs.append(Job(**{**record, "stop_reason": reason, "tags": job_tags(from_json(record["tags"]))}))
         return jobs
 

@@ -63,9 +63,9 @@ from predictions.store.records import (
     RolloutRow,
     RolloutTrends,
     SeriesPoint,
-    StopReason,
     Trends,
     make_trends,
+    stop_reason_from_dict,
 )
 from predictions.store.settings import StoreSettings
 from predictions.store.storable import storable_details
@@ -409,7 +409,7 @@ class SupabaseStore:
         jobs = []
         for record in self._rpc("list_jobs", p_user_id=self._reader(), **params):
             fields = {name: record.get(name) for name in JOB_FIELDS}
-            fields["stop_reason"] = StopReason.from_dict(fields["stop_reason"])
+            fields["stop_reason"] = stop_reason_from_dict(fields["stop_reason"])
             fields |= {"rows_missing": int(fields["rows_missing"] or 0), "tags": job_tags(record.get("tags"))}
             jobs.append(Job(**fields))
         return jobs

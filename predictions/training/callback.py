@@ -25,6 +25,7 @@ from predictions.scoring.sample import Sample
 from predictions.training.monitor import PredictionsMonitor
 from predictions.training.outcome import RoundResult
 from predictions.training.run_context import trainer_context
+from predictions.training.trainer_stop import trainer_stop
 
 LOG_PREFIX = "predictions/"
 """The Trainer log keys of a round's averages: `predictions/char_error_rate`, `predictions/<scorer>`."""
@@ -104,10 +105,13 @@ class PredictionsCallback(TrainerCallback):
             self.monitor.log_training(state.global_step, logs)
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        """Log the rounds not logged yet, mark the job finished (or stopped) and wait for the writer to
-        store (or spool) every row."""
+        """Log the rounds not logged yet, mark the job finished, or stopped when training ended before
+        its planned last step (by the early-stop rule, or another callback: `trainer_stop`), and wait for
+        the writer to store (or spool) every row."""
         self._log_scored(control, wait=True)
-        self.monitor.finish("finished")
+        others = getattr(getattr(self._trainer, "callback_handler", None), "callbacks", [])
+        stopped = trainer_stop(args, state, control, [other for other in others if other is not self])
+        self.monitor.finish("finished", stopped=stopped)
         self._trainer = None
 
     def _round(self, state: TrainerState, control: TrainerControl, model: Any) -> TrainerControl | None:

@@ -25,7 +25,7 @@ from predictions.errors import ConfigError, PredictionsError, StoreError, StoreU
 from predictions.scoring.sample import Sample
 from predictions.store.job_details import job_details
 from predictions.store.protocol import Store
-from predictions.store.records import SERIES_NAMES, SeriesPoint, StopReason
+from predictions.store.records import SERIES_NAMES, SeriesPoint, StopReason, TrainerStop
 from predictions.training.distributed import (
     all_ranks_ok,
     broadcast_from_main,
@@ -214,18 +214,21 @@ class PredictionsMonitor:
             return RoundResult(step)
         return self.round(model, tokenizer, step=step, epoch=epoch)
 
-    def finish(self, status: str = "finished") -> None:
-        """Wait for every round to be scored, mark the job finished (stopped, when the early-stop rule
-        ended it; or failed) and wait for the writer to store (or spool) every row."""
+    def finish(self, status: str = "finished", stopped: TrainerStop | None = None) -> None:
+        """Wait for every round to be scored, mark the job finished (or failed; or stopped, when the
+        early-stop rule ended it or `stopped` says why another part of the run did: the rule's own reason
+        wins when both did) and wait for the writer to store (or spool) every row."""
         self._flush_series()
         if self.scorer is not None:
             self.scorer.wait_all()  # bounded: a user scorer past its limit is given up on
             self.scorer.close()
             self.scorer = None
         if self.writer is not None and self.job_id is not None:
-            reason = None
-            if status == "finished" and self.stopped is not None:
-                status, reason = "stopped", self.stopped.as_dict()
+            reason, why = None, self.stopped or stopped
+            if status == "finished" and why is not None:
+                status, reason = "stopped", why.as_dict()
+                if why is stopped:
+                    logger.warning("predictions: job %r %s", self.job_id, stopped.describe())
             self.writer.finish_job(self.job_id, status=status, stop_reason=reason)
             self.writer.close()
             self.writer = None
