@@ -169,12 +169,20 @@ def test_early_stopping_callback_stops_the_job_with_its_reason_and_a_resume_stop
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("halt_at", "status", "reason"), [(3, "stopped", OWN_STOP), (8, "finished", None)])
+@pytest.mark.parametrize(
+    ("halt_at", "options", "status", "reason"),
+    [
+        (3, {}, "stopped", OWN_STOP),
+        (8, {}, "finished", None),  # at max_steps: it ran its course, whoever asked to stop
+        (2, {"gradient_accumulation_steps": 2}, "stopped", TrainerStop(2, 4, ("Halt",))),  # optimizer steps
+        (5, {"max_steps": 5}, "finished", None),
+    ],
+)
 def test_a_callback_of_the_run_that_stops_it_early_makes_it_stopped(
-    tmp_path, sqlite_store, halt_at, status, reason
+    tmp_path, sqlite_store, halt_at, options, status, reason
 ):
     callback = PredictionsCallback(A_TRUTH[:1], max_new_tokens=2, store=sqlite_store)
-    trainer = h.trainer(tmp_path, [callback, Halt(halt_at)], epochs=2)
+    trainer = h.trainer(tmp_path, [callback, Halt(halt_at)], epochs=2, **options)
     trainer.train()
     (job,) = sqlite_store.list_jobs()
     assert (trainer.state.global_step, job.status, job.stop_reason) == (halt_at, status, reason)
