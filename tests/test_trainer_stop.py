@@ -188,6 +188,19 @@ def test_a_callback_of_the_run_that_stops_it_early_makes_it_stopped(
     assert (trainer.state.global_step, job.status, job.stop_reason) == (halt_at, status, reason)
 
 
+@pytest.mark.slow
+def test_an_rl_run_a_callback_stops_early_is_stopped_too(tmp_path, sqlite_store):
+    """GRPOTrainer with the RolloutRecorder: the same rule, the same reason, on the RL job."""
+    from predictions import RolloutRecorder
+    from tests import helpers_grpo as g
+
+    recorder = RolloutRecorder(store=sqlite_store)
+    trainer = g.grpo_trainer(tmp_path, recorder.wrap(g.reward_functions()), [recorder, Halt(1)])
+    trainer.train()
+    (job,) = sqlite_store.list_jobs()
+    assert (job.status, job.stop_reason) == ("stopped", TrainerStop(1, 3, ("Halt",)))
+
+
 # the dashboard
 
 

@@ -25,7 +25,7 @@ from predictions.scoring.sample import Sample
 from predictions.training.monitor import PredictionsMonitor
 from predictions.training.outcome import RoundResult
 from predictions.training.run_context import trainer_context
-from predictions.training.trainer_stop import trainer_stop
+from predictions.training.trainer_stop import callbacks_beside, trainer_stop
 
 LOG_PREFIX = "predictions/"
 """The Trainer log keys of a round's averages: `predictions/char_error_rate`, `predictions/<scorer>`."""
@@ -109,8 +109,7 @@ class PredictionsCallback(TrainerCallback):
         its planned last step (by the early-stop rule, or another callback: `trainer_stop`), and wait for
         the writer to store (or spool) every row."""
         self._log_scored(control, wait=True)
-        others = getattr(getattr(self._trainer, "callback_handler", None), "callbacks", [])
-        stopped = trainer_stop(args, state, control, [other for other in others if other is not self])
+        stopped = trainer_stop(args, state, control, callbacks_beside(self._trainer, self))
         self.monitor.finish("finished", stopped=stopped)
         self._trainer = None
 

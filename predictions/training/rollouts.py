@@ -32,13 +32,14 @@ from predictions.scoring.sample import Sample
 from predictions.scoring.user_scorers import check_scorers, run_scorers
 from predictions.store.job_details import check_note, check_tags, job_details
 from predictions.store.protocol import Store
-from predictions.store.records import RolloutRow
+from predictions.store.records import RolloutRow, TrainerStop
 from predictions.training.callback import calling_trainer, resumed_job_id
 from predictions.training.distributed import broadcast_from_main, rank_and_world
 from predictions.training.model_info import adapter, model_name
 from predictions.training.monitor import generated_job_id
 from predictions.training.preemption import at_exit, guard_job
 from predictions.training.run_context import TRAINING_KEY, clean_context, trainer_context
+from predictions.training.trainer_stop import callbacks_beside, trainer_stop
 
 logger = logging.getLogger(__name__)
 
@@ -392,18 +393,24 @@ class RolloutRecorder(TrainerCallback):
         return config
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Finish the job (main process) and wait for every rank's rollouts to be stored or spooled."""
-        self._end("finished")
+        """Finish the job (main process), `stopped` when another callback ended training before its
+        planned last step (`trainer_stop`), and wait for every rank's rollouts to be stored or spooled."""
+        others = callbacks_beside(calling_trainer(self), self)
+        self._end("finished", trainer_stop(args, state, control, others))
 
-    def _end(self, status: str) -> None:
-        """Drain the builder, give the job its last status (main process), close the writer, and take
-        the signal guard off; nothing when no run is open."""
+    def _end(self, status: str, stopped: TrainerStop | None = None) -> None:
+        """Drain the builder, give the job its last status (main process; `stopped`, with its reason,
+        when `stopped` says why training ended early), close the writer, and take the signal guard off;
+        nothing when no run is open."""
         if self._writer is None:
             return
         if status != "finished":
             logger.warning("job %r never reached train end (an error?); marked %s", self.job_id, status)
         self._builder.close()
-        if self._is_main:
+        if self._is_main and status == "finished" and stopped is not None:
+            logger.warning("predictions: job %r %s", self.job_id, stopped.describe())
+            self._writer.finish_job(self.job_id, status="stopped", stop_reason=stopped.as_dict())
+        elif self._is_main:
             self._writer.finish_job(self.job_id, status=status)
         self._writer.close()
         self._writer, self._builder = None, None

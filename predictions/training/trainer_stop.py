@@ -54,6 +54,12 @@ def trainer_stop(
     )
 
 
+def callbacks_beside(trainer: Any, callback: Any) -> list[Any]:
+    """The Trainer's callbacks other than `callback` (none when no Trainer is known: hooks called by hand)."""
+    handler = getattr(trainer, "callback_handler", None)
+    return [other for other in getattr(handler, "callbacks", ()) if other is not callback]
+
+
 def patience_ran_out(callback: Any) -> bool:
     """An `EarlyStoppingCallback` (or a subclass) whose counter reached its patience: it stopped the run."""
     return isinstance(callback, EarlyStoppingCallback) and (
