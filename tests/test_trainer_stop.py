@@ -71,6 +71,11 @@ def test_early_stopping_callback_is_named_with_its_metric_patience_and_the_train
     state = state_at(8, 24, best_metric=0.5123, best_global_step=4, best_model_checkpoint="out/checkpoint-4")
     found = trainer_stop(args, state, TrainerControl(should_training_stop=True), [Halt(0), stopper])
     assert found == HF_STOP and found.describe() == HF_TEXT
+    unsaved = state_at(
+        8, 24, best_metric=0.5, log_history=[{"eval_loss": 0.7, "step": 2}, {"eval_loss": 0.5, "step": 4}]
+    )
+    found = trainer_stop(args, unsaved, TrainerControl(should_training_stop=True), [stopper])
+    assert (found.best_value, found.best_step, found.best_checkpoint) == (0.5, 4, None)  # save_strategy="no"
     waiting = EarlyStoppingCallback(early_stopping_patience=3)  # patience not run out: it did not stop it
     assert trainer_stop(args, state, TrainerControl(should_training_stop=True), [waiting]).by == ()
 

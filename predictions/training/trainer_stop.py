@@ -40,16 +40,17 @@ def trainer_stop(
     stopper = next((callback for callback in callbacks if patience_ran_out(callback)), None)
     if stopper is None:
         return TrainerStop(state.global_step, state.max_steps, by=own_callbacks(callbacks))
+    metric, best = checked_metric(args.metric_for_best_model), finite(state.best_metric)
     return TrainerStop(
         state.global_step,
         state.max_steps,
         by=(type(stopper).__name__,),
-        metric=checked_metric(args.metric_for_best_model),
+        metric=metric,
         greater_is_better=bool(args.greater_is_better),
         rounds=int(stopper.early_stopping_patience_counter),
         patience=int(stopper.early_stopping_patience),
-        best_value=finite(state.best_metric),
-        best_step=state.best_global_step,
+        best_value=best,
+        best_step=state.best_global_step or logged_step(state.log_history, metric, best),
         best_checkpoint=os.path.basename(checkpoint) if (checkpoint := state.best_model_checkpoint) else None,
     )
 
@@ -72,6 +73,15 @@ def own_callbacks(callbacks: Sequence[Any]) -> tuple[str, ...]:
     integrations), which never stop training."""
     names = (type(callback) for callback in callbacks)
     return tuple(kind.__name__ for kind in names if not kind.__module__.startswith("transformers."))
+
+
+def logged_step(history: Sequence[dict[str, Any]], metric: str | None, best: float | None) -> int | None:
+    """The step the Trainer logged its best value at: the Trainer keeps `best_global_step` only when it
+    saves checkpoints, but every evaluation is in `log_history`."""
+    if metric is None or best is None:
+        return None
+    found = (entry.get("step") for entry in history if entry.get(metric) == best)
+    return next((step for step in found if isinstance(step, int)), None)
 
 
 def checked_metric(name: str | None) -> str | None:
