@@ -125,9 +125,8 @@ def draw(built: list) -> None:
 
 def worker(root: str, rounds: int, samples: int, repeat: int) -> dict[str, float]:
     """CPU seconds of one rerun of each page's charts (the least of `repeat`), in a process of its own."""
-    from streamlit import logger  # imported by both sides before the page runs
+    import streamlit  # noqa: F401  (imported by both sides before the page runs)
 
-    logger.set_log_level("error")  # bare mode (no runtime, nothing sent) warns on every chart
     sys.path.insert(0, root)
     start = time.process_time()
     runs = pages(frames(rounds, samples))
@@ -163,6 +162,9 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
+        from streamlit import logger
+
+        logger.set_log_level("error")  # bare mode (no runtime, nothing sent) warns on every chart
         print(json.dumps(worker(args.worker, args.rounds, args.samples, args.repeat)))
         return {}
     sizes = ["--rounds", str(args.rounds), "--samples", str(args.samples), "--repeat", str(args.repeat)]
