@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         ConfigError,
         DatasetError,
         PredictionsError,
+        ReadOnlyStoreError,
         StoreError,
         StoreUnavailableError,
     )
@@ -39,6 +40,7 @@ _EXPORTS = {
     "DatasetError": "predictions.errors",
     "StoreError": "predictions.errors",
     "StoreUnavailableError": "predictions.errors",
+    "ReadOnlyStoreError": "predictions.errors",
     "AuthError": "predictions.errors",
 }
 
@@ -53,6 +55,7 @@ __all__ = [
     "PredictionsConfig",
     "PredictionsError",
     "PredictionsMonitor",
+    "ReadOnlyStoreError",
     "RolloutRecorder",
     "Scores",
     "StoreError",

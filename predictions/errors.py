@@ -27,8 +27,17 @@ class StoreUnavailableError(StoreError):
     """The store cannot be reached right now (network, timeout, 5xx, locked file): worth retrying."""
 
 
+class ReadOnlyStoreError(StoreUnavailableError):
+    """The store can be read but not written here (a read-only filesystem, a file nobody may write);
+    the message names the path. Nothing is refused for good: calls are kept until it can be written."""
+
+
 class AuthError(StoreError):
     """Sign-in failed or the key is not allowed to do what was asked."""
+
+
+SESSION_REFUSALS = (AuthError, ReadOnlyStoreError)
+"""Errors that refuse every write of a session, not a row: the writer stops writing and keeps every call."""
 
 
 class OutboxError(PredictionsError):

@@ -64,6 +64,7 @@ def sidebar() -> widgets.View | None:
         return None
     if job is not None:
         widgets.job_lines(store, job)
+    if job is not None and widgets.read_only(store) is None:  # no form that could only fail
         forms.job_details_control(store, job, (*recent, *jobs))  # tags to offer: recent and searched jobs
         forms.delete_job_control(store, job)
     wanted = st.query_params.get("job")

@@ -19,6 +19,7 @@ from predictions.scoring.metrics import REGISTRY
 from predictions.store.protocol import Store, sign_in_of
 from predictions.store.records import FINAL_STATUSES, Job, TrainerStop
 from predictions.store.settings import StoreSettings
+from predictions.store.sqlite import SQLiteStore
 
 REFRESH_CHOICES_S = (2, 5, 10, 30, 60)
 SESSION_STORE_KEY = "_predictions_session_store"
@@ -397,9 +398,19 @@ def silence_warning(store: Store, job: Job | None) -> None:
 
 
 def store_badge(store: Store) -> None:
-    """Which store the dashboard reads, at the bottom of the sidebar."""
+    """Which store the dashboard reads, at the bottom of the sidebar, and whether it is read-only here."""
     st.sidebar.caption("Store")
     st.sidebar.text(store.description)
+    if (why := read_only(store)) is not None:
+        st.sidebar.caption(
+            f":material/lock: Read-only here: {plain(why)}. Everything can be read; tags, notes and "
+            "deleting are off."
+        )
+
+
+def read_only(store: Store) -> str | None:
+    """Why the store cannot be written from here (a SQLite file on a read-only mount), or None."""
+    return store.read_only if isinstance(store, SQLiteStore) else None
 
 
 # states the pages share

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from predictions.delivery.outbox import LEASE_S, Key, Outbox
-from predictions.errors import AuthError, OutboxError, is_transient
+from predictions.errors import SESSION_REFUSALS, AuthError, OutboxError, StoreError, is_transient
 from predictions.store.records import PredictionRow, RolloutRow, SeriesPoint
 from predictions.store.settings import StoreSettings
 
@@ -168,7 +168,8 @@ class Replay:
     stored: int = 0
     pending: int = 0
     errors: list[str] = field(default_factory=list)
-    auth_error: AuthError | None = None
+    auth_error: StoreError | None = None
+    """The store refused the key or cannot be written (`SESSION_REFUSALS`): replaying stopped."""
 
 
 def replay(store: Any, outbox: Outbox, key: Key, *, batch: int = 20, lease_s: float = LEASE_S) -> Replay:
@@ -183,7 +184,7 @@ def replay(store: Any, outbox: Outbox, key: Key, *, batch: int = 20, lease_s: fl
                 outbox.release([left.id for left in entries[position:]])
                 logger.warning("predictions store unavailable during replay of %s: %s", outbox.path, error)
                 result.errors.append(str(error))
-                result.auth_error = error if isinstance(error, AuthError) else None
+                result.auth_error = error if isinstance(error, SESSION_REFUSALS) else None
                 result.pending = outbox.count(key)
                 return result
             outbox.ack([entry.id])

@@ -4,7 +4,8 @@ The thread upserts each round in one store call. An outage (`is_transient`) is r
 then the call goes to the local outbox (`delivery.outbox`), which is replayed at start, retried with
 growing pauses while the store is down, and replayed again when it answers. A refusal for good is
 split down to the refused rows, which are quarantined; the rest is stored. A refused key (`AuthError`)
-is one decision: writing stops for the session and every call goes to the outbox. Where the outbox
+or a store that cannot be written here (`ReadOnlyStoreError`) is one decision: writing stops for the
+session and every call goes to the outbox. Where the outbox
 cannot be written (read-only, full disk) calls still go straight to a store that answers, and those
 that can go nowhere are held in memory, retried, and named in an ERROR line. No method raises.
 """
@@ -27,16 +28,21 @@ from predictions.delivery import legacy
 from predictions.delivery.outbox import Key, Outbox, now_text
 from predictions.delivery.pieces import in_pieces
 from predictions.delivery.spool import call_job, call_rows, deliver, describe, outbox_path, replay
-from predictions.errors import AuthError, ConfigError, OutboxError
+from predictions.errors import SESSION_REFUSALS, AuthError, ConfigError, OutboxError, StoreError
 from predictions.store.protocol import Store
 from predictions.store.records import PredictionRow, RolloutRow, SeriesPoint
 from predictions.store.settings import StoreSettings
+from predictions.store.sqlite_read_only import why_read_only
 from predictions.store.storable import Changes, storable_job, storable_rollout, storable_row, storable_value
 
 logger = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 300.0
 """How long train end waits for the store before it leaves what is still queued in the outbox."""
+OUTBOX_READ_ONLY = (
+    "; the outbox's folder cannot be written either (it is beside a SQLite store by default): set "
+    "PREDICTIONS_SPOOL to a file in a writable folder to keep the rows"
+)
 MAX_PAUSE_S = 60.0
 """The longest pause between two tries of a store that is down."""
 _STOP = object()
@@ -80,8 +86,9 @@ class Writer:
         """Rows refused for good that not even the quarantine could keep, by job."""
         self._missing_told: dict[str, int] = {}
         """Each job's missing rows as the store last recorded them (`Store.record_missing`)."""
-        self.auth_error: AuthError | None = None
-        """Set when the store refused the credentials: writing stopped for this session."""
+        self.auth_error: StoreError | None = None
+        """Set when the store refused the credentials or cannot be written (`SESSION_REFUSALS`): writing
+        stopped for this session."""
         self._migrated = False
         self.run_id = uuid.uuid4().hex
         """This process run's id: the store orders job statuses by run and sequence, not by clock."""
@@ -291,7 +298,7 @@ class Writer:
                 if lost and call_job(call) is not None:  # a call without a job is named in the log only
                     self._lost[call_job(call)] += lost
                 return True
-            except AuthError as error:
+            except SESSION_REFUSALS as error:
                 self._refuse_session(error)
                 return False
             except Exception as error:
@@ -301,10 +308,20 @@ class Writer:
                     time.sleep(self.backoff_s * 2**attempt)
         return False
 
-    def _refuse_session(self, error: AuthError) -> None:
-        """The store refused the credentials: stop writing for this session, once, and say why."""
+    def _refuse_session(self, error: StoreError) -> None:
+        """The store refused the credentials or cannot be written: stop writing for this session, once,
+        and say why."""
         if self.auth_error is None:
             self.auth_error = error
+            if not isinstance(error, AuthError):
+                logger.error(
+                    "predictions: %s. Writing stops for this run; every call is kept in the outbox %s. "
+                    "Once the store can be written, run `python -m predictions spool replay`%s",
+                    error,
+                    self.spool_path,
+                    "" if why_read_only(self.spool_path) is None else OUTBOX_READ_ONLY,
+                )
+                return
             logger.error(
                 "predictions: %s refused the credentials: %s. Writing stops for this run; every call is kept "
                 "in the outbox %s. Fix the key, then run `python -m predictions spool replay`",
@@ -392,6 +409,9 @@ class Writer:
             return False
         try:
             store = self._open_store()
+        except SESSION_REFUSALS as error:
+            self._refuse_session(error)
+            return False
         except Exception as error:
             logger.warning("predictions store cannot be opened yet: %s", error)
             return False

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from predictions.errors import StoreError, StoreUnavailableError
+from predictions.errors import ReadOnlyStoreError, StoreError, StoreUnavailableError
 from predictions.scoring.metrics import METRICS, PRIMARY_METRIC
 from predictions.scoring.names import is_custom_name
 from predictions.store.checks import (
@@ -70,6 +70,7 @@ from predictions.store.records import (
     overall_improvement,
     stop_reason_from_dict,
 )
+from predictions.store.sqlite_read_only import open_read_only, refused_writable_open, why_read_only
 from predictions.store.sqlite_schema import MIGRATION_WAIT_MS, create_schema, finite_mean, refresh_summaries
 from predictions.store.storable import storable_details
 
@@ -352,25 +353,49 @@ def _keyset(job_id: str, after: tuple[int, int] | None, limit: int) -> tuple[str
 
 
 class SQLiteStore:
-    """The embedded store, a single file; safe to share between threads of one process."""
+    """The embedded store, a single file; safe to share between threads of one process.
+
+    A file that cannot be written here (a read-only mount, a snapshot, a folder shared read-only) is
+    opened read-only (`predictions.store.sqlite_read_only`): every read works, never a migration, and
+    every write raises `ReadOnlyStoreError` naming the path; `read_only` says so.
+    """
 
     def __init__(self, path: str | Path = DEFAULT_DB_PATH, *, timeout_s: float = 30.0):
         self.path = Path(path)
         self.description = f"SQLite at {self.path}"
         self._lock = threading.Lock()
+        self.read_only: str | None = why_read_only(self.path)
+        """Why this store cannot be written here, or None when it can."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                self.path, timeout=timeout_s, check_same_thread=False, isolation_level=None
-            )
-            waits = int(timeout_s * 1000)
-            self._conn.execute(f"PRAGMA busy_timeout = {min(waits, MIGRATION_WAIT_MS)}")  # opening: short
-            self._conn.execute("PRAGMA journal_mode = WAL")  # an older file's switch to WAL needs the lock
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            create_schema(self._conn)
-            self._conn.execute(f"PRAGMA busy_timeout = {waits}")
+            if self.read_only is not None:
+                self._conn = open_read_only(self.path, self.read_only, timeout_s)
+                return
+            try:
+                self._conn = self._open_writable(timeout_s)
+            except sqlite3.Error as error:
+                if not refused_writable_open(self.path, error):
+                    raise
+                self.read_only = f"it cannot be written here ({error})"
+                self._conn = open_read_only(self.path, self.read_only, timeout_s)
+        except StoreError:
+            raise
         except (OSError, sqlite3.Error) as error:
             raise StoreUnavailableError(f"cannot open the SQLite store at {self.path}: {error}") from error
+
+    def _open_writable(self, timeout_s: float) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=timeout_s, check_same_thread=False, isolation_level=None)
+        try:
+            waits = int(timeout_s * 1000)
+            conn.execute(f"PRAGMA busy_timeout = {min(waits, MIGRATION_WAIT_MS)}")  # opening: short
+            conn.execute("PRAGMA journal_mode = WAL")  # an older file's switch to WAL needs the lock
+            conn.execute("PRAGMA synchronous = NORMAL")
+            create_schema(conn)
+            conn.execute(f"PRAGMA busy_timeout = {waits}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     # writes
 
@@ -640,6 +665,8 @@ class SQLiteStore:
 
     def _write(self, statement) -> None:
         """Run a write in one transaction, so a round lands whole or not at all, with its summary."""
+        if self.read_only is not None:
+            raise self._read_only_error(self.read_only)
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
@@ -656,9 +683,17 @@ class SQLiteStore:
     def _error(self, error: Exception) -> StoreError:
         """Locked, busy or disk trouble is worth retrying; a refused value or constraint is not."""
         text = f"{self.description}: {error}"
+        if getattr(error, "sqlite_errorname", "").startswith("SQLITE_READONLY"):  # remounted read-only
+            return self._read_only_error(str(error))
         if isinstance(error, sqlite3.OperationalError) and TRANSIENT_SQLITE.search(str(error)):
             return StoreUnavailableError(text)
         return StoreError(text)
+
+    def _read_only_error(self, why: str) -> ReadOnlyStoreError:
+        return ReadOnlyStoreError(
+            f"the SQLite store at {self.path} is read-only here: {why}; nothing was written. To write, "
+            "set PREDICTIONS_DB (or SQLiteStore's path) to a file in a writable folder"
+        )
 
     def _query(self, sql: str, params: Sequence[Any] | dict) -> list[tuple]:
         with self._lock:

@@ -1,0 +1,270 @@
+"""A store that cannot be written here (a read-only mount, a snapshot, a folder shared read-only): the
+dashboard reads it, every write is refused by name, training goes on, and an outbox on a read-only
+mount never costs a row (docs/reliability.md, problem 19).
+
+Read-only for real: a read-only bind mount (the tests run as root, which file modes never stop; where
+`mount` is not allowed the variant skips), and file modes (a user other than root, as in most CI
+runners; skipped for root, whom they do not stop).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import streamlit as st
+
+from predictions.delivery.writer import Writer
+from predictions.errors import ReadOnlyStoreError
+from predictions.store import SQLiteStore
+from predictions.store.records import SeriesPoint
+from tests.helpers import prediction_rows
+from tests.helpers_app import assert_no_exception
+from tests.helpers_training import count_rows
+
+JOB = "shared-run"
+PAGES = ("pages/samples.py", "pages/predictions.py", "pages/compare.py", "pages/rollouts.py", "pages/keys.py")
+READ_ONLY_NOTE = "Read-only here"
+
+
+@dataclass
+class ReadOnly:
+    """A folder seen read-only at `view`, whose files are written through `source` (the same files)."""
+
+    source: Path
+    view: Path
+    how: str
+
+    def writable_again(self) -> None:
+        """Make the view writable (as a user fixing the mount or the modes would)."""
+        if self.how == "mount":
+            run(["mount", "-o", "remount,bind,rw", str(self.view)])
+        else:
+            self.view.chmod(0o755)
+            for path in self.view.iterdir():
+                path.chmod(0o644)
+
+
+def run(command: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, check=False)
+
+
+@contextlib.contextmanager
+def read_only_mount(source: Path, view: Path) -> Iterator[None]:
+    """`view` as a read-only bind mount of `source` (mounting needs root, as the tests run here)."""
+    view.mkdir()
+    done = run(["mount", "--bind", str(source), str(view)])
+    if done.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {done.stderr.decode().strip()}")
+    try:
+        assert run(["mount", "-o", "remount,bind,ro", str(view)]).returncode == 0
+        yield
+    finally:
+        if run(["umount", str(view)]).returncode != 0:
+            run(["umount", "--lazy", str(view)])
+
+
+@contextlib.contextmanager
+def read_only_modes(folder: Path) -> Iterator[None]:
+    """`folder` and its files without write permission; skipped for root, whom modes do not stop."""
+    for path in folder.iterdir():
+        path.chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("root ignores file modes: the read-only mount covers this")
+        yield
+    finally:
+        folder.chmod(0o755)
+        for path in folder.iterdir():
+            path.chmod(0o644)
+
+
+@pytest.fixture(params=["mount", "modes"])
+def read_only(request, tmp_path) -> Iterator[ReadOnly]:
+    """A folder holding a seeded store (`seed`), closed cleanly (no -wal file), then read-only."""
+    source = tmp_path / "results"
+    source.mkdir()
+    seed(source / "p.db")
+    if request.param == "mount":
+        with read_only_mount(source, tmp_path / "view"):
+            yield ReadOnly(source, tmp_path / "view", "mount")
+    else:
+        with read_only_modes(source):
+            yield ReadOnly(source, source, "modes")
+
+
+def seed(path: Path) -> None:
+    store = SQLiteStore(path)
+    store.start_job(JOB, name="shared run", model="tiny", tags=["baseline"], note="kept for review")
+    store.write_predictions(prediction_rows(JOB, steps=(4, 8, 12), samples=3, prediction="a0"))
+    store.write_series([SeriesPoint(JOB, 4, "loss", 1.5)])
+    store.finish_job(JOB)
+    store.close()
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.iterdir())}
+
+
+# the store
+
+
+def test_a_read_only_store_reads_everything_and_refuses_every_write_by_name(read_only):
+    before = digest(read_only.view)
+    store = SQLiteStore(read_only.view / "p.db")
+    assert store.read_only is not None and "cannot be written" in store.read_only
+    (job,) = store.list_jobs()
+    assert (job.id, job.status, job.tags, job.note, job.round_count) == (
+        JOB,
+        "finished",
+        ("baseline",),
+        "kept for review",
+        3,
+    )
+    rounds = store.trends(JOB).rounds
+    assert rounds["step"].tolist() == [4, 8, 12]
+    assert store.predictions_page(JOB).total_count == 9 and len(store.rows_after(JOB)) == 9
+    assert store.training_series(JOB)["value"].tolist() == [1.5]
+    writes = {
+        "write_predictions": lambda: store.write_predictions(prediction_rows(JOB, steps=(16,))),
+        "start_job": lambda: store.start_job("another"),
+        "finish_job": lambda: store.finish_job(JOB, status="failed"),
+        "set_job_details": lambda: store.set_job_details(JOB, note="changed"),
+        "delete_job": lambda: store.delete_job(JOB),
+        "write_series": lambda: store.write_series([SeriesPoint(JOB, 16, "loss", 1.0)]),
+        "record_missing": lambda: store.record_missing(JOB, 1, run="r"),
+    }
+    for name, write in writes.items():
+        with pytest.raises(ReadOnlyStoreError, match="is read-only here") as refused:
+            write()
+        assert str(read_only.view / "p.db") in str(refused.value), name
+    store.close()
+    assert digest(read_only.view) == before  # not a byte changed, no -wal or -shm file left
+    read_only.writable_again()
+    writable = SQLiteStore(read_only.view / "p.db")
+    assert writable.read_only is None and writable.trends(JOB).rounds.equals(rounds)
+    writable.close()
+
+
+def test_a_store_in_use_elsewhere_is_read_with_its_write_ahead_log(tmp_path):
+    """A run still writing the file through a writable path: the read-only view sees every row, the
+    ones in the log (not yet in the file) and those written after it was opened."""
+    source = tmp_path / "results"
+    source.mkdir()
+    writer = SQLiteStore(source / "p.db")
+    writer.write_predictions(prediction_rows(JOB, steps=(4,)))
+    with read_only_mount(source, tmp_path / "view"):
+        reader = SQLiteStore(tmp_path / "view" / "p.db")
+        assert reader.read_only is not None and reader.predictions_page(JOB).total_count == 3
+        writer.write_predictions(prediction_rows(JOB, steps=(8,)))
+        assert reader.trends(JOB).rounds["step"].tolist() == [4, 8]
+        reader.close()
+    writer.close()
+
+
+def test_a_write_ahead_log_that_only_a_writable_folder_can_read_is_an_error_not_missed_rows(tmp_path):
+    """A copy of a live store's file and its log, without the -shm index: SQLite could open it only
+    ignoring the log (`immutable`), which would hide its rows, so the store says what to do instead."""
+    live = SQLiteStore(tmp_path / "live.db")
+    live.write_predictions(prediction_rows(JOB))
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "p.db").write_bytes((tmp_path / "live.db").read_bytes())
+    (copy / "p.db-wal").write_bytes((tmp_path / "live.db-wal").read_bytes())
+    live.close()
+    refused = pytest.raises(ReadOnlyStoreError, match=r"p\.db-wal holds rows .* copy p\.db and p\.db-wal")
+    with read_only_mount(copy, tmp_path / "view"), refused:
+        SQLiteStore(tmp_path / "view" / "p.db")
+
+
+def test_what_a_read_only_folder_cannot_give_is_said_with_what_to_do(tmp_path):
+    source = tmp_path / "results"
+    source.mkdir()
+    old = source / "old.db"
+    seed(old)
+    with sqlite3.connect(old) as connection:  # a file of an earlier version: a trigger it lacks
+        connection.execute("DROP TRIGGER training_job_summary_on_insert")
+    sqlite3.connect(source / "other.db").execute("CREATE TABLE notes (text TEXT)").connection.commit()
+    with read_only_mount(source, tmp_path / "view"):
+        view = tmp_path / "view"
+        with pytest.raises(ReadOnlyStoreError, match=r"needs its schema updated .* to a writable folder"):
+            SQLiteStore(view / "old.db")
+        with pytest.raises(ReadOnlyStoreError, match="holds no predictions store"):
+            SQLiteStore(view / "other.db")
+        with pytest.raises(ReadOnlyStoreError, match=f"cannot create the SQLite store at {view}/sub/new.db"):
+            SQLiteStore(view / "sub" / "new.db")
+    assert SQLiteStore(old).list_jobs()[0].id == JOB  # writable again: migrated on opening, as ever
+
+
+# the dashboard
+
+
+def test_every_page_reads_a_read_only_store_says_so_once_and_offers_no_write(open_app, read_only):
+    at = open_app(read_only.view / "p.db", job=JOB)
+    sidebar = [caption.value for caption in at.sidebar.caption]
+    assert sum(READ_ONLY_NOTE in text for text in sidebar) == 1, sidebar
+    assert "tags, notes and deleting are off" in next(t for t in sidebar if READ_ONLY_NOTE in t)
+    assert at.metric and at.get("vega_lite_chart")  # Trends read the rounds
+    assert not [e for e in at.sidebar.expander if e.label in ("Tags and note", "Delete this job")]
+    assert not [button for button in at.button if button.key == "delete_job"]
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert_no_exception(at)
+        assert not at.error, (page, [error.value for error in at.error])
+        assert sum(READ_ONLY_NOTE in caption.value for caption in at.sidebar.caption) == 1, page
+        assert not [e for e in at.sidebar.expander if e.label in ("Tags and note", "Delete this job")]
+    read_only.writable_again()  # the same file where it can be written, once the dashboard restarts
+    st.cache_resource.clear()
+    at = open_app(read_only.view / "p.db", job=JOB)
+    assert {"Tags and note", "Delete this job"} <= {expander.label for expander in at.sidebar.expander}
+    assert not [caption for caption in at.sidebar.caption if READ_ONLY_NOTE in caption.value]
+
+
+# writing
+
+
+def test_a_writer_on_a_read_only_store_says_so_once_and_keeps_every_call(read_only, tmp_path, caplog):
+    """Refused as a whole, not row by row: one ERROR naming the path, every call in the outbox (set
+    elsewhere), nothing quarantined, no wait at close; stored once the store can be written."""
+    outbox = tmp_path / "elsewhere" / "outbox.db"
+    writer = Writer(SQLiteStore(read_only.view / "p.db"), spool_path=outbox, backoff_s=0.01)
+    with caplog.at_level(logging.ERROR):
+        writer.start_job("later")
+        writer.write(prediction_rows("later", steps=(1, 2)))
+        writer.finish_job("later")
+        writer.close(timeout_s=30)
+    refusals = [r.getMessage() for r in caplog.records if "Writing stops for this run" in r.getMessage()]
+    assert len(refusals) == 1 and f"{read_only.view / 'p.db'} is read-only here" in refusals[0]
+    assert str(outbox) in refusals[0] and "LOST" not in caplog.text
+    assert "quarantined" not in caplog.text
+    read_only.writable_again()
+    replayed = Writer(SQLiteStore(read_only.view / "p.db"), spool_path=outbox)
+    replayed.close(timeout_s=30)
+    assert count_rows(read_only.view / "p.db", "later") == 6
+    assert SQLiteStore(read_only.view / "p.db").find_job("later").status == "finished"
+
+
+def test_an_outbox_on_a_read_only_mount_costs_no_row_of_a_store_that_answers(tmp_path, caplog):
+    """PREDICTIONS_SPOOL on a read-only mount (docs/reliability.md, problem 3): every row is stored."""
+    source = tmp_path / "spool"
+    source.mkdir()
+    with read_only_mount(source, tmp_path / "view"):
+        db = tmp_path / "p.db"
+        writer = Writer(SQLiteStore(db), spool_path=tmp_path / "view" / "outbox.db")
+        with caplog.at_level(logging.WARNING):
+            writer.start_job("run")
+            for step in (1, 2, 3):
+                writer.write(prediction_rows("run", steps=(step,)))
+            writer.finish_job("run")
+            writer.close(timeout_s=30)
+        assert count_rows(db, "run") == 9 and SQLiteStore(db).find_job("run").status == "finished"
+        assert "LOST" not in caplog.text and not list((tmp_path / "view").iterdir())
