@@ -1,6 +1,6 @@
 """A store that cannot be written here (a read-only mount, a snapshot, a folder shared read-only): the
 dashboard reads it, every write is refused by name, training goes on, and an outbox on a read-only
-mount never costs a row (docs/reliability.md, problem 19).
+mount never costs a row (docs/reliability.md, problem 14).
 
 Read-only for real: a read-only bind mount (the tests run as root, which file modes never stop; where
 `mount` is not allowed the variant skips), and file modes (a user other than root, as in most CI
@@ -109,6 +109,15 @@ def seed(path: Path) -> None:
     store.write_series([SeriesPoint(JOB, 4, "loss", 1.5)])
     store.finish_job(JOB)
     store.close()
+
+
+def stored(db: Path, job_id: str) -> int:
+    """How many rows of the job the store at `db` holds, read as the dashboard reads it."""
+    store = SQLiteStore(db)
+    try:
+        return store.predictions_page(job_id).total_count
+    finally:
+        store.close()
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -268,3 +277,60 @@ def test_an_outbox_on_a_read_only_mount_costs_no_row_of_a_store_that_answers(tmp
             writer.close(timeout_s=30)
         assert count_rows(db, "run") == 9 and SQLiteStore(db).find_job("run").status == "finished"
         assert "LOST" not in caplog.text and not list((tmp_path / "view").iterdir())
+
+
+def test_a_writer_whose_default_outbox_is_read_only_too_says_where_to_keep_the_rows(
+    tmp_path, caplog, monkeypatch
+):
+    """The outbox of a SQLite store is beside it by default, so on a read-only mount it is read-only
+    too: the one ERROR says to set PREDICTIONS_SPOOL, and the rows are named LOST at close, not waited on."""
+    monkeypatch.delenv("PREDICTIONS_SPOOL", raising=False)
+    source = tmp_path / "results"
+    source.mkdir()
+    seed(source / "p.db")
+    with read_only_mount(source, tmp_path / "view"), caplog.at_level(logging.ERROR):
+        writer = Writer(SQLiteStore(tmp_path / "view" / "p.db"), backoff_s=0.01)
+        writer.write(prediction_rows("later"))
+        writer.close(timeout_s=300)
+        assert writer.spool_path == tmp_path / "view" / "p.outbox.db"
+    (refusal,) = [r.getMessage() for r in caplog.records if "Writing stops for this run" in r.getMessage()]
+    assert "set PREDICTIONS_SPOOL to a file in a writable folder" in refusal
+    assert (
+        "LOST 1 call(s)" in caplog.text and "3 row(s) of job 'later' step 1 (sample 0, 1, 2)" in caplog.text
+    )
+
+
+@pytest.mark.slow
+def test_training_with_its_store_on_a_read_only_mount_goes_on_and_keeps_every_round(
+    tmp_path, caplog, monkeypatch
+):
+    """PREDICTIONS_DB on a read-only mount, PREDICTIONS_SPOOL elsewhere: training runs to its end, one
+    ERROR names the path as read-only, every round waits in the outbox, and `spool replay` stores them
+    once the mount is writable."""
+    from predictions import PredictionsCallback
+    from predictions.__main__ import main
+    from tests import helpers_training as h
+
+    source = tmp_path / "results"
+    source.mkdir()
+    seed(source / "p.db")
+    db, outbox = tmp_path / "view" / "p.db", tmp_path / "elsewhere" / "outbox.db"
+    monkeypatch.setenv("PREDICTIONS_DB", str(db))
+    monkeypatch.setenv("PREDICTIONS_SPOOL", str(outbox))
+    monkeypatch.setenv("SUPABASE_URL", "")
+    monkeypatch.setenv("SUPABASE_KEY", "")
+    with read_only_mount(source, tmp_path / "view"):
+        callback = PredictionsCallback(h.pairs(12), num_samples=3, max_new_tokens=2)
+        trainer = h.trainer(tmp_path, [callback], epochs=2)
+        with caplog.at_level(logging.ERROR):
+            trainer.train()
+        assert trainer.state.global_step == 8 and stored(db, callback.job_id) == 0
+        (refusal,) = [
+            r.getMessage() for r in caplog.records if "Writing stops for this run" in r.getMessage()
+        ]
+        assert f"{db} is read-only here" in refusal and str(outbox) in refusal
+        assert "LOST" not in caplog.text
+        run(["mount", "-o", "remount,bind,rw", str(tmp_path / "view")])
+        assert main(["spool", "replay"]) == 0
+        assert count_rows(db, callback.job_id) == 6
+        assert SQLiteStore(db).find_job(callback.job_id).status == "finished"
