@@ -180,6 +180,25 @@ def test_a_store_in_use_elsewhere_is_read_with_its_write_ahead_log(tmp_path):
     writer.close()
 
 
+def test_a_file_closed_cleanly_then_written_elsewhere_is_read_anew(tmp_path):
+    """Closed cleanly, the file has no log to read and none can be made, so it is opened `immutable`;
+    a run then writes it through a writable path: the next read opens it again and sees the new rows,
+    while the run holds it and after it closed it."""
+    source = tmp_path / "results"
+    source.mkdir()
+    seed(source / "p.db")
+    with read_only_mount(source, tmp_path / "view"):
+        reader = SQLiteStore(tmp_path / "view" / "p.db")
+        assert [job.id for job in reader.list_jobs()] == [JOB]
+        writer = SQLiteStore(source / "p.db")
+        writer.write_predictions(prediction_rows("later", steps=(1,)))
+        assert {job.id for job in reader.list_jobs()} == {JOB, "later"}
+        writer.write_predictions(prediction_rows("later", steps=(2,)))
+        writer.close()
+        assert reader.predictions_page("later").total_count == 6
+        reader.close()
+
+
 def test_a_write_ahead_log_that_only_a_writable_folder_can_read_is_an_error_not_missed_rows(tmp_path):
     """A copy of a live store's file and its log, without the -shm index: SQLite could open it only
     ignoring the log (`immutable`), which would hide its rows, so the store says what to do instead."""

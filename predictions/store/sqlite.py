@@ -70,7 +70,7 @@ from predictions.store.records import (
     overall_improvement,
     stop_reason_from_dict,
 )
-from predictions.store.sqlite_read_only import open_read_only, refused_writable_open, why_read_only
+from predictions.store.sqlite_read_only import is_stale, open_read_only, refused_writable_open, why_read_only
 from predictions.store.sqlite_schema import MIGRATION_WAIT_MS, create_schema, finite_mean, refresh_summaries
 from predictions.store.storable import storable_details
 
@@ -364,6 +364,7 @@ class SQLiteStore:
         self.path = Path(path)
         self.description = f"SQLite at {self.path}"
         self._lock = threading.Lock()
+        self._timeout_s = timeout_s
         self.read_only: str | None = why_read_only(self.path)
         """Why this store cannot be written here, or None when it can."""
         try:
@@ -689,6 +690,14 @@ class SQLiteStore:
             return StoreUnavailableError(text)
         return StoreError(text)
 
+    def _reader(self) -> sqlite3.Connection:
+        """The connection to read with; one opened `immutable` is opened again once the file changed
+        (a run writing it elsewhere), so reads see its rows and never a file changing under them."""
+        if is_stale(self._conn, self.path):
+            self._conn.close()
+            self._conn = open_read_only(self.path, self.read_only, self._timeout_s)
+        return self._conn
+
     def _read_only_error(self, why: str) -> ReadOnlyStoreError:
         return ReadOnlyStoreError(
             f"the SQLite store at {self.path} is read-only here: {why}; nothing was written. To write, "
@@ -699,7 +708,7 @@ class SQLiteStore:
         with self._lock:
             try:
                 bound = params if isinstance(params, dict) else tuple(params)
-                return self._conn.execute(sql, bound).fetchall()
+                return self._reader().execute(sql, bound).fetchall()
             except sqlite3.OperationalError as error:
                 raise StoreUnavailableError(f"{self.description}: {error}") from error
             except sqlite3.Error as error:
@@ -709,7 +718,7 @@ class SQLiteStore:
         """Rows as dicts keyed by the query's column names."""
         with self._lock:
             try:
-                cursor = self._conn.execute(sql, params if isinstance(params, dict) else tuple(params))
+                cursor = self._reader().execute(sql, params if isinstance(params, dict) else tuple(params))
                 names = [column[0] for column in cursor.description]
                 return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
             except sqlite3.OperationalError as error:

@@ -5,9 +5,10 @@ journal mode) can be read that way only while its `-wal` and `-shm` files exist,
 created (sqlite.org/wal.html, "Read-Only Databases"): a writer is using it, or it was left open. A
 file closed cleanly has neither, and a read-only folder cannot get them, so it is opened `immutable=1`
 instead, which assumes that nobody changes the file while it is open: SQLite then takes no locks and
-reads no log, so rows written later (through another, writable path to the same file) are not seen,
-and a file that changes under it may read as damaged. Never used where a `-wal` file holds rows: they
-would be missed, so that is an error instead.
+reads no log. So the store checks the file before each read (`is_stale`): once it changed or a `-wal`
+file appeared (a run writing it through another, writable path), it is opened again, `mode=ro` where
+that now works, and reads see the new rows. Never used where a `-wal` file holds rows: they would be
+missed, so that is an error instead.
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ def open_read_only(path: Path, why: str, timeout_s: float) -> sqlite3.Connection
                 f"holds rows that only a writable folder lets SQLite read; copy {path.name} and "
                 f"{path.name}-wal together to a writable folder and open the copy"
             ) from None
-        conn = _connect(f"{uri}?mode=ro&immutable=1", timeout_s)
+        state = file_state(path)
+        conn = _connect(f"{uri}?mode=ro&immutable=1", timeout_s, ImmutableConnection)
+        conn.opened_on = state
     try:
         _check_schema(conn, path, why)
     except BaseException:
@@ -70,9 +73,31 @@ def open_read_only(path: Path, why: str, timeout_s: float) -> sqlite3.Connection
     return conn
 
 
-def _connect(uri: str, timeout_s: float) -> sqlite3.Connection:
+class ImmutableConnection(sqlite3.Connection):
+    """A connection opened `immutable=1`, with the state of the file it was opened on."""
+
+    opened_on: tuple | None = None
+
+
+def file_state(path: Path) -> tuple | None:
+    """What changes when anyone writes the store: the file's size and time, and whether a log exists."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size, path.with_name(f"{path.name}-wal").exists()
+
+
+def is_stale(conn: sqlite3.Connection, path: Path) -> bool:
+    """True when `conn` was opened `immutable` and the file has changed since: it must be opened again."""
+    return isinstance(conn, ImmutableConnection) and conn.opened_on != file_state(path)
+
+
+def _connect(uri: str, timeout_s: float, factory: type = sqlite3.Connection) -> sqlite3.Connection:
     """Connect and read the schema at once: SQLite opens the file lazily, at the first statement."""
-    conn = sqlite3.connect(uri, uri=True, timeout=timeout_s, check_same_thread=False, isolation_level=None)
+    conn = sqlite3.connect(
+        uri, uri=True, timeout=timeout_s, check_same_thread=False, isolation_level=None, factory=factory
+    )
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except BaseException:
