@@ -353,3 +353,27 @@ def test_training_with_its_store_on_a_read_only_mount_goes_on_and_keeps_every_ro
         assert main(["spool", "replay"]) == 0
         assert count_rows(db, callback.job_id) == 6
         assert SQLiteStore(db).find_job(callback.job_id).status == "finished"
+
+
+@pytest.mark.slow
+def test_chromium_shows_a_read_only_store_once_and_no_form_that_writes(page, tmp_path):
+    """The real dashboard (`streamlit run app.py`) on a store on a read-only mount, in headless Chromium."""
+    from tests.helpers_app import sqlite_env, streamlit_server
+    from tests.helpers_browser import settle
+
+    source = tmp_path / "results"
+    source.mkdir()
+    seed(source / "p.db")
+    db = tmp_path / "view" / "p.db"
+    with read_only_mount(source, db.parent), streamlit_server(sqlite_env(db)) as url:
+        page.goto(f"{url}/samples?job={JOB}")
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        sidebar.get_by_text(READ_ONLY_NOTE).wait_for(timeout=60_000)
+        settle(page)
+        assert sidebar.get_by_text(READ_ONLY_NOTE).count() == 1
+        assert "sample=0" in page.url  # the page read the job's samples and picked the first
+        assert sidebar.get_by_text("Tags and note").count() == 0
+        assert sidebar.get_by_text("Delete this job").count() == 0
+        assert (
+            page.get_by_text("Traceback").count() == 0 and page.get_by_text("cannot be reached").count() == 0
+        )
