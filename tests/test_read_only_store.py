@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import streamlit as st
 
 from predictions.delivery.writer import Writer
 from predictions.errors import ReadOnlyStoreError
@@ -250,8 +249,7 @@ def test_every_page_reads_a_read_only_store_says_so_once_and_offers_no_write(ope
         assert not at.error, (page, [error.value for error in at.error])
         assert sum(READ_ONLY_NOTE in caption.value for caption in at.sidebar.caption) == 1, page
         assert not [e for e in at.sidebar.expander if e.label in ("Tags and note", "Delete this job")]
-    read_only.writable_again()  # the same file where it can be written, once the dashboard restarts
-    st.cache_resource.clear()
+    read_only.writable_again()  # the same file, now writable: the dashboard opens it so at the next run
     at = open_app(read_only.view / "p.db", job=JOB)
     assert {"Tags and note", "Delete this job"} <= {expander.label for expander in at.sidebar.expander}
     assert not [caption for caption in at.sidebar.caption if READ_ONLY_NOTE in caption.value]

@@ -20,6 +20,7 @@ from predictions.store.protocol import Store, sign_in_of
 from predictions.store.records import FINAL_STATUSES, Job, TrainerStop
 from predictions.store.settings import StoreSettings
 from predictions.store.sqlite import SQLiteStore
+from predictions.store.sqlite_read_only import why_read_only
 
 REFRESH_CHOICES_S = (2, 5, 10, 30, 60)
 SESSION_STORE_KEY = "_predictions_session_store"
@@ -73,6 +74,9 @@ def open_dashboard_store() -> Store:
         return st.session_state[SESSION_STORE_KEY]
     settings = StoreSettings.from_env()
     shared = _shared_store(settings)
+    if read_only(shared) is not None and why_read_only(shared.path) is None:  # remounted writable
+        _shared_store.clear()
+        shared = _shared_store(settings)
     account = sign_in_of(shared)
     if account is None or not account.requires_sign_in:
         return shared
