@@ -2,9 +2,10 @@
 dashboard reads it, every write is refused by name, training goes on, and an outbox on a read-only
 mount never costs a row (docs/reliability.md, problem 14).
 
-Read-only for real: a read-only bind mount (the tests run as root, which file modes never stop; where
-`mount` is not allowed the variant skips), and file modes (a user other than root, as in most CI
-runners; skipped for root, whom they do not stop).
+Read-only for real: a read-only bind mount (mounting needs root, as the tests run here and in CI; where
+`mount` is not allowed the variant skips), and files that cannot be written: by their modes for a user
+other than root, and for root, whom modes do not stop, by the immutable attribute (`chattr +i`, as a
+retention-locked folder), which stops root too.
 """
 
 from __future__ import annotations
@@ -47,9 +48,7 @@ class ReadOnly:
         if self.how == "mount":
             run(["mount", "-o", "remount,bind,rw", str(self.view)])
         else:
-            self.view.chmod(0o755)
-            for path in self.view.iterdir():
-                path.chmod(0o644)
+            unlock(self.view)
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess:
@@ -73,18 +72,35 @@ def read_only_mount(source: Path, view: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def read_only_modes(folder: Path) -> Iterator[None]:
-    """`folder` and its files without write permission; skipped for root, whom modes do not stop."""
+    """`folder` and its files unwritable for this user (see the module's docstring), then writable again."""
+    lock(folder)
+    try:
+        assert not os.access(folder, os.W_OK) and not os.access(folder / "p.db", os.W_OK)
+        yield
+    finally:
+        unlock(folder)
+
+
+def lock(folder: Path) -> None:
+    """No write permission for a user; the immutable attribute for root (the folder too: no -wal file)."""
+    if os.geteuid() == 0:
+        done = run(["chattr", "+i", *(str(path) for path in folder.iterdir()), str(folder)])
+        if done.returncode != 0:
+            pytest.skip(f"no immutable attribute on this filesystem: {done.stderr.decode().strip()}")
+        return
     for path in folder.iterdir():
         path.chmod(0o444)
     folder.chmod(0o555)
-    try:
-        if os.access(folder, os.W_OK):
-            pytest.skip("root ignores file modes: the read-only mount covers this")
-        yield
-    finally:
-        folder.chmod(0o755)
-        for path in folder.iterdir():
-            path.chmod(0o644)
+
+
+def unlock(folder: Path) -> None:
+    if os.geteuid() == 0:
+        run(["chattr", "-i", str(folder)])
+        run(["chattr", "-i", *(str(path) for path in folder.iterdir())])
+        return
+    folder.chmod(0o755)
+    for path in folder.iterdir():
+        path.chmod(0o644)
 
 
 @pytest.fixture(params=["mount", "modes"])
@@ -354,6 +370,8 @@ def test_training_with_its_store_on_a_read_only_mount_goes_on_and_keeps_every_ro
 
 
 @pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.xdist_group("browser")  # the worker whose Chromium is already running
 def test_chromium_shows_a_read_only_store_once_and_no_form_that_writes(page, tmp_path):
     """The real dashboard (`streamlit run app.py`) on a store on a read-only mount, in headless Chromium."""
     from tests.helpers_app import sqlite_env, streamlit_server
