@@ -502,6 +502,10 @@ def split_columns(text: str) -> list[str]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    """TCP_NODELAY, as PostgREST's own server sets it: a reply is written as its headers, then its body,
+    and with Nagle's algorithm the body waited for the client's delayed ACK of the headers, 40 ms on
+    every request of a kept-alive connection (44 ms a request instead of 2.7)."""
     server: _Server
 
     def _answer(self) -> None:
