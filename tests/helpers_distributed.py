@@ -288,18 +288,8 @@ def grpo_stopped_on_rank(rank: int, port: int, tmp_path: Path) -> None:
     Each rank logs every batch its reward functions scored (`calls<rank>.jsonl`, written by the last
     function before the recorder sees the batch) and every step it finished (`steps<rank>.txt`)."""
     join_as(rank, port, tmp_path)
-    import time
-
     from predictions import RolloutRecorder
     from tests import helpers_grpo as g
-
-    stopping = tmp_path / "stopping"
-
-    def slow(prediction: str, ground_truth: str | None, sample: Any) -> float:
-        deadline = time.monotonic() + 60
-        while not stopping.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return 1.0
 
     calls = (tmp_path / f"calls{rank}.jsonl").open("a", buffering=1)
 
@@ -307,7 +297,7 @@ def grpo_stopped_on_rank(rank: int, port: int, tmp_path: Path) -> None:
         calls.write(json.dumps({"step": trainer_state.global_step + 1, "count": len(completions)}) + "\n")
         return [0.0] * len(completions)
 
-    recorder = RolloutRecorder(job_id="grpo-stopped", scorers={"slow": slow})
+    recorder = RolloutRecorder(job_id="grpo-stopped", scorers={"slow": g.held_scorer(tmp_path / "stopping")})
     funcs = recorder.wrap([*g.reward_functions(), logged])
     steps = _StepLog(tmp_path / f"steps{rank}.txt")
     trainer = g.grpo_trainer(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,20 @@ def reward_functions() -> list[Counted]:
     accuracy = Counted("accuracy", lambda text, row: float(text.strip() == row["answer"]))
     brevity = Counted("brevity", lambda text, row: -len(text) / 10.0)
     return [accuracy, brevity]
+
+
+def held_scorer(release: Path, limit_s: float = 60.0) -> Callable[..., float]:
+    """A user scorer that holds each row until `release` exists (at most `limit_s`): a test that stops a
+    run with a signal is then sure the batches scored so far are still in the builder when it comes, and
+    creates the file right after sending it to let them go."""
+
+    def held(prediction: str, ground_truth: str | None, sample: Any) -> float:
+        deadline = time.monotonic() + limit_s
+        while not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return 1.0
+
+    return held
 
 
 def grpo_trainer(

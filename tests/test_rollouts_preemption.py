@@ -20,7 +20,6 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = textwrap.dedent(
     """
-    import time
     from pathlib import Path
 
     from transformers import TrainerCallback
@@ -29,19 +28,13 @@ SCRIPT = textwrap.dedent(
     from tests import helpers_grpo as g
 
 
-    def slow(prediction, ground_truth, sample):  # holds each row until the test has sent SIGTERM
-        deadline = time.monotonic() + 60
-        while not Path("stopping").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return 1.0
-
-
     class Announce(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             print(f"step {state.global_step}", flush=True)
 
 
-    recorder = RolloutRecorder(job_id="preempted", scorers={"slow": slow})
+    # each row is held until the test has sent SIGTERM: the batches are then still being built
+    recorder = RolloutRecorder(job_id="preempted", scorers={"slow": g.held_scorer(Path("stopping"))})
     trainer = g.grpo_trainer(
         Path("out"), recorder.wrap(g.reward_functions()), [recorder, Announce()], max_steps=50
     )
