@@ -19,8 +19,6 @@ callbacks (those not from transformers), any of which may have set it.
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +26,7 @@ from typing import Any
 from transformers import EarlyStoppingCallback, TrainerControl, TrainerState, TrainingArguments
 
 from predictions.store.records import TrainerStop
+from predictions.training.monitor import finite_number
 
 
 def trainer_stop(
@@ -40,7 +39,8 @@ def trainer_stop(
     stopper = next((callback for callback in callbacks if patience_ran_out(callback)), None)
     if stopper is None:
         return TrainerStop(state.global_step, state.max_steps, by=own_callbacks(callbacks))
-    metric, best = checked_metric(args.metric_for_best_model), finite(state.best_metric)
+    metric = checked_metric(args.metric_for_best_model)
+    best = finite_number(state.best_metric)  # None when unset or not finite (all evaluations NaN)
     return TrainerStop(
         state.global_step,
         state.max_steps,
@@ -89,10 +89,3 @@ def checked_metric(name: str | None) -> str | None:
     if not name:
         return None
     return name if name.startswith("eval_") else f"eval_{name}"
-
-
-def finite(value: Any) -> float | None:
-    """The Trainer's best metric as a float; None when unset or not finite (all evaluations NaN)."""
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
