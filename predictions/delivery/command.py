@@ -85,7 +85,7 @@ def replay_now(store: Any, outbox: Outbox, key: Key, options: argparse.Namespace
     while result.pending and not result.errors and outbox.leased(key) and time.monotonic() < waited:
         time.sleep(0.5)  # another replayer (a training run, another `spool replay`) holds them: see it end
         again = replay(store, outbox, key)
-        result = Replay(result.stored + again.stored, again.pending, again.errors, again.auth_error)
+        result = Replay(result.stored + again.stored, again.pending, again.errors, again.refusal)
     counts = f"{result.stored} call(s) stored, {result.pending} still pending"
     held = outbox.leased(key) if result.pending else 0
     if held:

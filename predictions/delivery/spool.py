@@ -168,7 +168,7 @@ class Replay:
     stored: int = 0
     pending: int = 0
     errors: list[str] = field(default_factory=list)
-    auth_error: StoreError | None = None
+    refusal: StoreError | None = None
     """The store refused the key or cannot be written (`SESSION_REFUSALS`): replaying stopped."""
 
 
@@ -184,7 +184,7 @@ def replay(store: Any, outbox: Outbox, key: Key, *, batch: int = 20, lease_s: fl
                 outbox.release([left.id for left in entries[position:]])
                 logger.warning("predictions store unavailable during replay of %s: %s", outbox.path, error)
                 result.errors.append(str(error))
-                result.auth_error = error if isinstance(error, SESSION_REFUSALS) else None
+                result.refusal = error if isinstance(error, SESSION_REFUSALS) else None
                 result.pending = outbox.count(key)
                 return result
             outbox.ack([entry.id])

@@ -86,7 +86,7 @@ class Writer:
         """Rows refused for good that not even the quarantine could keep, by job."""
         self._missing_told: dict[str, int] = {}
         """Each job's missing rows as the store last recorded them (`Store.record_missing`)."""
-        self.auth_error: StoreError | None = None
+        self.refusal: StoreError | None = None
         """Set when the store refused the credentials or cannot be written (`SESSION_REFUSALS`): writing
         stopped for this session."""
         self._migrated = False
@@ -274,7 +274,7 @@ class Writer:
         """Calls held in memory exist nowhere else (the outbox could not take them, a full disk): keep
         trying the store, with the usual pauses, until `close()` stops waiting, rather than naming them
         LOST the moment training ends."""
-        while self.auth_error is None and (left := self._close_by - time.monotonic()) > 0:
+        while self.refusal is None and (left := self._close_by - time.monotonic()) > 0:
             with self._held_lock:
                 if not self._held:
                     return
@@ -283,7 +283,7 @@ class Writer:
 
     def _handle(self, call: dict[str, Any]) -> None:
         """Store the call (after the outbox, once the store is back), else keep it in the outbox."""
-        if self.auth_error is not None or (self._down and not self._recover(force=True)):
+        if self.refusal is not None or (self._down and not self._recover(force=True)):
             self._keep([call])
             return
         if not self._deliver_with_retries(call):
@@ -311,8 +311,8 @@ class Writer:
     def _refuse_session(self, error: StoreError) -> None:
         """The store refused the credentials or cannot be written: stop writing for this session, once,
         and say why."""
-        if self.auth_error is None:
-            self.auth_error = error
+        if self.refusal is None:
+            self.refusal = error
             if not isinstance(error, AuthError):
                 logger.error(
                     "predictions: %s. Writing stops for this run; every call is kept in the outbox %s. "
@@ -332,7 +332,7 @@ class Writer:
 
     def _recover(self, force: bool = False) -> bool:
         """Open the store if need be and replay the outbox and held calls; True when the store took them."""
-        if self.auth_error is not None or (not force and time.monotonic() < self._next_try):
+        if self.refusal is not None or (not force and time.monotonic() < self._next_try):
             return False
         if self.store is None and not self._open():
             self._mark_down()
@@ -360,8 +360,8 @@ class Writer:
             return True
         if result.stored:
             logger.info("replayed %s kept call(s) from %s", result.stored, self.spool_path)
-        if result.auth_error is not None:
-            self._refuse_session(result.auth_error)
+        if result.refusal is not None:
+            self._refuse_session(result.refusal)
         return not result.errors
 
     def _send_held(self) -> bool:
@@ -390,7 +390,7 @@ class Writer:
     def _tell_missing(self, again: bool = False) -> None:
         """Record each job's missing rows in the store where they changed (`again`: every nonzero count,
         at finish); a store that does not answer is told at the next chance."""
-        if self.store is None or self.auth_error is not None:
+        if self.store is None or self.refusal is not None:
             return
         counts = self.missing_rows()
         for job_id in sorted(set(counts) | set(self._missing_told)):
