@@ -16,6 +16,7 @@ import atexit
 import itertools
 import os
 import shutil
+import stat
 import tempfile
 import time
 import warnings
@@ -129,9 +130,12 @@ def replay_migrations(conninfo: str) -> None:
 
 def initdb(directory: Path) -> None:
     """A new cluster whose superuser is supabase_admin (pgserver's own initdb names it postgres, which
-    PostgreSQL 16 then cannot demote). As root, pgserver runs PostgreSQL as its `pgserver` user."""
+    PostgreSQL 16 then cannot demote). As root, pgserver runs PostgreSQL as its `pgserver` user, which
+    must reach both the cluster and pgserver's binaries: pgserver opens up their folders only when it
+    starts a server, after this (a clone in a private folder, `mktemp -d` or /root, failed here)."""
     import pgserver
-    from pgserver.utils import ensure_prefix_permissions, ensure_user_exists
+    from pgserver._commands import POSTGRES_BIN_PATH
+    from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
     user = None
     if os.geteuid() == 0:
@@ -139,6 +143,10 @@ def initdb(directory: Path) -> None:
         ensure_user_exists(user)
         ensure_prefix_permissions(directory)
         shutil.chown(directory, user, user)
+        ensure_prefix_permissions(POSTGRES_BIN_PATH)  # as pgserver's own start does, before initdb needs it
+        readable, runnable = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
+        ensure_folder_permissions(POSTGRES_BIN_PATH, readable | runnable)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", readable)
     pgserver.initdb(
         ["--auth=trust", "--auth-local=trust", "--encoding=utf8", "-U", SUPERUSER],
         pgdata=directory,
