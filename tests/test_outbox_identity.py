@@ -12,11 +12,12 @@ import time
 import pytest
 
 from predictions.__main__ import main
+from predictions.delivery import outbox_place
 from predictions.delivery.outbox import Outbox
 from predictions.delivery.writer import Writer
 from predictions.errors import StoreUnavailableError
 from predictions.store import SQLiteStore, open_store
-from predictions.store.identity import ingest_key_owner
+from predictions.store.identity import ingest_key_owner, sqlite_identity
 from predictions.store.records import PageQuery, PredictionRow
 from tests.helpers import wait_until
 from tests.helpers_outbox import kept, key_of
@@ -196,6 +197,14 @@ def test_an_outbox_on_a_full_disk_holds_the_rows_names_the_disk_and_the_store_ge
     monkeypatch.setenv("PREDICTIONS_DB", str(db))
     assert main(["spool", "--spool", str(full_disk / "o.db")]) == 2
     assert "bytes free: free some space, or set PREDICTIONS_SPOOL elsewhere" in capsys.readouterr().out
+
+
+def test_a_default_outbox_on_a_full_disk_stays_where_it_is(full_disk, monkeypatch):
+    """A full disk is not a read-only one: no fallback in the user cache (most likely the same disk);
+    the outbox's own error names the disk and what to do, as above."""
+    monkeypatch.delenv("PREDICTIONS_SPOOL", raising=False)
+    place = outbox_place.choose(sqlite_identity(full_disk / "p.db")[0])
+    assert place == outbox_place.Place(full_disk / "p.outbox.db")
 
 
 def test_keys_of_stores_and_owners(tmp_path, postgrest, monkeypatch):

@@ -22,12 +22,15 @@ from pathlib import Path
 
 import pytest
 
+from predictions.delivery import outbox_place
 from predictions.delivery.writer import Writer
 from predictions.errors import ReadOnlyStoreError
 from predictions.store import SQLiteStore
+from predictions.store.identity import sqlite_identity
 from predictions.store.records import SeriesPoint
 from tests.helpers import prediction_rows
 from tests.helpers_app import assert_no_exception
+from tests.helpers_outbox import kept, ops
 from tests.helpers_training import count_rows
 
 JOB = "shared-run"
@@ -312,34 +315,72 @@ def test_an_outbox_on_a_read_only_mount_costs_no_row_of_a_store_that_answers(tmp
         assert "LOST" not in caplog.text and not list((tmp_path / "view").iterdir())
 
 
-def test_a_writer_whose_default_outbox_is_read_only_too_says_where_to_keep_the_rows(
-    tmp_path, caplog, monkeypatch
+def test_a_writer_whose_default_outbox_is_read_only_too_keeps_every_call_in_the_user_cache(
+    read_only, caplog, monkeypatch
 ):
     """The outbox of a SQLite store is beside it by default, so on a read-only mount it is read-only
-    too: the one ERROR says to set PREDICTIONS_SPOOL, and the rows are named LOST at close, not waited on."""
+    too: the run keeps its calls in a fallback outbox in the user cache, says so once at its start,
+    and the next run of the store, once it can be written, replays them."""
     monkeypatch.delenv("PREDICTIONS_SPOOL", raising=False)
+    db = read_only.view / "p.db"
+    fallback = outbox_place.fallback_path(sqlite_identity(db)[0])
+    assert fallback.is_relative_to(Path(os.environ["XDG_CACHE_HOME"]) / "predictions" / "outbox")
+    with caplog.at_level(logging.WARNING):
+        writer = Writer(SQLiteStore(db), backoff_s=0.01)
+        writer.start_job("later")
+        writer.write(prediction_rows("later"))
+        writer.finish_job("later")
+        writer.close(timeout_s=300)
+    assert writer.spool_path == fallback and ops(fallback) == ["start_job", "write_predictions", "finish_job"]
+    (warning,) = [r for r in caplog.records if "no outbox can be kept" in r.getMessage()]
+    assert warning.levelno == logging.WARNING and caplog.records.index(warning) == 0  # at the start
+    assert (
+        str(read_only.view / "p.outbox.db") in warning.getMessage() and str(fallback) in warning.getMessage()
+    )
+    assert f"PREDICTIONS_DB={db} python -m predictions spool replay" in warning.getMessage()
+    (refusal,) = [r.getMessage() for r in caplog.records if "Writing stops for this run" in r.getMessage()]
+    assert str(fallback) in refusal and "PREDICTIONS_SPOOL" not in refusal and "LOST" not in caplog.text
+    read_only.writable_again()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        Writer(SQLiteStore(db)).close(timeout_s=30)  # the next run of this store
+    assert count_rows(db, "later") == 3 and SQLiteStore(db).find_job("later").status == "finished"
+    assert kept(fallback) == [] and not caplog.records  # its own outbox can be kept again: no warning
+
+
+def test_an_outbox_the_user_set_on_a_read_only_mount_stays_there_and_says_how_to_keep_the_rows(
+    tmp_path, caplog, monkeypatch
+):
+    """PREDICTIONS_SPOOL is the user's choice: never moved to the fallback. The one ERROR says to set
+    it to a writable folder, and the rows are named LOST at close, not waited on."""
     source = tmp_path / "results"
     source.mkdir()
     seed(source / "p.db")
-    with read_only_mount(source, tmp_path / "view"), caplog.at_level(logging.ERROR):
+    monkeypatch.setenv("PREDICTIONS_SPOOL", str(tmp_path / "view" / "chosen.db"))
+    with read_only_mount(source, tmp_path / "view"), caplog.at_level(logging.WARNING):
         writer = Writer(SQLiteStore(tmp_path / "view" / "p.db"), backoff_s=0.01)
         writer.write(prediction_rows("later"))
         writer.close(timeout_s=300)
-        assert writer.spool_path == tmp_path / "view" / "p.outbox.db"
+        assert writer.spool_path == tmp_path / "view" / "chosen.db"
     (refusal,) = [r.getMessage() for r in caplog.records if "Writing stops for this run" in r.getMessage()]
     assert "set PREDICTIONS_SPOOL to a file in a writable folder" in refusal
     assert (
         "LOST 1 call(s)" in caplog.text and "3 row(s) of job 'later' step 1 (sample 0, 1, 2)" in caplog.text
     )
+    assert "no outbox can be kept" not in caplog.text
+    assert not (Path(os.environ["XDG_CACHE_HOME"]) / "predictions").exists()
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("spool", ["set elsewhere", "not set"])
 def test_training_with_its_store_on_a_read_only_mount_goes_on_and_keeps_every_round(
-    tmp_path, caplog, monkeypatch
+    tmp_path, caplog, capsys, monkeypatch, spool
 ):
-    """PREDICTIONS_DB on a read-only mount, PREDICTIONS_SPOOL elsewhere: training runs to its end, one
-    ERROR names the path as read-only, every round waits in the outbox, and `spool replay` stores them
-    once the mount is writable."""
+    """PREDICTIONS_DB on a read-only mount, PREDICTIONS_SPOOL elsewhere or not set (its default place,
+    beside the store, is read-only too): training runs to its end, one ERROR names the path as
+    read-only, no row is lost, every round waits in the outbox (without PREDICTIONS_SPOOL the user
+    cache's fallback, named in one WARNING), `spool` lists them, and `spool replay` stores them once the
+    mount is writable, finding the fallback by itself."""
     from predictions import PredictionsCallback
     from predictions.__main__ import main
     from tests import helpers_training as h
@@ -347,15 +388,20 @@ def test_training_with_its_store_on_a_read_only_mount_goes_on_and_keeps_every_ro
     source = tmp_path / "results"
     source.mkdir()
     seed(source / "p.db")
-    db, outbox = tmp_path / "view" / "p.db", tmp_path / "elsewhere" / "outbox.db"
+    db = tmp_path / "view" / "p.db"
+    outbox = tmp_path / "elsewhere" / "outbox.db"
+    if spool == "not set":
+        monkeypatch.delenv("PREDICTIONS_SPOOL", raising=False)
+        outbox = outbox_place.fallback_path(sqlite_identity(db)[0])
+    else:
+        monkeypatch.setenv("PREDICTIONS_SPOOL", str(outbox))
     monkeypatch.setenv("PREDICTIONS_DB", str(db))
-    monkeypatch.setenv("PREDICTIONS_SPOOL", str(outbox))
     monkeypatch.setenv("SUPABASE_URL", "")
     monkeypatch.setenv("SUPABASE_KEY", "")
     with read_only_mount(source, tmp_path / "view"):
         callback = PredictionsCallback(h.pairs(12), num_samples=3, max_new_tokens=2)
         trainer = h.trainer(tmp_path, [callback], epochs=2)
-        with caplog.at_level(logging.ERROR):
+        with caplog.at_level(logging.WARNING):
             trainer.train()
         assert trainer.state.global_step == 8 and stored(db, callback.job_id) == 0
         (refusal,) = [
@@ -363,9 +409,16 @@ def test_training_with_its_store_on_a_read_only_mount_goes_on_and_keeps_every_ro
         ]
         assert f"{db} is read-only here" in refusal and str(outbox) in refusal
         assert "LOST" not in caplog.text
+        fallbacks = [r.getMessage() for r in caplog.records if "no outbox can be kept" in r.getMessage()]
+        assert fallbacks == ([] if spool == "set elsewhere" else [fallbacks[0]])
+        assert all(str(outbox) in warning and "spool replay" in warning for warning in fallbacks)
+        capsys.readouterr()
+        assert main(["spool"]) == 1  # rounds of yours wait
+        listed = capsys.readouterr().out
+        assert f"outbox {outbox}:" in listed and "(you): 4 call(s)" in listed and "(6 rows)" in listed
         run(["mount", "-o", "remount,bind,rw", str(tmp_path / "view")])
         assert main(["spool", "replay"]) == 0
-        assert count_rows(db, callback.job_id) == 6
+        assert count_rows(db, callback.job_id) == 6 and kept(outbox) == []
         assert SQLiteStore(db).find_job(callback.job_id).status == "finished"
 
 

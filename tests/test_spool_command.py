@@ -8,7 +8,7 @@ import time
 import pytest
 
 from predictions.__main__ import main
-from predictions.delivery import command
+from predictions.delivery import command, outbox_place
 from predictions.delivery.outbox import Key, Outbox
 from predictions.store import SQLiteStore
 from predictions.store.records import PredictionRow
@@ -119,3 +119,23 @@ def test_list_shows_what_an_unreadable_quarantined_line_held(pending, capsys):
     assert """an unreadable call '{"v": 1, "op": "write_predictions", "rows": [{"job_': unreadable""" in (
         capsys.readouterr().out
     )
+
+
+def test_a_fallback_outbox_of_the_store_is_listed_replayed_and_discarded_without_naming_it(pending, capsys):
+    """Calls a run kept in the user cache's fallback (its store's own outbox could not be written,
+    `outbox_place`) are found by every action, beside those of the store's own outbox."""
+    db, path, key = pending
+    fallback = outbox_place.fallback_path(key.store)
+    rows = [PredictionRow("job", 1, 9, i, "p", "x").as_dict() for i in range(2)]
+    Outbox(fallback).append(key, [{"op": "write_predictions", "rows": rows}])
+    assert main(["spool"]) == 1
+    listed = capsys.readouterr().out
+    assert f"outbox {path}:" in listed and f"outbox {fallback}:" in listed
+    assert f"{key.store} as local user (you): 1 call(s): write_predictions x1 (2 rows)" in listed
+    assert main(["spool", "replay"]) == 0
+    replayed = capsys.readouterr().out
+    assert f"outbox {fallback}:\nSQLite at {db} as local user: 1 call(s) stored, 0 still pending" in replayed
+    assert count_rows(db, "job") == 8 and kept(fallback) == [] and kept(path, key) == []
+    Outbox(fallback).append(key, [{"op": "write_predictions", "rows": rows}])
+    assert main(["spool", "discard"]) == 0
+    assert kept(fallback) == [] and "discarded 1 pending call(s)" in capsys.readouterr().out

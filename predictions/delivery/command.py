@@ -1,7 +1,8 @@
 """`python -m predictions spool`: list, replay or discard what the local outbox keeps for a store.
 
-The store and its outbox are the ones a training run would use (`open_store()`'s environment and
-`.env`), or the outbox file named with `--spool`. `list` shows every owner's calls; `replay` and
+The store and its outboxes are the ones a training run would use (`open_store()`'s environment and
+`.env`: its outbox, and the fallback a run used where that could not be written, `outbox_place`), or
+the outbox file named with `--spool`. `list` shows every owner's calls; `replay` and
 `discard` act on the calls of the configured identity only (a replay never sends another owner's
 calls). Exit status 0 when nothing of that identity is left pending, 1 otherwise, 2 on an error.
 """
@@ -14,9 +15,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from predictions.delivery import legacy
+from predictions.delivery import legacy, outbox_place
 from predictions.delivery.outbox import Key, Outbox
-from predictions.delivery.spool import Replay, describe, outbox_path, replay
+from predictions.delivery.spool import Replay, describe, replay
 from predictions.errors import PredictionsError
 
 ACTIONS = ("list", "replay", "discard")
@@ -45,16 +46,28 @@ def run(options: argparse.Namespace) -> int:
     try:
         store = _open() if options.action == "replay" else None
         key = Key(*(store.outbox_key() if store is not None else _key_from_env()))
-        outbox = Outbox(options.spool or outbox_path(key.store))
-        legacy.migrate(outbox, key)
-        if options.action == "replay":
-            return replay_now(store, outbox, key, options)
-        if options.action == "discard":
-            return discard(outbox, key, options.quarantine)
-        return show(outbox, key)
+        outboxes = [Outbox(path) for path in ([options.spool] if options.spool else in_use(key.store))]
+        legacy.migrate(outboxes[0], key)
+        statuses = []
+        for outbox in outboxes:
+            if len(outboxes) > 1 and options.action != "list":
+                print(f"outbox {outbox.path}:")
+            if options.action == "replay":
+                statuses.append(replay_now(store, outbox, key, options))
+            elif options.action == "discard":
+                statuses.append(discard(outbox, key, options.quarantine))
+            else:
+                statuses.append(show(outbox, key))
+        return max(statuses)
     except PredictionsError as error:
         print(f"error: {error}")
         return 2
+
+
+def in_use(store_id: str) -> list[Path]:
+    """The store's outboxes that exist (its own and a fallback), or its own where none does yet."""
+    places = outbox_place.places(store_id)
+    return [path for path in places if path.exists()] or places[:1]
 
 
 def show(outbox: Outbox, key: Key) -> int:

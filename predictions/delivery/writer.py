@@ -17,6 +17,7 @@ import itertools
 import logging
 import os
 import queue
+import shlex
 import threading
 import time
 import uuid
@@ -24,10 +25,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from predictions.delivery import legacy
+from predictions.delivery import legacy, outbox_place
 from predictions.delivery.outbox import Key, Outbox, now_text
 from predictions.delivery.pieces import in_pieces
-from predictions.delivery.spool import call_job, call_rows, deliver, describe, outbox_path, replay
+from predictions.delivery.spool import Replay, call_job, call_rows, deliver, describe, replay
 from predictions.errors import SESSION_REFUSALS, AuthError, ConfigError, OutboxError, StoreError
 from predictions.store.protocol import Store
 from predictions.store.records import PredictionRow, RolloutRow, SeriesPoint
@@ -40,8 +41,8 @@ logger = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 300.0
 """How long train end waits for the store before it leaves what is still queued in the outbox."""
 OUTBOX_READ_ONLY = (
-    "; the outbox's folder cannot be written either (it is beside a SQLite store by default): set "
-    "PREDICTIONS_SPOOL to a file in a writable folder to keep the rows"
+    "; the outbox's folder cannot be written either: set PREDICTIONS_SPOOL to a file in a writable "
+    "folder to keep the rows"
 )
 MAX_PAUSE_S = 60.0
 """The longest pause between two tries of a store that is down."""
@@ -53,7 +54,8 @@ class Writer:
 
     `store` may be None with `open_store` given: the thread opens the store itself, trying again
     while it cannot, and keeps calls in the outbox meanwhile. `spool_path` is the outbox file
-    (default: the store's own, `spool.outbox_path`); `user_id` the run's owner, where it has its own;
+    (default: the store's own, or its fallback where that cannot be written, `outbox_place`: both are
+    replayed); `user_id` the run's owner, where it has its own;
     `run_number` the run's place among its job's runs (`Store.start_job`), where it is known.
     """
 
@@ -72,8 +74,13 @@ class Writer:
         self.run_number = run_number
         """This run's place among its job's runs (1 fresh, one more for each resume); None: unknown."""
         self.key = Key(*(store.outbox_key(user_id) if store is not None else key_from_env(user_id)))
-        self.spool_path = Path(spool_path) if spool_path else outbox_path(self.key.store)
+        place = outbox_place.Place(Path(spool_path)) if spool_path else outbox_place.choose(self.key.store)
+        self.spool_path = place.path
         self.outbox = Outbox(self.spool_path)
+        self._elsewhere = [] if spool_path else self._other_outboxes()
+        """Other outboxes of this store that an earlier run kept calls in (a fallback): replayed too."""
+        if place.instead_of is not None:
+            self._say_fallback(place)
         self.retries, self.backoff_s = retries, backoff_s
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()  # put() is safe in a signal handler
         self._down = store is None
@@ -219,6 +226,24 @@ class Writer:
 
     # the outbox
 
+    def _other_outboxes(self) -> list[Outbox]:
+        places = outbox_place.places(self.key.store)
+        others = [path for path in places if path != self.spool_path]
+        return [Outbox(path) for path in others if outbox_place.cannot_write(path) is None]
+
+    def _say_fallback(self, place: outbox_place.Place) -> None:
+        """One WARNING at the start of the run: where calls wait instead, and how to replay them."""
+        database = shlex.quote(self.key.store.removeprefix("sqlite:"))
+        logger.warning(
+            "predictions: no outbox can be kept at %s: %s. Calls the store does not take are kept in %s "
+            "instead; `PREDICTIONS_DB=%s python -m predictions spool replay` stores them once the store "
+            "can be written (it looks there too), and so does the next run of this store",
+            place.instead_of,
+            place.why,
+            place.path,
+            database,
+        )
+
     def _keep(self, calls: list[dict[str, Any]]) -> None:
         """Put calls in the outbox; where it cannot be written, hold them in memory and say which."""
         if not calls:
@@ -354,15 +379,31 @@ class Writer:
                 legacy.migrate(self.outbox, self.key)
                 for alias in self.store.outbox_aliases():  # kept by an earlier run under its key's name
                     self._rekey(alias, self.key)
-            result = replay(self.store, self.outbox, self.key)
         except OutboxError as error:
             logger.error("predictions outbox cannot be replayed (%s); rows go straight to the store", error)
             return True
-        if result.stored:
-            logger.info("replayed %s kept call(s) from %s", result.stored, self.spool_path)
+        result = self._replay_each()
         if result.refusal is not None:
             self._refuse_session(result.refusal)
         return not result.errors
+
+    def _replay_each(self) -> Replay:
+        """Replay this run's outbox, then the others of its store, until the store stops answering."""
+        result = Replay()
+        for outbox in [self.outbox, *self._elsewhere]:
+            try:
+                done = replay(self.store, outbox, self.key)
+            except OutboxError as error:
+                logger.error(
+                    "predictions outbox cannot be replayed (%s); rows go straight to the store", error
+                )
+                continue
+            if done.stored:
+                logger.info("replayed %s kept call(s) from %s", done.stored, outbox.path)
+            result = Replay(result.stored + done.stored, done.pending, done.errors, done.refusal)
+            if done.errors:
+                break
+        return result
 
     def _send_held(self) -> bool:
         """Send the calls held in memory (the outbox could not take them); False at the first outage."""
