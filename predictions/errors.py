@@ -32,6 +32,11 @@ class ReadOnlyStoreError(StoreUnavailableError):
     the message names the path. Nothing is refused for good: calls are kept until it can be written."""
 
 
+class JobDeletedError(StoreError):
+    """The call belongs to a run of a job its owner deleted on the dashboard: the store dropped it, as
+    it drops every later write of that run, so the job stays deleted. Not a failure: nothing to keep."""
+
+
 class AuthError(StoreError):
     """Sign-in failed or the key is not allowed to do what was asked."""
 

@@ -60,7 +60,10 @@ def acting_as(conninfo: str, role: str, user_id: str | None = None) -> Iterator[
 
 def truncate(conninfo: str) -> None:
     with psycopg.connect(conninfo) as conn:
-        tables = "training_predictions, training_jobs, training_rollouts, training_series, ingest_keys"
+        tables = (
+            "training_predictions, training_jobs, training_rollouts, training_series, training_deleted_runs, "
+            "ingest_keys"
+        )
         conn.execute(f"truncate {', '.join(f'public.{name}' for name in tables.split(', '))}")
 
 

@@ -97,7 +97,7 @@ def postgres_status(sqlstate: str, role: str) -> int:
         return 503
     if sqlstate.startswith("28"):
         return 403
-    if sqlstate.startswith(("22", "23", "42", "P0001")):
+    if sqlstate.startswith(("22", "23", "42", "P0")):
         return 400
     return 500
 

@@ -111,9 +111,11 @@ def test_row_level_security_is_on_and_every_policy_is_for_authenticated_only(mig
         migrated_database,
         "select relname, relrowsecurity from pg_class"
         " where relname in ('training_predictions', 'training_jobs', 'training_rounds', 'training_rollouts',"
-        " 'training_rollout_steps', 'training_series', 'training_job_summary') order by 1",
+        " 'training_rollout_steps', 'training_series', 'training_job_summary', 'training_deleted_runs')"
+        " order by 1",
     )
     assert enabled == [
+        ("training_deleted_runs", True),
         ("training_job_summary", True),
         ("training_jobs", True),
         ("training_predictions", True),
@@ -132,6 +134,9 @@ def test_row_level_security_is_on_and_every_policy_is_for_authenticated_only(mig
         ("training_rounds", "SELECT"),
         ("training_rollout_steps", "SELECT"),
         ("training_job_summary", "SELECT"),
+        # deletions: recorded by their owner (through predictions_delete_job), never changed
+        ("training_deleted_runs", "SELECT"),
+        ("training_deleted_runs", "INSERT"),
     }
     assert {roles for _, _, roles in policies} == {"{authenticated}"}
 

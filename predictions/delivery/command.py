@@ -98,12 +98,17 @@ def replay_now(store: Any, outbox: Outbox, key: Key, options: argparse.Namespace
     while result.pending and not result.errors and outbox.leased(key) and time.monotonic() < waited:
         time.sleep(0.5)  # another replayer (a training run, another `spool replay`) holds them: see it end
         again = replay(store, outbox, key)
-        result = Replay(result.stored + again.stored, again.pending, again.errors, again.refusal)
+        again.dropped.update(result.dropped)
+        result = Replay(
+            result.stored + again.stored, again.pending, again.errors, again.refusal, again.dropped
+        )
     counts = f"{result.stored} call(s) stored, {result.pending} still pending"
     held = outbox.leased(key) if result.pending else 0
     if held:
         counts += f" ({held} being replayed right now by another process: a training run or another replay)"
     print(f"{store.description} as {key.owner}: {counts}")
+    for job in result.dropped.rows:
+        print(result.dropped.line(job))
     if result.errors:
         print(f"stopped: {result.errors[-1]}")
     refused = outbox.quarantined(key)

@@ -9,12 +9,20 @@ statuses make a repeat harmless, so at-least-once is exactly-once in effect.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from predictions.delivery.outbox import LEASE_S, Key, Outbox
-from predictions.errors import SESSION_REFUSALS, AuthError, OutboxError, StoreError, is_transient
+from predictions.errors import (
+    SESSION_REFUSALS,
+    AuthError,
+    JobDeletedError,
+    OutboxError,
+    StoreError,
+    is_transient,
+)
 from predictions.store.records import PredictionRow, RolloutRow, SeriesPoint
 from predictions.store.settings import StoreSettings
 
@@ -69,14 +77,44 @@ def malformed(call: Any) -> str | None:
     return None
 
 
-def deliver(store: Any, call: Any, outbox: Outbox, key: Key) -> int:
+@dataclass
+class Dropped:
+    """Calls the store dropped because their job was deleted on the dashboard (`JobDeletedError`): done
+    with, not failed. Rows, and calls without rows (a start, a finish), by job: one INFO line a job."""
+
+    rows: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)
+
+    def add(self, call: dict[str, Any]) -> None:
+        job, rows = str(call_job(call)), len(call_rows(call))
+        self.rows[job] += rows  # a job's key even with no row: it names the job
+        self.statuses[job] += 0 if rows else 1
+
+    def line(self, job: str) -> str:
+        """ "job 'j' was deleted on the dashboard: 6 rows of its run dropped, and 2 status call(s)"."""
+        text = f"job {job!r} was deleted on the dashboard: {self.rows[job]} rows of its run dropped"
+        return text + (f", and {self.statuses[job]} status call(s)" if self.statuses[job] else "")
+
+    def update(self, other: Dropped) -> None:
+        """Add another's counts (a second replay's)."""
+        self.rows.update(other.rows)
+        self.statuses.update(other.statuses)
+
+    def log(self) -> None:
+        for job in self.rows:
+            logger.info("predictions: %s", self.line(job))
+
+
+def deliver(store: Any, call: Any, outbox: Outbox, key: Key, dropped: Dropped | None = None) -> int:
     """Send a call; when the store refuses it for good, split it down to the refused rows and quarantine
     them, storing the rest. Returns how many refused rows not even the quarantine could keep (0 unless
     the outbox cannot be written): those are named, with their data, in one ERROR line for the call.
-    Raises only outages (transient) and `AuthError` (the caller keeps the call)."""
+    A call of a deleted job's run (`JobDeletedError`) is done with: counted in `dropped` (logged at
+    once when none is given). Raises only outages (transient) and `AuthError` (the caller keeps the call)."""
     lost: list[tuple[Any, str]] = []
     problem: OutboxError | None = None
-    for part, error in refusals(store, call):
+    here = Dropped() if dropped is None else dropped
+    for part, error in refusals(store, call, here):
         failure = keep_refused(outbox, key, part, error)
         if failure is not None:
             problem = failure
@@ -89,27 +127,35 @@ def deliver(store: Any, call: Any, outbox: Outbox, key: Key) -> int:
             problem,
             [part for part, _ in lost],
         )
+    if dropped is None:
+        here.log()
     return sum(len(call_rows(part)) for part, _ in lost)
 
 
-def refusals(store: Any, call: Any) -> list[tuple[Any, str]]:
+def refusals(store: Any, call: Any, dropped: Dropped) -> list[tuple[Any, str]]:
     """Send a call, split down to the rows the store refuses for good; returns each refused part with
-    the store's error (none when all was stored). Raises outages and `AuthError`."""
+    the store's error (none when all was stored). A deleted job's call goes to `dropped` (split by
+    job first, where it holds rows of several). Raises outages and `AuthError`."""
     problem = malformed(call)
     if problem is not None:
         return [(call, f"malformed call: {problem}")]
     try:
         send(store, call)
         return []
+    except JobDeletedError as error:
+        refusal: Exception = error
     except Exception as error:
         if is_transient(error) or isinstance(error, AuthError):
             raise
         refusal = error
+    if isinstance(refusal, JobDeletedError):
+        return _drop(store, call, dropped)
     rows = call.get("rows") or []
     if call["op"] not in ROW_OPS or len(rows) <= 1:
         return [(call, f"{type(refusal).__name__}: {refusal}")]
     half = len(rows) // 2
-    return refusals(store, {**call, "rows": rows[:half]}) + refusals(store, {**call, "rows": rows[half:]})
+    first, second = {**call, "rows": rows[:half]}, {**call, "rows": rows[half:]}
+    return refusals(store, first, dropped) + refusals(store, second, dropped)
 
 
 def keep_refused(outbox: Outbox, key: Key, call: Any, error: str) -> OutboxError | None:
@@ -123,6 +169,18 @@ def keep_refused(outbox: Outbox, key: Key, call: Any, error: str) -> OutboxError
     where = outbox.path
     logger.error("predictions store refused %s for good: %s; quarantined in %s", describe(call), error, where)
     return None
+
+
+def _drop(store: Any, call: dict[str, Any], dropped: Dropped) -> list[tuple[Any, str]]:
+    """A call the store dropped for a deleted job: done with when it is about one job; one holding rows
+    of several jobs (or owners) is sent again job by job, so the others' rows are stored."""
+    parts: dict[tuple[Any, Any], list[Any]] = {}
+    for row in call_rows(call):
+        parts.setdefault((row.get("job_id"), row.get("user_id")), []).append(row)
+    if len(parts) <= 1:
+        dropped.add(call)
+        return []
+    return [found for rows in parts.values() for found in refusals(store, {**call, "rows": rows}, dropped)]
 
 
 def call_rows(call: Any) -> list[Any]:
@@ -170,24 +228,35 @@ class Replay:
     errors: list[str] = field(default_factory=list)
     refusal: StoreError | None = None
     """The store refused the key or cannot be written (`SESSION_REFUSALS`): replaying stopped."""
+    dropped: Dropped = field(default_factory=Dropped)
+    """Calls of deleted jobs' runs the store dropped (counted in `stored`: done with, acknowledged)."""
 
 
 def replay(store: Any, outbox: Outbox, key: Key, *, batch: int = 20, lease_s: float = LEASE_S) -> Replay:
     """Send `key`'s pending calls, oldest first, each deleted once stored; an outage or a refused key
-    gives the claimed rest back and stops. Raises OutboxError when the outbox cannot be used."""
+    gives the claimed rest back and stops; one INFO line for each deleted job whose calls were dropped.
+    Raises OutboxError when the outbox cannot be used."""
     result = Replay()
+    try:
+        _replay(store, outbox, key, batch, lease_s, result)
+    finally:
+        result.dropped.log()
+    return result
+
+
+def _replay(store: Any, outbox: Outbox, key: Key, batch: int, lease_s: float, result: Replay) -> None:
     while entries := outbox.claim(key, batch, lease_s):
         for position, entry in enumerate(entries):
             try:
-                deliver(store, entry.call if entry.call is not None else entry.text, outbox, key)
+                call = entry.call if entry.call is not None else entry.text
+                deliver(store, call, outbox, key, result.dropped)
             except Exception as error:
                 outbox.release([left.id for left in entries[position:]])
                 logger.warning("predictions store unavailable during replay of %s: %s", outbox.path, error)
                 result.errors.append(str(error))
                 result.refusal = error if isinstance(error, SESSION_REFUSALS) else None
                 result.pending = outbox.count(key)
-                return result
+                return
             outbox.ack([entry.id])
             result.stored += 1
     result.pending = outbox.count(key)  # entries another replayer holds right now
-    return result

@@ -21,15 +21,22 @@ import shlex
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from predictions.delivery import legacy, outbox_place
 from predictions.delivery.outbox import Key, Outbox, now_text
 from predictions.delivery.pieces import in_pieces
-from predictions.delivery.spool import Replay, call_job, call_rows, deliver, describe, replay
-from predictions.errors import SESSION_REFUSALS, AuthError, ConfigError, OutboxError, StoreError
+from predictions.delivery.spool import Dropped, Replay, call_job, call_rows, deliver, describe, replay
+from predictions.errors import (
+    SESSION_REFUSALS,
+    AuthError,
+    ConfigError,
+    JobDeletedError,
+    OutboxError,
+    StoreError,
+)
 from predictions.store.protocol import Store
 from predictions.store.records import PredictionRow, RolloutRow, SeriesPoint
 from predictions.store.settings import StoreSettings
@@ -93,6 +100,9 @@ class Writer:
         """Rows refused for good that not even the quarantine could keep, by job."""
         self._missing_told: dict[str, int] = {}
         """Each job's missing rows as the store last recorded them (`Store.record_missing`)."""
+        self._dropped = Dropped()
+        """This run's calls the store dropped since their job was deleted on the dashboard, by job."""
+        self._dropped_told: dict[str, str] = {}
         self.refusal: StoreError | None = None
         """Set when the store refused the credentials or cannot be written (`SESSION_REFUSALS`): writing
         stopped for this session."""
@@ -112,7 +122,7 @@ class Writer:
     def write(self, rows: Sequence[PredictionRow]) -> None:
         """Queue one round's rows for a single bulk upsert."""
         try:
-            call = {"op": "write_predictions", "rows": [storable_row(row).as_dict() for row in rows]}
+            call = {"op": "write_predictions", "rows": self._marked(storable_row(row) for row in rows)}
         except Exception:
             logger.exception("predictions writer got rows it cannot store: %r", rows)
             return
@@ -123,7 +133,7 @@ class Writer:
         recorder's builder thread: made storable in pieces (`in_pieces`), so the training thread never
         waits long for the interpreter lock meanwhile."""
         try:
-            stored = [storable_rollout(row).as_dict() for piece in in_pieces(rows) for row in piece]
+            stored = self._marked(storable_rollout(row) for piece in in_pieces(rows) for row in piece)
             call = {"op": "write_rollouts", "rows": stored}
         except Exception:
             logger.exception("predictions writer got rollouts it cannot store: %r", rows)
@@ -133,9 +143,7 @@ class Writer:
     def write_series(self, points: Sequence[SeriesPoint]) -> None:
         """Queue values the Trainer logged (loss, learning rate) for a single bulk upsert."""
         if points:
-            self._put(
-                {"op": "write_series", "job_id": points[0].job_id, "rows": [p.as_dict() for p in points]}
-            )
+            self._put({"op": "write_series", "job_id": points[0].job_id, "rows": self._marked(points)})
 
     def start_job(self, job_id: str, **details: Any) -> None:
         """Queue the job's start; its id, name, model and config made storable (`storable_job`)."""
@@ -159,6 +167,16 @@ class Writer:
         if stop_reason is not None:
             call["stop_reason"] = storable_value(stop_reason, Changes())
         self._put(call)
+
+    def _marked(self, rows: Iterable[Any]) -> list[dict[str, Any]]:
+        """Rows as a call keeps them, each marked with this run as the status calls are: the store drops
+        the writes of a deleted job's runs (`Store.delete_job`)."""
+        marked = []
+        for row in rows:
+            fields = row.as_dict()
+            fields["run"] = self.run_id
+            marked.append(fields)
+        return marked
 
     def _owner(self) -> dict[str, Any]:
         """The run's own owner, written into a job call so that a replay in another process (whose store
@@ -294,6 +312,7 @@ class Writer:
         self._recover(force=True)  # a store back by train end gets every row, a signal's spilled ones too
         self._retry_held()
         self._tell_missing(again=True)
+        self._tell_dropped()
 
     def _retry_held(self) -> None:
         """Calls held in memory exist nowhere else (the outbox could not take them, a full disk): keep
@@ -319,9 +338,10 @@ class Writer:
         """True once stored or quarantined; False after `retries` outages in a row or a refused key."""
         for attempt in range(self.retries):
             try:
-                lost = deliver(self.store, call, self.outbox, self.key)
+                lost = deliver(self.store, call, self.outbox, self.key, self._dropped)
                 if lost and call_job(call) is not None:  # a call without a job is named in the log only
                     self._lost[call_job(call)] += lost
+                self._tell_dropped(first=True)
                 return True
             except SESSION_REFUSALS as error:
                 self._refuse_session(error)
@@ -332,6 +352,15 @@ class Writer:
                 if attempt + 1 < self.retries:
                     time.sleep(self.backoff_s * 2**attempt)
         return False
+
+    def _tell_dropped(self, first: bool = False) -> None:
+        """One INFO line when a job's calls are first dropped (it was deleted while this run wrote it),
+        and its totals at the end where more were dropped since (`first`: only jobs not told yet)."""
+        for job in self._dropped.rows:
+            line, told = self._dropped.line(job), self._dropped_told.get(job)
+            if told is None or (not first and told != line):
+                self._dropped_told[job] = line
+                logger.info("predictions: %s", line)
 
     def _refuse_session(self, error: StoreError) -> None:
         """The store refused the credentials or cannot be written: stop writing for this session, once,
@@ -440,6 +469,9 @@ class Writer:
                 continue
             try:
                 self.store.record_missing(job_id, count, run=self.run_id, user_id=self.user_id)
+            except JobDeletedError:  # deleted on the dashboard: its missing rows are nothing to show
+                self._missing_told[job_id] = count
+                continue
             except Exception as error:
                 logger.warning("predictions: %s missing row(s) of %r not recorded: %s", count, job_id, error)
                 continue

@@ -54,6 +54,8 @@ class PredictionRow:
     scores: dict[str, float | None] | None = None
     metadata: dict[str, Any] | None = None
     text_replacements: int = 0
+    run: str | None = None
+    """The writer's process run that wrote it (`Store.delete_job`: a deleted run's writes are dropped)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The fields by name, values as they are (not deep-copied like `dataclasses.asdict`)."""
@@ -75,6 +77,8 @@ class SeriesPoint:
     name: str
     value: float
     user_id: str | None = None
+    run: str | None = None
+    """The writer's process run that wrote it, as `PredictionRow.run`."""
 
     def as_dict(self) -> dict[str, Any]:
         return {field.name: getattr(self, field.name) for field in fields(self)}
@@ -219,6 +223,8 @@ class RolloutRow:
     scores: dict[str, float | None] | None = None
     user_id: str | None = None
     text_replacements: int = 0
+    run: str | None = None
+    """The writer's process run that wrote it, as `PredictionRow.run`."""
 
     def as_dict(self) -> dict[str, Any]:
         return {field.name: getattr(self, field.name) for field in fields(self)}

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from predictions.errors import ReadOnlyStoreError, StoreError, StoreUnavailableError
+from predictions.errors import JobDeletedError, ReadOnlyStoreError, StoreError, StoreUnavailableError
 from predictions.scoring.metrics import METRICS, PRIMARY_METRIC
 from predictions.scoring.names import is_custom_name
 from predictions.store.checks import (
@@ -90,6 +90,7 @@ WRITE_COLUMNS = (
     "scores",
     "metadata",
     "text_replacements",
+    "run",
 )
 UPDATED_COLUMNS = [c for c in WRITE_COLUMNS if c not in ("job_id", "user_id", "step", "sample_index")]
 
@@ -190,6 +191,28 @@ ON CONFLICT (user_id, id) DO UPDATE SET updated_at = excluded.updated_at,
 """Each run's count set (a repeat changes nothing), the job's the sum; `updated_at` moves, so the
 dashboard's poll sees it."""
 
+DELETED_RUN = """SELECT 1 FROM training_deleted_runs
+WHERE job_id = :job_id AND run = :run AND (:user_id IS NULL OR user_id = :user_id) LIMIT 1"""
+"""Whether a write of run `run` belongs to a deleted job (of `user_id`; of any owner where a finish
+names none: run ids are random, one run is one owner's)."""
+
+OF_JOB = "job_id = :job_id AND (:user_id IS NULL OR user_id = :user_id)"
+RECORD_DELETED_RUNS = f"""
+INSERT OR IGNORE INTO training_deleted_runs (user_id, job_id, run, deleted_at)
+SELECT user_id, job_id, run, :now FROM (
+    SELECT DISTINCT user_id, job_id, run FROM training_predictions WHERE {OF_JOB} AND run IS NOT NULL
+    UNION SELECT DISTINCT user_id, job_id, run FROM training_rollouts WHERE {OF_JOB} AND run IS NOT NULL
+    UNION SELECT DISTINCT user_id, job_id, run FROM training_series WHERE {OF_JOB} AND run IS NOT NULL
+    UNION SELECT j.user_id, j.id, seen.value FROM training_jobs AS j, json_each(COALESCE(j.status_runs, '[]'))
+        AS seen WHERE j.id = :job_id AND (:user_id IS NULL OR j.user_id = :user_id)
+    UNION SELECT j.user_id, j.id, counted.key FROM training_jobs AS j,
+        json_each(COALESCE(j.rows_missing_runs, '{{}}')) AS counted
+        WHERE j.id = :job_id AND (:user_id IS NULL OR j.user_id = :user_id)
+)
+"""
+"""Every run the store heard from for the job (its rows', its status calls', its missing-row counts'):
+their later writes are dropped (`DELETED_RUN`), a new run's are stored."""
+
 ROLLOUT_WRITE_COLUMNS = (
     "job_id",
     "user_id",
@@ -208,6 +231,7 @@ ROLLOUT_WRITE_COLUMNS = (
     *METRICS,
     "scores",
     "text_replacements",
+    "run",
 )
 ROLLOUT_KEY = ("user_id", "job_id", "generation", "group_index", "completion_index")
 UPSERT_ROLLOUT = f"""
@@ -226,8 +250,8 @@ SELECT prompt_id, MIN(prompt), MIN(ground_truth), COUNT(*), MIN(step), MAX(step)
 FROM training_rollouts WHERE job_id = ? GROUP BY prompt_id ORDER BY MIN(step), prompt_id LIMIT ?
 """
 UPSERT_SERIES = """
-INSERT INTO training_series (job_id, user_id, step, name, value, created_at) VALUES (?, ?, ?, ?, ?, ?)
-ON CONFLICT (user_id, job_id, step, name) DO UPDATE SET value = excluded.value
+INSERT INTO training_series (job_id, user_id, step, name, value, created_at, run) VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (user_id, job_id, step, name) DO UPDATE SET value = excluded.value, run = excluded.run
 """
 SERIES = (
     f"SELECT {', '.join(SERIES_COLUMNS)} FROM training_series WHERE job_id = ? ORDER BY step, name LIMIT ?"
@@ -296,7 +320,7 @@ TRANSIENT_SQLITE = re.compile(r"locked|busy|disk|unable to open|i/o", re.IGNOREC
 """SQLite errors of a file someone else holds or a disk in trouble: the same write can succeed later."""
 
 
-_MIDDLE_VALUES = operator.attrgetter(*WRITE_COLUMNS[2:-3])
+_MIDDLE_VALUES = operator.attrgetter(*WRITE_COLUMNS[2:-4])
 """epoch ... the metrics: the columns between the owner and the JSON ones, read in one call (the
 dataclass's `fields()` per row cost a fifth of a round's write)."""
 
@@ -310,6 +334,7 @@ def _write_values(row: PredictionRow) -> tuple:
         to_json_text(clean_scores(row.scores)),
         to_json_text(row.metadata or None),
         row.text_replacements,
+        row.run,
     )
 
 
@@ -322,6 +347,11 @@ def _rollout_values(row: RolloutRow) -> tuple:
     data["reward"] = clean_scores({"reward": data["reward"]})["reward"]
     data["truncated"] = int(bool(data["truncated"]))
     return tuple(data[column] for column in ROLLOUT_WRITE_COLUMNS)
+
+
+def _runs(rows: Sequence[PredictionRow | RolloutRow | SeriesPoint]) -> list[tuple[str, str, str | None]]:
+    """The (owner, job, run) of each row, for `SQLiteStore._write`'s check of deleted runs."""
+    return [(row.user_id or LOCAL_USER_ID, row.job_id, row.run) for row in rows]
 
 
 def metric_sql(metric: str) -> str:
@@ -403,12 +433,12 @@ class SQLiteStore:
     def write_predictions(self, rows: Sequence[PredictionRow]) -> None:
         now = utc_now()
         values = [(str(uuid.uuid4()), *_write_values(row), now) for row in rows]
-        self._write(lambda c: c.executemany(UPSERT_PREDICTION, values))
+        self._write(lambda c: c.executemany(UPSERT_PREDICTION, values), _runs(rows))
 
     def write_rollouts(self, rows: Sequence[RolloutRow]) -> None:
         now = utc_now()
         values = [(str(uuid.uuid4()), *_rollout_values(row), now) for row in rows]
-        self._write(lambda c: c.executemany(UPSERT_ROLLOUT, values))
+        self._write(lambda c: c.executemany(UPSERT_ROLLOUT, values), _runs(rows))
 
     def start_job(
         self,
@@ -431,7 +461,7 @@ class SQLiteStore:
         values |= {"now": now, "at": utc_text(at or now), "run": run, "seq": seq, "run_number": run_number}
         tags, note = storable_details(tags, note)
         values |= {"tags": json.dumps(tags) if tags is not None else None, "note": note}
-        self._write(lambda c: c.execute(UPSERT_JOB, values))
+        self._write(lambda c: c.execute(UPSERT_JOB, values), [(values["user_id"], job_id, run)])
 
     def set_job_details(
         self,
@@ -480,26 +510,29 @@ class SQLiteStore:
             "seq": seq,
             "run_number": run_number,
         }
-        self._write(lambda c: c.execute(FINISH_JOB, values))
+        self._write(lambda c: c.execute(FINISH_JOB, values), [(user_id, job_id, run)])
 
     def record_missing(self, job_id: str, rows: int, *, run: str, user_id: str | None = None) -> None:
         values = {"job_id": job_id, "user_id": user_id or LOCAL_USER_ID, "now": utc_now()}
         values |= {"rows": check_count(rows), "run": str(run)}
-        self._write(lambda c: c.execute(RECORD_MISSING, values))
+        self._write(lambda c: c.execute(RECORD_MISSING, values), [(values["user_id"], job_id, str(run))])
 
     def write_series(self, points: Sequence[SeriesPoint]) -> None:
         now = utc_now()
         values = [
-            (p.job_id, p.user_id or LOCAL_USER_ID, int(p.step), p.name, float(p.value), now) for p in points
+            (p.job_id, p.user_id or LOCAL_USER_ID, int(p.step), p.name, float(p.value), now, p.run)
+            for p in points
         ]
-        self._write(lambda c: c.executemany(UPSERT_SERIES, values))
+        self._write(lambda c: c.executemany(UPSERT_SERIES, values), _runs(points))
 
     def delete_job(self, job_id: str, *, user_id: str | None = None) -> None:
         """Delete a job (of `user_id`, when given) and its rows in one transaction; StoreError when
-        there is no such job."""
+        there is no such job. Its runs are recorded (`RECORD_DELETED_RUNS`): their later writes are
+        dropped, so the job stays deleted."""
         owner = "AND (? IS NULL OR user_id = ?)"
 
         def delete(conn: sqlite3.Connection) -> None:
+            conn.execute(RECORD_DELETED_RUNS, {"job_id": job_id, "user_id": user_id, "now": utc_now()})
             rows = conn.execute(
                 f"DELETE FROM training_predictions WHERE job_id = ? {owner}", (job_id, user_id, user_id)
             ).rowcount
@@ -664,14 +697,18 @@ class SQLiteStore:
 
     # plumbing
 
-    def _write(self, statement) -> None:
-        """Run a write in one transaction, so a round lands whole or not at all, with its summary."""
+    def _write(self, statement, runs: Sequence[tuple[str | None, str, str | None]] = ()) -> None:
+        """Run a write in one transaction, so a round lands whole or not at all, with its summary.
+
+        `runs`: the (owner, job, run) the write belongs to; one of a deleted job's runs drops the whole
+        write (`JobDeletedError`), checked in the same transaction as the deletion it must not undo."""
         if self.read_only is not None:
             raise self._read_only_error(self.read_only)
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
+                    self._refuse_deleted_runs(runs)
                     statement(self._conn)
                     refresh_summaries(self._conn)
                 except BaseException:
@@ -680,6 +717,15 @@ class SQLiteStore:
                 self._conn.execute("COMMIT")
             except (sqlite3.Error, UnicodeError) as error:
                 raise self._error(error) from error
+
+    def _refuse_deleted_runs(self, runs: Sequence[tuple[str | None, str, str | None]]) -> None:
+        for user_id, job_id, run in dict.fromkeys(runs):
+            values = {"user_id": user_id, "job_id": job_id, "run": run}
+            if run is not None and self._conn.execute(DELETED_RUN, values).fetchone() is not None:
+                raise JobDeletedError(
+                    f"{self.description}: job {job_id!r} was deleted on the dashboard; the store drops "
+                    f"every write of its run {run}"
+                )
 
     def _error(self, error: Exception) -> StoreError:
         """Locked, busy or disk trouble is worth retrying; a refused value or constraint is not."""

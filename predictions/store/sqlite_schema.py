@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS training_predictions (
     metadata TEXT,
     text_replacements INTEGER NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL,
+    run TEXT,
     UNIQUE (user_id, job_id, step, sample_index)
 );
 CREATE TABLE IF NOT EXISTS training_rollouts (
@@ -91,6 +92,7 @@ CREATE TABLE IF NOT EXISTS training_rollouts (
 {METRIC_COLUMNS}    scores TEXT,
     text_replacements INTEGER NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL,
+    run TEXT,
     UNIQUE (user_id, job_id, generation, group_index, completion_index)
 );
 CREATE INDEX IF NOT EXISTS idx_training_rollouts_job_step ON training_rollouts (job_id, step);
@@ -124,9 +126,20 @@ CREATE TABLE IF NOT EXISTS training_series (
     name TEXT NOT NULL,
     value REAL NOT NULL,
     created_at TEXT NOT NULL,
+    run TEXT,
     PRIMARY KEY (user_id, job_id, step, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS training_deleted_runs (
+    user_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    run TEXT NOT NULL,
+    deleted_at TEXT NOT NULL,
+    PRIMARY KEY (user_id, job_id, run)
+) WITHOUT ROWID;
 """
+"""`run` on the rows: the writer's process run that wrote them. `training_deleted_runs`: the runs of every
+job deleted on the dashboard, whose later writes (replayed from an outbox, or a run still training) the
+store drops so that the job stays deleted; a new run under the same job id is stored."""
 
 INDEXES = (
     "CREATE INDEX IF NOT EXISTS idx_training_predictions_job_epoch ON training_predictions (job_id, epoch)",
@@ -180,7 +193,10 @@ ADDED_COLUMNS = {
         "scores": "TEXT",
         "metadata": "TEXT",
         "text_replacements": "INTEGER NOT NULL DEFAULT 0",
+        "run": "TEXT",
     },
+    "training_rollouts": {"run": "TEXT"},
+    "training_series": {"run": "TEXT"},
     "training_jobs": {
         "status_at": "TEXT",
         "stop_reason": "TEXT",
@@ -541,7 +557,7 @@ def schema_is_current(conn: sqlite3.Connection) -> bool:
     for table, added in ADDED_COLUMNS.items():
         if not set(added) <= set(_columns(conn, table)):
             return False
-    if not _columns(conn, "training_series"):
+    if not _columns(conn, "training_deleted_runs"):
         return False
     if _rounds_table_is_stale(conn) or _columns(conn, "training_job_summary") != list(JOB_SUMMARY_COLUMNS):
         return False

@@ -126,6 +126,7 @@ def prediction_record(row: PredictionRow, owner: str) -> dict[str, Any]:
         "ground_truth": row.ground_truth,
         "prediction": row.prediction,
         "text_replacements": int(row.text_replacements),
+        "run": row.run,
     }
     record.update({metric: json_number(getattr(row, metric)) for metric in METRICS})
     record["scores"] = clean_scores(row.scores)
@@ -140,6 +141,7 @@ def rollout_record(row: RolloutRow, owner: str) -> dict[str, Any]:
     for name in ("step", "generation", "group_index", "completion_index", "completion_tokens"):
         record[name] = int(getattr(row, name))
     record.update(user_id=owner, truncated=bool(row.truncated), text_replacements=int(row.text_replacements))
+    record["run"] = row.run
     record.update({metric: json_number(getattr(row, metric)) for metric in (*METRICS, "reward")})
     record["rewards"] = clean_scores(row.rewards) or {}
     record["scores"] = clean_scores(row.scores)
@@ -299,7 +301,7 @@ class SupabaseStore:
                 owner = self._owner(point.user_id)
                 key = (owner, point.job_id, int(point.step), point.name)
                 records[key] = dict(zip(("user_id", "job_id", "step", "name"), key, strict=True))
-                records[key]["value"] = value
+                records[key] |= {"value": value, "run": point.run}
         batch = list(records.values())
         for start in range(0, len(batch), self.chunk_rows):
             self._upsert("training_series", batch[start : start + self.chunk_rows], SERIES_KEY)
@@ -368,7 +370,8 @@ class SupabaseStore:
         self._upsert("training_jobs", [record], JOB_KEY)
 
     def delete_job(self, job_id: str, *, user_id: str | None = None) -> None:
-        """Delete one of the owner's jobs and all its rows; another owner's job is refused (StoreError)."""
+        """Delete one of the owner's jobs and all its rows; another owner's job is refused (StoreError).
+        Its runs are recorded (`training_deleted_runs`): their later writes are dropped."""
         self._rpc("delete_job", p_job_id=job_id, p_user_id=check_user_id(user_id) or self._job_owner(job_id))
 
     def set_job_details(

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 from postgrest import APIError, ReturnMethod, SyncPostgrestClient
 
-from predictions.errors import AuthError, ConfigError, StoreError, StoreUnavailableError
+from predictions.errors import AuthError, ConfigError, JobDeletedError, StoreError, StoreUnavailableError
 from predictions.store.ingest_keys import INGEST_KEY_ENV, SECRET_PREFIX
 
 AUTH_CODES = frozenset({"42501", "PGRST300", "PGRST301", "PGRST302", "PGRST303", "401", "403"})
@@ -35,6 +35,8 @@ UNAVAILABLE_CLASSES = ("08", "40", "53", "57", "58")
 Postgres classes 08 (connection), 40 (deadlock, serialization), 53 (resources), 57 (shutdown,
 statement timeout), 58 (system I/O), and HTTP 5xx from a gateway. Every other code (4xx, 22 data,
 23 constraint, 42 schema) is a refusal for good."""
+JOB_DELETED_CODE = "P0410"
+"""What the store raises for a write of a deleted job's run (20261207103000_deleted_runs.sql)."""
 API_PATHS = ("/rest/v1", "/auth/v1")
 """Paths of a project's APIs: a URL copied from an API reference often ends in one."""
 
@@ -221,6 +223,8 @@ class Rest:
             named: StoreError = AuthError(prefix + text)
         elif is_unavailable_code(code):
             named = StoreUnavailableError(text)
+        elif code == JOB_DELETED_CODE:
+            named = JobDeletedError(text)
         else:
             named = StoreError(text)
         named.code, named.hint, named.details = error.code, error.hint, error.details
