@@ -34,6 +34,7 @@ HF_TEXT = (
     "1 evaluation in a row (patience 1). The best eval_loss was 0.5123 at step 4 (checkpoint-4)."
 )
 OWN_STOP = TrainerStop(step=3, max_steps=8, by=("Halt",))
+PRUNED = TrainerStop(step=2, max_steps=4, by=("MedianPruner",), search="optuna", trial=1, objective=2.75)
 
 
 # the rule
@@ -84,7 +85,13 @@ def test_early_stopping_callback_is_named_with_its_metric_patience_and_the_train
 
 
 def test_a_trainer_stop_is_kept_on_both_stores_and_an_older_reader_reads_it(store):
-    for job_id, reason in [("hf", HF_STOP), ("own", OWN_STOP), ("rule", StopReason("exact_match", 2, 30))]:
+    reasons = [
+        ("hf", HF_STOP),
+        ("own", OWN_STOP),
+        ("pruned", PRUNED),
+        ("rule", StopReason("exact_match", 2, 30)),
+    ]
+    for job_id, reason in reasons:
         store.start_job(job_id, name=job_id, at="2026-01-01T00:00:00+00:00")
         store.finish_job(
             job_id, status="stopped", at="2026-01-01T00:01:00+00:00", stop_reason=reason.as_dict()

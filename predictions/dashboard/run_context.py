@@ -17,6 +17,8 @@ LABELS = {
     "model": "Model",
     "adapter": "Adapter",
     "trainer": "Trainer",
+    "trial": "Search trial",
+    "hyperparameters": "Trial's hyperparameters",
     "learning_rate": "Learning rate",
     "epochs": "Epochs",
     "max_steps": "Steps",
@@ -75,7 +77,10 @@ def adapter_text(adapter: Any) -> str | None:
 
 
 def text(value: Any) -> str:
-    """One value as people read it: 0.0001 as 1e-04, 1200 as 1,200, True as yes."""
+    """One value as people read it: 0.0001 as 1e-04, 1200 as 1,200, True as yes, a search trial's
+    hyperparameters as `learning_rate=0.001, warmup_steps=10`."""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{key}={text(item)}" for key, item in value.items())
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):

@@ -117,7 +117,9 @@ class TrainerStop:
     When transformers' `EarlyStoppingCallback` stopped it, `by` names it and the rest says why:
     `metric` (`metric_for_best_model` as the Trainer checks it, `eval_`-prefixed) in its direction did
     not improve for `rounds` evaluations in a row, with `patience` allowed, and the Trainer's best value,
-    its step and checkpoint. Otherwise `by` lists the run's own callbacks (any of them may have set
+    its step and checkpoint. When a hyperparameter search pruned the trial, `search` names the search
+    ("optuna"), `by` its pruner, `trial` the trial's number and `objective` the value it reported at
+    `step`. Otherwise `by` lists the run's own callbacks (any of them may have set
     `should_training_stop`; the Trainer does not say which). Stored with the keys `StopReason` has
     (`metric`, `rounds`, `step`), so an earlier version's dashboard reads an EarlyStoppingCallback stop
     too (and any other as "stopped by the early-stop rule"), and with `by`, which tells the two apart.
@@ -133,6 +135,9 @@ class TrainerStop:
     best_value: float | None = None
     best_step: int | None = None
     best_checkpoint: str | None = None
+    search: str | None = None
+    trial: int | None = None
+    objective: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         kept = {field.name: getattr(self, field.name) for field in fields(self)}
@@ -149,6 +154,7 @@ class TrainerStop:
         typed = {
             "metric": str, "greater_is_better": bool, "rounds": int, "patience": int,
             "best_value": float, "best_step": int, "best_checkpoint": str,
+            "search": str, "trial": int, "objective": float,
         }  # fmt: skip
         known = {name: kind(data[name]) for name, kind in typed.items() if _is(data.get(name), kind)}
         names = tuple(str(name) for name in by) if isinstance(by, list) else ()
@@ -159,6 +165,8 @@ class TrainerStop:
         improve for 1 evaluation in a row (patience 1). The best eval_loss was 0.5123 at step 4
         (checkpoint-4).'"""
         at = f"Stopped at step {self.step} of {self.max_steps}"
+        if self.search is not None:
+            return self._describe_prune()
         if self.metric is None:
             names = f" ({', '.join(self.by)})" if self.by else ""
             return f"{at} by the run's own callbacks{names}, before its planned end."
@@ -173,6 +181,16 @@ class TrainerStop:
             kept = f" ({self.best_checkpoint})" if self.best_checkpoint else ""
             text += f" The best {self.metric} was {self.best_value:.4g}{where}{kept}."
         return text
+
+    def _describe_prune(self) -> str:
+        """'Pruned by the optuna search (MedianPruner) at step 4 of 8: trial 1 reported an objective
+        of 2.778 there.'"""
+        pruner = f" ({', '.join(self.by)})" if self.by else ""
+        text = f"Pruned by the {self.search} search{pruner} at step {self.step} of {self.max_steps}"
+        trial = "the trial" if self.trial is None else f"trial {self.trial}"
+        if self.objective is not None:
+            return f"{text}: {trial} reported an objective of {self.objective:.4g} there."
+        return f"{text}."
 
 
 def _is(value: Any, kind: type) -> bool:

@@ -9,7 +9,8 @@ Each round's averages go through the Trainer's own `log()` (as `predictions/<met
 the training thread, so its averages are logged at the first hook after they are ready (the last
 round, and every round with the early-stop rule on, waits for them). The job id and the run's number
 are kept in the TrainerState, which every checkpoint saves, so `resume_from_checkpoint` continues the
-same job as its next run.
+same job as its next run. Under `Trainer.hyperparameter_search` each trial is its own job, and a trial
+the search prunes reads stopped (`search`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from predictions.delivery.writer import Writer
 from predictions.scoring.sample import Sample
 from predictions.training.monitor import PredictionsMonitor
 from predictions.training.outcome import RoundResult
-from predictions.training.run_context import trainer_context
+from predictions.training.run_context import clean_context, trainer_context
+from predictions.training.search import search_prune, search_trial
 from predictions.training.trainer_stop import callbacks_beside, trainer_stop
 
 LOG_PREFIX = "predictions/"
@@ -71,6 +73,8 @@ class PredictionsCallback(TrainerCallback):
         """Every check before the first step; a run resumed from a checkpoint continues its job, and the
         job records the run's context (learning rate, epochs, batch size, seed, dataset size ...)."""
         trainer = calling_trainer(self)
+        trial = search_trial(trainer, state)
+        training = trainer_context(args, state, trainer, kwargs.get("train_dataloader"))
         self.monitor.start(
             kwargs.get("model"),
             kwargs.get("processing_class"),
@@ -79,7 +83,8 @@ class PredictionsCallback(TrainerCallback):
             is_main=state.is_world_process_zero,
             resumed_job_id=resumed_job_id(state),
             resumed_run_number=resumed_run_number(state),
-            training=trainer_context(args, state, trainer, kwargs.get("train_dataloader")),
+            training=training | clean_context(trial.context()) if trial else training,
+            trial=trial.label if trial else None,
         )
         state.stateful_callbacks[STATE_KEY] = {
             "job_id": self.monitor.job_id,
@@ -106,10 +111,13 @@ class PredictionsCallback(TrainerCallback):
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         """Log the rounds not logged yet, mark the job finished, or stopped when training ended before
-        its planned last step (by the early-stop rule, or another callback: `trainer_stop`), and wait for
-        the writer to store (or spool) every row."""
+        its planned last step (by the early-stop rule, another callback: `trainer_stop`, or a
+        hyperparameter search that pruned the trial: `search_prune`), and wait for the writer to store
+        (or spool) every row."""
         self._log_scored(control, wait=True)
-        stopped = trainer_stop(args, state, control, callbacks_beside(self._trainer, self))
+        stopped = search_prune(self._trainer, state) or trainer_stop(
+            args, state, control, callbacks_beside(self._trainer, self)
+        )
         self.monitor.finish("finished", stopped=stopped)
         self._trainer = None
 

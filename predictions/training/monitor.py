@@ -112,6 +112,7 @@ class PredictionsMonitor:
         resumed_job_id: str | None = None,
         resumed_run_number: int | None = None,
         training: Mapping[str, Any] | None = None,
+        trial: str | None = None,
     ) -> str:
         """Check everything a round needs and register the job; returns its id. Raises before training.
 
@@ -122,7 +123,11 @@ class PredictionsMonitor:
         `job_name` is not set. `is_main` defaults to rank 0 of `torch.distributed` (a single process is
         the main one). `training` is the run's context shown on Trends and Compare (learning rate,
         epochs, batch size, seed, dataset size ...: the callback fills it from the Trainer's arguments).
+        `trial` labels a hyperparameter search's trial ("trial-3"): its job id and name end with it, so
+        every trial is its own job, also under an explicit `job_id` or `job_name`. A job this monitor
+        started and never finished (the run raised: no hook tells the monitor) is marked failed first.
         """
+        self._fail_unfinished()
         self._active_tokenizer = self._resolve_tokenizer(tokenizer)
         self.samples = select_samples(self.source, self.config)
         rank, world = rank_and_world()
@@ -132,7 +137,8 @@ class PredictionsMonitor:
         self._done_steps.clear()
         self.skipped.clear()
         self.watch, self.stopped = self._new_watch(), None
-        store = self._agree_on_job(step, name, world, resumed_job_id)
+        name = with_trial(self.config.job_name or name or self.config.job_id, trial)
+        store = self._agree_on_job(step, name, world, resumed_job_id, trial)
         self.run_number = run_number_of(self.job_id, step, resumed_job_id, resumed_run_number)
         if self.is_main:
             self._replay_watch(store, step)
@@ -235,6 +241,15 @@ class PredictionsMonitor:
         if self._signal_guard is not None:
             self._signal_guard.uninstall()
             self._signal_guard = None
+
+    def _fail_unfinished(self) -> None:
+        """The previous run of this monitor raised before its end (a hyperparameter search goes on to
+        its next trial, a notebook calls `train()` again): its job is marked failed, its rows stored."""
+        if self.writer is not None and self.job_id is not None:
+            logger.warning(
+                "predictions: job %r never reached its end (its run raised); marked failed", self.job_id
+            )
+            self.finish("failed")
 
     def _abandon(self) -> None:
         """Training cannot go on: the job's owner marks it failed and stores its rows now, bounded,
@@ -362,13 +377,15 @@ class PredictionsMonitor:
         check_can_write(store, self.config.user_id)
         return store
 
-    def _agree_on_job(self, step: int, name: str | None, world: int, resumed: str | None) -> Store | None:
+    def _agree_on_job(
+        self, step: int, name: str | None, world: int, resumed: str | None, trial: str | None
+    ) -> Store | None:
         """The main process opens the store and picks the job id; every rank gets the id, or its error."""
         store, problem, job_id = None, None, None
         if self.is_main:
             try:
                 store = self._open_store()
-                job_id = self._pick_job_id(store, step, name, resumed)
+                job_id = self._pick_job_id(store, step, name, resumed, trial)
             except PredictionsError as error:  # a bad key, user or job id: every rank raises it
                 problem = error
         problem, self.job_id = broadcast_from_main((problem, job_id), world)
@@ -376,15 +393,17 @@ class PredictionsMonitor:
             raise problem
         return store
 
-    def _pick_job_id(self, store: Store | None, step: int, name: str | None, resumed: str | None) -> str:
-        """The explicit id, the resumed checkpoint's, or a new one; ConfigError when an explicit id would
-        merge this run into another."""
-        job_id = self.config.job_id
+    def _pick_job_id(
+        self, store: Store | None, step: int, name: str | None, resumed: str | None, trial: str | None
+    ) -> str:
+        """The explicit id (a trial's ends with its label), the resumed checkpoint's, or a new one from
+        `name`; ConfigError when an explicit id would merge this run into another."""
+        job_id = with_trial(self.config.job_id, trial) if self.config.job_id else None
         if job_id is None and resumed is not None and step > 0:
             logger.info("predictions: resumed at step %s, continuing job %r", step, resumed)
             return resumed
         if job_id is None:
-            return generated_job_id(self.config.job_name or name)
+            return generated_job_id(name)
         rounds = existing_rounds(store, job_id) if step == 0 else 0  # step > 0: a resume continues it
         if rounds:
             raise ConfigError(
@@ -434,7 +453,7 @@ class PredictionsMonitor:
             config[TRAINING_KEY] = context
         self.writer.start_job(
             self.job_id,
-            name=self.config.job_name or name or self.job_id,
+            name=name or self.job_id,
             model=model_name(model),
             config=config,
             user_id=self.config.user_id,
@@ -495,6 +514,14 @@ def finite_number(value: Any) -> float | None:
     if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None
+
+
+def with_trial(base: str | None, trial: str | None) -> str | None:
+    """A search trial's job id or name: `base` and the trial's label ("sweep-trial-3"), the label alone
+    without a base; `base` as it is outside a search."""
+    if trial is None:
+        return base
+    return f"{base}-{trial}" if base else trial
 
 
 def generated_job_id(name: str | None = None) -> str:
