@@ -98,6 +98,30 @@ def test_the_readme_example_runs_unchanged_on_a_team_training_machine(postgrest,
 
 
 @pytest.mark.slow
+def test_the_hyperparameter_search_example_prints_a_job_per_trial_and_the_pruned_ones(tmp_path):
+    (example,) = [block for block in python_blocks() if "hyperparameter_search(" in block]
+    (printed,) = [
+        block for block in re.findall(r"```text\n(.*?)```", README, re.S) if "sweep-trial-0" in block
+    ]
+    script = tmp_path / "sweep.py"
+    script.write_text(example, encoding="utf-8")
+    result = run_script(script, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert masked(result.stdout.splitlines()[-5:]) == masked(printed.splitlines())
+    store = SQLiteStore(tmp_path / "example.db")
+    jobs = store.list_jobs()
+    tracked = {tuple(store.sample_summary(job.id)["sample_index"].sort_values()) for job in jobs}
+    trials = {store.trends(job.id).config["training"]["trial"] for job in jobs}
+    store.close()
+    assert len(jobs) == 4 and trials == {0, 1, 2, 3} and len(tracked) == 1  # the same 8 samples in each
+
+
+def masked(lines: list[str]) -> list[str]:
+    """Printed lines with each objective's value left out: its last digits differ between CPUs."""
+    return [re.sub(r"objective of [0-9.]+", "objective of ...", line) for line in lines]
+
+
+@pytest.mark.slow
 def test_the_plain_pytorch_loop_runs_and_writes_its_rounds(tmp_path):
     (example,) = [block for block in python_blocks() if "PredictionsMonitor(" in block]
     script = tmp_path / "loop.py"
