@@ -11,17 +11,25 @@ from __future__ import annotations
 import itertools
 import logging
 import sqlite3
+from collections.abc import Callable
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from transformers import TrainerCallback
 
+from predictions import PredictionsCallback
+from predictions.__main__ import main
 from predictions.delivery.outbox import Outbox
-from predictions.delivery.spool import Replay, replay
+from predictions.delivery.spool import Replay, outbox_path, replay
 from predictions.errors import JobDeletedError, StoreError
 from predictions.store import SQLiteStore
 from predictions.store.records import PageQuery, PredictionRow, RolloutRow, SeriesPoint
-from tests.helpers_outbox import key_of
+from tests import helpers_training as h
+from tests.helpers import wait_until
+from tests.helpers_outbox import kept, key_of
+from tests.pg_fixtures import USER_A, USER_B, acting_as, user_store
 
 DROPPED = "job 'job' was deleted on the dashboard"
 
@@ -211,3 +219,77 @@ def test_an_existing_file_gains_the_deleted_runs_and_keeps_its_rows(tmp_path):
         assert store.predictions_page("old", PageQuery()).total_count == 1
     finally:
         store.close()
+
+
+class LockAfterFirstRound(TrainerCallback):
+    """Takes the SQLite file's write lock once the first round is stored: the store is down from then
+    on, so the later rounds, the logged values and the finish wait in the outbox."""
+
+    def __init__(self, db, job_id: Callable[[], str]):
+        self.db, self.job_id, self.lock = db, job_id, None
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.lock is None:
+            wait_until(lambda: h.count_rows(self.db, self.job_id()) == 3)
+            self.lock = h.locked(self.db)
+            self.lock.__enter__()
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.__exit__(None, None, None)
+
+
+@pytest.mark.slow
+def test_a_trainer_run_deleted_while_its_rounds_wait_stays_deleted_after_spool_replay(
+    tmp_path, monkeypatch, capsys
+):
+    db = tmp_path / "p.db"
+    SQLiteStore(db).close()
+    monkeypatch.setenv("PREDICTIONS_DB", str(db))
+    monkeypatch.delenv("PREDICTIONS_SPOOL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    callback = PredictionsCallback(
+        h.pairs(12), num_samples=3, max_new_tokens=2, store=SQLiteStore(db, timeout_s=0.05)
+    )
+    lock = LockAfterFirstRound(db, lambda: callback.job_id)
+    try:
+        h.trainer(tmp_path, [callback, lock], epochs=3, run_name="deleted").train()
+    finally:
+        lock.release()
+    store = SQLiteStore(db)
+    outbox = outbox_path(key_of(store).store)
+    assert [call["op"] for call in kept(outbox)].count("write_predictions") == 2  # rounds 8 and 12
+    assert store.find_job(callback.job_id).status == "running"  # its finish waits too
+    store.delete_job(callback.job_id)  # on the dashboard: a bad run
+    capsys.readouterr()
+    assert main(["spool", "replay"]) == 0
+    printed = capsys.readouterr().out
+    assert f"job {callback.job_id!r} was deleted on the dashboard: " in printed, printed
+    assert "status call(s)" in printed and "0 still pending" in printed
+    assert gone(store, callback.job_id) and h.count_rows(db, callback.job_id) == 0
+    assert kept(outbox) == [] and Outbox(outbox).quarantined() == []
+    store.close()
+
+
+def test_a_users_deletion_never_drops_another_users_writes(postgrest, supabase_database):
+    """Row-level security: B's job of the same id, even under a run id A's deletion recorded, is
+    stored; B neither reads A's deletions nor records one for A."""
+    alice, bob = user_store(postgrest, USER_A), user_store(postgrest, USER_B)
+    try:
+        alice.write_predictions([PredictionRow("job", 1, 4, 0, "p", "x", run="r1")])
+        alice.delete_job("job")
+        with pytest.raises(JobDeletedError):
+            alice.write_predictions([PredictionRow("job", 1, 8, 0, "p", "x", run="r1")])
+        bob.start_job("job", run="r1", seq=1)
+        bob.write_predictions([PredictionRow("job", 1, 8, 0, "p", "x", run="r1")])
+        assert bob.find_job("job").round_count == 1 and alice.find_job("job") is None
+    finally:
+        alice.close()
+        bob.close()
+    with acting_as(supabase_database, "authenticated", USER_B) as conn:
+        assert conn.execute("select count(*) from public.training_deleted_runs").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(
+                "insert into public.training_deleted_runs (user_id, job_id, run) values (%s, 'job', 'r9')",
+                (USER_A,),
+            )
