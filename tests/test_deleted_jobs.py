@@ -1,4 +1,4 @@
-"""A job deleted on the dashboard stays deleted (docs/reliability.md, problem 15), on both stores.
+"""A job deleted on the dashboard stays deleted (docs/reliability.md, problem 16), on both stores.
 
 Every write names the writer's process run; deleting a job records the runs the store heard from for
 it, and a later write of one of those runs (replayed from an outbox, retried, or from a run still
