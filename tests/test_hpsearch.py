@@ -176,6 +176,36 @@ def test_compare_lays_the_trials_side_by_side_and_trends_says_which_was_pruned(
     )
 
 
+class LateVerdict(optuna.pruners.BasePruner):
+    """Says prune only when asked again about a step already answered: as a study shared with other
+    workers can change its verdict after their reports (a MedianPruner over their values)."""
+
+    def __init__(self):
+        self.asked: list[int] = []
+
+    def prune(self, study, trial) -> bool:
+        self.asked.append(trial.last_step)
+        return self.asked.count(trial.last_step) > 1
+
+
+@pytest.mark.slow
+def test_a_trial_that_ran_to_its_end_is_finished_whatever_its_pruner_says_afterwards(tmp_path, sqlite_store):
+    """Evaluated at its last step only, the trial was asked once (no) and ran to its end: the pruner is
+    not asked again, so the job is finished, not pruned."""
+    tok, pruner = h.tokenizer(), LateVerdict()
+    trainer = Trainer(
+        model_init=lambda: h.model(tok=tok),
+        args=h.arguments(tmp_path / "out", max_steps=4, eval_strategy="steps", eval_steps=4),
+        train_dataset=encode_pairs(h.pairs(32, seed=2), tok, length=h.SEQ_LEN),
+        eval_dataset=encode_pairs(h.pairs(8, seed=3), tok, length=h.SEQ_LEN),
+        processing_class=tok,
+        callbacks=[PredictionsCallback(h.pairs(4), max_new_tokens=2, store=sqlite_store)],
+    )
+    trainer.hyperparameter_search(hp_space=lambda trial: {}, n_trials=1, backend="optuna", pruner=pruner)
+    (job,) = sqlite_store.list_jobs()
+    assert (job.name, job.status, job.stop_reason, pruner.asked) == ("trial-0", "finished", None, [4])
+
+
 def test_an_explicit_job_id_gets_one_job_per_trial_and_an_unfinished_one_is_failed(tmp_path, sqlite_store):
     """A plain loop as a search runs it: an explicit `job_id` would merge the second trial into the
     first (a ConfigError); with the trial's label each trial is its own job. A trial whose run raised

@@ -114,10 +114,9 @@ class PredictionsCallback(TrainerCallback):
         its planned last step (by the early-stop rule, another callback: `trainer_stop`, or a
         hyperparameter search that pruned the trial: `search_prune`), and wait for the writer to store
         (or spool) every row."""
+        pruned = search_prune(self._trainer, state)  # before this hook logs: it reads the last log
         self._log_scored(control, wait=True)
-        stopped = search_prune(self._trainer, state) or trainer_stop(
-            args, state, control, callbacks_beside(self._trainer, self)
-        )
+        stopped = pruned or trainer_stop(args, state, control, callbacks_beside(self._trainer, self))
         self.monitor.finish("finished", stopped=stopped)
         self._trainer = None
 

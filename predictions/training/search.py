@@ -52,11 +52,15 @@ def search_prune(trainer: Any, state: TrainerState) -> TrainerStop | None:
     """Why the search ended this trial at train end, when Optuna pruned it: its pruner, the step, and
     the objective the trial reported there; None when it was not pruned (or is no Optuna trial).
 
-    Asked at `on_train_end`: the Trainer calls it just before raising `TrialPruned`, after the trial's
-    `should_prune()` said yes; at a normal end the last report said no. The pruner is asked again, so a
-    pruner must answer from the trial's reports (Optuna's all do), not from how often it is asked."""
+    Asked at `on_train_end`, before anything is logged there. The Trainer calls that hook in two places:
+    at the end of its loop, just after logging its end-of-training summary, and inside its report to
+    the search, after the trial's `should_prune()` said yes, just before raising `TrialPruned`. Only
+    the second is asked again (`should_prune()`, to be sure it is one): at a normal end a study shared
+    with other workers may have changed its verdict since the trial's last report."""
     trial = getattr(trainer, "_trial", None)
     if _backend(trainer) != OPTUNA or not callable(getattr(trial, "should_prune", None)):
+        return None
+    if ran_to_its_end(state):
         return None
     try:
         pruned = trial.should_prune()
@@ -72,6 +76,13 @@ def search_prune(trainer: Any, state: TrainerState) -> TrainerStop | None:
         trial=trial.number,
         objective=finite_number(getattr(trainer, "objective", None)),
     )
+
+
+def ran_to_its_end(state: TrainerState) -> bool:
+    """Whether the Trainer's end-of-training summary (`train_loss`, `total_flos`) is the last thing it
+    logged: it logs that only when its loop ends, right before its own `on_train_end`."""
+    last = state.log_history[-1] if state.log_history else {}
+    return "total_flos" in last and "train_loss" in last
 
 
 def _backend(trainer: Any) -> str | None:
