@@ -1,4 +1,4 @@
--- A job deleted on the dashboard stays deleted (docs/reliability.md, problem 15). Calls of its run that
+-- A job deleted on the dashboard stays deleted (docs/reliability.md, problem 16). Calls of its run that
 -- still waited in a training machine's outbox (the store was down, a key refused) used to bring it
 -- back when replayed: upserts re-created it with part of its rows.
 --
