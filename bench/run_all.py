@@ -16,6 +16,7 @@ SCRIPTS = (
     "bench_round_blocking",
     "bench_rollouts",
     "bench_round_writes",
+    "bench_deleted_runs",
     "bench_outbox",
     "bench_queries",
     "bench_pages",

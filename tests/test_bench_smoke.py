@@ -10,6 +10,7 @@ import pytest
 from bench import (
     bench_charts,
     bench_csv,
+    bench_deleted_runs,
     bench_diff,
     bench_generation,
     bench_outbox,
@@ -167,3 +168,9 @@ def test_csv_benchmark_runs(tmp_path):
     store.close()
     results = bench_csv.main(["--db", str(tmp_path / "p.db"), "--repeat", "2"])
     assert results["rows"] == 6 and results["CPU s"] > 0 and results["supabase part CPU s"] > 0
+
+
+def test_deleted_runs_benchmark_runs_on_both_stores():
+    table = bench_deleted_runs.main(["--rows", "4", "--rounds", "2", "--deleted", "3"])
+    assert [store for store, *_ in table] == ["SQLite", "Postgres (COPY)"]
+    assert all(plain > 0 and checked > 0 for _, plain, checked, _ in table)
