@@ -6,6 +6,7 @@ the trials side by side."""
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from pathlib import Path
 
@@ -227,3 +228,29 @@ def test_an_explicit_job_id_gets_one_job_per_trial_and_an_unfinished_one_is_fail
         PredictionsMonitor(h.pairs(4), tokenizer=tok, job_id="sweep", store=sqlite_store).start(
             h.model(tok=tok), trial="trial-0"
         )
+
+
+def open_files(path: Path) -> int:
+    """How many of this process's file descriptors are open on `path` (or its -wal, -shm)."""
+    folder = Path("/proc/self/fd")
+    targets = [os.path.realpath(folder / fd) for fd in os.listdir(folder)]
+    return sum(target.startswith(str(path)) for target in targets)
+
+
+def test_a_search_of_many_trials_keeps_no_connection_per_trial(tmp_path, monkeypatch):
+    """The store the monitor opens itself (no `store` option) is closed when each trial's job ends:
+    it kept a connection and two open files a trial (500 trials: 1,000 files, past a usual ulimit)."""
+    db = tmp_path / "p.db"
+    monkeypatch.setenv("PREDICTIONS_DB", str(db))
+    monkeypatch.setenv("SUPABASE_URL", "")
+    tok = h.tokenizer()
+    monitor = PredictionsMonitor(h.pairs(4), tokenizer=tok, max_new_tokens=2)
+    for trial in range(4):
+        monitor.start(h.model(tok=tok), trial=f"trial-{trial}")
+        monitor.round(h.model(tok=tok), step=1, epoch=1)
+        assert open_files(db) > 0  # open while the trial runs
+        monitor.finish()
+    assert open_files(db) == 0
+    store = SQLiteStore(db)
+    assert sorted(job.round_count for job in store.list_jobs()) == [1, 1, 1, 1]
+    store.close()

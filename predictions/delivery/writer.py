@@ -219,6 +219,11 @@ class Writer:
             )
         self._report_held()
 
+    @property
+    def done(self) -> bool:
+        """Closed and its thread ended: nothing will touch the store through this writer again."""
+        return self.closed and not self._thread.is_alive()
+
     def _put(self, call: dict[str, Any]) -> None:
         if self.closed or self._spilled:
             if self.closed:
