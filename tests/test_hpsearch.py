@@ -5,6 +5,7 @@ the trials side by side."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import sqlite3
@@ -205,6 +206,55 @@ def test_a_trial_that_ran_to_its_end_is_finished_whatever_its_pruner_says_afterw
     trainer.hyperparameter_search(hp_space=lambda trial: {}, n_trials=1, backend="optuna", pruner=pruner)
     (job,) = sqlite_store.list_jobs()
     assert (job.name, job.status, job.stop_reason, pruner.asked) == ("trial-0", "finished", None, [4])
+
+
+class Reports(optuna.pruners.BasePruner):
+    """Never prunes; keeps what each trial reported, by step."""
+
+    def __init__(self):
+        self.reported: dict[int, dict[int, float]] = {}
+
+    def prune(self, study, trial) -> bool:
+        self.reported[trial.number] = dict(trial.intermediate_values)
+        return False
+
+
+@pytest.mark.slow
+def test_a_search_can_optimise_a_round_metric_each_evaluation_its_own_steps_round(tmp_path, sqlite_store):
+    """`compute_objective` reads the callback's latest round: each evaluation reports the average of
+    the round at its own step (rounds and evaluations every 2 steps), as the store has it, per trial.
+    The metric counts its calls, so every round's average differs (2, 5, then 8, 11)."""
+    tok, reports, calls = h.tokenizer(), Reports(), itertools.count(1)
+    callback = PredictionsCallback(
+        h.pairs(12, seed=1),
+        num_samples=3,
+        max_new_tokens=3,
+        every_n_steps=2,
+        scorers={"calls": lambda prediction, truth, sample: next(calls)},
+        store=sqlite_store,
+    )
+    trainer = Trainer(
+        model_init=lambda: h.model(tok=tok),
+        args=h.arguments(tmp_path / "out", max_steps=4, eval_strategy="steps", eval_steps=2),
+        train_dataset=encode_pairs(h.pairs(32, seed=2), tok, length=h.SEQ_LEN),
+        eval_dataset=encode_pairs(h.pairs(8, seed=3), tok, length=h.SEQ_LEN),
+        processing_class=tok,
+        callbacks=[callback],
+    )
+    best = trainer.hyperparameter_search(
+        hp_space=lambda trial: {"learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-2)},
+        compute_objective=lambda metrics: callback.latest_averages["calls"],
+        n_trials=2,
+        backend="optuna",
+        pruner=reports,
+    )
+    stored = {}
+    for job in sqlite_store.list_jobs():
+        rounds = sqlite_store.trends(job.id).rounds
+        by_step = zip(rounds["step"].tolist(), rounds["avg_calls"].tolist(), strict=True)
+        stored[int(job.name.removeprefix("trial-"))] = dict(by_step)
+    assert stored == reports.reported == {0: {2: 2.0, 4: 5.0}, 1: {2: 8.0, 4: 11.0}}
+    assert (best.run_id, best.objective) == ("0", 5.0)  # minimised
 
 
 def test_an_explicit_job_id_gets_one_job_per_trial_and_an_unfinished_one_is_failed(tmp_path, sqlite_store):

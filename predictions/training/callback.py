@@ -48,6 +48,7 @@ class PredictionsCallback(TrainerCallback):
         self._trainer: Any = None
         self._unlogged: list[tuple[RoundResult, float | None]] = []
         """Rounds whose averages are not logged yet, with the Trainer's epoch at the round."""
+        self._latest: RoundResult | None = None
 
     @property
     def config(self) -> PredictionsConfig:
@@ -68,6 +69,14 @@ class PredictionsCallback(TrainerCallback):
     @property
     def skipped(self) -> dict[int, list[int]]:
         return self.monitor.skipped
+
+    @property
+    def latest_averages(self) -> dict[str, float]:
+        """This run's latest round's averages by metric name, waiting for them while they are scored
+        ({} before its first round): a search's `compute_objective` can optimise the answers, e.g.
+        `lambda metrics: callback.latest_averages["char_error_rate"]`. A round runs before the Trainer
+        evaluates at the same step (epoch end or `every_n_steps` = `eval_steps`), so it is that step's."""
+        return self._latest.averages if self._latest is not None else {}
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         """Every check before the first step; a run resumed from a checkpoint continues its job, and the
@@ -90,7 +99,7 @@ class PredictionsCallback(TrainerCallback):
             "job_id": self.monitor.job_id,
             "run_number": self.monitor.run_number,
         }
-        self._trainer, self._unlogged = trainer, []
+        self._trainer, self._unlogged, self._latest = trainer, [], None
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if self._unlogged:
@@ -125,6 +134,8 @@ class PredictionsCallback(TrainerCallback):
         result = self.monitor.round(model, step=state.global_step, epoch=state.epoch or 0.0)
         if state.is_world_process_zero:
             self._unlogged.append((result, state.epoch))
+            if not result.scored or result.averages:  # not a step already done, nor a skipped round
+                self._latest = result
             self._log_scored(control, wait=state.global_step >= state.max_steps)  # the last: no later hook
         if result.should_stop:
             control.should_training_stop = True
