@@ -220,10 +220,11 @@ class Reports(optuna.pruners.BasePruner):
 
 
 @pytest.mark.slow
-def test_a_search_can_optimise_a_round_metric_each_evaluation_its_own_steps_round(tmp_path, sqlite_store):
+def test_a_search_can_optimise_a_round_metric_each_evaluation_its_own_steps_round(tmp_path, store):
     """`compute_objective` reads the callback's latest round: each evaluation reports the average of
     the round at its own step (rounds and evaluations every 2 steps), as the store has it, per trial.
-    The metric counts its calls, so every round's average differs (2, 5, then 8, 11)."""
+    The metric counts its calls, so every round's average differs (2, 5, then 8, 11). Both stores: the
+    trials' jobs, contexts and a scorer's averages in SQL."""
     tok, reports, calls = h.tokenizer(), Reports(), itertools.count(1)
     callback = PredictionsCallback(
         h.pairs(12, seed=1),
@@ -231,7 +232,7 @@ def test_a_search_can_optimise_a_round_metric_each_evaluation_its_own_steps_roun
         max_new_tokens=3,
         every_n_steps=2,
         scorers={"calls": lambda prediction, truth, sample: next(calls)},
-        store=sqlite_store,
+        store=store,
     )
     trainer = Trainer(
         model_init=lambda: h.model(tok=tok),
@@ -249,8 +250,8 @@ def test_a_search_can_optimise_a_round_metric_each_evaluation_its_own_steps_roun
         pruner=reports,
     )
     stored = {}
-    for job in sqlite_store.list_jobs():
-        rounds = sqlite_store.trends(job.id).rounds
+    for job in store.list_jobs():
+        rounds = store.trends(job.id).rounds
         by_step = zip(rounds["step"].tolist(), rounds["avg_calls"].tolist(), strict=True)
         stored[int(job.name.removeprefix("trial-"))] = dict(by_step)
     assert stored == reports.reported == {0: {2: 2.0, 4: 5.0}, 1: {2: 8.0, 4: 11.0}}
