@@ -57,8 +57,9 @@ chromium:
 demo: demo-setup
 	PYTHONDONTWRITEBYTECODE= $(PY) -m predictions demo --dashboard --port $(PORT) $(DEMO_ARGS)
 
+# The dashboard over this folder's store, as `predictions dashboard` serves it in any folder.
 dashboard: demo-setup
-	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/streamlit run app.py --server.port $(PORT)
+	PYTHONDONTWRITEBYTECODE= $(PY) -m predictions dashboard --port $(PORT)
 
 test: setup chromium
 	$(VENV)/bin/ruff check .

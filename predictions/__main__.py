@@ -1,4 +1,5 @@
-"""`python -m predictions demo`: train the demo model, optionally beside the live dashboard.
+"""`python -m predictions dashboard`: serve the dashboard over the store a run in this folder writes to.
+`python -m predictions demo`: train the demo model, optionally beside the live dashboard.
 `python -m predictions spool`: list, replay or discard the store calls a run could not store."""
 
 from __future__ import annotations
@@ -6,26 +7,28 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from predictions.dashboard import server
 from predictions.delivery import command as spool_command
-from predictions.demo.run import (
-    ALL_INTERFACES,
-    LEARNING_RATES,
-    LOCAL_ADDRESS,
-    run_demos,
-    start_dashboard,
-    stop_dashboard,
-)
-from predictions.store.settings import StoreSettings
+from predictions.demo.run import LEARNING_RATES, run_demos
+from predictions.store.settings import ENV_NAMES, StoreSettings
 
 
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="predictions", description="Predictions Monitor")
     commands = main.add_subparsers(dest="command", required=True)
+    dashboard = commands.add_parser(
+        "dashboard",
+        help="serve the dashboard over the store a training run in this folder writes to (its .env, "
+        "its PREDICTIONS_DB or .predictions/predictions.db)",
+    )
+    dashboard.add_argument("--db", default=None, help="read this SQLite file instead (sets PREDICTIONS_DB)")
+    _server_options(dashboard)
     demo = commands.add_parser("demo", help="train a tiny model to reverse strings, writing each round")
     demo.add_argument("--epochs", type=_positive, default=4, help="training epochs a run (default: 4)")
     demo.add_argument("--steps-per-epoch", type=_positive, default=200, help="default: 200")
@@ -45,14 +48,18 @@ def parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--dashboard", action="store_true", help="also run the dashboard on the same file")
-    demo.add_argument("--port", type=_positive, default=8501, help="dashboard port (default: 8501)")
-    demo.add_argument(
+    _server_options(demo)
+    spool_command.add_parser(commands)
+    return main
+
+
+def _server_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--port", type=_positive, default=8501, help="dashboard port (default: 8501)")
+    command.add_argument(
         "--all-interfaces",
         action="store_true",
         help="let the dashboard listen on every network interface (default: 127.0.0.1, this machine only)",
     )
-    spool_command.add_parser(commands)
-    return main
 
 
 def _positive(text: str) -> int:
@@ -73,14 +80,14 @@ def run_demo_command(options: argparse.Namespace) -> int:
     # "unable to detect an accelerator" warning out of the demo's output; a user's own choice stays.
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     try:
-        dashboard = start_dashboard(options.port, db_path, _address(options)) if options.dashboard else None
+        dashboard = start_dashboard(options, db_path) if options.dashboard else None
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
         with signals_raise_exit():
             if dashboard is not None:
-                print(f"Dashboard: {_url(options)}  (reading {db_path})", flush=True)
+                print(f"Dashboard: {_url(options)}  (reading {db_path.resolve()})", flush=True)
             results = run_demos(
                 tuple(options.learning_rates),
                 db_path=db_path,
@@ -99,8 +106,52 @@ def run_demo_command(options: argparse.Namespace) -> int:
         print("stopped", file=sys.stderr)
     finally:
         if dashboard is not None:
-            stop_dashboard(dashboard)
+            server.stop(dashboard)
     return 0
+
+
+def run_dashboard_command(options: argparse.Namespace) -> int:
+    """Serve the dashboard in this folder until Ctrl-C, SIGTERM or SIGHUP; its exit status otherwise."""
+    db_path = None if options.db is None else Path(options.db)
+    settings = StoreSettings.from_env(environ=_environment(db_path))
+    if db_path is not None and settings.uses_supabase:
+        print(
+            "error: --db reads a SQLite file, but SUPABASE_URL or SUPABASE_KEY is set (in the environment or "
+            f"a .env file here or above), which selects Supabase; unset both to read {db_path}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        dashboard = start_dashboard(options, db_path)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        with signals_raise_exit():
+            print(f"Dashboard: {_url(options)}  (reading {_store_name(settings)})", flush=True)
+            print("Ctrl-C stops it.", flush=True)
+            return dashboard.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop(dashboard)
+
+
+def start_dashboard(options: argparse.Namespace, db_path: Path | None) -> subprocess.Popen:
+    """The dashboard in this folder, on the SQLite file `db_path` when given (made absolute)."""
+    return server.start(options.port, _address(options), _environment(db_path))
+
+
+def _environment(db_path: Path | None) -> dict[str, str]:
+    db = {} if db_path is None else {ENV_NAMES["db_path"]: str(db_path.resolve())}
+    return {**os.environ, **db}
+
+
+def _store_name(settings: StoreSettings) -> str:
+    if settings.uses_supabase:
+        return f"Supabase at {settings.supabase_url or '(SUPABASE_URL not set)'}"
+    path = Path(settings.db_path).resolve()
+    return f"{path}" if path.exists() else f"{path}, empty until a run in this folder writes there"
 
 
 @contextmanager
@@ -119,7 +170,7 @@ def signals_raise_exit() -> Iterator[None]:
 
 
 def _address(options: argparse.Namespace) -> str:
-    return ALL_INTERFACES if options.all_interfaces else LOCAL_ADDRESS
+    return server.ALL_INTERFACES if options.all_interfaces else server.LOCAL_ADDRESS
 
 
 def _url(options: argparse.Namespace) -> str:
@@ -138,6 +189,8 @@ def _summary(result) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parser().parse_args(argv)
+    if options.command == "dashboard":
+        return run_dashboard_command(options)
     if options.command == "demo":
         return run_demo_command(options)
     if options.command == "spool":

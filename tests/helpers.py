@@ -1,13 +1,16 @@
-"""What many test files share: a round of prediction rows, waiting for a condition, a free port and a
-server's health. (Fixtures are in conftest.py; training helpers in helpers_training.py.)"""
+"""What many test files share: a round of prediction rows, waiting for a condition, a free port, a
+server's health, and what /proc says of a process (its children, whether it exited, what listens).
+(Fixtures are in conftest.py; training helpers in helpers_training.py.)"""
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TypeVar
 
 from predictions.scoring.metrics import score
@@ -83,3 +86,29 @@ def wait_for_health(url: str, process: subprocess.Popen | None = None, timeout_s
         return health(url)
 
     return wait_until(answered, timeout_s, interval_s=0.3, what=f"a healthy server at {url}")
+
+
+def listening_on(port: int) -> set[str]:
+    """The addresses something listens on at `port`, read from /proc/net/tcp and tcp6 (Linux)."""
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, local_port = local.split(":")
+            if state == "0A" and int(local_port, 16) == port:
+                raw = bytes.fromhex(address)
+                words = [raw[i : i + 4][::-1] for i in range(0, len(raw), 4)]  # little-endian words
+                found.add(str(ipaddress.ip_address(b"".join(words))))
+    return found
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def exited(pid: int) -> bool:
+    """True once `pid` has exited (a zombie waiting to be reaped counts: it holds nothing)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True

@@ -7,7 +7,6 @@ import functools
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from streamlit.components.v2 import manifest_scanner
 from streamlit.testing.v1 import AppTest
 
+from predictions.dashboard import server as dashboard_server
 from tests.helpers import free_port, wait_for_health
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -73,17 +73,14 @@ def sqlite_env(db: Path) -> dict[str, str]:
 
 @contextmanager
 def streamlit_server(env: Mapping[str, str | None], port: int | None = None) -> Iterator[str]:
-    """`streamlit run app.py` from the repository root, as a user starts it, with `env` over this
-    process's environment (a name given None is removed), on `port` (a free one by default); yields
-    its URL once it answers."""
+    """The dashboard as `predictions dashboard` starts it (its command line and settings), from the
+    repository root, with `env` over this process's environment (a name given None is removed), on
+    `port` (a free one by default); yields its URL once it answers."""
     port = port or free_port()
     environ = {**os.environ, **env}
     environ = {name: value for name, value in environ.items() if value is not None}
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-               "--server.port", str(port), "--browser.gatherUsageStats", "false",
-               "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"]  # fmt: skip
     output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
-    server = subprocess.Popen(command, cwd=ROOT, env=environ, **output)
+    server = subprocess.Popen(dashboard_server.command(port), cwd=ROOT, env=environ, **output)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for_health(url, server)

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+from argparse import Namespace
 from pathlib import Path
 
 import pytest
 
-from predictions.__main__ import _address, main, parser
+from predictions.__main__ import _address, main, parser, start_dashboard
+from predictions.dashboard import server
 from predictions.demo import run as demo
 from predictions.store import SQLiteStore
 from tests import zygote
-from tests.helpers import free_port, wait_for_health, wait_until
+from tests.helpers import children, exited, free_port, listening_on, wait_for_health, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -88,9 +90,10 @@ def test_the_cli_trains_and_reports_the_cer(tmp_path, capsys):
     assert "job one: 2 rounds" in capsys.readouterr().out
 
 
-def test_the_dashboard_listens_on_this_machine_only_unless_asked():
-    assert _address(parser().parse_args(["demo"])) == "127.0.0.1"
-    assert _address(parser().parse_args(["demo", "--all-interfaces"])) == "0.0.0.0"
+@pytest.mark.parametrize("command", ["demo", "dashboard"])
+def test_the_dashboard_listens_on_this_machine_only_unless_asked(command):
+    assert _address(parser().parse_args([command])) == "127.0.0.1"
+    assert _address(parser().parse_args([command, "--all-interfaces"])) == "0.0.0.0"
 
 
 def test_the_cli_rejects_bad_numbers(capsys):
@@ -99,18 +102,30 @@ def test_the_cli_rejects_bad_numbers(capsys):
     assert "0 is invalid; valid: an integer >= 1" in capsys.readouterr().err
 
 
-def test_dashboard_without_app_py_fails_clearly(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(demo, "REPO_ROOT", tmp_path)
-    assert main(["demo", "--dashboard", "--db", str(tmp_path / "p.db")]) == 2
-    assert f"needs the dashboard at {tmp_path / 'app.py'}" in capsys.readouterr().err
+def fake_checkout(folder: Path) -> Path:
+    """A clone whose app.py writes one line (its server answers in a second), with the real Streamlit
+    settings: `server.CHECKOUT` set to it, the dashboard runs it."""
+    (folder / "pyproject.toml").write_text("")
+    (folder / "app.py").write_text("import streamlit as st\nst.write('ok')\n")
+    shutil.copytree(server.CHECKOUT / ".streamlit", folder / ".streamlit")
+    return folder
+
+
+@pytest.mark.parametrize("command", [["demo", "--dashboard"], ["dashboard"]], ids=["demo", "dashboard"])
+def test_dashboard_without_app_py_fails_clearly(tmp_path, monkeypatch, capsys, command):
+    monkeypatch.setattr(server, "CHECKOUT", tmp_path)  # neither a clone here nor the package data
+    monkeypatch.setattr(server, "APP_PACKAGE", "predictions.dashboard.not_installed")
+    assert main([*command, "--db", str(tmp_path / "p.db")]) == 2
+    error = capsys.readouterr().err
+    assert f"error: the dashboard's app.py is neither in a clone at {tmp_path} nor installed" in error
+    assert "reinstall predictions-monitor" in error
 
 
 @pytest.mark.slow
 def test_the_dashboard_reads_the_same_file(tmp_path, monkeypatch):
-    (tmp_path / "app.py").write_text("import streamlit as st\nst.write('ok')\n")
-    monkeypatch.setattr(demo, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(server, "CHECKOUT", fake_checkout(tmp_path))
     port = free_port()
-    process = demo.start_dashboard(port, tmp_path / "p.db")
+    process = start_dashboard(Namespace(port=port, all_interfaces=False), tmp_path / "p.db")
     try:
         assert wait_for_health(f"http://127.0.0.1:{port}") == "ok"
         environ = Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0")
@@ -120,32 +135,6 @@ def test_the_dashboard_reads_the_same_file(tmp_path, monkeypatch):
         process.wait(timeout=20)
 
 
-def listening_on(port: int) -> set[str]:
-    """The addresses something listens on at `port`, read from /proc/net/tcp and tcp6 (Linux)."""
-    found = set()
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            address, local_port = local.split(":")
-            if state == "0A" and int(local_port, 16) == port:
-                raw = bytes.fromhex(address)
-                words = [raw[i : i + 4][::-1] for i in range(0, len(raw), 4)]  # little-endian words
-                found.add(str(ipaddress.ip_address(b"".join(words))))
-    return found
-
-
-def children(pid: int) -> list[int]:
-    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
-
-def exited(pid: int) -> bool:
-    """True once `pid` has exited (a zombie waiting to be reaped counts: it holds nothing)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
-
-
 STUB_DEMO = """
 import faulthandler
 import signal
@@ -153,7 +142,7 @@ import sys
 from pathlib import Path
 
 import predictions.__main__ as cli
-from predictions.demo import run as demo
+from predictions.dashboard import server
 from predictions.store import SQLiteStore
 
 
@@ -162,12 +151,12 @@ def stub_training(learning_rates, *, db_path, **options):
     return []
 
 
-demo.REPO_ROOT = Path(sys.argv[1])  # holds a one-line app.py
+server.CHECKOUT = Path(sys.argv[1])  # a clone whose app.py writes one line (fake_checkout)
 cli.run_demos = stub_training
 # Ctrl-C as in a terminal, also when the suite runs as a shell's background job (`make test &`, nohup):
 # the shell starts those with SIGINT ignored, which every program they start inherits.
 signal.signal(signal.SIGINT, signal.default_int_handler)
-stacks = open(demo.REPO_ROOT / "stacks.txt", "w")  # SIGUSR1 writes every thread's stack there
+stacks = open(server.CHECKOUT / "stacks.txt", "w")  # SIGUSR1 writes every thread's stack there
 faulthandler.register(signal.SIGUSR1, file=stacks)
 sys.exit(cli.main(sys.argv[2:]))
 """
@@ -183,7 +172,7 @@ processes end, which the real demo and app would only make slower (the real run 
 )
 def test_the_demo_dashboard_listens_on_127_0_0_1_and_ends_with_the_demo(tmp_path, stop):
     port = free_port()
-    (tmp_path / "app.py").write_text("import streamlit as st\nst.write('ok')\n")
+    fake_checkout(tmp_path)
     argv = [
         "-c",
         STUB_DEMO,
@@ -195,7 +184,7 @@ def test_the_demo_dashboard_listens_on_127_0_0_1_and_ends_with_the_demo(tmp_path
         "--db",
         str(tmp_path / "p.db"),
     ]
-    process = zygote.start_python(*argv, cwd=demo.REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    process = zygote.start_python(*argv, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
     try:
         lines = []
         for line in process.stdout:

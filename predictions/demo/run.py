@@ -2,18 +2,14 @@
 
 It trains from scratch (nothing is downloaded), twice, with two learning rates, the callback writing
 scored rounds to the embedded store: the dashboard's CER line falls round by round, and Compare has
-two runs to set side by side. `--dashboard` starts the dashboard beside it on the same SQLite file,
-on 127.0.0.1 unless asked for every interface, and it ends with the demo, however the demo ends.
+two runs to set side by side. `predictions demo --dashboard` starts the dashboard beside it on the same
+SQLite file (predictions/dashboard/server.py).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import random
-import signal
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,16 +24,12 @@ MIN_LEN, MAX_LEN = 3, 10
 BATCH_SIZE = 32
 HIDDEN, LAYERS = 96, 3
 PROMPT_SUFFIX = "="
-REPO_ROOT = Path(__file__).resolve().parents[2]
 LEARNING_RATES = (2e-3, 5e-4)
 """One run per learning rate: a fast learner and a slow one, so Compare shows the difference."""
-LOCAL_ADDRESS, ALL_INTERFACES = "127.0.0.1", "0.0.0.0"
 TORCH_THREADS = 1
 """The demo trains on one thread: its ops are too small to split, and the dashboard beside it needs a core.
 With torch's default (a thread per core) 80 steps took 43 to 98 s of CPU on a busy 2-core machine, against
 9.6 s on one thread (bench/bench_demo_threads.py, docs/benchmarks.md)."""
-PR_SET_PDEATHSIG = 1
-"""Linux prctl option: the signal a process gets when its parent dies."""
 
 
 @dataclass(frozen=True)
@@ -198,35 +190,3 @@ def summarize(store: Any, job_id: str, db_path: Path) -> DemoResult:
     first, last = (cers[0], cers[-1]) if cers else (None, None)
     store.close()
     return DemoResult(job_id, db_path, first, last, len(rounds))
-
-
-def start_dashboard(port: int, db_path: Path, address: str = LOCAL_ADDRESS) -> subprocess.Popen:
-    """`streamlit run app.py` from the repo root, reading the same SQLite file as the training run.
-
-    It listens on `address` only (this machine, by default), watches no files (a watcher on `.venv`
-    floods the log), and on Linux dies with the demo even when the demo is killed outright.
-    """
-    app = REPO_ROOT / "app.py"
-    if not app.is_file():
-        raise FileNotFoundError(f"--dashboard needs the dashboard at {app}, which does not exist yet")
-    env = {**os.environ, "PREDICTIONS_DB": str(db_path.resolve())}
-    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port)]
-    command += ["--server.address", address, "--server.headless", "true", "--server.fileWatcherType", "none"]
-    return subprocess.Popen(command, cwd=REPO_ROOT, env=env, preexec_fn=_die_with_parent)
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux for SIGTERM when the demo dies, whatever killed it."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def stop_dashboard(process: subprocess.Popen, timeout_s: float = 10.0) -> None:
-    """Terminate the dashboard and wait for it, killing it if it does not stop in time."""
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
