@@ -81,7 +81,7 @@ def run_demo_command(options: argparse.Namespace) -> int:
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     try:
         dashboard = start_dashboard(options, db_path) if options.dashboard else None
-    except FileNotFoundError as error:
+    except OSError as error:  # no app.py, or the port is taken
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
@@ -123,14 +123,20 @@ def run_dashboard_command(options: argparse.Namespace) -> int:
         return 2
     try:
         dashboard = start_dashboard(options, db_path)
-    except FileNotFoundError as error:
+    except OSError as error:  # no app.py, or the port is taken
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
         with signals_raise_exit():
             print(f"Dashboard: {_url(options)}  (reading {_store_name(settings)})", flush=True)
             print("Ctrl-C stops it.", flush=True)
-            return dashboard.wait()
+            status = dashboard.wait()
+            if status:
+                print(
+                    f"error: the dashboard exited with status {status} (its messages are above)",
+                    file=sys.stderr,
+                )
+            return status
     except KeyboardInterrupt:
         return 0
     finally:

@@ -121,6 +121,19 @@ def test_dashboard_without_app_py_fails_clearly(tmp_path, monkeypatch, capsys, c
     assert "reinstall predictions-monitor" in error
 
 
+@pytest.mark.parametrize("command", [["demo", "--dashboard"], ["dashboard"]], ids=["demo", "dashboard"])
+def test_a_port_in_use_is_said_before_anything_starts(tmp_path, capsys, command):
+    with socket.socket() as taken:  # another dashboard, say
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main([*command, "--port", str(port), "--db", str(tmp_path / "p.db")]) == 2
+    error = capsys.readouterr().err
+    assert f"error: port {port} on 127.0.0.1 is in use (Address already in use): another dashboard?" in error
+    assert "choose another with --port" in error
+    assert not (tmp_path / "p.db").exists()  # the demo did not train
+
+
 @pytest.mark.slow
 def test_the_dashboard_reads_the_same_file(tmp_path, monkeypatch):
     monkeypatch.setattr(server, "CHECKOUT", fake_checkout(tmp_path))

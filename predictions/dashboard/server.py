@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import signal
+import socket
 import subprocess
 import sys
 import tomllib
@@ -71,8 +72,23 @@ def command(port: int, address: str = LOCAL_ADDRESS) -> list[str]:
 
 def start(port: int, address: str = LOCAL_ADDRESS, env: Mapping[str, str] | None = None) -> subprocess.Popen:
     """Start the dashboard in this process's folder with `env`; on Linux it dies with this process,
-    even when this process is killed outright. FileNotFoundError when no app.py can be found."""
-    return subprocess.Popen(command(port, address), env=env, preexec_fn=_die_with_parent)
+    even when this process is killed outright. OSError, saying what to do, when no app.py can be found
+    or the port is taken (checked here: Streamlit would only log it, after this has said where to look)."""
+    argv = command(port, address)
+    _check_free(port, address)
+    return subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)
+
+
+def _check_free(port: int, address: str) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Streamlit binds: TIME_WAIT is free
+        try:
+            sock.bind((address, port))
+        except OSError as error:
+            raise OSError(
+                f"port {port} on {address} is in use ({error.strerror}): another dashboard? "
+                "choose another with --port"
+            ) from error
 
 
 def _die_with_parent() -> None:
