@@ -5,6 +5,7 @@ server's health, and what /proc says of a process (its children, whether it exit
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import subprocess
 import time
@@ -112,3 +113,10 @@ def exited(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+def open_files(path: Path) -> int:
+    """How many of this process's file descriptors are open on `path` (or its -wal, -shm)."""
+    folder = Path("/proc/self/fd")
+    targets = [os.path.realpath(folder / fd) for fd in os.listdir(folder)]
+    return sum(target.startswith(str(path)) for target in targets)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import sqlite3
 from pathlib import Path
 
@@ -17,10 +16,11 @@ from transformers import Trainer, TrainerCallback
 
 from predictions import PredictionsCallback, PredictionsMonitor
 from predictions.demo.run import encode_pairs
-from predictions.errors import ConfigError
+from predictions.errors import ConfigError, StoreUnavailableError
 from predictions.store import SQLiteStore
 from predictions.store.records import TrainerStop
 from tests import helpers_training as h
+from tests.helpers import open_files
 from tests.test_early_stop import open_trends, warning_texts
 
 COMPARE = "pages/compare.py"
@@ -281,13 +281,6 @@ def test_an_explicit_job_id_gets_one_job_per_trial_and_an_unfinished_one_is_fail
         )
 
 
-def open_files(path: Path) -> int:
-    """How many of this process's file descriptors are open on `path` (or its -wal, -shm)."""
-    folder = Path("/proc/self/fd")
-    targets = [os.path.realpath(folder / fd) for fd in os.listdir(folder)]
-    return sum(target.startswith(str(path)) for target in targets)
-
-
 def test_a_search_of_many_trials_keeps_no_connection_per_trial(tmp_path, monkeypatch):
     """The store the monitor opens itself (no `store` option) is closed when each trial's job ends:
     it kept a connection and two open files a trial (500 trials: 1,000 files, past a usual ulimit)."""
@@ -304,4 +297,32 @@ def test_a_search_of_many_trials_keeps_no_connection_per_trial(tmp_path, monkeyp
     assert open_files(db) == 0
     store = SQLiteStore(db)
     assert sorted(job.round_count for job in store.list_jobs()) == [1, 1, 1, 1]
+    store.close()
+
+
+def test_a_store_the_writer_opened_later_is_closed_with_the_job_too(tmp_path, monkeypatch):
+    """A store that could not be opened at the start (a locked file) is opened by the writer once it
+    can: that one is the run's own too, and is closed when the job ends."""
+    import predictions.store
+
+    db = tmp_path / "p.db"
+    monkeypatch.setenv("PREDICTIONS_DB", str(db))
+    monkeypatch.setenv("SUPABASE_URL", "")
+    real_open, calls = predictions.store.open_store, []
+
+    def locked_at_first():
+        calls.append(1)
+        if len(calls) == 1:
+            raise StoreUnavailableError(f"{db} is locked")
+        return real_open()
+
+    monkeypatch.setattr(predictions.store, "open_store", locked_at_first)
+    tok = h.tokenizer()
+    monitor = PredictionsMonitor(h.pairs(4), tokenizer=tok, max_new_tokens=2)
+    monitor.start(h.model(tok=tok))
+    monitor.round(h.model(tok=tok), step=1, epoch=1)
+    monitor.finish()
+    assert len(calls) >= 2 and open_files(db) == 0  # the writer's own open, then closed
+    store = SQLiteStore(db)
+    assert [job.round_count for job in store.list_jobs()] == [1]
     store.close()

@@ -20,8 +20,10 @@ from trl import GRPOConfig
 
 from predictions import ConfigError, RolloutRecorder
 from predictions.delivery.pieces import PIECE, in_pieces
+from predictions.store import SQLiteStore
 from predictions.training.rollouts import Builder, RunShape, generation_number
 from tests import helpers_training as h
+from tests.helpers import open_files
 
 
 def config(tmp_path, **overrides) -> GRPOConfig:
@@ -423,3 +425,23 @@ def test_generation_numbers_follow_the_trainer_and_a_resume_never_overwrites_a_k
     kept = {number for step, number in first if step < resumed_at}  # batches that trained kept steps
     assert resumed[0][1] == len(kept)  # the next number: no kept batch overwritten, none skipped
     assert [number for _, number in resumed] == list(range(len(kept), len(kept) + len(resumed)))
+
+
+def test_the_store_a_recorder_opened_itself_is_closed_when_each_run_ends(tmp_path, monkeypatch):
+    """No `store` option: each `train()` opens the store, and its end closes it (a search's trials, a
+    notebook's runs: a connection and two open files each, before)."""
+    db = tmp_path / "p.db"
+    monkeypatch.setenv("PREDICTIONS_DB", str(db))
+    monkeypatch.setenv("SUPABASE_URL", "")
+    recorder = RolloutRecorder()
+    first, second = recorder.wrap([exact, length])
+    for _run in range(2):
+        state, tok, _ = begin(recorder, tmp_path)
+        kwargs = reward_call(state, tok)
+        first(**kwargs), second(**kwargs)
+        assert open_files(db) > 0  # open while the run goes on
+        recorder.on_train_end(config(tmp_path), state, TrainerControl())
+        assert open_files(db) == 0
+    store = SQLiteStore(db)
+    assert sorted(job.status for job in store.list_jobs()) == ["finished", "finished"]
+    store.close()

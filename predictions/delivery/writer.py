@@ -224,6 +224,19 @@ class Writer:
         """Closed and its thread ended: nothing will touch the store through this writer again."""
         return self.closed and not self._thread.is_alive()
 
+    def close_store(self) -> None:
+        """Close the store, for a run that opened it itself or let this writer open it (not a store the
+        user gave), once the writer is done with it: each `train()` call kept a connection and two open
+        files (a search of 500 trials, or a notebook's 500 runs, past a usual limit of 1,024). A writer
+        still stuck in a store call (its calls kept in the outbox) keeps it."""
+        store = self.store
+        if store is None or not self.done:
+            return
+        try:
+            store.close()
+        except Exception:  # the job is stored: a failing close costs only the connection
+            logger.exception("predictions: could not close the store %s", store.description)
+
     def _put(self, call: dict[str, Any]) -> None:
         if self.closed or self._spilled:
             if self.closed:

@@ -91,8 +91,6 @@ class PredictionsMonitor:
         """Samples a round lost because a rank's generation failed, by step (main process)."""
         self._active_tokenizer: Any = None
         self._signal_guard: SignalGuard | None = None
-        self._own_store: Store | None = None
-        """The store this monitor opened itself (no `store` option): closed when its job ends."""
 
     def __enter__(self) -> PredictionsMonitor:
         return self
@@ -239,23 +237,12 @@ class PredictionsMonitor:
                     logger.warning("predictions: job %r %s", self.job_id, stopped.describe())
             self.writer.finish_job(self.job_id, status=status, stop_reason=reason)
             self.writer.close()
-            self._close_own_store(self.writer)
+            if self.config.store is None:  # opened for this job, by the monitor or its writer
+                self.writer.close_store()
             self.writer = None
         if self._signal_guard is not None:
             self._signal_guard.uninstall()
             self._signal_guard = None
-
-    def _close_own_store(self, writer: Writer) -> None:
-        """Close the store this monitor opened for the job that just ended, once its writer is done
-        with it: a search of 500 trials (or a notebook's 500 `train()` calls) kept 500 connections and
-        twice as many open files. A writer still stuck in a store call (its calls kept in the outbox)
-        keeps it."""
-        store, self._own_store = self._own_store, None
-        if store is not None and writer.done:
-            try:
-                store.close()
-            except Exception:  # the job is stored: a failing close costs only the connection
-                logger.exception("predictions: could not close the store %s", store.description)
 
     def _fail_unfinished(self) -> None:
         """The previous run of this monitor raised before its end (a hyperparameter search goes on to
@@ -385,7 +372,7 @@ class PredictionsMonitor:
             from predictions.store import open_store
 
             try:
-                store = self._own_store = open_store()
+                store = open_store()
             except StoreUnavailableError:
                 logger.exception("predictions store unavailable; rows go to its spool until it answers")
                 return None

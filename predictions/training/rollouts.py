@@ -413,6 +413,8 @@ class RolloutRecorder(TrainerCallback):
         elif self._is_main:
             self._writer.finish_job(self.job_id, status=status)
         self._writer.close()
+        if self.options.store is None:  # opened for this job, by the recorder or its writer
+            self._writer.close_store()
         self._writer, self._builder = None, None
         if self._guard is not None:
             self._guard.uninstall()
