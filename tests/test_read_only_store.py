@@ -232,13 +232,54 @@ def test_a_write_ahead_log_that_only_a_writable_folder_can_read_is_an_error_not_
         SQLiteStore(tmp_path / "view" / "p.db")
 
 
+def earlier_version(path: Path) -> None:
+    """The store at `path` as an earlier version left it: without what only writes use (each row's run,
+    the deleted runs, a summary's trigger, an index), which a read-only file cannot gain."""
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+        for table in ("training_predictions", "training_rollouts", "training_series"):
+            connection.execute(f"ALTER TABLE {table} DROP COLUMN run")
+        connection.execute("DROP TABLE training_deleted_runs")
+        connection.execute("DROP TRIGGER training_job_summary_on_insert")
+        connection.execute("DROP INDEX idx_training_rounds_updated")
+
+
+def reads(store: SQLiteStore) -> list:
+    """What the dashboard reads of the seeded job, as plain values to compare."""
+    return [
+        [(job.id, job.status, job.round_count, job.tags, job.note) for job in store.list_jobs()],
+        store.trends(JOB).rounds.to_dict("list"),
+        store.predictions_page(JOB).rows.to_dict("list"),
+        store.training_series(JOB).to_dict("list"),
+        store.sample_history(JOB, 0).to_dict("list"),
+    ]
+
+
+def test_a_read_only_file_an_earlier_version_wrote_is_read_as_it_is(tmp_path):
+    """Upgrading must not lock anyone out of a results folder shared read-only: a file without this
+    version's write-side parts reads exactly as the same store migrated, and still refuses writes."""
+    source = tmp_path / "results"
+    source.mkdir()
+    seed(source / "p.db")
+    expected = reads(SQLiteStore(source / "p.db"))
+    earlier_version(source / "p.db")
+    with read_only_mount(source, tmp_path / "view"):
+        store = SQLiteStore(tmp_path / "view" / "p.db")
+        assert reads(store) == expected
+        with pytest.raises(ReadOnlyStoreError, match="read-only here"):
+            store.delete_job(JOB)
+        store.close()
+    migrated = SQLiteStore(source / "p.db")  # writable again: migrated on opening, reads the same
+    assert reads(migrated) == expected
+    migrated.close()
+
+
 def test_what_a_read_only_folder_cannot_give_is_said_with_what_to_do(tmp_path):
     source = tmp_path / "results"
     source.mkdir()
     old = source / "old.db"
     seed(old)
-    with sqlite3.connect(old) as connection:  # a file of an earlier version: a trigger it lacks
-        connection.execute("DROP TRIGGER training_job_summary_on_insert")
+    with sqlite3.connect(old) as connection:  # a file of an earlier version: a column reads select
+        connection.execute("ALTER TABLE training_predictions DROP COLUMN text_replacements")
     sqlite3.connect(source / "other.db").execute("CREATE TABLE notes (text TEXT)").connection.commit()
     with read_only_mount(source, tmp_path / "view"):
         view = tmp_path / "view"

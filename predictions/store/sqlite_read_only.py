@@ -18,7 +18,7 @@ import sqlite3
 from pathlib import Path
 
 from predictions.errors import ReadOnlyStoreError
-from predictions.store.sqlite_schema import schema_is_current
+from predictions.store.sqlite_schema import schema_is_readable
 
 CANNOT_OPEN_WRITABLE = ("SQLITE_READONLY", "SQLITE_CANTOPEN")
 """The errors of opening a file that exists for writing when it (or its folder) cannot be written."""
@@ -112,14 +112,14 @@ def _log_holds_rows(path: Path) -> bool:
 
 
 def _check_schema(conn: sqlite3.Connection, path: Path, why: str) -> None:
-    """ReadOnlyStoreError unless the file is a store of this version: an older one needs a migration,
-    which only a writable file can have."""
+    """ReadOnlyStoreError unless this version can read the file as it is: an older one whose reads
+    need a migration (a column they select) can have it only where it can be written."""
     if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'training_predictions'").fetchone() is None:
         raise ReadOnlyStoreError(
             f"{path} holds no predictions store (no training_predictions table), and {why}, so none can "
             "be made there; valid: PREDICTIONS_DB naming a store file"
         )
-    if not schema_is_current(conn):
+    if not schema_is_readable(conn):
         raise ReadOnlyStoreError(
             f"the SQLite store at {path} needs its schema updated for this version of predictions, and "
             f"{why}; copy it (with any {path.name}-wal file beside it) to a writable folder and open the "

@@ -212,6 +212,15 @@ ADDED_COLUMNS = {
 }
 """Columns a file from an older version may lack; they are added when it is opened."""
 
+WRITE_ONLY_COLUMNS = {
+    "training_predictions": {"run"},
+    "training_rollouts": {"run"},
+    "training_series": {"run"},
+}
+"""Added columns that only writes use (each row's run, for the deleted-run check): a read-only file of an
+earlier version, which cannot gain them, is read without them (`schema_is_readable`). A new column
+that no read selects belongs here, so that such files stay readable."""
+
 SUMMARY_COLUMNS = {
     "job_id": "TEXT NOT NULL",
     "step": "INTEGER NOT NULL",
@@ -551,25 +560,35 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
-def schema_is_current(conn: sqlite3.Connection) -> bool:
-    """True when every column, the summary and every trigger are this version's and no round waits to
-    be summarised (read, not locked)."""
+def schema_is_readable(conn: sqlite3.Connection) -> bool:
+    """True when this version's reads work on the file as it is: every column and summary they read,
+    and no round waiting to be summarised. What only writes use (each row's run, the deleted runs, the
+    triggers that keep the summaries, the tables' constraints, the indexes, which speed reads up but do
+    not change them) may be older: a read-only file an earlier version wrote is read as it is, where it
+    could not be migrated."""
     for table, added in ADDED_COLUMNS.items():
-        if not set(added) <= set(_columns(conn, table)):
+        if not set(added) - WRITE_ONLY_COLUMNS.get(table, set()) <= set(_columns(conn, table)):
             return False
-    if not _columns(conn, "training_deleted_runs"):
-        return False
     if _rounds_table_is_stale(conn) or _columns(conn, "training_job_summary") != list(JOB_SUMMARY_COLUMNS):
         return False
+    return not _has_pending(conn)  # rows another program wrote are summarised on opening
+
+
+def schema_is_current(conn: sqlite3.Connection) -> bool:
+    """True when every column, table, index and trigger is this version's and no round waits to be
+    summarised (read, not locked)."""
+    if not schema_is_readable(conn) or not _columns(conn, "training_deleted_runs"):
+        return False
+    for table, added in WRITE_ONLY_COLUMNS.items():
+        if not added <= set(_columns(conn, table)):
+            return False
     if any(old in _table_sql(conn, table) for table, old, _, _ in TABLE_REWRITES):
         return False
     indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     if not _index_names() <= indexes:
         return False
     triggers = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall())
-    if any(triggers.get(name) != f"CREATE TRIGGER {name} {body}" for name, body in TRIGGERS.items()):
-        return False
-    return not _has_pending(conn)  # rows another program wrote are summarised on opening
+    return all(triggers.get(name) == f"CREATE TRIGGER {name} {body}" for name, body in TRIGGERS.items())
 
 
 def _has_pending(conn: sqlite3.Connection) -> bool:
