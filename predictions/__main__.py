@@ -157,7 +157,7 @@ def _store_name(settings: StoreSettings) -> str:
     if settings.uses_supabase:
         return f"Supabase at {settings.supabase_url or '(SUPABASE_URL not set)'}"
     path = Path(settings.db_path).resolve()
-    return f"{path}" if path.exists() else f"{path}, empty until a run in this folder writes there"
+    return f"{path}" if path.exists() else f"{path}, not there yet: no jobs until a run writes it"
 
 
 @contextmanager
