@@ -27,7 +27,11 @@ def parser() -> argparse.ArgumentParser:
         help="serve the dashboard over the store a training run in this folder writes to (its .env, "
         "its PREDICTIONS_DB or .predictions/predictions.db)",
     )
-    dashboard.add_argument("--db", default=None, help="read this SQLite file instead (sets PREDICTIONS_DB)")
+    dashboard.add_argument(
+        "--db",
+        default=None,
+        help="read this SQLite file, whatever else is set (sets PREDICTIONS_STORE=sqlite)",
+    )
     _server_options(dashboard)
     demo = commands.add_parser("demo", help="train a tiny model to reverse strings, writing each round")
     demo.add_argument("--epochs", type=_positive, default=4, help="training epochs a run (default: 4)")
@@ -114,13 +118,6 @@ def run_dashboard_command(options: argparse.Namespace) -> int:
     """Serve the dashboard in this folder until Ctrl-C, SIGTERM or SIGHUP; its exit status otherwise."""
     db_path = None if options.db is None else Path(options.db)
     settings = StoreSettings.from_env(environ=_environment(db_path))
-    if db_path is not None and settings.uses_supabase:
-        print(
-            "error: --db reads a SQLite file, but SUPABASE_URL or SUPABASE_KEY is set (in the environment or "
-            f"a .env file here or above), which selects Supabase; unset both to read {db_path}",
-            file=sys.stderr,
-        )
-        return 2
     try:
         dashboard = start_dashboard(options, db_path)
     except OSError as error:  # no app.py, or the port is taken
@@ -149,8 +146,11 @@ def start_dashboard(options: argparse.Namespace, db_path: Path | None) -> subpro
 
 
 def _environment(db_path: Path | None) -> dict[str, str]:
-    db = {} if db_path is None else {ENV_NAMES["db_path"]: str(db_path.resolve())}
-    return {**os.environ, **db}
+    """This environment, choosing the SQLite file `db_path` outright where given: over Supabase settings
+    in the environment or a `.env` here or above (a user's, whose store is not the demo's)."""
+    if db_path is None:
+        return dict(os.environ)
+    return {**os.environ, ENV_NAMES["db_path"]: str(db_path.resolve()), ENV_NAMES["backend"]: "sqlite"}
 
 
 def _store_name(settings: StoreSettings) -> str:

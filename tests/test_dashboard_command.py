@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from predictions.__main__ import main
+from predictions.dashboard import server
 from predictions.store import SQLiteStore
+from predictions.store.settings import ENV_NAMES, StoreSettings
 from predictions.store.sqlite import DEFAULT_DB_PATH
 from tests.helpers import children, exited, free_port, listening_on, wait_for_health, wait_until
 from tests.helpers_browser import settle
@@ -157,6 +159,7 @@ def test_the_demo_dashboard_from_a_wheel_reads_the_file_the_demo_trains_into(ins
     demo += ["--rounds-per-epoch", "1", "--learning-rates", "1e-3", "--job-id", "wheel-demo"]
     output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
     env = wheel_environment(installed)
+    (tmp_path / ".env").write_text(SUPABASE_ENV_FILE)  # a user's team store: not the demo's file
     process = subprocess.Popen(
         [sys.executable, "-P", "-m", "predictions", *demo], cwd=tmp_path, env=env, **output
     )
@@ -173,6 +176,8 @@ def test_the_demo_dashboard_from_a_wheel_reads_the_file_the_demo_trains_into(ins
         assert str(installed / "predictions" / "dashboard" / "app" / "app.py") in argv
         environ = Path(f"/proc/{dashboard}/environ").read_text().split("\0")
         assert f"PREDICTIONS_DB={db}" in environ
+        served = dict(item.split("=", 1) for item in environ if "=" in item)
+        assert chosen_store(served, tmp_path) == str(db)  # over the .env's Supabase
         assert [job.id for job in SQLiteStore(db).list_jobs()] == ["wheel-demo"]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
@@ -183,11 +188,41 @@ def test_the_demo_dashboard_from_a_wheel_reads_the_file_the_demo_trains_into(ins
             process.wait()
 
 
-def test_db_with_supabase_configured_says_what_to_unset(tmp_path, monkeypatch, capsys):
+SUPABASE_ENV_FILE = "SUPABASE_URL=https://example.supabase.co\nSUPABASE_KEY=sb_publishable_abc\n"
+
+
+def chosen_store(environ: dict[str, str], folder: Path) -> str:
+    """The store a dashboard with `environ`, run in `folder`, opens: its SQLite path or its URL."""
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        settings = StoreSettings.from_env(environ=environ)
+        settings.check()
+        return settings.supabase_url if settings.uses_supabase else str(Path(settings.db_path))
+    finally:
+        os.chdir(cwd)
+
+
+def test_db_reads_that_file_even_where_a_env_file_names_supabase(tmp_path, monkeypatch, capsys):
+    """`--db` says which file to read: a `.env` here naming a team's Supabase (which an empty variable
+    cannot unset) must not turn it into a dashboard of that store."""
+    (tmp_path / ".env").write_text(SUPABASE_ENV_FILE)
+    for name in ENV_NAMES.values():
+        monkeypatch.delenv(name, raising=False)
+    started = []
+    monkeypatch.setattr(server, "start", lambda port, address, env: started.append(env) or Exited())
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SUPABASE_URL", "https://example.supabase.co")
-    monkeypatch.setenv("SUPABASE_KEY", "anon-key")
-    assert main(["dashboard", "--db", "other.db"]) == 2
-    error = capsys.readouterr().err
-    assert "--db reads a SQLite file, but SUPABASE_URL or SUPABASE_KEY is set" in error
-    assert f"unset both to read {Path('other.db')}" in error
+    assert chosen_store(dict(os.environ), tmp_path) == "https://example.supabase.co"  # without --db
+    assert main(["dashboard", "--db", "other.db"]) == 0
+    assert f"(reading {tmp_path / 'other.db'}, not there yet" in capsys.readouterr().out
+    assert chosen_store(started[0], tmp_path) == str(tmp_path / "other.db")
+
+
+class Exited:
+    """A dashboard process that has already ended, cleanly."""
+
+    def wait(self, timeout: float | None = None) -> int:
+        return 0
+
+    def poll(self) -> int:
+        return 0

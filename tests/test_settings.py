@@ -77,3 +77,30 @@ def test_secrets_stay_out_of_the_settings_repr(clean_env):
     clean_env.setenv("SUPABASE_KEY", "sb_secret_do-not-log")
     clean_env.setenv("PREDICTIONS_INGEST_KEY", "pmi_do-not-log")
     assert "do-not-log" not in repr(StoreSettings.from_env())
+
+
+def test_predictions_store_chooses_outright_over_a_env_file_naming_supabase(clean_env, tmp_path):
+    """A folder whose `.env` names a team's Supabase (an empty variable cannot unset it): PREDICTIONS_STORE
+    =sqlite reads the local file, its outbox beside it; a wrong value names the valid ones."""
+    (tmp_path / ".env").write_text(
+        "SUPABASE_URL=https://abc.supabase.co\nSUPABASE_KEY=sb_publishable_abc\nPREDICTIONS_INGEST_KEY=pmi_x\n"
+    )
+    assert StoreSettings.from_env().uses_supabase
+    clean_env.setenv("PREDICTIONS_STORE", "sqlite")
+    clean_env.setenv("PREDICTIONS_DB", str(tmp_path / "local.db"))
+    settings = StoreSettings.from_env()
+    store = settings.open_store()
+    assert isinstance(store, SQLiteStore) and store.path == tmp_path / "local.db"
+    store.close()
+    assert settings.outbox_key()[0] == f"sqlite:{tmp_path / 'local.db'}"
+    clean_env.setenv("PREDICTIONS_STORE", "postgres")
+    with pytest.raises(
+        ConfigError, match="PREDICTIONS_STORE='postgres' is invalid; valid: sqlite or supabase"
+    ):
+        open_store()
+
+
+def test_predictions_store_supabase_without_its_settings_names_both(clean_env):
+    clean_env.setenv("PREDICTIONS_STORE", "supabase")
+    with pytest.raises(ConfigError, match="SUPABASE_URL and SUPABASE_KEY are not set; set both"):
+        open_store()

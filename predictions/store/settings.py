@@ -27,9 +27,12 @@ ENV_NAMES = {
     "user_id": "PREDICTIONS_USER_ID",
     "db_path": "PREDICTIONS_DB",
     "outbox": "PREDICTIONS_SPOOL",
+    "backend": "PREDICTIONS_STORE",
 }
 """Each setting's environment variable."""
 OUTBOX_NAME = "outbox.db"
+BACKENDS = ("sqlite", "supabase")
+"""What PREDICTIONS_STORE may name; unset, SUPABASE_URL and SUPABASE_KEY choose."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,9 @@ class StoreSettings:
     SUPABASE_URL with SUPABASE_KEY selects Supabase: the anon key with PREDICTIONS_INGEST_KEY writes as
     the ingest key's user, the anon key alone needs a sign-in, the service-role key writes for the
     user PREDICTIONS_USER_ID. Otherwise the SQLite file at PREDICTIONS_DB (default `DEFAULT_DB_PATH`).
-    PREDICTIONS_SPOOL moves the outbox of any store.
+    PREDICTIONS_STORE (`BACKENDS`) chooses outright, whatever else is set: `sqlite` reads a local file in
+    a folder whose `.env` names Supabase (which an empty variable cannot unset). PREDICTIONS_SPOOL moves
+    the outbox of any store.
     """
 
     supabase_url: str = ""
@@ -49,6 +54,7 @@ class StoreSettings:
     user_id: str = ""
     db_path: str = str(DEFAULT_DB_PATH)
     outbox: str = ""
+    backend: str = ""
 
     @classmethod
     def from_env(
@@ -63,14 +69,28 @@ class StoreSettings:
 
     @property
     def uses_supabase(self) -> bool:
+        if self.backend:
+            return self.backend == "supabase"
         return bool(self.supabase_url or self.supabase_key)
 
     def check(self) -> None:
         """ConfigError, naming the variables to set, unless the settings name one store."""
+        if self.backend and self.backend not in BACKENDS:
+            raise ConfigError(
+                f"PREDICTIONS_STORE={self.backend!r} is invalid; valid: {' or '.join(BACKENDS)}, or unset "
+                "(Supabase where SUPABASE_URL and SUPABASE_KEY are set, else SQLite)"
+            )
+        if self.backend == "sqlite":
+            return  # chosen outright: whatever names Supabase is left unused
         if self.ingest_key and not (self.supabase_url and self.supabase_key):
             raise ConfigError(
                 f"{INGEST_KEY_ENV} is set but SUPABASE_URL or SUPABASE_KEY is not; an ingest key writes to "
                 "Supabase: set SUPABASE_URL and SUPABASE_KEY (the anon or publishable key) too"
+            )
+        if self.uses_supabase and not (self.supabase_url or self.supabase_key):
+            raise ConfigError(
+                "PREDICTIONS_STORE=supabase but SUPABASE_URL and SUPABASE_KEY are not set; set both (your "
+                "project's URL and its anon or publishable key)"
             )
         if self.uses_supabase and not (self.supabase_url and self.supabase_key):
             given, missing = ("SUPABASE_URL", "SUPABASE_KEY")[:: 1 if self.supabase_url else -1]
@@ -96,7 +116,7 @@ class StoreSettings:
 
     def outbox_key(self, user_id: str | None = None) -> tuple[str, str]:
         """The (store, owner) `open_store()` would give, without opening it (no network, no file)."""
-        if self.supabase_url and self.supabase_key:
+        if self.uses_supabase and self.supabase_url and self.supabase_key:
             from predictions.store.supabase_rest import key_role  # Supabase's clients only when used
 
             return supabase_identity(
