@@ -20,8 +20,9 @@ Anything else is answered 501. Like Supabase's gateway, every request needs a kn
 JWT"), then runs in one transaction as the JWT's role (`set local role`) with its claims in
 `request.jwt.claims`, so row-level security is enforced by Postgres itself. Without Authorization the
 role is the gateway's: service_role for the secret key, else anon. Postgres errors come back as
-PostgREST's JSON (`code`, `message`, `details`, `hint`) with PostgREST's HTTP statuses. All SQL logic
-lives in the migrations: this only routes.
+PostgREST's JSON (`code`, `message`, `details`, `hint`) with PostgREST's HTTP statuses; a column or
+function the database lacks is answered from the catalog as PostgREST 12/13 answers from its schema cache
+(PGRST204, HTTP 400; PGRST202, HTTP 404). All SQL logic lives in the migrations: this only routes.
 """
 
 from __future__ import annotations
@@ -238,7 +239,9 @@ class PostgrestApi:
                 sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in columns
             ),
         )
-        self.run(claims, statement, (json.dumps(rows),))
+        with self.transaction(claims) as conn:
+            check_columns(conn, table, [*columns, *conflict])
+            conn.execute(statement, (json.dumps(rows),))
         return Reply(201)
 
     def patch(self, claims, table: str, query, headers, values: Any) -> Reply:
@@ -260,7 +263,9 @@ class PostgrestApi:
                 sql.SQL("t.{} = %s").format(sql.Identifier(column)) for column, _ in filters
             ),
         )
-        self.run(claims, statement, (json.dumps(values), *(value for _, value in filters)))
+        with self.transaction(claims) as conn:
+            check_columns(conn, table, list(values))  # a filter's unknown column is Postgres' 42703
+            conn.execute(statement, (json.dumps(values), *(value for _, value in filters)))
         return Reply(204)
 
     def rpc(self, claims, name: str, arguments: Any) -> Reply:
@@ -310,17 +315,9 @@ class PostgrestApi:
             names = names[:count]
             if given <= set(names) and set(names[: count - defaults]) <= given:
                 return returns_set, dict(zip(names, types, strict=True))
-        raise HTTPFailure(
-            404,
-            "PGRST202",
-            f"Could not find the function {SCHEMA}.{name}({', '.join(sorted(given))}) in the schema cache",
-        )
+        raise no_function(name, sorted(given))
 
     # Postgres, as the JWT's role
-
-    def run(self, claims: dict[str, Any], statement: sql.Composable, params: tuple) -> None:
-        with self.transaction(claims) as conn:
-            conn.execute(statement, params)
 
     @contextmanager
     def transaction(self, claims: dict[str, Any]) -> Iterator[psycopg.Connection]:
@@ -487,6 +484,39 @@ def user_json(user: User) -> dict[str, Any]:
         "user_metadata": {},
         "created_at": "2026-01-01T00:00:00Z",
     }
+
+
+def check_columns(conn: psycopg.Connection, table: str, columns: list[str]) -> None:
+    """PGRST204 (HTTP 400) for a column the table lacks, as PostgREST 12/13 answers from its schema
+    cache before the statement runs (a client newer than the database's migrations sees this)."""
+    known = {
+        name
+        for (name,) in conn.execute(
+            "select attname from pg_catalog.pg_attribute"
+            " where attrelid = %s::regclass and attnum > 0 and not attisdropped",
+            (f"{SCHEMA}.{table}",),
+        )
+    }
+    missing = next((column for column in columns if column not in known), None)
+    if missing is not None:
+        raise HTTPFailure(
+            400, "PGRST204", f"Could not find the '{missing}' column of '{table}' in the schema cache"
+        )
+
+
+def no_function(name: str, arguments: list[str]) -> HTTPFailure:
+    """PGRST202 (HTTP 404): no function of that name takes these named arguments, in PostgREST 12/13's
+    words (its hint, a near match, is left out)."""
+    function = f"{SCHEMA}.{name}"
+    shown = f"({', '.join(arguments)})" if arguments else " without parameters"
+    searched = {0: " without parameters", 1: " with parameter "}.get(len(arguments), " with parameters ")
+    details = (
+        f"Searched for the function {function}{searched}{', '.join(arguments)} or with a single unnamed "
+        "json/jsonb parameter, but no matches were found in the schema cache."
+    )
+    return HTTPFailure(
+        404, "PGRST202", f"Could not find the function {function}{shown} in the schema cache", details
+    )
 
 
 def parse_prefer(headers: Any) -> dict[str, str]:

@@ -147,7 +147,8 @@ def test_every_dashboard_function_exists_runs_as_the_caller_and_is_closed_to_ano
         "select proname, prosecdef, provolatile, prorettype::regtype::text,"
         " has_function_privilege('anon', oid, 'execute'),"
         " has_function_privilege('authenticated', oid, 'execute')"
-        " from pg_proc where pronamespace = 'public'::regnamespace and proname like 'predictions\\_%'",
+        " from pg_proc where pronamespace = 'public'::regnamespace and proname like 'predictions\\_%'"
+        " and proname <> 'predictions_schema_version'",  # test_schema_version.py: anyone may ask it
     )
     assert {row[0] for row in rows} == DASHBOARD_FUNCTIONS | WRITE_FUNCTIONS
     for name, definer, volatility, returns, anon, authenticated in rows:
@@ -305,6 +306,8 @@ API_FUNCTIONS = {
     "training_predictions_check_metric": ("authenticated", "service_role"),
     "training_owner_low": ("authenticated", "service_role"),
     "training_owner_high": ("authenticated", "service_role"),
+    # which migrations the database has: asked by trainers and the dashboard before sign-in
+    "predictions_schema_version": ("anon", "authenticated", "service_role"),
 }
 """Who may call each function; every other function of public is an internal helper nobody calls."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from predictions.dashboard import forms, queries, widgets
+from predictions.dashboard import forms, queries, upgrade, widgets
 from predictions.errors import ConfigError, StoreError
 
 VIEW_KEY = "_predictions_view"
@@ -50,6 +50,7 @@ def sidebar() -> widgets.View | None:
     except (StoreError, ConfigError) as error:
         widgets.store_unreachable(error)
         return None
+    behind = upgrade.notice(store)
     if not widgets.sign_in_form(store):
         widgets.store_badge(store)
         return None
@@ -60,15 +61,18 @@ def sidebar() -> widgets.View | None:
         widgets.new_job_notice(recent)
         job, jobs = widgets.job_picker(store, version, recent) if recent else (None, ())
     except StoreError as error:
-        widgets.store_unreachable(error)
+        if behind:
+            upgrade.read_failed(error)
+        else:
+            widgets.store_unreachable(error)
         return None
     if job is not None:
         widgets.job_lines(store, job)
-    if job is not None and widgets.read_only(store) is None:  # no form that could only fail
+    if job is not None and widgets.read_only(store) is None and not behind:  # no form that could only fail
         forms.job_details_control(store, job, (*recent, *jobs))  # tags to offer: recent and searched jobs
         forms.delete_job_control(store, job)
     wanted = st.query_params.get("job")
-    view = widgets.View(store, jobs, job, wanted if job is None and wanted else None)
+    view = widgets.View(store, jobs, job, wanted if job is None and wanted else None, behind)
     widgets.live_watch(view, version, widgets.live_controls(job))
     widgets.store_badge(store)
     return view
@@ -85,7 +89,10 @@ def run() -> None:
     try:
         page.run()
     except StoreError as error:
-        widgets.store_unreachable(error)
+        if view.schema_problem:
+            upgrade.read_failed(error)
+        else:
+            widgets.store_unreachable(error)
 
 
 def current_view() -> widgets.View:

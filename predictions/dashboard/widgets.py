@@ -46,6 +46,8 @@ class View:
     job: Job | None
     missing_job: str | None = None
     """A job id the URL named that is not among `jobs`: another user's, deleted, or mistyped."""
+    schema_problem: str | None = None
+    """The migrations the store's database lacks, and the fix (`upgrade.notice` said so above)."""
 
     def ref(self, job: Job | None = None) -> queries.JobRef:
         """The cache key of a job's data (the picked job by default)."""

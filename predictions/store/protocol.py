@@ -7,6 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
+from predictions.errors import StoreError
 from predictions.store.records import (
     DEFAULT_PAGE,
     Job,
@@ -247,3 +248,24 @@ def signed_in_email(store: Store) -> str | None:
     """Who is signed in to the store; None for a store without users or while nobody is."""
     account = sign_in_of(store)
     return account.signed_in_email if account is not None else None
+
+
+@runtime_checkable
+class Migrated(Protocol):
+    """A store whose schema someone else upgrades (Supabase: `supabase db push`), so it can be older than
+    this package; the embedded store upgrades its own file and does not implement it."""
+
+    def schema_problem(self) -> str | None:
+        """What the database lacks that this package needs, and the fix; None when it has it all.
+        Raises `StoreError` when the database cannot be asked."""
+
+
+def schema_problem_of(store: Store) -> str | None:
+    """The store's missing migrations and their fix; None when current, for a store that upgrades
+    itself, or when the database cannot be asked now (its reads then say why)."""
+    if not isinstance(store, Migrated):
+        return None
+    try:
+        return store.schema_problem()
+    except StoreError:
+        return None

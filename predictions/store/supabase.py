@@ -14,6 +14,7 @@ requests and names their errors, `supabase_session` keeps the signed-in user's s
 from __future__ import annotations
 
 import json
+import logging
 import math
 import uuid
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from predictions.errors import AuthError, ConfigError
+from predictions.errors import AuthError, ConfigError, StoreError
 from predictions.scoring.metrics import METRICS
 from predictions.store import ingest_keys
 from predictions.store.checks import (
@@ -70,7 +71,10 @@ from predictions.store.records import (
 from predictions.store.settings import StoreSettings
 from predictions.store.storable import storable_details
 from predictions.store.supabase_rest import Rest, check_url, key_role, rest_client
+from predictions.store.supabase_schema import database_version, schema_problem
 from predictions.store.supabase_session import USER_ID_ENV, Session, check_user_id
+
+logger = logging.getLogger(__name__)
 
 NATURAL_KEY = "user_id,job_id,step,sample_index"
 JOB_KEY = "user_id,id"
@@ -185,6 +189,7 @@ class SupabaseStore:
                 f"{USER_ID_ENV}"
             )
         self.chunk_rows = chunk_rows
+        self._schema_current = False
         self._user_id = check_user_id(user_id or StoreSettings.from_env().user_id or None)
         self._job_owners: dict[str, str] = {}
         self._ingest_key = ingest_key or None
@@ -582,8 +587,9 @@ class SupabaseStore:
         return (ingest_key_owner(self._ingest_key),) if self._ingest_key and self._ingest_owner else ()
 
     def check_can_write(self, user_id: str | None = None) -> None:
-        """Raise ConfigError unless rows for `user_id` (default: the configured user) could be written:
-        checked before training starts, so a run never trains for hours storing nothing."""
+        """Raise ConfigError unless rows for `user_id` (default: the configured user) could be written,
+        and the database has the migrations this package writes with: checked before training starts,
+        so a run never trains for hours storing nothing."""
         if self.requires_sign_in and self._ingest_owner is None:
             raise ConfigError(
                 "SUPABASE_KEY is the anon key and nobody is signed in: row-level security refuses every "
@@ -599,6 +605,25 @@ class SupabaseStore:
                     "(Authentication > Users in the Supabase dashboard)"
                 ) from error
         self._owner(user_id)
+        try:
+            problem = self.schema_problem()
+        except StoreError as error:  # an outage or a refused key: the writer keeps the rows, and says so
+            logger.warning("predictions: cannot ask %s for its schema version: %s", self.description, error)
+            return
+        if problem is not None:
+            raise ConfigError(problem)
+
+    def schema_problem(self) -> str | None:
+        """What the database lacks that this package needs (older migrations) and the fix, or None.
+
+        One request (`predictions_schema_version()`); once the database is current, none again. Raises
+        StoreError when the database cannot be asked (down, a refused key).
+        """
+        if self._schema_current:
+            return None
+        problem = schema_problem(database_version(self._function), self.description)
+        self._schema_current = problem is None
+        return problem
 
     # plumbing
 
