@@ -7,6 +7,7 @@ migration but the newest, on real PostgreSQL behind the PostgREST-protocol test 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,13 +17,16 @@ from streamlit.testing.v1 import AppTest
 
 from devtools.local_postgres import Postgres, apply_migrations, migration_files
 from predictions import ConfigError, PredictionsCallback, RolloutRecorder
+from predictions.__main__ import main
+from predictions.delivery.outbox import Key, Outbox
 from predictions.errors import StoreError
 from predictions.store.records import PredictionRow
+from predictions.store.supabase import SupabaseStore
 from predictions.store.supabase_schema import FIRST_VERSIONED, SCHEMA_MIGRATION, SCHEMA_VERSION
 from tests import helpers_training as h
 from tests.helpers_app import APP, assert_no_exception
 from tests.helpers_outbox import kept, refused
-from tests.pg_fixtures import EMAIL_A, PASSWORD, USER_A, acting_as, login_as, service_store
+from tests.pg_fixtures import EMAIL_A, PASSWORD, USER_A, acting_as, login_as, service_store, user_store
 from tests.postgrest_server import PostgrestTestServer
 from tests.test_rollout_recorder import begin
 
@@ -198,3 +202,57 @@ def test_the_dashboard_says_so_once_and_still_reads_what_the_database_has(behind
     assert "supabase db push" in warning.value and "deleting are off" in warning.value
     assert not at.error and at.get("vega_lite_chart"), "the job's trends still read"
     assert not [e for e in at.sidebar.expander if "Delete" in e.label]
+
+
+def test_spool_replay_into_it_keeps_the_calls_pending_and_names_the_fix(
+    behind, tmp_path, monkeypatch, capsys
+):
+    """Calls kept while the store was down, replayed after the upgrade but before the push: each row
+    would be refused for good (PGRST204) and quarantined; they wait for the push instead."""
+    server, conninfo = behind
+    for name, value in {"SUPABASE_URL": server.url, "SUPABASE_KEY": server.service_key}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PREDICTIONS_USER_ID", USER_A)
+    monkeypatch.setenv("PREDICTIONS_SPOOL", str(tmp_path / "outbox.db"))
+    store = service_store(server)
+    key = Key(*store.outbox_key())
+    rows = [PredictionRow("kept", 1, 4, i, "p", "x", user_id=USER_A, run="r1").as_dict() for i in range(3)]
+    Outbox(tmp_path / "outbox.db").append(key, [{"op": "write_predictions", "rows": rows}])
+    before = counts(conninfo)
+    assert main(["spool", "replay"]) == 2
+    assert "supabase db push" in capsys.readouterr().out
+    assert len(kept(tmp_path / "outbox.db", key)) == 1 and refused(tmp_path / "outbox.db") == []
+    assert counts(conninfo) == before
+    store.close()
+
+
+def test_after_the_push_the_same_dashboard_and_store_work_without_a_restart(postgres, monkeypatch):
+    with api_before(postgres, DELETED_RUNS) as (server, conninfo):
+        for name, value in {"SUPABASE_URL": server.url, "SUPABASE_KEY": server.service_key}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("PREDICTIONS_USER_ID", USER_A)
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.query_params["job"] = OLD_JOB
+        at.run()
+        store = service_store(server)
+        with pytest.raises(ConfigError, match="supabase db push"):
+            store.check_can_write(None)
+        assert at.warning and not [e for e in at.sidebar.expander if "Delete" in e.label]
+        apply_migrations(conninfo)  # what `supabase db push` does
+        at.run()
+        assert_no_exception(at)
+        assert not at.warning and [e for e in at.sidebar.expander if "Delete" in e.label]
+        store.check_can_write(None)
+        store.close()
+
+
+def test_a_trainer_with_an_ingest_key_is_told_too(behind):
+    """The publishable key with an ingest key asks as `anon`, which may call the version function."""
+    server, _ = behind
+    owner = user_store(server, USER_A)
+    secret = owner.create_ingest_key(f"laptop-{uuid.uuid4().hex[:8]}")
+    trainer_store = SupabaseStore(server.url, server.anon_key, ingest_key=secret)
+    with pytest.raises(ConfigError, match="supabase db push"):
+        trainer_store.check_can_write(None)
+    trainer_store.close()
+    owner.close()

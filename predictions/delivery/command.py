@@ -4,7 +4,9 @@ The store and its outboxes are the ones a training run would use (`open_store()`
 `.env`: its outbox, and the fallback a run used where that could not be written, `outbox_place`), or
 the outbox file named with `--spool`. `list` shows every owner's calls; `replay` and
 `discard` act on the calls of the configured identity only (a replay never sends another owner's
-calls). Exit status 0 when nothing of that identity is left pending, 1 otherwise, 2 on an error.
+calls). A Supabase database older than this package's migrations replays nothing (its rows would be
+refused for good) and names the fix. Exit status 0 when nothing of that identity is left pending, 1
+otherwise, 2 on an error.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 from predictions.delivery import legacy, outbox_place
 from predictions.delivery.outbox import Key, Outbox
 from predictions.delivery.spool import Replay, describe, replay
-from predictions.errors import PredictionsError
+from predictions.errors import ConfigError, PredictionsError
+from predictions.store.protocol import schema_problem_of
 
 ACTIONS = ("list", "replay", "discard")
 OTHERS_WAIT_S = 30.0
@@ -45,6 +48,8 @@ def run(options: argparse.Namespace) -> int:
     """Run one action; a store that cannot be opened or an outbox that cannot be read is reported."""
     try:
         store = _open() if options.action == "replay" else None
+        if store is not None and (problem := schema_problem_of(store)) is not None:
+            raise ConfigError(f"{problem}; the kept calls stay pending")  # else each row refused for good
         key = Key(*(store.outbox_key() if store is not None else _key_from_env()))
         outboxes = [Outbox(path) for path in ([options.spool] if options.spool else in_use(key.store))]
         legacy.migrate(outboxes[0], key)
