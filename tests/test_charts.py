@@ -204,6 +204,22 @@ def test_the_loss_legend_lists_only_the_losses_logged(logged, legend):
     assert scale["range"] == [colours[title] for title in legend]  # each series keeps its colour
 
 
+@pytest.mark.parametrize(
+    ("logged", "titles"),
+    [
+        (("loss", "eval_loss", "learning_rate"), ["Loss", "Answers: Character error rate", "Learning rate"]),
+        (
+            ("eval_loss",),
+            ["Loss", "Answers: Character error rate"],
+        ),  # a search's trial: no learning rate logged
+        (("learning_rate",), ["Answers: Character error rate", "Learning rate"]),
+    ],
+)
+def test_a_series_never_logged_gets_no_chart(logged, titles):
+    spec = charts.loss_chart(series_frame(logged), rounds_frame([0.8, 0.5, 0.3]))
+    assert [panel["title"] for panel in spec["vconcat"]] == titles
+
+
 OPEN_METRIC = Metric(
     "length_score", "Length score", "Len", lower_is_better=True, bounds=(0.0, None), ideal=2.0
 )

@@ -246,7 +246,9 @@ SERIES_TITLES = {"loss": "Training loss", "eval_loss": "Eval loss", "learning_ra
 
 def loss_chart(series: pd.DataFrame, rounds: pd.DataFrame, metric: Metric | str = PRIMARY_METRIC) -> Spec:
     """The Trainer's loss (training and eval) above the answers' metric, then the learning rate: three
-    charts on one shared step axis, so 'loss falls while the answers get worse' is seen at a glance."""
+    charts on one shared step axis, so 'loss falls while the answers get worse' is seen at a glance. A
+    series the run never logged gets no chart (a search's trials log only their eval loss: an empty
+    learning-rate chart stood there)."""
     metric = as_metric(metric)
     step = _x("step")
     named = series.assign(series=series["name"].map(SERIES_TITLES))
@@ -270,8 +272,9 @@ def loss_chart(series: pd.DataFrame, rounds: pd.DataFrame, metric: Metric | str 
         y=channel("value:Q", title=metric.label, scale=_y_scale(metric, answers["value"])),
         tooltip=tooltip("epoch:Q", "step:Q", ("value:Q", metric.title, ".3f")),
     )
+    rates = named[named["name"] == "learning_rate"]
     lr = view(
-        named[named["name"] == "learning_rate"],
+        rates,
         mark("line", color=palette.AVERAGE),
         x=step,
         y=channel("value:Q", title="Learning rate", axis={"format": ".1e"}),
@@ -280,9 +283,9 @@ def loss_chart(series: pd.DataFrame, rounds: pd.DataFrame, metric: Metric | str 
     return chart(
         {
             "vconcat": [
-                {**loss, "height": 180, "title": "Loss"},
+                *([{**loss, "height": 180, "title": "Loss"}] if logged else []),
                 {**quality, "height": 180, "title": f"Answers: {metric.title}"},
-                {**lr, "height": 110, "title": "Learning rate"},
+                *([{**lr, "height": 110, "title": "Learning rate"}] if not rates.empty else []),
             ],
             "resolve": {"scale": {"x": "shared"}},
         }
