@@ -83,6 +83,23 @@ def sqlite_store(tmp_path) -> Iterator[SQLiteStore]:
 
 
 @pytest.fixture
+def ipython(tmp_path, monkeypatch) -> Iterator[Any]:
+    """A real IPython shell in this process (its cells run with `run_cell`, its events fire as in a
+    notebook), without history; gone afterwards, so no later test sees a shell."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    config = Config()
+    config.HistoryManager.enabled = False
+    shell = InteractiveShell.instance(config=config)
+    try:
+        yield shell
+    finally:
+        InteractiveShell.clear_instance()
+
+
+@pytest.fixture
 def open_app(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
     """Open the app on a SQLite file at a job and a page: `open_app(db, job=..., page=..., **query)`."""
 

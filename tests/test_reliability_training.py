@@ -383,6 +383,30 @@ def test_a_second_sigterm_during_the_flush_loses_neither_the_rows_nor_the_job(ba
     assert status_of(store, "preempted") == "failed"
 
 
+def test_ctrl_c_stops_the_job_as_the_users_own_and_keeps_every_round(backend, tmp_path):
+    """SIGINT (Ctrl-C in a terminal, Kernel > Interrupt in a notebook) is the user's decision, not a fault:
+    the job reads stopped, interrupted by the user, at the step reached of the Trainer's plan (200 epochs
+    of 4 steps), and the run still ends in KeyboardInterrupt."""
+    store = backend.store
+    default = signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal
+    try:
+        run = start_run(backend, tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, default)
+    announced = first_round(run)
+    run.send_signal(signal.SIGINT)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == -signal.SIGINT and err.endswith("KeyboardInterrupt\n"), err
+    Writer(store, spool_path=tmp_path / "s.outbox.db").close()  # the next open replays any kept call
+    assert set(announced_steps(announced + out.splitlines())) <= {
+        step for step, _ in rows_of(store, "preempted")
+    }
+    job = {job.id: job for job in store.list_jobs()}["preempted"]
+    assert job.status == "stopped" and job.stop_reason.describe() == (
+        f"Stopped at step {job.stop_reason.step} of 800: interrupted by the user (KeyboardInterrupt)."
+    )
+
+
 def test_sigint_to_a_run_that_ignores_it_changes_nothing(backend, tmp_path):
     run = start_run(backend, tmp_path, 3, "ignore-sigint")
     announced = first_round(run)

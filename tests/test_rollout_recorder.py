@@ -329,6 +329,37 @@ def test_a_reward_function_that_raises_fails_training_with_its_error_and_the_job
     assert sqlite_store.rollout_trends(recorder.job_id).steps["rollout_count"].tolist() == [4]
 
 
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(ValueError("picky cannot score this batch"), "failed"), (KeyboardInterrupt(), "stopped")],
+)
+def test_a_notebook_cell_whose_run_raises_ends_the_recorders_job_before_the_next_cell(
+    tmp_path, sqlite_store, ipython, error, status
+):
+    """In IPython (`post_run_cell`): the cell that started the run raised, so its job is finished at once,
+    its earlier rollouts stored and its writer closed; the user's interrupt reads stopped, as their own."""
+    recorder = RolloutRecorder(store=sqlite_store)
+    first, second = recorder.wrap([exact, length])
+
+    def run():
+        state, tok, _ = begin(recorder, tmp_path)
+        state.max_steps = 8
+        kwargs = reward_call(state, tok)
+        first(**kwargs), second(**kwargs)
+        state.global_step = 1
+        raise error
+
+    ipython.user_ns["run"] = run
+    assert ipython.run_cell("run()").error_in_exec is error
+    job = sqlite_store.list_jobs()[0]
+    assert (job.id, job.status, recorder._writer) == (recorder.job_id, status, None)
+    assert sqlite_store.rollout_trends(job.id).steps["rollout_count"].tolist() == [4]
+    reason = "Stopped at step 1 of 8: interrupted by the user (KeyboardInterrupt)."
+    assert (job.stop_reason.describe() if job.stop_reason else None) == (
+        reason if status == "stopped" else None
+    )
+
+
 def test_reward_functions_returning_none_store_none_and_a_total_of_the_functions_that_scored(
     tmp_path, sqlite_store
 ):

@@ -18,6 +18,7 @@ from predictions.delivery.writer import Writer
 from predictions.store import SQLiteStore
 from predictions.store.records import StopReason, TrainerStop, stop_reason_from_dict
 from predictions.store.storable import Changes, storable_value
+from predictions.training.preemption import interrupted_at
 from predictions.training.trainer_stop import trainer_stop
 from tests import helpers_training as h
 from tests.conftest import make_store
@@ -90,6 +91,8 @@ def test_a_trainer_stop_is_kept_on_both_stores_and_an_older_reader_reads_it(stor
         ("own", OWN_STOP),
         ("pruned", PRUNED),
         ("rule", StopReason("exact_match", 2, 30)),
+        ("interrupted", interrupted_at(5, 9)),
+        ("interrupted-loop", interrupted_at(5)),  # a hand-written loop: no planned last step
     ]
     for job_id, reason in reasons:
         store.start_job(job_id, name=job_id, at="2026-01-01T00:00:00+00:00")
@@ -100,6 +103,18 @@ def test_a_trainer_stop_is_kept_on_both_stores_and_an_older_reader_reads_it(stor
     assert StopReason.from_dict(HF_STOP.as_dict()) == StopReason("eval_loss", 1, 8)  # an earlier dashboard
     assert StopReason.from_dict(OWN_STOP.as_dict()) is None  # ... says "stopped by the early-stop rule"
     assert stop_reason_from_dict({"by": "x", "step": 1}) is None
+    assert (
+        interrupted_at(5, 9).describe()
+        == "Stopped at step 5 of 9: interrupted by the user (KeyboardInterrupt)."
+    )
+    assert interrupted_at(5).describe() == "Stopped at step 5: interrupted by the user (KeyboardInterrupt)."
+    older = TrainerStop.from_dict(
+        {**interrupted_at(5, 9).as_dict(), "interrupted": None}
+    )  # before this field
+    assert (
+        older.describe()
+        == "Stopped at step 5 of 9 by the run's own callbacks (KeyboardInterrupt), before its planned end."
+    )
     partial = {**HF_STOP.as_dict(), "best_value": "NaN", "patience": True}
     assert stop_reason_from_dict(partial) == TrainerStop(
         8, 24, HF_STOP.by, "eval_loss", False, 1, None, None, 4, "checkpoint-4"

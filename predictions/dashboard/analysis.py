@@ -293,8 +293,10 @@ def quiet_for(job: Job, now: datetime) -> timedelta | None:
 def silence(job: Job, round_times: Sequence[str], now: datetime) -> Silence | None:
     """The silence of a running job, judged by its own pace: the median gap from its start to each round.
 
-    Training that raises in a notebook never reaches train end, so its job stays 'running'; this is how
-    the dashboard can tell. A job without a gap to learn its pace from is never called silent.
+    Training that raises in a process that goes on (a script catching the error) or that is killed
+    outright (SIGKILL, out of memory) never reaches train end, so its job stays 'running'; this is how
+    the dashboard can tell. (In a notebook the cell's end marks it failed: `training/notebook.py`.) A
+    job without a gap to learn its pace from is never called silent.
     """
     since = quiet_for(job, now)
     if since is None or since <= SILENCE_MIN:

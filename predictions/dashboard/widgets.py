@@ -397,8 +397,9 @@ def silence_warning(store: Store, job: Job | None) -> None:
     if found is not None:
         st.warning(
             f"No new round for {analysis.human_duration(found.since)}; rounds usually came every "
-            f"{analysis.human_duration(found.usual_gap)}. Is the training still running? A run that "
-            "raised in a notebook stays marked running.",
+            f"{analysis.human_duration(found.usual_gap)}. Is the training still running? A script that "
+            "caught an error from train() and went on, or a process killed outright, leaves its job marked "
+            "running.",
             icon=":material/pause_circle:",
         )
 

@@ -119,7 +119,9 @@ class TrainerStop:
     not improve for `rounds` evaluations in a row, with `patience` allowed, and the Trainer's best value,
     its step and checkpoint. When a hyperparameter search pruned the trial, `search` names the search
     ("optuna"), `by` its pruner, `trial` the trial's number and `objective` the value it reported at
-    `step`. Otherwise `by` lists the run's own callbacks (any of them may have set
+    `step`. When the user interrupted it (Ctrl-C, a notebook's Interrupt: SIGINT), `interrupted` and
+    `by` name what stopped it ("KeyboardInterrupt"); `max_steps` is 0 where no Trainer planned the
+    run (a hand-written loop). Otherwise `by` lists the run's own callbacks (any of them may have set
     `should_training_stop`; the Trainer does not say which). Stored with the keys `StopReason` has
     (`metric`, `rounds`, `step`), so an earlier version's dashboard reads an EarlyStoppingCallback stop
     too (and any other as "stopped by the early-stop rule"), and with `by`, which tells the two apart.
@@ -138,6 +140,7 @@ class TrainerStop:
     search: str | None = None
     trial: int | None = None
     objective: float | None = None
+    interrupted: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         kept = {field.name: getattr(self, field.name) for field in fields(self)}
@@ -154,7 +157,7 @@ class TrainerStop:
         typed = {
             "metric": str, "greater_is_better": bool, "rounds": int, "patience": int,
             "best_value": float, "best_step": int, "best_checkpoint": str,
-            "search": str, "trial": int, "objective": float,
+            "search": str, "trial": int, "objective": float, "interrupted": str,
         }  # fmt: skip
         known = {name: kind(data[name]) for name, kind in typed.items() if _is(data.get(name), kind)}
         names = tuple(str(name) for name in by) if isinstance(by, list) else ()
@@ -164,9 +167,11 @@ class TrainerStop:
         """'Stopped at step 8 of 24 by EarlyStoppingCallback: eval_loss (lower is better) did not
         improve for 1 evaluation in a row (patience 1). The best eval_loss was 0.5123 at step 4
         (checkpoint-4).'"""
-        at = f"Stopped at step {self.step} of {self.max_steps}"
+        at = f"Stopped at step {self.step}" + (f" of {self.max_steps}" if self.max_steps > 0 else "")
         if self.search is not None:
             return self._describe_prune()
+        if self.interrupted is not None:
+            return f"{at}: interrupted by the user ({self.interrupted})."
         if self.metric is None:
             names = f" ({', '.join(self.by)})" if self.by else ""
             return f"{at} by the run's own callbacks{names}, before its planned end."

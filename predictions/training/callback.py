@@ -99,6 +99,7 @@ class PredictionsCallback(TrainerCallback):
             "job_id": self.monitor.job_id,
             "run_number": self.monitor.run_number,
         }
+        self.monitor.progress = lambda: (state.global_step, state.max_steps)  # read at an interrupt
         self._trainer, self._unlogged, self._latest = trainer, [], None
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):

@@ -5,7 +5,8 @@ identity) and registers the job; `round` has every rank generate its equal shard
 rank 0 gather them and hand them to the scorer's thread (`round_scorer`), which scores them and hands
 the rows to the writer; `finish` waits for the scorer, marks the job and waits for the writer. After
 `start`, a failing round is logged and skipped, never raised. A run that dies without `finish` (an
-exception, Ctrl-C) is marked failed when the interpreter exits, its queued rows stored.
+exception) is marked failed when the interpreter exits, its queued rows stored; in a notebook, as soon
+as the cell that raised ends (`notebook.py`). Ctrl-C marks it stopped, interrupted by the user.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 import numbers
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from predictions.scoring.sample import Sample
 from predictions.store.job_details import job_details
 from predictions.store.protocol import Store
 from predictions.store.records import SERIES_NAMES, SeriesPoint, StopReason, TrainerStop
+from predictions.training import notebook
 from predictions.training.distributed import (
     all_ranks_ok,
     broadcast_from_main,
@@ -42,7 +44,7 @@ from predictions.training.generator import (
 )
 from predictions.training.model_info import adapter, model_name
 from predictions.training.outcome import RegressionWatch, RoundResult
-from predictions.training.preemption import SignalGuard, at_exit, guard_job
+from predictions.training.preemption import SignalGuard, at_exit, guard_job, interrupted_at
 from predictions.training.preflight import ModelInputs, preflight
 from predictions.training.rng import rng_untouched
 from predictions.training.round_scorer import Pending, RoundScorer, ScoreFirst
@@ -91,6 +93,10 @@ class PredictionsMonitor:
         """Samples a round lost because a rank's generation failed, by step (main process)."""
         self._active_tokenizer: Any = None
         self._signal_guard: SignalGuard | None = None
+        self._last_step = 0
+        self.progress: Callable[[], tuple[int, int]] = lambda: (self._last_step, 0)
+        """(step reached, planned last step) now, for the reason of a run the user interrupts: the
+        callback reads the Trainer's state; a hand-written loop's is its last round's step, no plan."""
 
     def __enter__(self) -> PredictionsMonitor:
         return self
@@ -161,6 +167,7 @@ class PredictionsMonitor:
         """
         if step in self._done_steps or not self.samples or model is None:
             return RoundResult(step)
+        self._last_step = step
         self._done_steps.add(step)
         tokenizer = tokenizer or self._active_tokenizer
         rank, world = rank_and_world()
@@ -235,7 +242,8 @@ class PredictionsMonitor:
                 status, reason = "stopped", why.as_dict()
                 if why is stopped:
                     logger.warning("predictions: job %r %s", self.job_id, stopped.describe())
-            self.writer.finish_job(self.job_id, status=status, stop_reason=reason)
+            if not self.writer.closed:  # closed: a signal's guard gave the job its status already
+                self.writer.finish_job(self.job_id, status=status, stop_reason=reason)
             self.writer.close()
             if self.config.store is None:  # opened for this job, by the monitor or its writer
                 self.writer.close_store()
@@ -243,14 +251,27 @@ class PredictionsMonitor:
         if self._signal_guard is not None:
             self._signal_guard.uninstall()
             self._signal_guard = None
+        notebook.unwatch(self)
+
+    def end_after_error(self, error: BaseException) -> None:
+        """The notebook cell that started this run raised before its end (`notebook.py`): the job is
+        marked failed now, or stopped for a KeyboardInterrupt (the user's Interrupt), its rows stored."""
+        if isinstance(error, KeyboardInterrupt):
+            self.finish("finished", stopped=interrupted_at(*self.progress()))
+            return
+        logger.warning(
+            "predictions: job %r ended by %s: %s; marked failed", self.job_id, type(error).__name__, error
+        )
+        self.finish("failed")
 
     def _fail_unfinished(self) -> None:
         """The previous run of this monitor raised before its end (a hyperparameter search goes on to
         its next trial, a notebook calls `train()` again): its job is marked failed, its rows stored."""
         if self.writer is not None and self.job_id is not None:
-            logger.warning(
-                "predictions: job %r never reached its end (its run raised); marked failed", self.job_id
-            )
+            if not self.writer.closed:  # closed: a signal (Ctrl-C caught by the loop) gave it its status
+                logger.warning(
+                    "predictions: job %r never reached its end (its run raised); marked failed", self.job_id
+                )
             self.finish("failed")
 
     def _abandon(self) -> None:
@@ -463,7 +484,8 @@ class PredictionsMonitor:
         )
         score_first = ScoreFirst(self.scorer, self.writer, self._flush_series)
         at_exit(fail_unfinished_job, score_first, self.job_id)
-        self._signal_guard = guard_job(score_first, self.job_id)
+        self._signal_guard = guard_job(score_first, self.job_id, lambda: self.progress())
+        notebook.watch(self)
 
 
 def run_number_of(job_id: str, step: int, resumed_job_id: str | None, resumed_run_number: Any) -> int:

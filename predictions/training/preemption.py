@@ -1,6 +1,7 @@
-"""Preemption: SIGTERM (how clusters stop a job), SIGINT and SIGHUP mark the job failed and keep its rows.
+"""Preemption: SIGTERM (how clusters stop a job) and SIGHUP mark the job failed, SIGINT (the user's Ctrl-C, a
+notebook's Interrupt) stopped, interrupted by the user; every one keeps the job's rows.
 
-The handler is chained: it marks the job failed and first moves every call not yet stored into the
+The handler is chained: it gives the job its status and first moves every call not yet stored into the
 local outbox (one quick transaction), so nothing is only in memory before anything slow starts; then
 the writer stores what it can within `FLUSH_S`. A second signal meanwhile ends the flush at once: the
 rows wait in the outbox. Finally the previous handler gets the signal (Python's KeyboardInterrupt for
@@ -19,6 +20,8 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
+
+from predictions.store.records import TrainerStop
 
 logger = logging.getLogger(__name__)
 
@@ -87,14 +90,26 @@ def at_exit(func: Callable[..., None], *args: Any) -> None:
     multiprocessing.util.Finalize(None, func, args=args, exitpriority=10)
 
 
-def guard_job(writer: Any, job_id: str | None) -> SignalGuard:
-    """Install a guard that marks `job_id` failed and flushes `writer` when the process is stopped.
+def interrupted_at(step: int, max_steps: int = 0) -> TrainerStop:
+    """The reason a job the user interrupted keeps: a decision, not a fault (`failed` is for what needs
+    fixing), so it reads `stopped`, as Lightning's `INTERRUPTED` is no failure."""
+    return TrainerStop(step, max_steps, by=("KeyboardInterrupt",), interrupted="KeyboardInterrupt")
+
+
+def guard_job(
+    writer: Any, job_id: str | None, progress: Callable[[], tuple[int, int]] = lambda: (0, 0)
+) -> SignalGuard:
+    """Install a guard that gives `job_id` its status and flushes `writer` when the process is stopped:
+    failed on SIGTERM or SIGHUP, stopped by SIGINT (`interrupted_at` the step `progress()` says, with
+    the planned last step).
 
     With `job_id` None (a process other than the one that owns the job, e.g. a DDP rank writing its own
     share) the guard keeps and flushes the writer's calls and leaves the job's status alone."""
 
     def fail_job(signum: int) -> None:
-        if job_id is not None and not writer.closed:
+        if job_id is not None and not writer.closed and signum == signal.SIGINT:
+            writer.finish_job(job_id, status="stopped", stop_reason=interrupted_at(*progress()).as_dict())
+        elif job_id is not None and not writer.closed:
             writer.finish_job(job_id, status="failed")
         writer.spill()  # the failed finish and every queued round are in the outbox from here on
 

@@ -33,11 +33,12 @@ from predictions.scoring.user_scorers import check_scorers, run_scorers
 from predictions.store.job_details import check_note, check_tags, job_details
 from predictions.store.protocol import Store
 from predictions.store.records import RolloutRow, TrainerStop
+from predictions.training import notebook
 from predictions.training.callback import calling_trainer, resumed_job_id
 from predictions.training.distributed import broadcast_from_main, rank_and_world
 from predictions.training.model_info import adapter, model_name
 from predictions.training.monitor import generated_job_id
-from predictions.training.preemption import at_exit, guard_job
+from predictions.training.preemption import at_exit, guard_job, interrupted_at
 from predictions.training.run_context import TRAINING_KEY, clean_context, trainer_context
 from predictions.training.trainer_stop import callbacks_beside, trainer_stop
 
@@ -169,6 +170,7 @@ class RolloutRecorder(TrainerCallback):
         self._step_calls = (-1, 0)
         self._guard: Any = None
         self._is_main = True
+        self._state: Any = None
 
     # the reward functions
 
@@ -380,7 +382,9 @@ class RolloutRecorder(TrainerCallback):
         kept = DrainFirst(self._builder, self._writer)
         job_id = self.job_id if self._is_main else None  # another rank's job is rank 0's to mark
         at_exit(close_at_exit, kept, job_id)
-        self._guard = guard_job(kept, job_id)
+        self._guard = guard_job(kept, job_id, lambda: (state.global_step, state.max_steps))
+        self._state = state
+        notebook.watch(self)
 
     def _job_config(self, args: Any, state: Any, model: Any, dataloader: Any) -> dict[str, Any]:
         """What the job records: the recorder's options, the PEFT adapter, the run's context."""
@@ -407,11 +411,12 @@ class RolloutRecorder(TrainerCallback):
         if status != "finished":
             logger.warning("job %r never reached train end (an error?); marked %s", self.job_id, status)
         self._builder.close()
-        if self._is_main and status == "finished" and stopped is not None:
+        reason = stopped.as_dict() if status == "finished" and stopped is not None else None
+        if self._is_main and reason is not None:
+            status = "stopped"
             logger.warning("predictions: job %r %s", self.job_id, stopped.describe())
-            self._writer.finish_job(self.job_id, status="stopped", stop_reason=stopped.as_dict())
-        elif self._is_main:
-            self._writer.finish_job(self.job_id, status=status)
+        if self._is_main and not self._writer.closed:  # closed: a signal's guard gave it its status
+            self._writer.finish_job(self.job_id, status=status, stop_reason=reason)
         self._writer.close()
         if self.options.store is None:  # opened for this job, by the recorder or its writer
             self._writer.close_store()
@@ -419,6 +424,17 @@ class RolloutRecorder(TrainerCallback):
         if self._guard is not None:
             self._guard.uninstall()
             self._guard = None
+        notebook.unwatch(self)
+
+    def end_after_error(self, error: BaseException) -> None:
+        """The notebook cell that started this run raised before train end (`notebook.py`): the job is
+        marked failed now, or stopped for a KeyboardInterrupt (the user's Interrupt), its rows stored."""
+        if isinstance(error, KeyboardInterrupt):
+            state = self._state
+            self._end("finished", interrupted_at(state.global_step, state.max_steps))
+            return
+        logger.warning("predictions: job %r ended by %s: %s", self.job_id, type(error).__name__, error)
+        self._end("failed")
 
     def _agree_on_job(self, step: int, run_name: str | None, resumed: str | None) -> Store | None:
         """Rank 0 opens the store, checks it can write and picks the id; every rank gets the id or the
@@ -529,8 +545,8 @@ class DrainFirst:
     def closed(self) -> bool:
         return self.writer.closed
 
-    def finish_job(self, job_id: str, status: str = "finished") -> None:
-        self.writer.finish_job(job_id, status=status)
+    def finish_job(self, job_id: str, status: str = "finished", stop_reason: dict | None = None) -> None:
+        self.writer.finish_job(job_id, status=status, stop_reason=stop_reason)
 
     def spill(self) -> None:
         self.writer.spill()

@@ -271,12 +271,12 @@ class ScoreFirst:
     def closed(self) -> bool:
         return self.writer.closed
 
-    def finish_job(self, job_id: str, status: str = "finished") -> None:
+    def finish_job(self, job_id: str, status: str = "finished", stop_reason: dict | None = None) -> None:
         try:
             self.before_finish()
         except Exception:  # the status must still be written
             logger.exception("predictions: could not keep the values logged since the last round")
-        self.writer.finish_job(job_id, status=status)
+        self.writer.finish_job(job_id, status=status, stop_reason=stop_reason)
 
     def spill(self) -> int:
         self.scorer.keep_unscored()
