@@ -120,7 +120,21 @@ def rewards(view: widgets.View, jobs: list[Job], x: str) -> None:
 def same_sample(view: widgets.View, jobs: list[Job]) -> None:
     """One sample's latest answer in every chosen job, side by side in a table (text, never HTML)."""
     st.subheader("One sample across jobs")
-    sample = st.number_input("Sample", min_value=0, value=0, step=1, key="compare_sample", width=200)
+    tracked = [
+        set(queries.sample_summary(view.store, view.ref(job))["sample_index"].astype(int)) for job in jobs
+    ]
+    offered, shared = sorted(set().union(*tracked)), set.intersection(*tracked)
+    if not offered:
+        st.text("The chosen jobs track no samples.")
+        return
+    sample = st.selectbox(
+        "Sample",
+        offered,
+        index=offered.index(min(shared)) if shared else 0,  # one every chosen job tracks, where there is one
+        format_func=lambda index: str(index) if index in shared else f"{index} (not in every chosen job)",
+        key="compare_sample",
+        width=260,
+    )
     names, rows = job_names(jobs), []
     for job in jobs:
         history = queries.sample_history(view.store, view.ref(job), int(sample))

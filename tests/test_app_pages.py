@@ -21,7 +21,7 @@ import pytest
 from streamlit.proto.Metric_pb2 import Metric as MetricProto
 from streamlit.testing.v1 import AppTest
 
-from predictions.dashboard import analysis, charts, palette, router
+from predictions.dashboard import analysis, charts, palette, queries, router
 from predictions.errors import StoreUnavailableError
 from predictions.scoring.metrics import score
 from predictions.store import SQLiteStore
@@ -441,6 +441,33 @@ def test_compare_defaults_to_the_picked_job_and_the_next_most_recent(open_app, s
     assert at.multiselect(key="compare_jobs").value == [COMPARE_JOBS[0], *others[:2]]
 
 
+def test_one_sample_across_jobs_offers_the_tracked_samples_and_starts_at_a_shared_one(open_app, tmp_path):
+    """Jobs that track other samples (num_samples of a larger set, as a search's trials or two datasets):
+    the picker offers what they track, starting at one every chosen job has; sample 0 is in none."""
+    db, tracked = tmp_path / "p.db", {"trial-0": (1, 5, 6), "trial-1": (5, 6, 9)}
+    store = SQLiteStore(db)
+    for job_id, samples in tracked.items():
+        store.start_job(job_id, name=job_id)
+        store.write_predictions(
+            [
+                PredictionRow(
+                    job_id, 1, 10, i, f"p{i}", f"{job_id} a{i}", f"a{i}", **score(f"a{i}", f"a{i}").as_dict()
+                )
+                for i in samples
+            ]
+        )
+    store.close()
+    at = open_app(db, job="trial-0", page=COMPARE)
+    at.multiselect(key="compare_jobs").set_value(list(tracked)).run()
+    picker = at.selectbox(key="compare_sample")
+    assert picker.options == ["1 (not in every chosen job)", "5", "6", "9 (not in every chosen job)"]
+    assert picker.value == 5
+    answers = at.dataframe[-1].value
+    assert answers["prediction"].tolist() == ["trial-0 a5", "trial-1 a5"]
+    picker.set_value(9).run()
+    assert at.dataframe[-1].value["prediction"].tolist() == ["trial-1 a9"]
+
+
 # a job without ground truth
 
 
@@ -502,6 +529,7 @@ def test_a_store_failing_mid_session_shows_a_message(open_app, seeded_db, monkey
         raise StoreUnavailableError(f"{self.description}: database is locked")
 
     monkeypatch.setattr(SQLiteStore, "sample_summary", locked)
+    queries.sample_summary.clear()  # read again, not answered from what an earlier test's page cached
     at.switch_page(SAMPLES).run()
     assert_no_exception(at)
     assert "database is locked" in at.error[0].value
