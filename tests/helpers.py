@@ -12,7 +12,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from predictions.scoring.metrics import score
 from predictions.store.records import PredictionRow
@@ -120,3 +120,14 @@ def open_files(path: Path) -> int:
     folder = Path("/proc/self/fd")
     targets = [os.path.realpath(folder / fd) for fd in os.listdir(folder)]
     return sum(target.startswith(str(path)) for target in targets)
+
+
+def lines_until(stream: IO[str], prefix: str) -> list[str]:
+    """The lines a process prints, up to and including the first that starts with `prefix` (all of them
+    if none does, when the process ends first)."""
+    lines = []
+    for line in stream:
+        lines.append(line)
+        if line.startswith(prefix):
+            break
+    return lines

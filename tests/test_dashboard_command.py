@@ -20,7 +20,7 @@ from predictions.dashboard import server
 from predictions.store import SQLiteStore
 from predictions.store.settings import ENV_NAMES, StoreSettings
 from predictions.store.sqlite import DEFAULT_DB_PATH
-from tests.helpers import children, exited, free_port, listening_on, wait_for_health, wait_until
+from tests.helpers import children, exited, free_port, lines_until, listening_on, wait_for_health, wait_until
 from tests.helpers_browser import settle
 from tests.seeding import write_job
 
@@ -164,11 +164,7 @@ def test_the_demo_dashboard_from_a_wheel_reads_the_file_the_demo_trains_into(ins
         [sys.executable, "-P", "-m", "predictions", *demo], cwd=tmp_path, env=env, **output
     )
     try:
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            if line.startswith("Training done"):
-                break
+        lines = lines_until(process.stdout, "Training done")
         db = tmp_path / DEFAULT_DB_PATH
         assert f"Dashboard: http://127.0.0.1:{port}  (reading {db})\n" in lines, lines
         assert wait_for_health(f"http://127.0.0.1:{port}", process) == "ok"

@@ -18,7 +18,7 @@ from predictions.dashboard import server
 from predictions.demo import run as demo
 from predictions.store import SQLiteStore
 from tests import zygote
-from tests.helpers import children, exited, free_port, listening_on, wait_for_health, wait_until
+from tests.helpers import children, exited, free_port, lines_until, listening_on, wait_for_health, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -199,11 +199,7 @@ def test_the_demo_dashboard_listens_on_127_0_0_1_and_ends_with_the_demo(tmp_path
     ]
     process = zygote.start_python(*argv, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
     try:
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            if line.startswith("Training done"):
-                break
+        lines = lines_until(process.stdout, "Training done")
         assert f"Dashboard: http://127.0.0.1:{port}" in lines[0]
         assert wait_for_health(f"http://127.0.0.1:{port}") == "ok"
         assert listening_on(port) == {"127.0.0.1"}

@@ -52,6 +52,18 @@ class RaiseInTrial(TrainerCallback):
             raise RuntimeError("a real error in the trial")
 
 
+def search_trainer(tmp_path: Path, tok, callbacks: list, eval_steps: int) -> Trainer:
+    """A Trainer of 4 steps on the reverse task, a fresh tiny model a trial, evaluated every `eval_steps`."""
+    return Trainer(
+        model_init=lambda: h.model(tok=tok),
+        args=h.arguments(tmp_path / "out", max_steps=4, eval_strategy="steps", eval_steps=eval_steps),
+        train_dataset=encode_pairs(h.pairs(32, seed=2), tok, length=h.SEQ_LEN),
+        eval_dataset=encode_pairs(h.pairs(8, seed=3), tok, length=h.SEQ_LEN),
+        processing_class=tok,
+        callbacks=callbacks,
+    )
+
+
 def search(tmp_path: Path, store: SQLiteStore) -> tuple[dict[int, dict], PredictionsCallback]:
     """Three trials of 4 steps (rounds and evaluations every 2 steps) under one callback instance;
     returns each trial's hyperparameters by number, and the callback."""
@@ -65,14 +77,7 @@ def search(tmp_path: Path, store: SQLiteStore) -> tuple[dict[int, dict], Predict
     callback = PredictionsCallback(
         h.pairs(12, seed=1), num_samples=3, max_new_tokens=3, every_n_steps=2, store=store
     )
-    trainer = Trainer(
-        model_init=lambda: h.model(tok=tok),
-        args=h.arguments(tmp_path / "out", max_steps=4, eval_strategy="steps", eval_steps=2),
-        train_dataset=encode_pairs(h.pairs(32, seed=2), tok, length=h.SEQ_LEN),
-        eval_dataset=encode_pairs(h.pairs(8, seed=3), tok, length=h.SEQ_LEN),
-        processing_class=tok,
-        callbacks=[callback, RaiseInTrial(FAILS)],
-    )
+    trainer = search_trainer(tmp_path, tok, [callback, RaiseInTrial(FAILS)], eval_steps=2)
     trainer.hyperparameter_search(
         hp_space=hp_space,
         n_trials=3,
@@ -195,13 +200,8 @@ def test_a_trial_that_ran_to_its_end_is_finished_whatever_its_pruner_says_afterw
     """Evaluated at its last step only, the trial was asked once (no) and ran to its end: the pruner is
     not asked again, so the job is finished, not pruned."""
     tok, pruner = h.tokenizer(), LateVerdict()
-    trainer = Trainer(
-        model_init=lambda: h.model(tok=tok),
-        args=h.arguments(tmp_path / "out", max_steps=4, eval_strategy="steps", eval_steps=4),
-        train_dataset=encode_pairs(h.pairs(32, seed=2), tok, length=h.SEQ_LEN),
-        eval_dataset=encode_pairs(h.pairs(8, seed=3), tok, length=h.SEQ_LEN),
-        processing_class=tok,
-        callbacks=[PredictionsCallback(h.pairs(4), max_new_tokens=2, store=sqlite_store)],
+    trainer = search_trainer(
+        tmp_path, tok, [PredictionsCallback(h.pairs(4), max_new_tokens=2, store=sqlite_store)], eval_steps=4
     )
     trainer.hyperparameter_search(hp_space=lambda trial: {}, n_trials=1, backend="optuna", pruner=pruner)
     (job,) = sqlite_store.list_jobs()
@@ -234,14 +234,7 @@ def test_a_search_can_optimise_a_round_metric_each_evaluation_its_own_steps_roun
         scorers={"calls": lambda prediction, truth, sample: next(calls)},
         store=store,
     )
-    trainer = Trainer(
-        model_init=lambda: h.model(tok=tok),
-        args=h.arguments(tmp_path / "out", max_steps=4, eval_strategy="steps", eval_steps=2),
-        train_dataset=encode_pairs(h.pairs(32, seed=2), tok, length=h.SEQ_LEN),
-        eval_dataset=encode_pairs(h.pairs(8, seed=3), tok, length=h.SEQ_LEN),
-        processing_class=tok,
-        callbacks=[callback],
-    )
+    trainer = search_trainer(tmp_path, tok, [callback], eval_steps=2)
     best = trainer.hyperparameter_search(
         hp_space=lambda trial: {"learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-2)},
         compute_objective=lambda metrics: callback.latest_averages["calls"],
