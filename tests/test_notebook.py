@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), pytest.mark.xdist_group("kernel")]
 
 SETUP = """
-import signal, threading
+import gc, multiprocessing.util, signal, threading
 from pathlib import Path
 from transformers import TrainerCallback
 from predictions import PredictionsCallback
@@ -49,6 +49,17 @@ def handlers():
 
 def threads():
     return sorted(thread.name for thread in threading.enumerate())
+
+def exit_hooks():
+    return len(multiprocessing.util._finalizer_registry)
+
+def live_monitors():
+    gc.collect()
+    return sum(type(thing).__name__ == "PredictionsMonitor" for thing in gc.get_objects())
+
+def before():
+    global handlers_before, threads_before, exit_hooks_before
+    handlers_before, threads_before, exit_hooks_before = handlers(), threads(), exit_hooks()
 """
 
 
@@ -156,11 +167,12 @@ def rerun_is_clean(kernel: Kernel, db: Path, job_id: str) -> None:
     assert (finished.status, steps) == ("finished", [4] * 3 + [8] * 3)
     assert kernel.value("handlers() == handlers_before") == "True"
     assert kernel.value("threads()") == kernel.value("threads_before")
+    assert kernel.value("exit_hooks()") == kernel.value("exit_hooks_before")  # none kept per finished run
 
 
 def test_a_cell_that_raises_fails_its_job_before_the_next_cell(kernel):
     kernel, db = kernel
-    kernel.run("handlers_before, threads_before = handlers(), threads()")
+    kernel.run("before()")
     cell = kernel.run("train('raised', 3, Raise(6))")
     assert (cell.status, cell.error, announced(cell)) == ("error", "RuntimeError", [4])
     failed, steps = job(db, "raised")  # read before any later cell
@@ -176,7 +188,7 @@ def test_an_interrupt_stops_the_job_as_the_users_own(kernel):
     """Kernel > Interrupt: SIGINT reaches the guard during training; the job reads stopped, interrupted by
     the user, with every announced round stored, and the cell ends in KeyboardInterrupt as usual."""
     kernel, db = kernel
-    kernel.run("handlers_before, threads_before = handlers(), threads()")
+    kernel.run("before()")
     cell = kernel.run("train('interrupted', 200)", until="round 4")
     assert (cell.status, cell.error) == ("error", "KeyboardInterrupt")
     stopped, steps = job(db, "interrupted")
@@ -192,11 +204,34 @@ def test_an_interrupt_stops_the_job_as_the_users_own(kernel):
 
 
 def test_a_normal_run_in_a_kernel_finishes_as_in_a_script(kernel):
+    """... and leaves nothing behind: no exit hook keeps the finished run (its monitor, writer, samples)."""
     kernel, db = kernel
+    kernel.run("monitors_before = live_monitors()")
     cell = kernel.run("train('plain', 2)")
     assert (cell.status, announced(cell)) == ("ok", [4, 8]), cell.stderr
     finished, steps = job(db, "plain")
     assert (finished.status, finished.stop_reason, steps) == ("finished", None, [4] * 3 + [8] * 3)
+    assert kernel.value("live_monitors() - monitors_before") == "0"
+
+
+def test_restarting_the_kernel_fails_a_run_left_open_and_keeps_its_rows(kernel):
+    """A run driven by hand and never finished: the kernel's own exit (Kernel > Restart shuts it down
+    gracefully) runs the exit hook, as a script's end does. Last: the kernel starts afresh."""
+    kernel, db = kernel
+    cell = kernel.run(
+        "from predictions import PredictionsMonitor\n"
+        "tok = h.tokenizer(); model = h.model(tok=tok)\n"
+        "options = dict(num_samples=2, max_new_tokens=2, job_id='open')\n"
+        "monitor = PredictionsMonitor(h.pairs(6), tokenizer=tok, **options)\n"
+        "monitor.start(model); monitor.round(model, step=1, epoch=1)"
+    )
+    assert cell.status == "ok", cell.stderr
+    assert job(db, "open")[0].status == "running"
+    kernel.manager.restart_kernel(now=False)
+    kernel.client.wait_for_ready(timeout=60)
+    failed, steps = job(db, "open")
+    assert (failed.status, steps) == ("failed", [1, 1])
+    assert kernel.run(SETUP).status == "ok"
 
 
 def test_a_run_started_in_an_earlier_cell_is_left_to_the_user(ipython, sqlite_store):

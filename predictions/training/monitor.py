@@ -93,6 +93,8 @@ class PredictionsMonitor:
         """Samples a round lost because a rank's generation failed, by step (main process)."""
         self._active_tokenizer: Any = None
         self._signal_guard: SignalGuard | None = None
+        self._exit_hook: Callable[[], None] = lambda: None
+        """Takes off the exit hook that fails the job if the process ends first (`at_exit`)."""
         self._last_step = 0
         self.progress: Callable[[], tuple[int, int]] = lambda: (self._last_step, 0)
         """(step reached, planned last step) now, for the reason of a run the user interrupts: the
@@ -251,6 +253,8 @@ class PredictionsMonitor:
         if self._signal_guard is not None:
             self._signal_guard.uninstall()
             self._signal_guard = None
+        self._exit_hook()
+        self._exit_hook = lambda: None
         notebook.unwatch(self)
 
     def end_after_error(self, error: BaseException) -> None:
@@ -483,7 +487,7 @@ class PredictionsMonitor:
             **job_details(self.config.tags, self.config.note),
         )
         score_first = ScoreFirst(self.scorer, self.writer, self._flush_series)
-        at_exit(fail_unfinished_job, score_first, self.job_id)
+        self._exit_hook = at_exit(fail_unfinished_job, score_first, self.job_id)
         self._signal_guard = guard_job(score_first, self.job_id, lambda: self.progress())
         notebook.watch(self)
 

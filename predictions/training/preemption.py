@@ -82,12 +82,25 @@ class SignalGuard:
             os.kill(os.getpid(), signum)  # the default action, now that the default is back
 
 
-def at_exit(func: Callable[..., None], *args: Any) -> None:
+def at_exit(func: Callable[..., None], *args: Any) -> Callable[[], None]:
     """Run `func(*args)` when the process ends, also in a child started by `fork` or `forkserver`
     (`torch.multiprocessing` ranks, accelerate's `notebook_launcher`): those leave by `os._exit`, which
-    skips `atexit`, but they run multiprocessing's finalizers. `func` must be safe to call twice."""
-    atexit.register(func, *args)
-    multiprocessing.util.Finalize(None, func, args=args, exitpriority=10)
+    skips `atexit`, but they run multiprocessing's finalizers. `func` must be safe to call twice.
+
+    Returns what takes both hooks off again, for a run that ended by itself: a kernel that trains 500
+    times would otherwise keep 500 pairs of them, each holding its run's writer and monitor."""
+
+    def hook() -> None:
+        func(*args)
+
+    atexit.register(hook)
+    finalizer = multiprocessing.util.Finalize(None, hook, exitpriority=10)
+
+    def cancel() -> None:
+        atexit.unregister(hook)
+        finalizer.cancel()
+
+    return cancel
 
 
 def interrupted_at(step: int, max_steps: int = 0) -> TrainerStop:

@@ -171,6 +171,7 @@ class RolloutRecorder(TrainerCallback):
         self._guard: Any = None
         self._is_main = True
         self._state: Any = None
+        self._exit_hook: Callable[[], None] = lambda: None
 
     # the reward functions
 
@@ -381,7 +382,7 @@ class RolloutRecorder(TrainerCallback):
             )
         kept = DrainFirst(self._builder, self._writer)
         job_id = self.job_id if self._is_main else None  # another rank's job is rank 0's to mark
-        at_exit(close_at_exit, kept, job_id)
+        self._exit_hook = at_exit(close_at_exit, kept, job_id)
         self._guard = guard_job(kept, job_id, lambda: (state.global_step, state.max_steps))
         self._state = state
         notebook.watch(self)
@@ -424,6 +425,8 @@ class RolloutRecorder(TrainerCallback):
         if self._guard is not None:
             self._guard.uninstall()
             self._guard = None
+        self._exit_hook()
+        self._exit_hook = lambda: None
         notebook.unwatch(self)
 
     def end_after_error(self, error: BaseException) -> None:
