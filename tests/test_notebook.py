@@ -18,6 +18,7 @@ from jupyter_client import KernelManager
 from predictions.store import SQLiteStore
 from predictions.store.protocol import PageQuery
 from predictions.store.records import TrainerStop
+from tests import zygote
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), pytest.mark.xdist_group("kernel")]
@@ -250,3 +251,16 @@ def test_a_run_started_in_an_earlier_cell_is_left_to_the_user(ipython, sqlite_st
     assert ipython.run_cell("monitor.round(model, step=2, epoch=1); monitor.finish()").success
     finished = sqlite_store.list_jobs()[0]
     assert (finished.status, finished.round_count) == ("finished", 2)
+
+
+def test_outside_ipython_the_training_side_never_imports_it():
+    """A script (a zygote child: torch, transformers, trl and the training side imported) never loads
+    IPython: detection only reads one a notebook already imported."""
+    code = (
+        "import sys\n"
+        "from predictions import PredictionsCallback, RolloutRecorder\n"
+        "from predictions.training import notebook\n"
+        "print('IPython' in sys.modules, notebook.shell())"
+    )
+    result = zygote.run_python("-c", code, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert result.stdout == "False None\n", result.stderr
