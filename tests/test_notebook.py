@@ -7,8 +7,11 @@ reads the SQLite file from here right after a cell's reply, before any later cel
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
+import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +73,8 @@ class Cell:
 
     status: str
     error: str | None = None
+    after_interrupt_s: float | None = None
+    """From the interrupt to the cell's reply."""
     stdout: list[str] = field(default_factory=list)
     stderr: list[str] = field(default_factory=list)
 
@@ -82,10 +87,11 @@ class Kernel:
         self.client.start_channels()
         self.client.wait_for_ready(timeout=60)
 
-    def run(self, code: str, until: str | None = None, timeout: float = 120.0) -> Cell:
-        """Execute `code`; with `until`, interrupt the kernel once the cell printed that line."""
+    def run(self, code: str, until: str | None = None, timeout: float = 120.0, then=lambda: None) -> Cell:
+        """Execute `code`; with `until`, call `then()` and interrupt the kernel once the cell printed that
+        line."""
         msg_id = self.client.execute(code)
-        cell = Cell("?")
+        cell, interrupted = Cell("?"), None
         while True:
             msg = self.client.get_iopub_msg(timeout=timeout)
             if msg["parent_header"].get("msg_id") != msg_id:
@@ -95,11 +101,14 @@ class Kernel:
                 getattr(cell, content["name"]).extend(content["text"].splitlines())
                 if until is not None and until in cell.stdout:
                     until = None
+                    then()
                     self.manager.interrupt_kernel()
+                    interrupted = time.monotonic()
             elif kind == "status" and content["execution_state"] == "idle":
                 break
         reply = self.reply(msg_id, timeout)
         cell.status, cell.error = reply["status"], reply.get("ename")
+        cell.after_interrupt_s = None if interrupted is None else time.monotonic() - interrupted
         return cell
 
     def reply(self, msg_id: str, timeout: float) -> dict:
@@ -202,6 +211,38 @@ def test_an_interrupt_stops_the_job_as_the_users_own(kernel):
     )
     assert set(announced(cell)) <= set(steps) and steps[:3] == [4] * 3
     rerun_is_clean(kernel, db, "interrupted-again")
+
+
+@contextmanager
+def locked(db: Path) -> Iterator[None]:
+    """SQLite's write lock held from here: the store hangs for the kernel's writer."""
+    connection = sqlite3.connect(db, isolation_level=None)
+    connection.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        connection.execute("ROLLBACK")
+        connection.close()
+
+
+def test_an_interrupt_while_the_store_hangs_ends_the_cell_when_the_guards_flush_does(kernel):
+    """The guard's flush (FLUSH_S, 2 s here) is the only wait: the cell's end does not wait for the store
+    again (30 s from the interrupt to the reply before, 3 s now). The stop waits in the outbox and
+    reaches the store once it answers, stored by the kernel's writer thread, which then ends."""
+    kernel, db = kernel
+    kernel.run("from predictions.training import preemption; preemption.FLUSH_S = 2.0")
+    with ExitStack() as stack:
+        cell = kernel.run("train('hung', 200)", until="round 4", then=lambda: stack.enter_context(locked(db)))
+    kernel.run("preemption.FLUSH_S = 20.0")
+    assert (cell.status, cell.error) == ("error", "KeyboardInterrupt")
+    assert cell.after_interrupt_s < 12, cell.stderr
+    ours = "[t.name for t in threading.enumerate() if t.name.startswith('predictions')]"
+    deadline = time.monotonic() + 60  # the kernel's writer replays its outbox once the store answers
+    while kernel.value(ours) != "[]" and time.monotonic() < deadline:  # then it ends
+        time.sleep(0.2)
+    stopped, steps = job(db, "hung")
+    assert stopped.status == "stopped" and stopped.stop_reason.interrupted == "KeyboardInterrupt"
+    assert set(announced(cell)) <= set(steps) and kernel.value(ours) == "[]"
 
 
 def test_a_normal_run_in_a_kernel_finishes_as_in_a_script(kernel):

@@ -244,9 +244,9 @@ class PredictionsMonitor:
                 status, reason = "stopped", why.as_dict()
                 if why is stopped:
                     logger.warning("predictions: job %r %s", self.job_id, stopped.describe())
-            if not self.writer.closed:  # closed: a signal's guard gave the job its status already
+            if not self.writer.closed:  # closed: a signal's guard gave the job its status, and flushed
                 self.writer.finish_job(self.job_id, status=status, stop_reason=reason)
-            self.writer.close()
+                self.writer.close()
             if self.config.store is None:  # opened for this job, by the monitor or its writer
                 self.writer.close_store()
             self.writer = None

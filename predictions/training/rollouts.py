@@ -403,22 +403,23 @@ class RolloutRecorder(TrainerCallback):
         others = callbacks_beside(calling_trainer(self), self)
         self._end("finished", trainer_stop(args, state, control, others))
 
-    def _end(self, status: str, stopped: TrainerStop | None = None) -> None:
+    def _end(self, status: str, stopped: TrainerStop | None = None, why: str = "an error?") -> None:
         """Drain the builder, give the job its last status (main process; `stopped`, with its reason,
         when `stopped` says why training ended early), close the writer, and take the signal guard off;
         nothing when no run is open."""
         if self._writer is None:
             return
         if status != "finished":
-            logger.warning("job %r never reached train end (an error?); marked %s", self.job_id, status)
+            logger.warning("job %r never reached train end (%s); marked %s", self.job_id, why, status)
         self._builder.close()
         reason = stopped.as_dict() if status == "finished" and stopped is not None else None
         if self._is_main and reason is not None:
             status = "stopped"
             logger.warning("predictions: job %r %s", self.job_id, stopped.describe())
-        if self._is_main and not self._writer.closed:  # closed: a signal's guard gave it its status
-            self._writer.finish_job(self.job_id, status=status, stop_reason=reason)
-        self._writer.close()
+        if not self._writer.closed:  # closed: a signal's guard gave the job its status, and flushed
+            if self._is_main:
+                self._writer.finish_job(self.job_id, status=status, stop_reason=reason)
+            self._writer.close()
         if self.options.store is None:  # opened for this job, by the recorder or its writer
             self._writer.close_store()
         self._writer, self._builder = None, None
@@ -436,8 +437,7 @@ class RolloutRecorder(TrainerCallback):
             state = self._state
             self._end("finished", interrupted_at(state.global_step, state.max_steps))
             return
-        logger.warning("predictions: job %r ended by %s: %s", self.job_id, type(error).__name__, error)
-        self._end("failed")
+        self._end("failed", why=f"{type(error).__name__}: {error}")
 
     def _agree_on_job(self, step: int, run_name: str | None, resumed: str | None) -> Store | None:
         """Rank 0 opens the store, checks it can write and picks the id; every rank gets the id or the
