@@ -40,9 +40,12 @@ class Raise(TrainerCallback):
         if state.global_step == self.step:
             raise RuntimeError(f"bad batch at step {self.step}")
 
+first_round = threading.Event()
+
 class Announce(TrainerCallback):
     def on_epoch_end(self, args, state, control, **kwargs):
         print(f"round {state.global_step}", flush=True)
+        first_round.set()
 
 def train(job_id, epochs=2, *extra):
     callback = PredictionsCallback(h.pairs(12), num_samples=3, max_new_tokens=2, job_id=job_id)
@@ -243,6 +246,30 @@ def test_an_interrupt_while_the_store_hangs_ends_the_cell_when_the_guards_flush_
     stopped, steps = job(db, "hung")
     assert stopped.status == "stopped" and stopped.stop_reason.interrupted == "KeyboardInterrupt"
     assert set(announced(cell)) <= set(steps) and kernel.value(ours) == "[]"
+
+
+def test_a_cell_that_catches_the_error_of_train_still_fails_its_job(kernel):
+    """train() returns only after train end: a run still open when its cell ends raised, whoever caught it."""
+    kernel, db = kernel
+    cell = kernel.run("try:\n    train('caught', 3, Raise(6))\nexcept RuntimeError:\n    print('caught')")
+    assert (cell.status, cell.stdout[-1]) == ("ok", "caught")
+    failed, steps = job(db, "caught")
+    assert (failed.status, steps) == ("failed", [4] * 3)
+    said = "job 'caught' ended by an error its cell caught (train() never reached its end); marked failed"
+    assert any(said in line for line in cell.stderr), cell.stderr
+
+
+def test_training_on_a_background_thread_outlives_its_cell(kernel):
+    kernel, db = kernel
+    cell = kernel.run(
+        "first_round.clear()\n"
+        "worker = threading.Thread(target=train, args=('background', 6))\n"
+        "worker.start(); first_round.wait(60)"
+    )
+    assert cell.status == "ok" and job(db, "background")[0].status == "running", cell.stderr
+    assert kernel.run("worker.join()").status == "ok"
+    finished, steps = job(db, "background")
+    assert (finished.status, len(steps)) == ("finished", 6 * 3)
 
 
 def test_a_normal_run_in_a_kernel_finishes_as_in_a_script(kernel):

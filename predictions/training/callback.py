@@ -23,6 +23,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from predictions.config import PredictionsConfig
 from predictions.delivery.writer import Writer
 from predictions.scoring.sample import Sample
+from predictions.training import notebook
 from predictions.training.monitor import PredictionsMonitor
 from predictions.training.outcome import RoundResult
 from predictions.training.run_context import clean_context, trainer_context
@@ -100,6 +101,7 @@ class PredictionsCallback(TrainerCallback):
             "run_number": self.monitor.run_number,
         }
         self.monitor.progress = lambda: (state.global_step, state.max_steps)  # read at an interrupt
+        notebook.watch(self.monitor, with_cell=True)  # train() returns only after train end
         self._trainer, self._unlogged, self._latest = trainer, [], None
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):

@@ -257,15 +257,13 @@ class PredictionsMonitor:
         self._exit_hook = lambda: None
         notebook.unwatch(self)
 
-    def end_after_error(self, error: BaseException) -> None:
-        """The notebook cell that started this run raised before its end (`notebook.py`): the job is
+    def end_after_error(self, error: BaseException | None) -> None:
+        """The notebook cell that started this run ended before the run did (`notebook.py`): the job is
         marked failed now, or stopped for a KeyboardInterrupt (the user's Interrupt), its rows stored."""
         if isinstance(error, KeyboardInterrupt):
             self.finish("finished", stopped=interrupted_at(*self.progress()))
             return
-        logger.warning(
-            "predictions: job %r ended by %s: %s; marked failed", self.job_id, type(error).__name__, error
-        )
+        logger.warning("predictions: job %r ended by %s; marked failed", self.job_id, described(error))
         self.finish("failed")
 
     def _fail_unfinished(self) -> None:
@@ -521,6 +519,13 @@ def fail_unfinished_job(writer: Writer | ScoreFirst, job_id: str) -> None:
     if not writer.closed:
         writer.finish_job(job_id, status="failed")
         writer.close(timeout_s=60.0)
+
+
+def described(error: BaseException | None) -> str:
+    """'RuntimeError: bad batch', for the line that says why a run's job failed."""
+    if error is None:
+        return "an error its cell caught (train() never reached its end)"
+    return f"{type(error).__name__}: {error}"
 
 
 def answers_by_index(samples: list[Sample], shards: list[list[str] | None]) -> dict[int, str]:

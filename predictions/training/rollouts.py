@@ -37,7 +37,7 @@ from predictions.training import notebook
 from predictions.training.callback import calling_trainer, resumed_job_id
 from predictions.training.distributed import broadcast_from_main, rank_and_world
 from predictions.training.model_info import adapter, model_name
-from predictions.training.monitor import generated_job_id
+from predictions.training.monitor import described, generated_job_id
 from predictions.training.preemption import at_exit, guard_job, interrupted_at
 from predictions.training.run_context import TRAINING_KEY, clean_context, trainer_context
 from predictions.training.trainer_stop import callbacks_beside, trainer_stop
@@ -385,7 +385,7 @@ class RolloutRecorder(TrainerCallback):
         self._exit_hook = at_exit(close_at_exit, kept, job_id)
         self._guard = guard_job(kept, job_id, lambda: (state.global_step, state.max_steps))
         self._state = state
-        notebook.watch(self)
+        notebook.watch(self, with_cell=True)  # train() returns only after train end
 
     def _job_config(self, args: Any, state: Any, model: Any, dataloader: Any) -> dict[str, Any]:
         """What the job records: the recorder's options, the PEFT adapter, the run's context."""
@@ -430,14 +430,14 @@ class RolloutRecorder(TrainerCallback):
         self._exit_hook = lambda: None
         notebook.unwatch(self)
 
-    def end_after_error(self, error: BaseException) -> None:
-        """The notebook cell that started this run raised before train end (`notebook.py`): the job is
+    def end_after_error(self, error: BaseException | None) -> None:
+        """The notebook cell that started this run ended before train end (`notebook.py`): the job is
         marked failed now, or stopped for a KeyboardInterrupt (the user's Interrupt), its rows stored."""
         if isinstance(error, KeyboardInterrupt):
             state = self._state
             self._end("finished", interrupted_at(state.global_step, state.max_steps))
             return
-        self._end("failed", why=f"{type(error).__name__}: {error}")
+        self._end("failed", why=described(error))
 
     def _agree_on_job(self, step: int, run_name: str | None, resumed: str | None) -> Store | None:
         """Rank 0 opens the store, checks it can write and picks the id; every rank gets the id or the
