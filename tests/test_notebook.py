@@ -7,11 +7,10 @@ reads the SQLite file from here right after a cell's reply, before any later cel
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from predictions.store import SQLiteStore
 from predictions.store.protocol import PageQuery
 from predictions.store.records import TrainerStop
 from tests import zygote
+from tests.helpers_training import locked
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), pytest.mark.xdist_group("kernel")]
@@ -214,18 +214,6 @@ def test_an_interrupt_stops_the_job_as_the_users_own(kernel):
     )
     assert set(announced(cell)) <= set(steps) and steps[:3] == [4] * 3
     rerun_is_clean(kernel, db, "interrupted-again")
-
-
-@contextmanager
-def locked(db: Path) -> Iterator[None]:
-    """SQLite's write lock held from here: the store hangs for the kernel's writer."""
-    connection = sqlite3.connect(db, isolation_level=None)
-    connection.execute("BEGIN EXCLUSIVE")
-    try:
-        yield
-    finally:
-        connection.execute("ROLLBACK")
-        connection.close()
 
 
 def test_an_interrupt_while_the_store_hangs_ends_the_cell_when_the_guards_flush_does(kernel):
