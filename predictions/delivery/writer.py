@@ -29,6 +29,7 @@ from predictions.delivery import legacy, outbox_place
 from predictions.delivery.outbox import Key, Outbox, now_text
 from predictions.delivery.pieces import in_pieces
 from predictions.delivery.spool import Dropped, Replay, call_job, call_rows, deliver, describe, replay
+from predictions.delivery.worker import Worker
 from predictions.errors import (
     SESSION_REFUSALS,
     AuthError,
@@ -114,7 +115,7 @@ class Writer:
         self._close_by = 0.0
         """When `close()` stops waiting (monotonic): until then calls held in memory are still retried."""
         self._spilled = False
-        self._thread = threading.Thread(target=self._run, name="predictions-writer", daemon=True)
+        self._thread = Worker(self._run, name="predictions-writer")  # a signal handler may close it again
         self._thread.start()
 
     # called from the training loop: never blocks, never raises
@@ -208,8 +209,7 @@ class Writer:
             self.closed = True
             self._close_by = time.monotonic() + max(0.0, timeout_s - min(5.0, timeout_s / 4))
             self._queue.put(_STOP)
-        self._thread.join(timeout_s)
-        if self._thread.is_alive():
+        if not self._thread.wait(timeout_s):
             left = self.spill()
             logger.warning(
                 "predictions store still busy after %ss; %s queued call(s) written to the outbox %s",
@@ -222,7 +222,7 @@ class Writer:
     @property
     def done(self) -> bool:
         """Closed and its thread ended: nothing will touch the store through this writer again."""
-        return self.closed and not self._thread.is_alive()
+        return self.closed and self._thread.finished
 
     def close_store(self) -> None:
         """Close the store, for a run that opened it itself or let this writer open it (not a store the

@@ -25,6 +25,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from predictions.delivery.pieces import in_pieces
+from predictions.delivery.worker import Worker
 from predictions.delivery.writer import Writer, check_can_write
 from predictions.errors import ConfigError, PredictionsError, StoreUnavailableError
 from predictions.scoring.metrics import score_batch
@@ -511,7 +512,7 @@ class Builder:
     def __init__(self):
         self._jobs: collections.deque[Callable[[], None]] = collections.deque()  # append is atomic
         self._closing = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="predictions-rollouts", daemon=True)
+        self._thread = Worker(self._run, name="predictions-rollouts")  # a signal handler may close it again
         self._thread.start()
 
     def put(self, job: Callable[[], None]) -> None:
@@ -520,8 +521,7 @@ class Builder:
     def close(self, timeout_s: float | None = None) -> None:
         """Run every job put so far, then stop the thread (waiting at most `timeout_s`)."""
         self._closing.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
+        self._thread.wait(timeout_s)
 
     def _run(self) -> None:
         while True:
