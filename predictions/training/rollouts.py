@@ -25,7 +25,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from predictions.delivery.pieces import in_pieces
-from predictions.delivery.worker import Worker
+from predictions.delivery.worker import Flag, Worker
 from predictions.delivery.writer import Writer, check_can_write
 from predictions.errors import ConfigError, PredictionsError, StoreUnavailableError
 from predictions.scoring.metrics import score_batch
@@ -511,7 +511,7 @@ class Builder:
 
     def __init__(self):
         self._jobs: collections.deque[Callable[[], None]] = collections.deque()  # append is atomic
-        self._closing = threading.Event()
+        self._closing = Flag()  # a signal handler may set it again inside close()'s own set
         self._thread = Worker(self._run, name="predictions-rollouts")  # a signal handler may close it again
         self._thread.start()
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from predictions.config import PredictionsConfig
+from predictions.delivery.worker import Flag
 from predictions.delivery.writer import Writer
 from predictions.scoring.metrics import METRICS, UNSCORED, Scores, score_batch
 from predictions.scoring.sample import Sample
@@ -51,7 +52,7 @@ class HandedRound:
     custom: dict[str, list[float | None]] = field(default_factory=dict)
     averages: dict[str, float] | None = None
     kept_unscored: bool = False
-    done: threading.Event = field(default_factory=threading.Event)
+    done: Flag = field(default_factory=Flag)  # a signal handler may wait for it inside the caller's wait
 
 
 @dataclass(frozen=True)
