@@ -3,9 +3,10 @@
 Python runs a signal handler on the main thread between any two bytecodes, also inside the standard
 library. The guard's handler waits for the round being scored and closes the rollouts builder, so it
 may run inside the main thread's own wait for that round (`RoundScorer.wait`) or its own
-`Builder.close`. Each test puts the signal at every line the main thread runs inside that call, one
-run per line (a trace function on the main thread raises it there), and checks that the handler and
-then the interrupted call finish, with every row stored or kept.
+`Builder.close`, and it appends to the outbox, maybe while the main thread is inside an append. Each
+test puts the signal at every line the main thread runs inside that call, one run per line (a trace
+function on the main thread raises it there), and checks that the handler and then the interrupted
+call finish, with every row stored or kept.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from types import CodeType
 import pytest
 
 from predictions.config import PredictionsConfig
-from predictions.delivery import worker
+from predictions.delivery import outbox, worker
+from predictions.delivery.outbox import Outbox
 from predictions.delivery.writer import Writer
 from predictions.scoring.sample import Sample
 from predictions.store.sqlite import SQLiteStore
@@ -100,6 +102,10 @@ def in_an_event(code: CodeType) -> bool:
     )
 
 
+def in_the_outbox(code: CodeType) -> bool:
+    return code.co_filename == outbox.__file__
+
+
 def sweep(run: Callable[[int | None], list[str]]) -> int:
     """`run(None)` counts the lines; then `run(k)` for each of them. How many runs were signalled."""
     lines = run(None)
@@ -174,6 +180,39 @@ def test_sigterm_inside_the_main_threads_wait_for_a_round_lets_the_guard_wait_fo
         assert averages is not None and averages["gated"] == 1.0, where
         stored = SQLiteStore(tmp_path / "p.db").rows_after(job)
         assert stored["gated"].tolist() == [1.0] * 3, where  # scored, after the rows kept unscored
+        return lines
+
+    assert sweep(run) >= 3
+
+
+def test_sigterm_inside_an_outbox_append_lets_the_guards_spill_append_too(
+    tmp_path, monkeypatch, sigterm_recorded, hung_alarm, caplog
+):
+    """A closed writer keeps a late call in the outbox on the caller's thread; the guard's spill keeps
+    the writer's own calls there, inside that append. Both are kept at once, not after the outbox's
+    lock timeout, and nothing is left in memory only."""
+    monkeypatch.setattr(preemption, "FLUSH_S", 0.5)
+
+    def run(number: int | None) -> list[str]:
+        job = f"job{number}"
+        spool = tmp_path / f"{job}.outbox.db"
+        writer = Writer(None, spool_path=spool)
+        writer.outbox.timeout_s = 2.0  # what the handler's append would wait for the main thread's lock
+        writer.spill()  # from here on, every call is kept in the outbox on the caller's thread
+        guard = preemption.guard_job(writer, job)
+        start, signalled = time.monotonic(), len(sigterm_recorded)
+        with hung_alarm(), signal_at_line(number, in_the_outbox) as lines:
+            writer.write(prediction_rows(job, steps=(1,), samples=3, epoch=1))
+        took = time.monotonic() - start
+        guard.uninstall()
+        where = "no signal" if number is None else f"a signal before {lines[number]}"
+        assert len(sigterm_recorded) == signalled + (number is not None), where
+        assert writer.missing_rows() == {}, where  # nothing held in memory only
+        ops = [call["op"] for calls in Outbox(spool).pending().values() for call in calls if call]
+        assert sorted(ops) == sorted(
+            ["write_predictions", *(["finish_job"] if number is not None else [])]
+        ), where
+        assert took < 1.5, f"{where}: took {took:.1f} s"
         return lines
 
     assert sweep(run) >= 3

@@ -1,12 +1,12 @@
 """The local outbox: store calls kept in a small SQLite database until their store acknowledges them.
 
-Appends, claims and deletes are transactions, so any number of writers and replayers (threads or
-processes) may share one outbox. A replayer claims entries with a lease that expires (no process ids:
-a killed replayer's entries simply become claimable again) and deletes an entry only after the store
-took it (at least once; the stores' upserts make a repeat harmless). Every entry is keyed by the
-store it is for and the owner it was written as (`Key`): a replay only ever asks for its own key's
-entries, so nobody's calls are sent under another identity. Refused calls go to the `quarantine`
-table, with the store's error.
+Appends (one statement each, see `Outbox.append`), claims and deletes are transactions, so any number
+of writers and replayers (threads or processes) may share one outbox. A replayer claims entries with a
+lease that expires (no process ids: a killed replayer's entries simply become claimable again) and
+deletes an entry only after the store took it (at least once; the stores' upserts make a repeat
+harmless). Every entry is keyed by the store it is for and the owner it was written as (`Key`): a
+replay only ever asks for its own key's entries, so nobody's calls are sent under another identity.
+Refused calls go to the `quarantine` table, with the store's error.
 """
 
 from __future__ import annotations
@@ -94,12 +94,18 @@ class Outbox:
     # writing
 
     def append(self, key: Key, calls: Sequence[dict[str, Any]]) -> None:
-        """Keep calls for `key`, all or none."""
-        created = now_text()
-        values = [(key.store, key.owner, encode(call), created) for call in calls]
-        with self._transaction() as conn:
-            conn.executemany(
-                "INSERT INTO entries (store, owner, call, created_at) VALUES (?, ?, ?, ?)", values
+        """Keep calls for `key`, all or none, in order.
+
+        One statement, outside `BEGIN`: the write lock is held only inside that one call into SQLite,
+        where no signal handler runs. The guard's handler appends (its spill) on the main thread,
+        maybe while that thread is itself inside an append; had the outer one held the lock, the
+        handler's own would have waited for it until `timeout_s` and left its calls in memory only."""
+        texts = json.dumps([encode(call) for call in calls])
+        with self._transaction(begin=False) as conn:
+            conn.execute(
+                "INSERT INTO entries (store, owner, call, created_at) "
+                "SELECT ?, ?, value, ? FROM json_each(?) ORDER BY key",
+                (key.store, key.owner, now_text(), texts),
             )
 
     def claim(self, key: Key, limit: int = 50, lease_s: float = LEASE_S) -> list[Entry]:
@@ -208,14 +214,17 @@ class Outbox:
     # plumbing
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A connection inside `BEGIN IMMEDIATE`, committed on success; file errors as OutboxError."""
+    def _transaction(self, *, begin: bool = True) -> Iterator[sqlite3.Connection]:
+        """A connection inside `BEGIN IMMEDIATE`, committed on success (`begin=False`: none, for a
+        single statement, atomic by itself); file errors as OutboxError."""
         conn = None
         try:
             conn = self._connect()
-            conn.execute("BEGIN IMMEDIATE")
+            if begin:
+                conn.execute("BEGIN IMMEDIATE")
             yield conn
-            conn.execute("COMMIT")
+            if begin:
+                conn.execute("COMMIT")
         except (sqlite3.Error, OSError) as error:
             problem = f"the predictions outbox {self.path} cannot be used: {error}{disk_full(self.path)}"
             raise OutboxError(problem) from error
