@@ -3,18 +3,24 @@ its scores, a hanging scorer given up on, and the early-stop rule still deciding
 
 from __future__ import annotations
 
+import linecache
 import logging
+import sys
 import threading
 
 import pandas as pd
 import pytest
 
 from predictions import PredictionsCallback, PredictionsMonitor
+from predictions.config import PredictionsConfig
 from predictions.delivery.writer import Writer
 from predictions.scorers import NumericAnswer
+from predictions.scoring.sample import Sample
+from predictions.store.sqlite import SQLiteStore
 from predictions.training import round_scorer
 from predictions.training.round_scorer import build_rows
 from tests import helpers_training as h
+from tests.helpers import wait_until
 
 SAMPLES = [{**pair, "category": "even" if i % 2 == 0 else "odd"} for i, pair in enumerate(h.pairs(12))]
 
@@ -140,3 +146,40 @@ def test_with_the_early_stop_rule_a_round_waits_for_its_own_scores(sqlite_store)
     monitor.finish()
     (stored,) = sqlite_store.trends(monitor.job_id).rounds.to_dict("records")
     assert result.averages["char_error_rate"] == pytest.approx(stored["avg_char_error_rate"])
+
+
+def scorer_waits_for_its_lock(scorer: round_scorer.RoundScorer) -> bool:
+    """Whether the scorer's thread is blocked on the scorer's lock (another thread holds it)."""
+    frame = sys._current_frames().get(scorer._worker.ident)
+    line = linecache.getline(frame.f_code.co_filename, frame.f_lineno) if frame else ""
+    return frame is not None and frame.f_code.co_name == "_score" and "with self._lock" in line
+
+
+def test_a_round_scored_while_the_guard_spills_is_stored_scored_not_unscored(tmp_path):
+    """The guard keeps a round still being scored unscored; its scorer finishing right then writes the
+    scored rows to the outbox too. They must come after the unscored ones (a replay stores them in
+    order, the last wins): the scorer is freed at the guard's first append to the outbox, and the
+    append goes on once it has finished or waits for the guard."""
+    release = threading.Event()
+
+    def gated(prediction, truth, sample):
+        release.wait(10)
+        return 1.0
+
+    writer = Writer(SQLiteStore(tmp_path / "p.db"), spool_path=tmp_path / "p.outbox.db")
+    scorer = round_scorer.RoundScorer(writer, PredictionsConfig(scorers={"gated": gated}))
+    handed = scorer.hand_over("job", 1, 1.0, [Sample(i, f"p{i}", str(i)) for i in range(3)], ["0", "1", "3"])
+    append = writer.outbox.append
+
+    def guard_appends(key, calls):
+        if threading.current_thread() is threading.main_thread() and not release.is_set():
+            release.set()
+            wait_until(lambda: handed.done.is_set() or scorer_waits_for_its_lock(scorer), what="the scorer")
+        append(key, calls)
+
+    writer.outbox.append = guard_appends
+    kept = round_scorer.ScoreFirst(scorer, writer)
+    kept.spill()
+    kept.close(6.0)
+    scorer.close()
+    assert SQLiteStore(tmp_path / "p.db").rows_after("job")["gated"].tolist() == [1.0] * 3

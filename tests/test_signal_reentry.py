@@ -197,7 +197,7 @@ def test_sigterm_inside_an_outbox_append_lets_the_guards_spill_append_too(
         job = f"job{number}"
         spool = tmp_path / f"{job}.outbox.db"
         writer = Writer(None, spool_path=spool)
-        writer.outbox.timeout_s = 2.0  # what the handler's append would wait for the main thread's lock
+        writer.outbox.timeout_s = 5.0  # what the handler's append would wait for the main thread's lock
         writer.spill()  # from here on, every call is kept in the outbox on the caller's thread
         guard = preemption.guard_job(writer, job)
         start, signalled = time.monotonic(), len(sigterm_recorded)
@@ -212,7 +212,7 @@ def test_sigterm_inside_an_outbox_append_lets_the_guards_spill_append_too(
         assert sorted(ops) == sorted(
             ["write_predictions", *(["finish_job"] if number is not None else [])]
         ), where
-        assert took < 1.5, f"{where}: took {took:.1f} s"
+        assert took < 3.0, f"{where}: took {took:.1f} s"  # the flush's 0.5 s, not the lock's 5 s
         return lines
 
     assert sweep(run) >= 3

@@ -260,7 +260,7 @@ def build_rows(
 
 
 class ScoreFirst:
-    """The writer as the signal guard and the exit hook use it: `spill` first keeps the rounds still
+    """The writer as the signal guard and the exit hook use it: `spill` also keeps the rounds still
     being scored (unscored), and `close` gives them half its time to be scored before the writer's.
     `before_finish` hands the writer what the loop still holds (the logged loss since the last round)
     before the job's last status."""
@@ -280,8 +280,12 @@ class ScoreFirst:
         self.writer.finish_job(job_id, status=status, stop_reason=stop_reason)
 
     def spill(self) -> int:
+        """The writer's queue first, then the rounds not scored yet, straight to the outbox under the
+        scorer's lock: a round scored meanwhile comes after its unscored rows, as a replay needs (the
+        other way, its scored rows could reach the outbox before the spill's own append)."""
+        spilled = self.writer.spill()
         self.scorer.keep_unscored()
-        return self.writer.spill()
+        return spilled
 
     def close(self, timeout_s: float | None = None) -> None:
         start = time.monotonic()
