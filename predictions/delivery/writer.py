@@ -435,20 +435,21 @@ class Writer:
         return not result.errors
 
     def _replay_each(self) -> Replay:
-        """Replay this run's outbox, then the others of its store, until the store stops answering."""
+        """Replay this run's outbox, then the others of its store, until the store stops answering; the
+        last replay's result, whose errors and refusal say whether writing goes on (each replay logs
+        what it stored and dropped itself)."""
         result = Replay()
         for outbox in [self.outbox, *self._elsewhere]:
             try:
-                done = replay(self.store, outbox, self.key)
+                result = replay(self.store, outbox, self.key)
             except OutboxError as error:
                 logger.error(
                     "predictions outbox cannot be replayed (%s); rows go straight to the store", error
                 )
                 continue
-            if done.stored:
-                logger.info("replayed %s kept call(s) from %s", done.stored, outbox.path)
-            result = Replay(result.stored + done.stored, done.pending, done.errors, done.refusal)
-            if done.errors:
+            if result.stored:
+                logger.info("replayed %s kept call(s) from %s", result.stored, outbox.path)
+            if result.errors:
                 break
         return result
 

@@ -171,7 +171,8 @@ class RolloutRecorder(TrainerCallback):
         self._step_calls = (-1, 0)
         self._guard: Any = None
         self._is_main = True
-        self._state: Any = None
+        self._progress: Callable[[], tuple[int, int]] = lambda: (0, 0)
+        """(step reached, planned last step) of the open run: for the reason of an interrupted one."""
         self._exit_hook: Callable[[], None] = lambda: None
 
     # the reward functions
@@ -384,8 +385,8 @@ class RolloutRecorder(TrainerCallback):
         kept = DrainFirst(self._builder, self._writer)
         job_id = self.job_id if self._is_main else None  # another rank's job is rank 0's to mark
         self._exit_hook = at_exit(close_at_exit, kept, job_id)
-        self._guard = guard_job(kept, job_id, lambda: (state.global_step, state.max_steps))
-        self._state = state
+        self._progress = lambda: (state.global_step, state.max_steps)
+        self._guard = guard_job(kept, job_id, self._progress)
         notebook.watch(self, with_cell=True)  # train() returns only after train end
 
     def _job_config(self, args: Any, state: Any, model: Any, dataloader: Any) -> dict[str, Any]:
@@ -435,8 +436,7 @@ class RolloutRecorder(TrainerCallback):
         """The notebook cell that started this run ended before train end (`notebook.py`): the job is
         marked failed now, or stopped for a KeyboardInterrupt (the user's Interrupt), its rows stored."""
         if isinstance(error, KeyboardInterrupt):
-            state = self._state
-            self._end("finished", interrupted_at(state.global_step, state.max_steps))
+            self._end("finished", interrupted_at(*self._progress()))
             return
         self._end("failed", why=described(error))
 
